@@ -1,0 +1,289 @@
+/*
+ * IRSA: AssumeRoleWithWebIdentity.
+ *
+ * Every fetch reads the projected token file afresh (kubelet rotates it),
+ * strips surrounding whitespace (radosgw rejects a trailing newline), and
+ * sends an unsigned form POST to STS. Transient failures (transport errors,
+ * throttling, 5xx, IDPCommunicationError) are retried with jittered backoff
+ * inside the fetch's budget; everything else fails at once with an
+ * explanation that names the role, the STS code and the likely cause. The
+ * token and the returned secrets are wiped as soon as they are not needed.
+ */
+#include "auth/creds.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "auth/sts_xml.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/strutil.h"
+#include "http/http.h"
+#include "http/retry.h"
+#include "http/xml.h"
+
+#define TOKEN_MAX (64 * 1024)
+#define STS_BODY_MAX (64 * 1024)
+
+struct webid {
+	struct creds_provider base;	/* first: the provider is cast back */
+	struct http_client *http;
+	char *role_arn;
+	char *token_file;
+	char *session_name;
+	char *endpoint;
+	long duration_seconds;
+	long timeout_ms;
+	long budget_ms;
+};
+
+static void make_session_name(char *out, size_t len)
+{
+	char host[64] = "";
+	unsigned char rnd[4] = { 0 };
+	char hex[9];
+	size_t i;
+
+	gethostname(host, sizeof(host) - 1);
+	/* RoleSessionName allows [\w+=,.@-]; anything else becomes '-'. */
+	for (i = 0; host[i]; i++) {
+		unsigned char ch = (unsigned char)host[i];
+
+		if (!isalnum(ch) && !strchr("_+=,.@-", ch))
+			host[i] = '-';
+	}
+	RAND_bytes(rnd, sizeof(rnd));
+	hex_encode(rnd, sizeof(rnd), hex);
+	snprintf(out, len, "irsafs-%.40s-%s", host[0] ? host : "pod", hex);
+}
+
+static int form_add(struct buf *b, const char *name, const char *value)
+{
+	int rc;
+
+	if (b->len && (rc = buf_puts(b, "&")))
+		return rc;
+	if ((rc = buf_puts(b, name)) || (rc = buf_puts(b, "=")))
+		return rc;
+	return uri_encode(b, value, strlen(value), 0);
+}
+
+/* A person-readable cause for an STS refusal; never includes the token. */
+static void explain(const struct webid *w, const struct s3_error *e, char *why, size_t whylen)
+{
+	char what[320];
+
+	err_describe(e, what, sizeof(what));
+	if (!strcmp(e->code, "AccessDenied"))
+		snprintf(why, whylen, "STS refused AssumeRoleWithWebIdentity for role %s: %s; "
+			 "check that the role exists, that its trust policy allows this "
+			 "cluster's OIDC provider and this service account (condition on :sub "
+			 "and :aud), that the service account's eks.amazonaws.com/role-arn "
+			 "annotation names this role, and that the token in %s has audience "
+			 "sts.amazonaws.com and has not expired",
+			 w->role_arn, what, w->token_file);
+	else if (!strcmp(e->code, "InvalidIdentityToken"))
+		snprintf(why, whylen, "STS rejected the web identity token in %s for role %s: %s; "
+			 "the account has no IAM OIDC provider for the token's issuer, or the "
+			 "token is malformed or signed by another key", w->token_file,
+			 w->role_arn, what);
+	else if (!strcmp(e->code, "ExpiredTokenException"))
+		snprintf(why, whylen, "STS says the web identity token in %s has expired (%s); "
+			 "kubelet should rotate it: check the projected token volume",
+			 w->token_file, what);
+	else if (e->http_status == 0)
+		snprintf(why, whylen, "cannot reach STS at %s for role %s: %s; check "
+			 "AWS_ENDPOINT_URL_STS/AWS_REGION and that the Pod can reach STS",
+			 w->endpoint, w->role_arn, what);
+	else
+		snprintf(why, whylen, "AssumeRoleWithWebIdentity for role %s at %s failed: %s",
+			 w->role_arn, w->endpoint, what);
+}
+
+static int sts_retryable(const struct s3_error *e)
+{
+	return err_is_retryable(e) || !strcmp(e->code, "IDPCommunicationError");
+}
+
+/* One STS call. 0 with *out set; -EAGAIN when worth retrying; else -errno. */
+static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, char *why,
+			 size_t whylen)
+{
+	static const char *const headers[] = {
+		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+		"Accept: application/xml",
+	};
+	struct http_request req = {
+		.method = "POST",
+		.url = w->endpoint,
+		.headers = headers,
+		.nheaders = 2,
+		.timeout_ms = timeout_ms,
+		.max_body = STS_BODY_MAX,
+	};
+	struct http_response resp;
+	struct sts_result res;
+	struct s3_error e;
+	struct buf form;
+	char *token = NULL;
+	size_t toklen = 0;
+	int rc;
+
+	err_clear(&e);
+	buf_init(&form, TOKEN_MAX * 3 + 4096);
+	http_response_init(&resp);
+
+	rc = file_read_small(w->token_file, TOKEN_MAX, &token, &toklen);
+	if (rc) {
+		snprintf(why, whylen, "cannot read the web identity token file %s: %s; check the "
+			 "projected service account token volume (AWS_WEB_IDENTITY_TOKEN_FILE)",
+			 w->token_file, rc == -EFBIG ? "file too large" : strerror(-rc));
+		goto out;
+	}
+	str_trim(token);
+	if (!*token) {
+		snprintf(why, whylen, "the web identity token file %s is empty", w->token_file);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = form_add(&form, "Action", "AssumeRoleWithWebIdentity");
+	if (!rc)
+		rc = form_add(&form, "Version", "2011-06-15");
+	if (!rc)
+		rc = form_add(&form, "RoleArn", w->role_arn);
+	if (!rc)
+		rc = form_add(&form, "RoleSessionName", w->session_name);
+	if (!rc && w->duration_seconds > 0) {
+		char dur[24];
+
+		snprintf(dur, sizeof(dur), "%ld", w->duration_seconds);
+		rc = form_add(&form, "DurationSeconds", dur);
+	}
+	if (!rc)
+		rc = form_add(&form, "WebIdentityToken", token);
+	if (rc) {
+		snprintf(why, whylen, "cannot build the STS request: %s", strerror(-rc));
+		goto out;
+	}
+	req.body = form.data;
+	req.body_len = form.len;
+	rc = http_perform(w->http, &req, &resp, &e);
+	if (rc && rc != -EMSGSIZE) {
+		explain(w, &e, why, whylen);
+		rc = -EAGAIN;
+		goto out;
+	}
+	if (rc == -EMSGSIZE) {
+		snprintf(why, whylen, "STS at %s sent a reply larger than %u bytes", w->endpoint,
+			 STS_BODY_MAX);
+		rc = -EPROTO;
+		goto out;
+	}
+	if (resp.status == 200) {
+		rc = sts_xml_parse_assume_role(resp.body.data, resp.body.len, &res);
+		if (rc) {
+			snprintf(why, whylen, "STS at %s answered 200 but not with an "
+				 "AssumeRoleWithWebIdentity result", w->endpoint);
+			goto out;
+		}
+		*out = creds_new(res.access_key_id, res.secret_access_key, res.session_token,
+				 res.expiration.tv_sec, res.assumed_role_arn);
+		sts_result_cleanup(&res);
+		rc = *out ? 0 : -ENOMEM;
+		goto out;
+	}
+	xml_parse_error(resp.body.data, resp.body.len, &e);
+	e.http_status = resp.status;
+	explain(w, &e, why, whylen);
+	rc = sts_retryable(&e) ? -EAGAIN : -EACCES;
+out:
+	if (token) {
+		OPENSSL_cleanse(token, toklen);
+		free(token);
+	}
+	buf_cleanse(&form);
+	/* The reply carries secrets too. */
+	buf_cleanse(&resp.body);
+	http_response_cleanup(&resp);
+	return rc;
+}
+
+static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, size_t whylen)
+{
+	static const struct retry_policy policy = {
+		.max_attempts = 4, .base_ms = 200, .max_backoff_ms = 3000,
+	};
+	struct webid *w = (struct webid *)p;
+	struct retry_policy pol = policy;
+	struct retry r;
+	long sleep_ms, timeout;
+	int rc;
+
+	pol.budget_ms = w->budget_ms;
+	retry_begin(&r, &pol);
+	for (;;) {
+		timeout = retry_remaining_ms(&r);
+		if (timeout > w->timeout_ms)
+			timeout = w->timeout_ms;
+		if (timeout < 1000)
+			timeout = 1000;
+		rc = webid_attempt(w, timeout, out, why, whylen);
+		if (rc != -EAGAIN)
+			return rc;
+		sleep_ms = retry_next(&r);
+		if (sleep_ms < 0)
+			return -EIO;
+		log_msg(LOG_WARNING, "%s (attempt %d/%d, retry in %ld ms)", why, r.attempt,
+			pol.max_attempts, sleep_ms);
+		retry_sleep_ms(sleep_ms);
+	}
+}
+
+static void webid_destroy(struct creds_provider *p)
+{
+	struct webid *w = (struct webid *)p;
+
+	free(w->role_arn);
+	free(w->token_file);
+	free(w->session_name);
+	free(w->endpoint);
+	free(w);
+}
+
+struct creds_provider *creds_webid_new(const struct webid_config *cfg, struct http_client *http)
+{
+	struct webid *w = calloc(1, sizeof(*w));
+	char name[80];
+
+	if (!w)
+		return NULL;
+	w->base.name = "web identity";
+	w->base.fetch = webid_fetch;
+	w->base.destroy = webid_destroy;
+	w->http = http;
+	if (cfg->session_name) {
+		snprintf(name, sizeof(name), "%s", cfg->session_name);
+	} else {
+		make_session_name(name, sizeof(name));
+	}
+	w->role_arn = strdup(cfg->role_arn);
+	w->token_file = strdup(cfg->token_file);
+	w->session_name = strdup(name);
+	w->endpoint = strdup(cfg->sts_endpoint);
+	w->duration_seconds = cfg->duration_seconds;
+	w->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
+	w->budget_ms = cfg->budget_ms > 0 ? cfg->budget_ms : 30000;
+	if (!w->role_arn || !w->token_file || !w->session_name || !w->endpoint) {
+		webid_destroy(&w->base);
+		return NULL;
+	}
+	return &w->base;
+}

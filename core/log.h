@@ -1,0 +1,42 @@
+/*
+ * log: the process-wide log sink.
+ *
+ * One line per event, to stderr by default (container logs) or to syslog once
+ * the daemon has detached. Levels are syslog's (LOG_ERR .. LOG_DEBUG). The sink
+ * is the only process-global in irsafs; it is configured once in main before
+ * any thread starts and is safe to call from every thread afterwards (each line
+ * is written with a single write(2) so lines never interleave).
+ *
+ * Nothing secret may be passed to log_msg: callers format only names, keys,
+ * status codes and ARNs. auth/ keeps secrets in struct creds, which has no
+ * formatting helper on purpose.
+ */
+#ifndef IRSAFS_CORE_LOG_H
+#define IRSAFS_CORE_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+/* Set the most verbose level that is written (default LOG_INFO). */
+void log_set_level(int level);
+int log_get_level(void);
+
+/* Send further lines to syslog (ident "irsafs") instead of stderr. */
+void log_use_syslog(void);
+
+/* Prefix every line with this tag (e.g. the program name); not copied. */
+void log_set_tag(const char *tag);
+
+int log_enabled(int level);
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/*
+ * Log a message only the first time this exact text is seen (bounded memory:
+ * after a few thousand distinct texts, further ones are logged every time).
+ * Used for per-key notices such as hidden names and denials.
+ */
+void log_once(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

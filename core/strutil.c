@@ -1,0 +1,228 @@
+#include "core/strutil.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "core/buf.h"
+
+void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+void sha256_hex(const void *in, size_t n, char out[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = sizeof(md);
+
+	EVP_Digest(in, n, md, &mdlen, EVP_sha256(), NULL);
+	hex_encode(md, 32, out);
+}
+
+static int is_unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int uri_encode(struct buf *out, const char *in, size_t n, int keep_slash)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (is_unreserved(c) || (keep_slash && c == '/')) {
+			rc = buf_append(out, &in[i], 1);
+		} else {
+			char esc[3] = { '%', digits[c >> 4], digits[c & 15] };
+
+			rc = buf_append(out, esc, 3);
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long uri_decode(char *s, int plus_is_space)
+{
+	char *r = s, *w = s;
+
+	while (*r) {
+		if (*r == '%') {
+			int hi, lo;
+
+			if (!r[1] || !r[2])
+				return -EINVAL;
+			hi = hexval(r[1]);
+			lo = hexval(r[2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				return -EINVAL;
+			*w++ = (char)(hi * 16 + lo);
+			r += 3;
+		} else if (*r == '+' && plus_is_space) {
+			*w++ = ' ';
+			r++;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return w - s;
+}
+
+char *str_trim(char *s)
+{
+	size_t n;
+	char *p = s;
+
+	while (*p && isspace((unsigned char)*p))
+		p++;
+	if (p != s)
+		memmove(s, p, strlen(p) + 1);
+	n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+int str_has_prefix_ci(const char *s, const char *prefix)
+{
+	return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int time_parse_iso8601(const char *s, struct timespec *out)
+{
+	struct tm tm;
+	const char *p;
+	long nsec = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		long scale = 100000000;
+
+		for (p++; isdigit((unsigned char)*p); p++) {
+			nsec += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p == 'Z')
+		p++;
+	else if (!strncmp(p, "+00:00", 6))
+		p += 6;
+	else
+		return -EINVAL;
+	if (*p)
+		return -EINVAL;
+	out->tv_sec = timegm(&tm);
+	out->tv_nsec = nsec;
+	return out->tv_sec == (time_t)-1 ? -EINVAL : 0;
+}
+
+int time_parse_rfc1123(const char *s, time_t *out)
+{
+	struct tm tm;
+	const char *p;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!p || *p)
+		return -EINVAL;
+	*out = timegm(&tm);
+	return 0;
+}
+
+void time_format_amz(time_t t, char out[17])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+void time_format_iso8601(time_t t, char out[21])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+long long clock_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int file_read_small(const char *path, size_t max, char **out, size_t *len)
+{
+	struct buf b;
+	char chunk[4096];
+	ssize_t n;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf_init(&b, max);
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		rc = buf_append(&b, chunk, (size_t)n);
+		if (rc) {
+			if (rc == -EMSGSIZE)
+				rc = -EFBIG;
+			break;
+		}
+	}
+	close(fd);
+	if (rc) {
+		buf_cleanse(&b);
+		return rc;
+	}
+	if (len)
+		*len = b.len;
+	*out = buf_steal(&b);
+	return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * strutil: small pure helpers for strings, URIs, hashes and times.
+ *
+ * Everything here is reentrant and allocation-free unless it takes a
+ * struct buf. The URI encoder is the one S3 and SigV4 agree on: every byte
+ * except the unreserved set A-Z a-z 0-9 - . _ ~ is written once as %XX
+ * (upper-case hex); '/' is kept or encoded as the caller says.
+ */
+#ifndef IRSAFS_CORE_STRUTIL_H
+#define IRSAFS_CORE_STRUTIL_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct buf;
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* Lower-case hex SHA-256 of n bytes into out[65]. */
+void sha256_hex(const void *in, size_t n, char out[65]);
+
+/* Percent-encode n bytes; '/' is kept when keep_slash. Returns 0 or -errno. */
+int uri_encode(struct buf *out, const char *in, size_t n, int keep_slash);
+
+/*
+ * Percent-decode in place ("%2F" -> "/"); when plus_is_space, '+' becomes ' '.
+ * Returns the new length, or -EINVAL on a malformed escape or an encoded NUL.
+ */
+long uri_decode(char *s, int plus_is_space);
+
+/* Strip leading and trailing ASCII whitespace in place; returns s. */
+char *str_trim(char *s);
+
+/* Case-insensitive prefix test. */
+int str_has_prefix_ci(const char *s, const char *prefix);
+
+/*
+ * Parse an ISO 8601 UTC time as S3 and STS send it: 2026-11-28T15:17:00Z,
+ * with or without fractional seconds. Returns 0 and sets *out, or -EINVAL.
+ */
+int time_parse_iso8601(const char *s, struct timespec *out);
+
+/* Parse an RFC 1123 date ("Sat, 28 Nov 2026 15:17:00 GMT"). 0 or -EINVAL. */
+int time_parse_rfc1123(const char *s, time_t *out);
+
+/* Format t as x-amz-date (20261128T151700Z, 17 bytes with NUL). */
+void time_format_amz(time_t t, char out[17]);
+
+/* Format t as ISO 8601 (2026-11-28T15:17:00Z, 21 bytes with NUL). */
+void time_format_iso8601(time_t t, char out[21]);
+
+/* Monotonic clock in milliseconds. */
+long long clock_mono_ms(void);
+
+/* Read a whole small file (at most max bytes) into a NUL-terminated malloc'd
+ * string. Returns 0, -errno from open/read, or -EFBIG when longer than max. */
+int file_read_small(const char *path, size_t max, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,353 @@
+/*
+ * Two chained hash tables over the same nodes: by inode number and by
+ * (key, is_dir). Invariants, all under t->lock:
+ *  - every node is in both tables exactly once;
+ *  - nlookup > 0 for every node but the root, which is pinned;
+ *  - a node's key and is_dir never change, so its place in the key table is
+ *    fixed for its life.
+ */
+#include "fs/inode.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/strutil.h"
+#include "fs/listing.h"
+
+#define ROOT_INO 1
+
+struct node {
+	uint64_t ino;
+	uint64_t nlookup;
+	char *key;
+	int is_dir;
+	struct store_attr attr;
+	long long attr_ms;
+	char *last_open_etag;
+	struct listing *listing;
+	struct node *next_by_ino;
+	struct node *next_by_key;
+};
+
+struct inode_table {
+	pthread_mutex_t lock;	/* guards everything below */
+	struct node **by_ino;
+	struct node **by_key;
+	size_t nbuckets;
+	unsigned long count;
+	uint64_t next_ino;
+	struct node *root;
+};
+
+static size_t hash_key(const char *key, int is_dir)
+{
+	size_t h = 1469598103934665603ULL;
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	return h ^ (size_t)is_dir;
+}
+
+static void node_free(struct node *n)
+{
+	listing_release(n->listing);
+	free(n->last_open_etag);
+	free(n->key);
+	free(n);
+}
+
+static void insert_locked(struct inode_table *t, struct node *n)
+{
+	size_t bi = n->ino % t->nbuckets, bk = hash_key(n->key, n->is_dir) % t->nbuckets;
+
+	n->next_by_ino = t->by_ino[bi];
+	t->by_ino[bi] = n;
+	n->next_by_key = t->by_key[bk];
+	t->by_key[bk] = n;
+	t->count++;
+}
+
+/* Double the buckets when the table gets crowded (best effort). */
+static void grow_locked(struct inode_table *t)
+{
+	struct node **bi, **bk, *n, *next;
+	size_t nb = t->nbuckets * 2, i;
+
+	bi = calloc(nb, sizeof(*bi));
+	bk = calloc(nb, sizeof(*bk));
+	if (!bi || !bk) {
+		free(bi);
+		free(bk);
+		return;
+	}
+	for (i = 0; i < t->nbuckets; i++) {
+		for (n = t->by_ino[i]; n; n = next) {
+			next = n->next_by_ino;
+			n->next_by_ino = bi[n->ino % nb];
+			bi[n->ino % nb] = n;
+		}
+		for (n = t->by_key[i]; n; n = next) {
+			size_t h = hash_key(n->key, n->is_dir) % nb;
+
+			next = n->next_by_key;
+			n->next_by_key = bk[h];
+			bk[h] = n;
+		}
+	}
+	free(t->by_ino);
+	free(t->by_key);
+	t->by_ino = bi;
+	t->by_key = bk;
+	t->nbuckets = nb;
+}
+
+struct inode_table *inode_table_new(const char *root_key)
+{
+	struct inode_table *t = calloc(1, sizeof(*t));
+	struct node *root;
+
+	if (!t)
+		return NULL;
+	t->nbuckets = 1024;
+	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
+	t->by_key = calloc(t->nbuckets, sizeof(*t->by_key));
+	root = calloc(1, sizeof(*root));
+	if (root)
+		root->key = strdup(root_key);
+	if (!t->by_ino || !t->by_key || !root || !root->key) {
+		if (root)
+			free(root->key);
+		free(root);
+		free(t->by_ino);
+		free(t->by_key);
+		free(t);
+		return NULL;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	root->ino = ROOT_INO;
+	root->is_dir = 1;
+	root->nlookup = 1;
+	t->next_ino = ROOT_INO + 1;
+	t->root = root;
+	insert_locked(t, root);
+	return t;
+}
+
+void inode_table_free(struct inode_table *t)
+{
+	struct node *n, *next;
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->nbuckets; i++)
+		for (n = t->by_ino[i]; n; n = next) {
+			next = n->next_by_ino;
+			node_free(n);
+		}
+	free(t->by_ino);
+	free(t->by_key);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static struct node *find_ino_locked(struct inode_table *t, uint64_t ino)
+{
+	struct node *n;
+
+	for (n = t->by_ino[ino % t->nbuckets]; n; n = n->next_by_ino)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static struct node *find_key_locked(struct inode_table *t, const char *key, int is_dir)
+{
+	struct node *n;
+
+	for (n = t->by_key[hash_key(key, is_dir) % t->nbuckets]; n; n = n->next_by_key)
+		if (n->is_dir == is_dir && !strcmp(n->key, key))
+			return n;
+	return NULL;
+}
+
+int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
+{
+	struct node *n;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (!n) {
+		rc = -ENOENT;
+	} else {
+		out->ino = n->ino;
+		out->key = strdup(n->key);
+		out->is_dir = n->is_dir;
+		out->attr = n->attr;
+		out->attr_ms = n->attr_ms;
+		out->last_open_etag = n->last_open_etag ? strdup(n->last_open_etag) : NULL;
+		if (!out->key)
+			rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void inode_info_cleanup(struct inode_info *i)
+{
+	free(i->key);
+	free(i->last_open_etag);
+	i->key = NULL;
+	i->last_open_etag = NULL;
+}
+
+uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
+			  const struct store_attr *attr)
+{
+	struct node *n;
+	uint64_t ino = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_key_locked(t, key, is_dir);
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (n)
+			n->key = strdup(key);
+		if (!n || !n->key) {
+			free(n);
+			goto out;
+		}
+		n->ino = t->next_ino++;
+		n->is_dir = is_dir;
+		if (t->count > t->nbuckets * 2)
+			grow_locked(t);
+		insert_locked(t, n);
+	}
+	n->nlookup++;
+	if (attr) {
+		n->attr = *attr;
+		n->attr_ms = clock_mono_ms();
+	}
+	ino = n->ino;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+static void unlink_locked(struct inode_table *t, struct node *n)
+{
+	struct node **pp;
+
+	for (pp = &t->by_ino[n->ino % t->nbuckets]; *pp; pp = &(*pp)->next_by_ino)
+		if (*pp == n) {
+			*pp = n->next_by_ino;
+			break;
+		}
+	for (pp = &t->by_key[hash_key(n->key, n->is_dir) % t->nbuckets]; *pp;
+	     pp = &(*pp)->next_by_key)
+		if (*pp == n) {
+			*pp = n->next_by_key;
+			break;
+		}
+	t->count--;
+}
+
+void inode_forget(struct inode_table *t, uint64_t ino, uint64_t nl)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (!n || n == t->root) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	if (nl > n->nlookup) {
+		/* The kernel never forgets more than we gave it. */
+		log_msg(LOG_CRIT, "forget of %llu references to inode %llu, which has %llu",
+			(unsigned long long)nl, (unsigned long long)ino,
+			(unsigned long long)n->nlookup);
+		abort();
+	}
+	n->nlookup -= nl;
+	if (n->nlookup == 0) {
+		unlink_locked(t, n);
+		node_free(n);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr *attr)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (n) {
+		n->attr = *attr;
+		n->attr_ms = clock_mono_ms();
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag)
+{
+	struct node *n;
+	int same = 0;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (n) {
+		same = n->last_open_etag && etag[0] && !strcmp(n->last_open_etag, etag);
+		if (!same) {
+			free(n->last_open_etag);
+			n->last_open_etag = strdup(etag);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return same;
+}
+
+struct listing *inode_get_listing(struct inode_table *t, uint64_t ino, long long max_age_ms)
+{
+	struct listing *l = NULL;
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (n && n->listing && clock_mono_ms() - n->listing->fetched_ms < max_age_ms)
+		l = listing_ref(n->listing);
+	pthread_mutex_unlock(&t->lock);
+	return l;
+}
+
+void inode_set_listing(struct inode_table *t, uint64_t ino, struct listing *l)
+{
+	struct listing *old = NULL;
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (n) {
+		old = n->listing;
+		n->listing = listing_ref(l);
+	}
+	pthread_mutex_unlock(&t->lock);
+	listing_release(old);
+}
+
+unsigned long inode_count(struct inode_table *t)
+{
+	unsigned long c;
+
+	pthread_mutex_lock(&t->lock);
+	c = t->count;
+	pthread_mutex_unlock(&t->lock);
+	return c;
+}

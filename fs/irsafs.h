@@ -1,0 +1,40 @@
+/*
+ * irsafs: the state of one mount, built in main and handed to FUSE as
+ * userdata. Options are immutable after startup; the inode table and the
+ * store are thread-safe on their own; counters are updated atomically.
+ */
+#ifndef IRSAFS_FS_IRSAFS_H
+#define IRSAFS_FS_IRSAFS_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <time.h>
+
+#include "fs/opts.h"
+
+struct store;
+struct inode_table;
+struct creds_cache;
+
+struct irsafs_counters {
+	unsigned long long opens;
+	unsigned long long bytes_read;
+	unsigned long long lookups;
+	unsigned long long listings;
+};
+
+struct irsafs {
+	const struct opts *opts;
+	struct store *store;
+	struct inode_table *inodes;
+	struct creds_cache *creds;
+	double ttl;			/* seconds: kernel entry/attr timeouts */
+	long long ttl_ms;		/* listings and attributes trusted this long */
+	struct timespec mount_time;	/* mtime of directories */
+	struct irsafs_counters counters;
+};
+
+extern const struct fuse_lowlevel_ops irsafs_ops;
+
+#endif

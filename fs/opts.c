@@ -1,0 +1,274 @@
+#include "fs/opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+enum {
+	OPT_PREFIX = 256,
+	OPT_UID,
+	OPT_GID,
+	OPT_FILE_MODE,
+	OPT_DIR_MODE,
+	OPT_ALLOW_OTHER,
+	OPT_ENDPOINT,
+	OPT_REGION,
+	OPT_PATH_STYLE,
+	OPT_DEBUG,
+	OPT_METADATA_TTL,
+	OPT_PAGE_SIZE,
+	OPT_CRED_DURATION,
+	OPT_BUDGET,
+	OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "prefix", required_argument, NULL, OPT_PREFIX },
+	{ "uid", required_argument, NULL, OPT_UID },
+	{ "gid", required_argument, NULL, OPT_GID },
+	{ "file-mode", required_argument, NULL, OPT_FILE_MODE },
+	{ "dir-mode", required_argument, NULL, OPT_DIR_MODE },
+	{ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "endpoint-url", required_argument, NULL, OPT_ENDPOINT },
+	{ "region", required_argument, NULL, OPT_REGION },
+	{ "force-path-style", no_argument, NULL, OPT_PATH_STYLE },
+	{ "debug", no_argument, NULL, OPT_DEBUG },
+	{ "metadata-ttl", required_argument, NULL, OPT_METADATA_TTL },
+	{ "list-page-size", required_argument, NULL, OPT_PAGE_SIZE },
+	{ "credential-duration", required_argument, NULL, OPT_CRED_DURATION },
+	{ "operation-timeout", required_argument, NULL, OPT_BUDGET },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+void opts_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: irsafs [OPTIONS] BUCKET MOUNTPOINT\n"
+		"\n"
+		"Mount an S3 bucket read-only, as the IAM role the Pod was given (IRSA).\n"
+		"\n"
+		"  --prefix P               mount only keys under P/ (default: the whole bucket)\n"
+		"  --uid N, --gid N         owner of every file (default: the caller's)\n"
+		"  --file-mode M            mode of files, octal (default 0444)\n"
+		"  --dir-mode M             mode of directories, octal (default 0555)\n"
+		"  --allow-other            let other users see the mount (needs user_allow_other\n"
+		"                           in /etc/fuse.conf unless run as root)\n"
+		"  -f, --foreground         stay in the foreground, log to stderr\n"
+		"  --endpoint-url URL       S3 endpoint (default: AWS_ENDPOINT_URL_S3,\n"
+		"                           AWS_ENDPOINT_URL, else https://s3.REGION.amazonaws.com)\n"
+		"  --region R               region (default: AWS_REGION, AWS_DEFAULT_REGION)\n"
+		"  --force-path-style       address the bucket in the path, not the host name\n"
+		"                           (the default for custom endpoints)\n"
+		"  --metadata-ttl S         seconds listings and attributes are trusted (default 1)\n"
+		"  --list-page-size N       keys per ListObjectsV2 page, 1-1000 (default 1000)\n"
+		"  --credential-duration S  ask STS for credentials lasting S seconds\n"
+		"  --operation-timeout S    give up on one S3 operation after S seconds (default 20)\n"
+		"  --debug                  log every request and FUSE operation\n"
+		"  -h, --help               this text\n"
+		"  --version                the version\n"
+		"\n"
+		"Credentials: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (IRSA), or\n"
+		"AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY. A configured but broken source is\n"
+		"an error; irsafs never falls back to another identity.\n");
+}
+
+static int bad(const char *opt, const char *val, const char *fix)
+{
+	fprintf(stderr, "irsafs: %s '%s': %s\n", opt, val, fix);
+	return -1;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_mode(const char *s, mode_t *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 8);
+	if (errno || end == s || *end || v < 0 || v > 07777)
+		return -1;
+	*out = (mode_t)v;
+	return 0;
+}
+
+static const char *env_nonempty(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+int opts_parse(int argc, char **argv, struct opts *o)
+{
+	const char *prefix = "";
+	long v;
+	char *end;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->uid = getuid();
+	o->gid = getgid();
+	o->file_mode = 0444;
+	o->dir_mode = 0555;
+	o->metadata_ttl = 1.0;
+	o->list_page_size = 1000;
+	o->budget_ms = 20000;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+fho:", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_PREFIX:
+			prefix = optarg;
+			break;
+		case OPT_UID:
+			if (parse_long(optarg, 0, INT_MAX, &v))
+				return bad("--uid", optarg, "expected a numeric user id");
+			o->uid = (uid_t)v;
+			break;
+		case OPT_GID:
+			if (parse_long(optarg, 0, INT_MAX, &v))
+				return bad("--gid", optarg, "expected a numeric group id");
+			o->gid = (gid_t)v;
+			break;
+		case OPT_FILE_MODE:
+			if (parse_mode(optarg, &o->file_mode))
+				return bad("--file-mode", optarg, "expected an octal mode such as 0444");
+			break;
+		case OPT_DIR_MODE:
+			if (parse_mode(optarg, &o->dir_mode))
+				return bad("--dir-mode", optarg, "expected an octal mode such as 0555");
+			break;
+		case OPT_ALLOW_OTHER:
+			o->allow_other = 1;
+			break;
+		case 'f':
+			o->foreground = 1;
+			break;
+		case OPT_ENDPOINT:
+			if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8))
+				return bad("--endpoint-url", optarg,
+					   "expected a URL starting with http:// or https://");
+			o->endpoint = optarg;
+			break;
+		case OPT_REGION:
+			if (!*optarg || strlen(optarg) > 30)
+				return bad("--region", optarg, "expected a region such as us-east-1");
+			o->region = optarg;
+			break;
+		case OPT_PATH_STYLE:
+			o->force_path_style = 1;
+			break;
+		case OPT_DEBUG:
+			o->debug = 1;
+			break;
+		case OPT_METADATA_TTL:
+			errno = 0;
+			o->metadata_ttl = strtod(optarg, &end);
+			if (errno || end == optarg || *end || o->metadata_ttl < 0 ||
+			    o->metadata_ttl > 86400)
+				return bad("--metadata-ttl", optarg, "expected seconds from 0 to 86400");
+			break;
+		case OPT_PAGE_SIZE:
+			if (parse_long(optarg, 1, 1000, &v))
+				return bad("--list-page-size", optarg, "expected a number from 1 to 1000");
+			o->list_page_size = (int)v;
+			break;
+		case OPT_CRED_DURATION:
+			if (parse_long(optarg, 60, 43200, &v))
+				return bad("--credential-duration", optarg,
+					   "expected seconds from 60 to 43200");
+			o->credential_duration = v;
+			break;
+		case OPT_BUDGET:
+			if (parse_long(optarg, 1, 3600, &v))
+				return bad("--operation-timeout", optarg,
+					   "expected seconds from 1 to 3600");
+			o->budget_ms = v * 1000;
+			break;
+		case 'o':
+			return bad("-o", optarg, "mount options are not supported yet; use the "
+				   "long options (irsafs --help)");
+		case 'h':
+			o->show_help = 1;
+			return 0;
+		case OPT_VERSION:
+			o->show_version = 1;
+			return 0;
+		default:
+			if (optopt && optopt < 256)
+				fprintf(stderr, "irsafs: unknown option '-%c' (see irsafs --help)\n",
+					optopt);
+			else
+				fprintf(stderr, "irsafs: unknown or incomplete option '%s' "
+					"(see irsafs --help)\n", argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "irsafs: expected BUCKET and MOUNTPOINT, got %d argument%s "
+			"(usage: irsafs [OPTIONS] BUCKET MOUNTPOINT)\n", argc - optind,
+			argc - optind == 1 ? "" : "s");
+		return -1;
+	}
+	o->bucket = argv[optind];
+	o->mountpoint = argv[optind + 1];
+	if (strlen(o->bucket) < 3 || strlen(o->bucket) > 63 || strchr(o->bucket, '/'))
+		return bad("BUCKET", o->bucket, "expected a bucket name (3-63 characters, no '/')");
+	while (*prefix == '/')
+		prefix++;
+	if (*prefix && prefix[strlen(prefix) - 1] != '/') {
+		if (asprintf(&o->prefix, "%s/", prefix) < 0)
+			o->prefix = NULL;
+	} else {
+		o->prefix = strdup(prefix);
+	}
+	if (!o->prefix)
+		return bad("--prefix", prefix, "out of memory");
+	if (!o->region)
+		o->region = env_nonempty("AWS_REGION");
+	if (!o->region)
+		o->region = env_nonempty("AWS_DEFAULT_REGION");
+	if (!o->endpoint)
+		o->endpoint = env_nonempty("AWS_ENDPOINT_URL_S3");
+	if (!o->endpoint)
+		o->endpoint = env_nonempty("AWS_ENDPOINT_URL");
+	if (o->endpoint && strncmp(o->endpoint, "http://", 7) && strncmp(o->endpoint, "https://", 8))
+		return bad("AWS_ENDPOINT_URL", o->endpoint,
+			   "expected a URL starting with http:// or https://");
+	if (!o->region && !o->endpoint) {
+		fprintf(stderr, "irsafs: no region: set AWS_REGION or pass --region "
+			"(or give --endpoint-url)\n");
+		return -1;
+	}
+	/* Custom endpoints (MinIO, radosgw, ...) rarely resolve bucket host names. */
+	if (o->endpoint)
+		o->force_path_style = 1;
+	return 0;
+}
+
+void opts_cleanup(struct opts *o)
+{
+	free(o->prefix);
+	o->prefix = NULL;
+}

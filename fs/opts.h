@@ -1,0 +1,45 @@
+/*
+ * opts: the command line.
+ *
+ * Parses `irsafs [OPTIONS] BUCKET MOUNTPOINT` into struct opts, checking every
+ * value; a bad value gives one line naming the option and the fix. Strings in
+ * struct opts point into argv or the environment and live as long as the
+ * process. Not thread-safe (called once from main).
+ */
+#ifndef IRSAFS_FS_OPTS_H
+#define IRSAFS_FS_OPTS_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+struct opts {
+	const char *bucket;
+	const char *mountpoint;
+	char *prefix;			/* "" or ending in '/', malloc'd */
+	const char *endpoint;		/* NULL: from the environment, else AWS */
+	const char *region;
+	int force_path_style;
+	uid_t uid;
+	gid_t gid;
+	mode_t file_mode;
+	mode_t dir_mode;
+	int allow_other;
+	int foreground;
+	int debug;
+	double metadata_ttl;		/* seconds */
+	int list_page_size;
+	long credential_duration;
+	long budget_ms;
+	int show_help;
+	int show_version;
+};
+
+/*
+ * Returns 0 and fills o; on a bad command line prints one line to stderr and
+ * returns -1 (the caller exits 2).
+ */
+int opts_parse(int argc, char **argv, struct opts *o);
+void opts_usage(FILE *f);
+void opts_cleanup(struct opts *o);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * xml: the one safe way irsafs parses XML from the network.
+ *
+ * Wraps libxml2 with the rules every caller needs: a size cap checked before
+ * parsing, no network access, no entity expansion, no DTD loading, and
+ * element matching by local name so that documents with and without the S3 or
+ * STS namespace parse alike. Also parses the error documents S3 and STS send
+ * (<Error> at the root, or <ErrorResponse><Error> from STS) into struct
+ * s3_error. Thread-safe once xml_global_init() has run (main calls it before
+ * starting threads).
+ */
+#ifndef IRSAFS_HTTP_XML_H
+#define IRSAFS_HTTP_XML_H
+
+#include <stddef.h>
+
+#include <libxml/tree.h>
+
+struct s3_error;
+
+/* Hard cap on any XML body irsafs parses (list pages are the largest). */
+#define XML_MAX_BODY (8u * 1024 * 1024)
+
+void xml_global_init(void);
+
+/*
+ * Parse body[0..len) into a document. Returns NULL when len exceeds
+ * XML_MAX_BODY, when the text is not well-formed, or when it declares a DTD
+ * or entities. The caller frees it with xmlFreeDoc.
+ */
+xmlDocPtr xml_parse(const char *body, size_t len);
+
+/* The root element of doc if its local name is `name`, else NULL. */
+xmlNodePtr xml_root(xmlDocPtr doc, const char *name);
+
+/* First child element of parent whose local name is `name`, or NULL. */
+xmlNodePtr xml_child(xmlNodePtr parent, const char *name);
+
+/*
+ * Text of element node (its direct text and CDATA children), malloc'd. NULL
+ * only when node is NULL or memory ran out.
+ */
+char *xml_node_text(xmlNodePtr node);
+
+/* Text of the first child element `name` of parent, malloc'd; NULL if none. */
+char *xml_child_text(xmlNodePtr parent, const char *name);
+
+/* Like xml_child_text, copied into out (truncated, NUL-terminated); 0 if found. */
+int xml_child_copy(xmlNodePtr parent, const char *name, char *out, size_t outlen);
+
+/*
+ * Parse an S3 or STS error document into e->code, e->message, e->request_id
+ * and e->region (from <Region>, or from <Endpoint> is not attempted). Leaves
+ * e->http_status and e->curl_code alone. Returns 0 when an <Error> element was
+ * found, -EPROTO otherwise (e unchanged).
+ */
+int xml_parse_error(const char *body, size_t len, struct s3_error *e);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * store: the object-store interface the filesystem sees.
+ *
+ * fs/ knows only this vtable: stat a key, list one page under a prefix, read
+ * a byte range of a key pinned to an ETag. The S3 implementation lives in
+ * s3.c; later layers (metadata cache, block cache, read-ahead) are stores that
+ * wrap a store. Every operation returns 0 or a negative errno chosen by the
+ * one table in core/err.c, and fills *e with the detail (status, S3 code) for
+ * logs. Every operation is thread-safe and bounded in time by the store's
+ * retry budget.
+ */
+#ifndef IRSAFS_S3_STORE_H
+#define IRSAFS_S3_STORE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "s3/s3_xml.h"
+
+struct s3_error;
+
+struct store_attr {
+	long long size;
+	struct timespec mtime;
+	char etag[128];
+	char storage_class[32];
+	char content_type[128];
+	char version_id[128];
+};
+
+struct store;
+
+struct store_ops {
+	/* HEAD: -ENOENT when missing, -EACCES when denied. */
+	int (*stat)(struct store *s, const char *key, struct store_attr *out, struct s3_error *e);
+	/*
+	 * One ListObjectsV2 page of keys starting with prefix, delimited by '/'.
+	 * token: NULL for the first page, else the previous page's next_token.
+	 * max_keys 0 means the store's default page size. The caller cleans the page.
+	 */
+	int (*list_page)(struct store *s, const char *prefix, const char *token, int max_keys,
+			 struct s3_list_page *page, struct s3_error *e);
+	/*
+	 * Up to len bytes of key from off into dst; *got says how many (0 at or
+	 * past the end). etag, when not NULL, pins the object: -ESTALE if it changed.
+	 */
+	int (*read_range)(struct store *s, const char *key, const char *etag, long long off,
+			  size_t len, char *dst, size_t *got, struct s3_error *e);
+	void (*destroy)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+static inline int store_stat(struct store *s, const char *key, struct store_attr *out,
+			     struct s3_error *e)
+{
+	return s->ops->stat(s, key, out, e);
+}
+
+static inline int store_list_page(struct store *s, const char *prefix, const char *token,
+				  int max_keys, struct s3_list_page *page, struct s3_error *e)
+{
+	return s->ops->list_page(s, prefix, token, max_keys, page, e);
+}
+
+static inline int store_read_range(struct store *s, const char *key, const char *etag,
+				   long long off, size_t len, char *dst, size_t *got,
+				   struct s3_error *e)
+{
+	return s->ops->read_range(s, key, etag, off, len, dst, got, e);
+}
+
+static inline void store_destroy(struct store *s)
+{
+	if (s)
+		s->ops->destroy(s);
+}
+
+#endif

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what irsafs needs to build, to run the local testbed and to run every
+# test, from Debian 12's own packages. Run as root. Installs only what is missing.
+set -euo pipefail
+
+pkgs=(
+	# build
+	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+	libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
+	# run
+	fuse3 ca-certificates
+	# testbed: radosgw + a tiny OIDC issuer
+	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl
+	# tests
+	python3-pytest attr valgrind findutils coreutils
+)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: error: run as root (it installs Debian packages with apt-get)" >&2
+	exit 1
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps.sh: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -e /dev/fuse ]; then
+	echo "deps.sh: error: /dev/fuse is missing: load the fuse module (modprobe fuse) or run the container with --device /dev/fuse" >&2
+	exit 1
+fi

@@ -1,0 +1,142 @@
+"""Reading through the mount: names, sizes and bytes exactly as stored."""
+import errno
+import hashlib
+import os
+import random
+import subprocess
+
+import pytest
+
+from conftest import sha256_file
+
+
+def test_role_is_assumed_and_logged(testbed, mount):
+    m = mount()
+    log = m.log()
+    assert "identity: arn:aws:sts:::assumed-role/s3-reader/" in log
+    assert "credentials from web identity" in log
+
+
+def test_root_listing(testbed, mount):
+    m = mount()
+    assert sorted(os.listdir(m.dir)) == sorted([
+        "big.bin", "blue", "dir", "dir-1", "empty", "hello.txt", "hidden", "many",
+        "marker", "medium.bin", "odd", "team-a", "team-b", "unicode"])
+
+
+def test_every_visible_file_has_its_size_and_bytes(testbed, mount):
+    m = mount()
+    want = testbed.visible_files()
+    found = {}
+    for root, dirs, files in os.walk(m.dir):
+        for f in files:
+            p = os.path.join(root, f)
+            found[os.path.relpath(p, m.dir)] = p
+    assert sorted(found) == sorted(want)
+    for rel, meta in want.items():
+        st = os.stat(found[rel])
+        assert st.st_size == meta["size"], rel
+        assert sha256_file(found[rel]) == meta["sha256"], rel
+
+
+def test_ls_l_costs_listing_pages_and_no_head(testbed, mount):
+    m = mount("demo-bucket", "--list-page-size", "10", "--metadata-ttl", "30")
+    os.listdir(m.dir)  # the root's listing already says "many" is a directory
+    before = testbed.rgw_log_size()
+    out = subprocess.run(["ls", "-l", m.path("many")], capture_output=True, text=True,
+                         check=True).stdout
+    reqs = testbed.rgw_requests_since(before)
+    assert out.count("file-00") == 25
+    # 25 entries in pages of 10: three ListObjectsV2 pages, no HEAD, no GET of an object.
+    assert [r[0] for r in reqs] == ["GET"] * 3, reqs
+    assert all("list-type=2" in r[1] for r in reqs), reqs
+    sizes = {line.split()[-1]: int(line.split()[4]) for line in out.splitlines()[1:]}
+    objs = testbed.objects()
+    for i in range(25):
+        assert sizes[f"file-{i:04d}.txt"] == objs[f"many/file-{i:04d}.txt"]["size"]
+
+
+def test_listing_split_over_many_pages(testbed, mount):
+    m = mount("demo-bucket", "--list-page-size", "2")
+    assert sorted(os.listdir(m.path("many"))) == [f"file-{i:04d}.txt" for i in range(25)]
+    assert len(os.listdir(m.dir)) == 14
+
+
+def test_odd_offsets_and_buffer_sizes(testbed, mount):
+    m = mount()
+    ref = testbed.owner.get_object("demo-bucket", "big.bin").body
+    size = len(ref)
+    rng = random.Random(1234)
+    fd = os.open(m.path("big.bin"), os.O_RDONLY)
+    try:
+        for _ in range(60):
+            off = rng.randrange(0, size)
+            n = rng.choice([1, 7, 4095, 4097, 70000, 131073, 1 << 20, 3 << 20])
+            assert os.pread(fd, n, off) == ref[off:off + n], (off, n)
+        # Reading across the end returns what is left; past it, 0 bytes.
+        assert os.pread(fd, 100, size - 10) == ref[-10:]
+        assert os.pread(fd, 100, size) == b""
+        assert os.pread(fd, 100, size + 12345) == b""
+    finally:
+        os.close(fd)
+    # Sequential with a 70000-byte buffer, as peers test it.
+    h = hashlib.sha256()
+    with open(m.path("big.bin"), "rb", buffering=0) as f:
+        while True:
+            b = f.read(70000)
+            if not b:
+                break
+            h.update(b)
+    assert h.hexdigest() == hashlib.sha256(ref).hexdigest()
+
+
+def test_small_file_past_eof(testbed, mount):
+    m = mount()
+    with open(m.path("hello.txt"), "rb") as f:
+        data = f.read()
+        f.seek(50)
+        assert f.read() == b""
+    assert hashlib.sha256(data).hexdigest() == testbed.objects()["hello.txt"]["sha256"]
+
+
+def test_two_handles_on_one_file(testbed, mount):
+    m = mount()
+    with open(m.path("medium.bin"), "rb") as a, open(m.path("medium.bin"), "rb") as b:
+        parts_a, parts_b = [], []
+        while True:
+            x, y = a.read(65536), b.read(100000)
+            parts_a.append(x)
+            parts_b.append(y)
+            if not x and not y:
+                break
+    want = testbed.objects()["medium.bin"]["sha256"]
+    assert hashlib.sha256(b"".join(parts_a)).hexdigest() == want
+    assert hashlib.sha256(b"".join(parts_b)).hexdigest() == want
+
+
+def test_prefix_mount(testbed, mount):
+    m = mount("demo-bucket", "--prefix", "dir")
+    assert sorted(os.listdir(m.dir)) == ["a.txt", "sub"]
+    assert os.listdir(m.path("sub")) == ["deep.txt"]
+    with open(m.path("a.txt"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == testbed.objects()["dir/a.txt"]["sha256"]
+
+
+def test_find_lists_the_tree(testbed, mount):
+    m = mount()
+    out = subprocess.run(["find", ".", "-type", "f"], cwd=m.dir, capture_output=True,
+                         text=True, check=True).stdout
+    assert sorted(p[2:] for p in out.splitlines()) == sorted(testbed.visible_files())
+
+
+def test_stat_types_modes_and_owner(testbed, mount):
+    m = mount("demo-bucket", "--uid", "1234", "--gid", "4321", "--file-mode", "0440",
+              "--dir-mode", "0550")
+    st = os.stat(m.path("hello.txt"))
+    assert (st.st_mode & 0o170000, st.st_mode & 0o7777) == (0o100000, 0o440)
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
+    st = os.stat(m.path("dir"))
+    assert (st.st_mode & 0o170000, st.st_mode & 0o7777) == (0o040000, 0o550)
+    assert st.st_mtime > 1.7e9  # not 1970 for an implicit directory
+    sv = os.statvfs(m.dir)
+    assert sv.f_blocks >= sv.f_bfree > 0 and sv.f_namemax == 255
