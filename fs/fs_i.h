@@ -1,0 +1,47 @@
+/*
+ * fs_i: what the FUSE operation files share. Private to fs/.
+ *
+ * The operations are split by what they touch: fs_node.c (lookup, forget,
+ * getattr), fs_file.c (open, read, release), fs_dir.c (opendir, readdir),
+ * fs_ops.c (the table, init, statfs, xattrs and the EROFS answers).
+ */
+#ifndef IRSAFS_FS_FS_I_H
+#define IRSAFS_FS_FS_I_H
+
+#include "fs/irsafs.h"
+
+#include <sys/stat.h>
+
+#include "s3/store.h"
+
+struct irsafs *fs_of(fuse_req_t req);
+void fs_count(unsigned long long *c, unsigned long long n);
+/* Attributes of a file (from a) or a directory (a may be NULL). */
+void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struct store_attr *a,
+		  struct stat *st);
+/* Reply to a lookup with (key, is_dir, a), adding one lookup reference. */
+void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a);
+/* A cacheable "no such entry". */
+void fs_reply_negative(fuse_req_t req);
+struct inode_info;
+/* Refresh a file's attributes with a HEAD when older than the TTL. 0 or -errno. */
+int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);
+/* a+b+c, malloc'd; NULL on ENOMEM. */
+char *fs_join(const char *a, const char *b, const char *c);
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *forgets);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+#endif
