@@ -141,6 +141,8 @@ void listing_finish(struct listing *l, const char *dir_key)
 {
 	size_t r, w = 0;
 
+	if (l->n < 2)
+		return; /* nothing to sort (and qsort may not get a NULL base) */
 	qsort(l->e, l->n, sizeof(*l->e), entry_cmp);
 	for (r = 0; r < l->n; r++) {
 		if (w && !strcmp(l->e[w - 1].name, l->e[r].name)) {

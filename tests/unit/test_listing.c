@@ -123,6 +123,16 @@ TEST(foreign_keys_ignored)
 	listing_release(l);
 }
 
+/* Regression: an empty directory once passed a NULL base to qsort (UBSan). */
+TEST(empty_listing)
+{
+	struct listing *l = build("empty/", NULL, 0, NULL, 0);
+
+	CHECK_INT(l->n, 0);
+	CHECK(listing_find(l, "x") == NULL);
+	listing_release(l);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERR);
@@ -132,5 +142,6 @@ int main(void)
 	RUN(marker_and_hidden_names);
 	RUN(long_name_hidden);
 	RUN(foreign_keys_ignored);
+	RUN(empty_listing);
 	return harness_done();
 }
