@@ -25,7 +25,9 @@ struct sts_result {
 
 /*
  * Returns 0 and fills out (all of AccessKeyId, SecretAccessKey, SessionToken
- * and a parseable Expiration are required), or -EPROTO with out zeroed.
+ * and a parseable Expiration are required; the three credentials are trimmed
+ * and must then be printable ASCII without spaces, as they go into headers),
+ * or -EPROTO (-ENOMEM when memory runs out) with out zeroed.
  */
 int sts_xml_parse_assume_role(const char *body, size_t len, struct sts_result *out);
 

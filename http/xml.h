@@ -52,7 +52,11 @@ int xml_child_copy(xmlNodePtr parent, const char *name, char *out, size_t outlen
  * Parse an S3 or STS error document into e->code, e->message, e->request_id
  * and e->region (from <Region>, or from <Endpoint> is not attempted). Leaves
  * e->http_status and e->curl_code alone. Returns 0 when an <Error> element was
- * found, -EPROTO otherwise (e unchanged).
+ * found, -EPROTO otherwise (e unchanged). Code and message are always
+ * overwritten (empty when absent); request id and region only when the body
+ * has them, so values taken from response headers survive. Fields are
+ * trimmed, control characters become spaces, and a region that is not made
+ * of [A-Za-z0-9_-] or does not fit is ignored.
  */
 int xml_parse_error(const char *body, size_t len, struct s3_error *e);
 

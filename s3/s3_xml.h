@@ -3,11 +3,14 @@
  *
  * Parses <ListBucketResult> (with or without the S3 namespace) into a list
  * page. When the response says <EncodingType>url</EncodingType>, keys and
- * common prefixes are percent-decoded; otherwise they are taken as they are.
+ * common prefixes are percent-decoded, '+' as a space (AWS writes a space as
+ * '+' and a literal '+' as %2B); otherwise they are taken as they are.
  * (radosgw encodes Key but sends Prefix and CommonPrefixes/Prefix unencoded
- * even with encoding-type=url; a prefix that is not a valid encoding is kept
- * as sent, so its only loss is a literal '%XX' in a prefix.) A decoded key
- * holding a NUL is dropped from the page (counted in `dropped`). Thread-safe.
+ * even with encoding-type=url; a prefix that is not a valid encoding, or holds
+ * a space, control or non-ASCII byte, is kept as sent, so its only loss is a
+ * literal '+' or '%XX' in a prefix.) A key that does not decode, or decodes
+ * to hold a NUL, is dropped from the page (counted in `dropped`). Returns
+ * -ENOMEM when memory runs out. Thread-safe.
  */
 #ifndef IRSAFS_S3_S3_XML_H
 #define IRSAFS_S3_S3_XML_H
