@@ -76,9 +76,21 @@ class Testbed:
     def rgw_log_size(self):
         return os.path.getsize(os.path.join(self.dir, "log", "rgw.log"))
 
-    def rgw_requests_since(self, offset, agent="irsafs/"):
-        """Access-log request lines ("GET /path HTTP/1.1") made by irsafs after offset."""
-        with open(os.path.join(self.dir, "log", "rgw.log"), "rb") as f:
+    def rgw_requests_since(self, offset, agent="irsafs/", settle=0.3):
+        """Access-log request lines ("GET /path HTTP/1.1") made by irsafs after offset.
+
+        radosgw writes its access line after the response, so wait until the
+        log has stopped growing for `settle` seconds (at most 5 s)."""
+        path = os.path.join(self.dir, "log", "rgw.log")
+        deadline = time.monotonic() + 5
+        size = os.path.getsize(path)
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            now = os.path.getsize(path)
+            if now == size:
+                break
+            size = now
+        with open(path, "rb") as f:
             f.seek(offset)
             text = f.read().decode("utf-8", "replace")
         out = []
