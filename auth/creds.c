@@ -1,16 +1,20 @@
 /*
- * The refreshing credentials cache.
+ * Credentials, and the refreshing credentials cache.
  *
  * State: `current` (may be NULL), `refresh_at` (when to start refreshing),
- * `refreshing` (one thread is fetching). Invariants:
+ * `refreshing` (one fetch in flight), `stale` (the server rejected current:
+ * do not hand it out), `failures` and `retry_at` (the last refresh failed;
+ * do not try again before retry_at). Invariants:
  *  - current, when set, is a complete struct creds; it is replaced, never
  *    modified, so a reader holding a reference is never disturbed;
- *  - at most one thread has refreshing = 1, and only it calls the provider;
- *  - a caller blocks on `done` only when current is missing or expired; a
- *    caller with still-valid credentials never waits for a refresh.
- * A refresh failure keeps the old credentials while they are valid and
- * schedules the next attempt a little later (backoff in the provider itself
- * covers transient STS faults).
+ *  - at most one fetch runs at a time (refreshing = 1), in a caller that had
+ *    no valid credentials or in the one background thread;
+ *  - a caller blocks on `done` only when current is missing, stale or
+ *    expired; a caller with valid credentials never waits for a refresh.
+ * A failed refresh keeps the old credentials while they are valid, and is
+ * retried after a jittered delay that doubles up to 30 s but never pushes
+ * the retry past the credentials' expiry (the provider itself already
+ * retried transient STS faults inside its own budget).
  */
 #include "auth/creds.h"
 
@@ -21,6 +25,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "core/log.h"
 
@@ -58,11 +63,24 @@ struct creds *creds_new(const char *access_key_id, const char *secret_access_key
 	c->session_token = strdup_or_null(session_token, &fail);
 	c->principal_arn = strdup_or_null(principal_arn, &fail);
 	c->expiration = expiration;
+	c->obtained = time(NULL);
 	if (fail || !c->access_key_id || !c->secret_access_key) {
 		creds_release(c);
 		return NULL;
 	}
 	return c;
+}
+
+int creds_near_expiry(const struct creds *c, time_t now)
+{
+	time_t window;
+
+	if (!c->expiration)
+		return 0;
+	window = (c->expiration - c->obtained) / 4;
+	if (window > 60 || window < 0)
+		window = 60;
+	return c->expiration - now < window;
 }
 
 struct creds *creds_ref(struct creds *c)
@@ -84,16 +102,27 @@ void creds_release(struct creds *c)
 
 struct creds_cache {
 	struct creds_provider *provider;
+	long clock_offset;		/* atomic: server time - local time */
+	unsigned long fetches;		/* atomic */
 	pthread_mutex_t lock;	/* guards locked; never held across a fetch */
 	pthread_cond_t done;	/* signalled when a refresh ends */
 	struct {
 		struct creds *current;
 		time_t refresh_at;
 		int refreshing;
-		time_t failed_at;	/* last failed refresh, 0 if none */
+		int stale;
+		int background;		/* background refreshes allowed */
+		int thread_live;	/* thread must be joined */
+		pthread_t thread;
+		int failures;		/* consecutive failed refreshes */
+		time_t retry_at;	/* no new attempt before this after a failure */
+		int expired_logged;	/* the outage has been logged */
 		char last_error[CREDS_WHY_LEN];
 	} locked;
 };
+
+#define RETRY_MAX_S 30
+#define RETRY_NOCREDS_MAX_S 5
 
 struct creds_cache *creds_cache_new(struct creds_provider *p)
 {
@@ -111,6 +140,17 @@ void creds_cache_free(struct creds_cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&c->lock);
+	c->locked.background = 0;
+	if (c->locked.thread_live) {
+		pthread_t t = c->locked.thread;
+
+		c->locked.thread_live = 0;
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(t, NULL);
+	} else {
+		pthread_mutex_unlock(&c->lock);
+	}
 	creds_release(c->locked.current);
 	if (c->provider)
 		c->provider->destroy(c->provider);
@@ -119,9 +159,36 @@ void creds_cache_free(struct creds_cache *c)
 	free(c);
 }
 
+void creds_cache_background(struct creds_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->locked.background = 1;
+	pthread_mutex_unlock(&c->lock);
+}
+
 const char *creds_cache_source(const struct creds_cache *c)
 {
 	return c->provider->name;
+}
+
+void creds_cache_set_clock_offset(struct creds_cache *c, long seconds)
+{
+	__atomic_store_n(&c->clock_offset, seconds, __ATOMIC_RELAXED);
+}
+
+long creds_cache_clock_offset(const struct creds_cache *c)
+{
+	return __atomic_load_n(&c->clock_offset, __ATOMIC_RELAXED);
+}
+
+time_t creds_cache_now(const struct creds_cache *c)
+{
+	return time(NULL) + creds_cache_clock_offset(c);
+}
+
+unsigned long creds_cache_fetches(const struct creds_cache *c)
+{
+	return __atomic_load_n(&c->fetches, __ATOMIC_RELAXED);
 }
 
 /* Credentials count as valid until a few seconds before they expire. */
@@ -135,7 +202,7 @@ static time_t refresh_time(const struct creds *cr, time_t now)
 	time_t life, margin;
 
 	if (cr->expiration == 0)
-		return (time_t)-1 > 0 ? (time_t)-1 : (time_t)((~0ULL) >> 1);
+		return (time_t)((~0ULL) >> 1);
 	life = cr->expiration - now;
 	margin = life / 4;
 	if (margin > 300)
@@ -143,24 +210,61 @@ static time_t refresh_time(const struct creds *cr, time_t now)
 	return cr->expiration - margin;
 }
 
+/*
+ * Seconds until the next attempt after `failures` failed ones, jittered.
+ * Without valid credentials every file operation fails until a refresh
+ * works, so the delay stays short (cap 5 s) to notice a fix quickly.
+ */
+static time_t retry_delay(int failures, time_t cap)
+{
+	unsigned char r = 0;
+	time_t d = 1;
+
+	while (--failures > 0 && d < cap)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	RAND_bytes(&r, 1);
+	/* Between half and all of d, at least 1 s. */
+	d = d / 2 + (d * r) / 512;
+	return d < 1 ? 1 : d;
+}
+
+/* Once per outage: why file operations now fail. */
+static void log_expired_locked(struct creds_cache *c)
+{
+	if (c->locked.expired_logged)
+		return;
+	c->locked.expired_logged = 1;
+	log_msg(LOG_ERR, "no valid credentials from %s: file operations fail with EKEYEXPIRED "
+		"until a refresh works (retried every few seconds): %s", c->provider->name,
+		c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
+}
+
 /* Runs the provider with the lock released; returns with the lock held. */
-static void refresh_locked(struct creds_cache *c, time_t now)
+static void refresh_locked(struct creds_cache *c)
 {
 	char why[CREDS_WHY_LEN] = "";
 	struct creds *fresh = NULL, *old;
+	time_t now, delay;
 	int rc;
 
 	c->locked.refreshing = 1;
 	pthread_mutex_unlock(&c->lock);
+	__atomic_add_fetch(&c->fetches, 1, __ATOMIC_RELAXED);
 	rc = c->provider->fetch(c->provider, &fresh, why, sizeof(why));
 	pthread_mutex_lock(&c->lock);
 	c->locked.refreshing = 0;
+	now = creds_cache_now(c);
 	if (rc == 0) {
 		old = c->locked.current;
 		c->locked.current = fresh;
+		c->locked.stale = 0;
 		c->locked.refresh_at = refresh_time(fresh, now);
 		c->locked.last_error[0] = '\0';
-		c->locked.failed_at = 0;
+		c->locked.failures = 0;
+		c->locked.retry_at = 0;
+		c->locked.expired_logged = 0;
 		creds_release(old);
 		if (fresh->expiration) {
 			char exp[32];
@@ -168,55 +272,104 @@ static void refresh_locked(struct creds_cache *c, time_t now)
 
 			gmtime_r(&fresh->expiration, &tm);
 			strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-			log_msg(LOG_INFO, "credentials from %s for %s, valid until %s",
-				c->provider->name,
+			log_msg(LOG_INFO, "credentials from %s for %s, valid until %s (next refresh "
+				"in %lld s)", c->provider->name,
 				fresh->principal_arn ? fresh->principal_arn : "unknown principal",
-				exp);
+				exp, (long long)(c->locked.refresh_at - now));
 		}
 	} else {
 		snprintf(c->locked.last_error, sizeof(c->locked.last_error), "%s", why);
-		/* Try again soon, but not in a tight loop. */
-		c->locked.refresh_at = time(NULL) + 2;
-		c->locked.failed_at = time(NULL);
-		log_msg(LOG_ERR, "credential refresh failed: %s", why);
+		c->locked.failures++;
+		delay = retry_delay(c->locked.failures,
+				    creds_valid(c->locked.current, now) && !c->locked.stale
+					    ? RETRY_MAX_S : RETRY_NOCREDS_MAX_S);
+		c->locked.retry_at = now + delay;
+		/* While the old credentials last, retry before they run out. */
+		if (creds_valid(c->locked.current, now) && !c->locked.stale) {
+			time_t left = c->locked.current->expiration - now;
+
+			if (c->locked.current->expiration && delay > left / 3)
+				delay = left / 3 > 1 ? left / 3 : 1;
+			c->locked.refresh_at = now + delay;
+			log_msg(LOG_WARNING, "credential refresh from %s failed (still using the "
+				"current credentials for %lld s; next attempt in %lld s): %s",
+				c->provider->name, (long long)left, (long long)delay, why);
+		} else if (c->locked.current) {
+			log_expired_locked(c);
+		}
 	}
 	pthread_cond_broadcast(&c->done);
 }
 
+static void *refresh_thread(void *arg)
+{
+	struct creds_cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	refresh_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Start the background refresh; 0 when it runs. Lock held, not refreshing. */
+static int start_background_locked(struct creds_cache *c)
+{
+	if (!c->locked.background)
+		return -1;
+	if (c->locked.thread_live) {
+		/* The previous refresh has finished (refreshing is 0): reap it. */
+		pthread_join(c->locked.thread, NULL);
+		c->locked.thread_live = 0;
+	}
+	/* Mark the refresh as in flight now, so no second one starts. */
+	c->locked.refreshing = 1;
+	if (pthread_create(&c->locked.thread, NULL, refresh_thread, c) != 0) {
+		c->locked.refreshing = 0;
+		return -1;
+	}
+	c->locked.thread_live = 1;
+	return 0;
+}
+
 int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen)
 {
-	time_t now = time(NULL);
 	int tried = 0;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct creds *cur = c->locked.current;
+		time_t now = creds_cache_now(c);
 
-		if (creds_valid(cur, now) && (now < c->locked.refresh_at || c->locked.refreshing ||
-					      tried)) {
+		if (creds_valid(cur, now) && !c->locked.stale) {
+			if (now >= c->locked.refresh_at && !c->locked.refreshing && !tried &&
+			    start_background_locked(c) != 0) {
+				/* No background thread: refresh here, then use the result. */
+				refresh_locked(c);
+				tried = 1;
+				continue;
+			}
 			*out = creds_ref(cur);
 			pthread_mutex_unlock(&c->lock);
 			return 0;
 		}
 		if (c->locked.refreshing) {
-			/* Expired or missing: wait for the refresh in flight. */
+			/* Nothing valid: wait for the refresh in flight. */
 			pthread_cond_wait(&c->done, &c->lock);
-			now = time(NULL);
 			tried = 1;
 			continue;
 		}
-		if (tried && !creds_valid(cur, now))
+		if (tried)
 			break;
-		/* Without valid credentials, a refresh that just failed is not
-		 * retried by every caller at once: fail fast for a second. */
-		if (!creds_valid(cur, now) && c->locked.failed_at && now - c->locked.failed_at < 1)
+		/* A refresh that just failed is not retried by every caller at once. */
+		if (c->locked.failures && now < c->locked.retry_at)
 			break;
-		refresh_locked(c, now);
-		now = time(NULL);
+		refresh_locked(c);
 		tried = 1;
 	}
 	snprintf(why, whylen, "%s", c->locked.last_error[0] ? c->locked.last_error
-							     : "no valid credentials");
+							     : "the credentials have expired");
+	if (c->locked.current)
+		log_expired_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	return -EKEYEXPIRED;
 }
@@ -224,7 +377,10 @@ int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, si
 void creds_cache_invalidate(struct creds_cache *c, const struct creds *seen)
 {
 	pthread_mutex_lock(&c->lock);
-	if (c->locked.current == seen)
-		c->locked.refresh_at = 0;
+	if (c->locked.current == seen) {
+		c->locked.stale = 1;
+		/* A forced refresh is worth one attempt now, whatever failed before. */
+		c->locked.retry_at = 0;
+	}
 	pthread_mutex_unlock(&c->lock);
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "core/buf.h"
@@ -217,6 +218,8 @@ int file_read_small(const char *path, size_t max, char **out, size_t *len)
 		}
 	}
 	close(fd);
+	/* The file may be a token: leave no copy on the stack. */
+	OPENSSL_cleanse(chunk, sizeof(chunk));
 	if (rc) {
 		buf_cleanse(&b);
 		return rc;

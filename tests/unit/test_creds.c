@@ -1,0 +1,727 @@
+/*
+ * Unit tests for auth/creds*: the source chain and its fail-closed rules, the
+ * STS endpoint, container URLs, profile files, credential_process, and the
+ * refreshing cache (with a fake provider; no network).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/creds.h"
+#include "core/log.h"
+#include "harness.h"
+
+static const char *const chain_vars[] = {
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
+	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	"AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL",
+	"AWS_ENDPOINT_URL_STS", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_USE_FIPS_ENDPOINT",
+	"AWS_EC2_METADATA_SERVICE_ENDPOINT",
+};
+
+static char tmpdir[64];
+
+static void clean_env(void)
+{
+	char path[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(chain_vars) / sizeof(chain_vars[0]); i++)
+		unsetenv(chain_vars[i]);
+	/* Never read the real ~/.aws of whoever runs the tests. */
+	snprintf(path, sizeof(path), "%s/no-config", tmpdir);
+	setenv("AWS_CONFIG_FILE", path, 1);
+	snprintf(path, sizeof(path), "%s/no-credentials", tmpdir);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+}
+
+static void write_file(const char *name, const char *text, char *path, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The provider the chain picks for the current environment, or NULL + why. */
+static const char *chain_pick(int allow_imds, char *why, size_t whylen)
+{
+	struct creds_chain_config cfg = { .region = "us-east-1", .allow_instance_role = allow_imds };
+	struct creds_provider *p;
+	static char name[64];
+
+	why[0] = '\0';
+	p = creds_provider_from_env(NULL, &cfg, why, whylen);
+	if (!p)
+		return NULL;
+	snprintf(name, sizeof(name), "%s", p->name);
+	p->destroy(p);
+	return name;
+}
+
+TEST(chain_order_and_fail_closed)
+{
+	char why[CREDS_WHY_LEN], path[128];
+
+	clean_env();
+	CHECK(chain_pick(0, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "no credentials") != NULL);
+	CHECK(strstr(why, "--allow-instance-role") != NULL);
+	/* The instance role only when allowed, and only as the last resort. */
+	CHECK_STR(chain_pick(1, why, sizeof(why)), "instance role (IMDSv2)");
+
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/creds", 1);
+	CHECK_STR(chain_pick(1, why, sizeof(why)), "container credentials");
+	setenv("AWS_ROLE_ARN", "arn:aws:iam::1:role/r", 1);
+	setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent", 1);
+	CHECK_STR(chain_pick(1, why, sizeof(why)), "web identity");
+	setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+	CHECK_STR(chain_pick(1, why, sizeof(why)), "environment");
+
+	/* Half-configured static keys stop the chain, even with IRSA present. */
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	CHECK(chain_pick(1, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY") != NULL);
+	CHECK(strstr(why, "wJalr") == NULL);
+	unsetenv("AWS_ACCESS_KEY_ID");
+
+	/* Half-configured IRSA stops the chain, even with container creds and IMDS. */
+	unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+	CHECK(chain_pick(1, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not") != NULL);
+	unsetenv("AWS_ROLE_ARN");
+
+	/* A refused container URI stops the chain. */
+	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://0.0.0.0:1/creds", 1);
+	CHECK(chain_pick(1, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "plain HTTP") != NULL);
+	unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+
+	/* A named profile that does not exist stops the chain. */
+	setenv("AWS_PROFILE", "nope", 1);
+	CHECK(chain_pick(1, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "AWS_PROFILE is 'nope'") != NULL);
+	/* A default profile with only a region is not a credential source. */
+	unsetenv("AWS_PROFILE");
+	write_file("config-region", "[default]\nregion = eu-west-3\n", path, sizeof(path));
+	setenv("AWS_CONFIG_FILE", path, 1);
+	CHECK(chain_pick(0, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "no credentials") != NULL);
+	{
+		char *r = creds_profile_region();
+
+		CHECK_STR(r, "eu-west-3");
+		free(r);
+	}
+	/* A default profile with broken credentials stops the chain. */
+	write_file("config-broken", "[default]\naws_access_key_id = AKIDONLY\n", path, sizeof(path));
+	setenv("AWS_CONFIG_FILE", path, 1);
+	CHECK(chain_pick(1, why, sizeof(why)) == NULL);
+	CHECK(strstr(why, "aws_access_key_id without aws_secret_access_key") != NULL);
+	clean_env();
+}
+
+TEST(sts_endpoint_selection)
+{
+	static const struct {
+		const char *sts, *any, *mode, *fips, *region, *want;
+	} cases[] = {
+		{ NULL, NULL, NULL, NULL, "us-west-2", "https://sts.us-west-2.amazonaws.com" },
+		{ NULL, NULL, NULL, NULL, "cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn" },
+		{ NULL, NULL, NULL, "true", "us-east-1", "https://sts-fips.us-east-1.amazonaws.com" },
+		{ NULL, NULL, "legacy", NULL, "eu-west-1", "https://sts.amazonaws.com" },
+		{ NULL, NULL, "legacy", NULL, "cn-north-1", "https://sts.cn-north-1.amazonaws.com.cn" },
+		{ NULL, NULL, "regional", NULL, "eu-west-1", "https://sts.eu-west-1.amazonaws.com" },
+		{ NULL, "http://127.0.0.1:7480", NULL, NULL, NULL, "http://127.0.0.1:7480" },
+		{ "http://sts.local:1", "http://127.0.0.1:7480", "legacy", NULL, "eu-west-1",
+		  "http://sts.local:1" },
+		{ NULL, NULL, NULL, NULL, NULL, NULL },
+		{ NULL, NULL, "sometimes", NULL, "eu-west-1", NULL },
+		{ "ftp://x", NULL, NULL, NULL, "eu-west-1", NULL },
+	};
+	char why[CREDS_WHY_LEN];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got;
+
+		clean_env();
+		if (cases[i].sts)
+			setenv("AWS_ENDPOINT_URL_STS", cases[i].sts, 1);
+		if (cases[i].any)
+			setenv("AWS_ENDPOINT_URL", cases[i].any, 1);
+		if (cases[i].mode)
+			setenv("AWS_STS_REGIONAL_ENDPOINTS", cases[i].mode, 1);
+		if (cases[i].fips)
+			setenv("AWS_USE_FIPS_ENDPOINT", cases[i].fips, 1);
+		why[0] = '\0';
+		got = creds_sts_endpoint(cases[i].region, why, sizeof(why));
+		if (cases[i].want) {
+			CHECK_STR(got, cases[i].want);
+		} else {
+			CHECK(got == NULL);
+			CHECK(why[0] != '\0');
+		}
+		free(got);
+	}
+	clean_env();
+}
+
+TEST(container_urls)
+{
+	static const struct {
+		const char *full, *relative, *want;
+	} cases[] = {
+		{ "http://169.254.170.23/v1/credentials", NULL, "http://169.254.170.23/v1/credentials" },
+		{ "http://169.254.170.2/creds", NULL, "http://169.254.170.2/creds" },
+		{ "http://[fd00:ec2::23]/v1/credentials", NULL, "http://[fd00:ec2::23]/v1/credentials" },
+		{ "http://127.0.0.1:8080/c", NULL, "http://127.0.0.1:8080/c" },
+		{ "http://127.9.8.7/c", NULL, "http://127.9.8.7/c" },
+		{ "http://localhost:1/c", NULL, "http://localhost:1/c" },
+		{ "http://[::1]:80/c", NULL, "http://[::1]:80/c" },
+		{ "https://creds.example.com/c", NULL, "https://creds.example.com/c" },
+		{ NULL, "/v2/credentials/abc", "http://169.254.170.2/v2/credentials/abc" },
+		/* Refused: plain HTTP elsewhere, odd schemes, user info, a bad relative path. */
+		{ "http://creds.example.com/c", NULL, NULL },
+		{ "http://0.0.0.0:1/c", NULL, NULL },
+		{ "http://169.254.169.254/latest", NULL, NULL },
+		{ "http://128.0.0.1/c", NULL, NULL },
+		{ "http://127.0.0.1.example.com/c", NULL, NULL },
+		{ "http://user@127.0.0.1/c", NULL, NULL },
+		{ "ftp://127.0.0.1/c", NULL, NULL },
+		{ NULL, "v2/no-slash", NULL },
+	};
+	char why[CREDS_WHY_LEN];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got;
+
+		why[0] = '\0';
+		got = creds_container_url(cases[i].full, cases[i].relative, why, sizeof(why));
+		if (cases[i].want) {
+			CHECK_STR(got, cases[i].want);
+		} else {
+			if (got)
+				fprintf(stderr, "accepted: %s\n", got);
+			CHECK(got == NULL);
+			CHECK(why[0] != '\0');
+		}
+		free(got);
+	}
+}
+
+TEST(profile_files)
+{
+	char why[CREDS_WHY_LEN], cfg[128], cred[128];
+	struct profile *p = NULL;
+
+	clean_env();
+	write_file("config",
+		   "# comment\n"
+		   "[default]\n"
+		   "region = us-west-1\n"
+		   "\n"
+		   "[profile dev]\r\n"
+		   "region=eu-central-1\r\n"
+		   "aws_access_key_id = FROMCONFIG\n"
+		   "s3 =\n"
+		   "  max_concurrent_requests = 20\n"
+		   "; another comment\n"
+		   "[sso-session corp]\n"
+		   "sso_region = us-east-1\n"
+		   "[dev]\n"
+		   "region = wrong-because-config-needs-the-profile-word\n",
+		   cfg, sizeof(cfg));
+	write_file("credentials",
+		   "[dev]\n"
+		   "aws_access_key_id = AKIDDEV\n"
+		   "aws_secret_access_key = secretdev\n",
+		   cred, sizeof(cred));
+	setenv("AWS_CONFIG_FILE", cfg, 1);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", cred, 1);
+
+	CHECK_INT(profile_load("dev", &p, why, sizeof(why)), 0);
+	if (p) {
+		CHECK_STR(profile_name(p), "dev");
+		CHECK_STR(profile_get(p, "region"), "eu-central-1");
+		/* The credentials file wins over the config file. */
+		CHECK_STR(profile_get(p, "AWS_ACCESS_KEY_ID"), "AKIDDEV");
+		CHECK_STR(profile_get(p, "aws_secret_access_key"), "secretdev");
+		CHECK(profile_get(p, "max_concurrent_requests") == NULL);
+		CHECK(profile_get(p, "sso_region") == NULL);
+		profile_free(p);
+	}
+	p = NULL;
+	CHECK_INT(profile_load("default", &p, why, sizeof(why)), 0);
+	if (p) {
+		CHECK_STR(profile_get(p, "region"), "us-west-1");
+		profile_free(p);
+	}
+	p = NULL;
+	CHECK_INT(profile_load("missing", &p, why, sizeof(why)), -ENOENT);
+	CHECK(p == NULL);
+	setenv("AWS_PROFILE", "dev", 1);
+	{
+		char *r = creds_profile_region();
+
+		CHECK_STR(r, "eu-central-1");
+		free(r);
+	}
+	write_file("config-bad", "[profile x\nregion = a\n", cfg, sizeof(cfg));
+	setenv("AWS_CONFIG_FILE", cfg, 1);
+	CHECK_INT(profile_load("x", &p, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "without ']'") != NULL);
+	clean_env();
+}
+
+/* The provider a one-profile config file makes, and its fetch. */
+static int profile_fetch(const char *text, struct creds **out, char *name, size_t namelen,
+			 char *why, size_t whylen)
+{
+	struct creds_provider *prov;
+	struct profile *p = NULL;
+	char cfg[128];
+	int rc;
+
+	*out = NULL;
+	write_file("config-kind", text, cfg, sizeof(cfg));
+	setenv("AWS_CONFIG_FILE", cfg, 1);
+	rc = profile_load("k", &p, why, whylen);
+	if (rc)
+		return rc;
+	prov = creds_profile_provider(p, NULL, "us-east-1", 0, why, whylen);
+	profile_free(p);
+	if (!prov)
+		return -EINVAL;
+	snprintf(name, namelen, "%s", prov->name);
+	rc = prov->fetch(prov, out, why, whylen);
+	prov->destroy(prov);
+	return rc;
+}
+
+TEST(profile_kinds)
+{
+	char why[CREDS_WHY_LEN], name[64];
+	struct creds *cr = NULL;
+	struct creds_provider *prov;
+	struct profile *p = NULL;
+	char cfg[128];
+
+	clean_env();
+	CHECK_INT(profile_fetch("[profile k]\naws_access_key_id = AK\naws_secret_access_key = SK\n"
+				"aws_session_token = ST\n", &cr, name, sizeof(name), why,
+				sizeof(why)), 0);
+	CHECK_STR(name, "profile");
+	if (cr) {
+		CHECK_STR(cr->access_key_id, "AK");
+		CHECK_STR(cr->secret_access_key, "SK");
+		CHECK_STR(cr->session_token, "ST");
+		CHECK_INT(cr->expiration, 0);
+		creds_release(cr);
+	}
+	CHECK_INT(profile_fetch("[profile k]\ncredential_process = printf '{\"Version\": 1, "
+				"\"AccessKeyId\": \"PAK\", \"SecretAccessKey\": \"PSK\", "
+				"\"SessionToken\": \"PST\", \"Expiration\": "
+				"\"2030-01-02T03:04:05Z\"}'\n", &cr, name, sizeof(name), why,
+				sizeof(why)), 0);
+	CHECK_STR(name, "credential_process");
+	if (cr) {
+		CHECK_STR(cr->access_key_id, "PAK");
+		CHECK_STR(cr->session_token, "PST");
+		CHECK_INT(cr->expiration, 1893553445);
+		creds_release(cr);
+	}
+	cr = NULL;
+	CHECK(profile_fetch("[profile k]\ncredential_process = echo 'sso expired' >&2; exit 3\n",
+			    &cr, name, sizeof(name), why, sizeof(why)) != 0);
+	CHECK(cr == NULL);
+	CHECK(strstr(why, "credential_process for profile k exited with status 3: sso expired") !=
+	      NULL);
+	CHECK(profile_fetch("[profile k]\ncredential_process = /nonexistent/helper\n", &cr, name,
+			    sizeof(name), why, sizeof(why)) != 0);
+	CHECK(strstr(why, "exited with status 127") != NULL);
+	CHECK(profile_fetch("[profile k]\ncredential_process = echo not json\n", &cr, name,
+			    sizeof(name), why, sizeof(why)) != 0);
+	CHECK(strstr(why, "did not send a JSON object") != NULL);
+
+	/* Web identity from a profile: the provider is made; its fetch reads the file. */
+	write_file("config-kind", "[profile k]\nrole_arn = arn:aws:iam::1:role/r\n"
+		   "web_identity_token_file = /nonexistent/token\n", cfg, sizeof(cfg));
+	setenv("AWS_CONFIG_FILE", cfg, 1);
+	CHECK_INT(profile_load("k", &p, why, sizeof(why)), 0);
+	if (p) {
+		prov = creds_profile_provider(p, NULL, "us-east-1", 0, why, sizeof(why));
+		CHECK(prov != NULL);
+		if (prov) {
+			CHECK_STR(prov->name, "web identity");
+			CHECK(prov->fetch(prov, &cr, why, sizeof(why)) != 0);
+			CHECK(strstr(why, "/nonexistent/token") != NULL);
+			prov->destroy(prov);
+		}
+		profile_free(p);
+	}
+	/* Unsupported or incomplete kinds say so. */
+	CHECK(profile_fetch("[profile k]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = b\n",
+			    &cr, name, sizeof(name), why, sizeof(why)) != 0);
+	CHECK(strstr(why, "role_arn without web_identity_token_file") != NULL);
+	CHECK(profile_fetch("[profile k]\nsso_session = corp\n", &cr, name, sizeof(name), why,
+			    sizeof(why)) != 0);
+	CHECK(strstr(why, "SSO profiles are not supported") != NULL);
+	CHECK(profile_fetch("[profile k]\naws_secret_access_key = SECRETONLY\n", &cr, name,
+			    sizeof(name), why, sizeof(why)) != 0);
+	CHECK(strstr(why, "aws_secret_access_key without aws_access_key_id") != NULL);
+	CHECK(strstr(why, "SECRETONLY") == NULL);
+	clean_env();
+}
+
+TEST(credential_process_output)
+{
+	static const struct {
+		const char *json, *why;
+	} bad[] = {
+		{ "{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"TOPSECRET\"}", "no \"Version\"" },
+		{ "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"TOPSECRET\"}",
+		  "\"Version\" must be 1" },
+		{ "{\"Version\": \"1\", \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"TOPSECRET\"}",
+		  "\"Version\" must be 1" },
+		{ "{\"Version\": 1, \"SecretAccessKey\": \"TOPSECRET\"}", "lacks \"AccessKeyId\"" },
+		{ "{\"Version\": 1, \"AccessKeyId\": \"A\"}", "lacks \"SecretAccessKey\"" },
+		{ "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"TOPSECRET\", "
+		  "\"Expiration\": \"tomorrow\"}", "not an ISO 8601 time" },
+		{ "[1, 2]", "did not send a JSON object" },
+		{ "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"TOPSECRET\"",
+		  "did not send a JSON object" },
+		{ "", "did not send a JSON object" },
+	};
+	char why[CREDS_WHY_LEN];
+	struct creds *cr = NULL;
+	size_t i;
+
+	CHECK_INT(creds_process_parse("{\"Version\": 1, \"AccessKeyId\": \"A\", "
+				      "\"SecretAccessKey\": \"S\"}", 58, &cr, why, sizeof(why)), 0);
+	if (cr) {
+		CHECK_STR(cr->access_key_id, "A");
+		CHECK(cr->session_token == NULL);
+		CHECK_INT(cr->expiration, 0);
+		creds_release(cr);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr = NULL;
+		why[0] = '\0';
+		CHECK(creds_process_parse(bad[i].json, strlen(bad[i].json), &cr, why,
+					  sizeof(why)) != 0);
+		CHECK(cr == NULL);
+		if (!strstr(why, bad[i].why))
+			fprintf(stderr, "case %zu: %s\n", i, why);
+		CHECK(strstr(why, bad[i].why) != NULL);
+		CHECK(strstr(why, "TOPSECRET") == NULL);
+	}
+}
+
+TEST(near_expiry_window)
+{
+	time_t now = time(NULL);
+	struct creds *hour = creds_new("A", "S", "T", now + 3600, NULL);
+	struct creds *minute = creds_new("A", "S", "T", now + 60, NULL);
+	struct creds *forever = creds_new("A", "S", NULL, 0, NULL);
+
+	CHECK(hour && minute && forever);
+	if (!hour || !minute || !forever)
+		return;
+	/* One hour: the last minute counts as "near". */
+	CHECK(!creds_near_expiry(hour, now + 3600 - 61));
+	CHECK(creds_near_expiry(hour, now + 3600 - 59));
+	/* One minute: only the last quarter, so a real denial is not a refresh. */
+	CHECK(!creds_near_expiry(minute, now));
+	CHECK(!creds_near_expiry(minute, now + 44));
+	CHECK(creds_near_expiry(minute, now + 46));
+	CHECK(creds_near_expiry(minute, now + 100));
+	CHECK(!creds_near_expiry(forever, now + 1000000));
+	creds_release(hour);
+	creds_release(minute);
+	creds_release(forever);
+}
+
+/* A fake provider: counts fetches, can fail, can block until released. */
+struct fake {
+	struct creds_provider base;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int fetches;
+	int fail;
+	int hold;		/* fetch waits while set */
+	long life;		/* seconds of validity of what it hands out */
+};
+
+static int fake_fetch(struct creds_provider *p, struct creds **out, char *why, size_t whylen)
+{
+	struct fake *f = (struct fake *)p;
+	char ak[32];
+	int n;
+
+	pthread_mutex_lock(&f->lock);
+	n = ++f->fetches;
+	while (f->hold)
+		pthread_cond_wait(&f->cond, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+	if (f->fail) {
+		snprintf(why, whylen, "fake failure %d", n);
+		return -EACCES;
+	}
+	snprintf(ak, sizeof(ak), "AK%d", n);
+	*out = creds_new(ak, "SK", "ST", time(NULL) + f->life, "arn:fake");
+	return *out ? 0 : -ENOMEM;
+}
+
+static void fake_destroy(struct creds_provider *p)
+{
+	(void)p;
+}
+
+static void fake_init(struct fake *f, long life)
+{
+	memset(f, 0, sizeof(*f));
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	f->base.name = "fake";
+	f->base.fetch = fake_fetch;
+	f->base.destroy = fake_destroy;
+	f->life = life;
+}
+
+static int fake_count(struct fake *f)
+{
+	int n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->fetches;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static void fake_hold(struct fake *f, int hold)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold = hold;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* The access key id of what acquire hands out, or "" on error. */
+static const char *acquire_ak(struct creds_cache *c, int *rc)
+{
+	static __thread char ak[32];
+	char why[CREDS_WHY_LEN];
+	struct creds *cr = NULL;
+
+	*rc = creds_cache_acquire(c, &cr, why, sizeof(why));
+	ak[0] = '\0';
+	if (cr) {
+		snprintf(ak, sizeof(ak), "%s", cr->access_key_id);
+		creds_release(cr);
+	}
+	return ak;
+}
+
+TEST(cache_refreshes_once_per_lifetime)
+{
+	struct creds_cache *c;
+	struct fake f;
+	int rc, i;
+
+	fake_init(&f, 3600);
+	c = creds_cache_new(&f.base);
+	for (i = 0; i < 5; i++)
+		CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(fake_count(&f), 1);
+	/* 3600 s credentials: refreshed 5 minutes ahead, not earlier. */
+	creds_cache_set_clock_offset(c, 3600 - 301);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(fake_count(&f), 1);
+	creds_cache_set_clock_offset(c, 3600 - 299);
+	CHECK_STR(acquire_ak(c, &rc), "AK2");
+	CHECK_INT(fake_count(&f), 2);
+	creds_cache_free(c);
+
+	/* 60 s credentials: a quarter of the lifetime ahead (15 s). */
+	fake_init(&f, 60);
+	c = creds_cache_new(&f.base);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	creds_cache_set_clock_offset(c, 44);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	creds_cache_set_clock_offset(c, 46);
+	CHECK_STR(acquire_ak(c, &rc), "AK2");
+	CHECK_INT(fake_count(&f), 2);
+	creds_cache_free(c);
+}
+
+TEST(cache_failures_keep_valid_creds_then_ekeyexpired)
+{
+	char why[CREDS_WHY_LEN];
+	struct creds_cache *c;
+	struct creds *cr = NULL;
+	struct fake f;
+	int rc;
+
+	fake_init(&f, 60);
+	c = creds_cache_new(&f.base);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	f.fail = 1;
+	creds_cache_set_clock_offset(c, 50);
+	/* Due but failing: the still-valid credentials keep serving. */
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(rc, 0);
+	CHECK_INT(fake_count(&f), 2);
+	/* Past expiry: EKEYEXPIRED with the provider's reason, and no storm. */
+	creds_cache_set_clock_offset(c, 70);
+	rc = creds_cache_acquire(c, &cr, why, sizeof(why));
+	CHECK_INT(rc, -EKEYEXPIRED);
+	CHECK(cr == NULL);
+	CHECK(strstr(why, "fake failure") != NULL);
+	rc = creds_cache_acquire(c, &cr, why, sizeof(why));
+	CHECK_INT(rc, -EKEYEXPIRED);
+	rc = creds_cache_acquire(c, &cr, why, sizeof(why));
+	CHECK_INT(rc, -EKEYEXPIRED);
+	CHECK(fake_count(&f) <= 3);
+	/* Recovers without a new cache once the retry time has come. */
+	f.fail = 0;
+	f.life = 200;
+	creds_cache_set_clock_offset(c, 70 + 31);
+	CHECK_STR(acquire_ak(c, &rc), "AK4");
+	CHECK_INT(rc, 0);
+	creds_cache_free(c);
+}
+
+TEST(cache_invalidate_forces_one_refresh)
+{
+	char why[CREDS_WHY_LEN];
+	struct creds_cache *c;
+	struct creds *cr = NULL;
+	struct fake f;
+	int rc;
+
+	fake_init(&f, 3600);
+	c = creds_cache_new(&f.base);
+	CHECK_INT(creds_cache_acquire(c, &cr, why, sizeof(why)), 0);
+	creds_cache_invalidate(c, cr);
+	creds_release(cr);
+	CHECK_STR(acquire_ak(c, &rc), "AK2");
+	CHECK_STR(acquire_ak(c, &rc), "AK2");
+	CHECK_INT(fake_count(&f), 2);
+	/* Invalidating credentials that are no longer current changes nothing. */
+	fake_init(&f, 3600);
+	creds_cache_free(c);
+	c = creds_cache_new(&f.base);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	creds_cache_invalidate(c, (const struct creds *)&f);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(fake_count(&f), 1);
+	creds_cache_free(c);
+}
+
+struct racer {
+	struct creds_cache *c;
+	int rc;
+	char ak[32];
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	snprintf(r->ak, sizeof(r->ak), "%s", acquire_ak(r->c, &r->rc));
+	return NULL;
+}
+
+TEST(cache_one_fetch_in_flight)
+{
+	struct racer r[8];
+	pthread_t t[8];
+	struct creds_cache *c;
+	struct fake f;
+	int i, rc;
+
+	fake_init(&f, 3600);
+	fake_hold(&f, 1);
+	c = creds_cache_new(&f.base);
+	for (i = 0; i < 8; i++) {
+		r[i].c = c;
+		pthread_create(&t[i], NULL, race, &r[i]);
+	}
+	/* Let the first caller reach the provider, then release it. */
+	while (fake_count(&f) == 0)
+		usleep(1000);
+	usleep(20000);
+	fake_hold(&f, 0);
+	for (i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_INT(r[i].rc, 0);
+		CHECK_STR(r[i].ak, "AK1");
+	}
+	CHECK_INT(fake_count(&f), 1);
+
+	/*
+	 * With background refreshes on, a due refresh runs in its own thread:
+	 * callers get the valid old credentials at once, even while the
+	 * provider is stuck.
+	 */
+	creds_cache_background(c);
+	fake_hold(&f, 1);
+	creds_cache_set_clock_offset(c, 3600 - 200);
+	for (i = 0; i < 4; i++)
+		CHECK_STR(acquire_ak(c, &rc), "AK1");
+	while (fake_count(&f) < 2)
+		usleep(1000);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	creds_cache_set_clock_offset(c, 0);
+	fake_hold(&f, 0);
+	/* The background refresh lands; then its result is handed out. */
+	for (i = 0; i < 5000 && strcmp(acquire_ak(c, &rc), "AK2") != 0; i++)
+		usleep(1000);
+	CHECK_STR(acquire_ak(c, &rc), "AK2");
+	CHECK_INT(fake_count(&f), 2);
+	creds_cache_free(c);
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/irsafs-test-creds-XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	log_set_level(LOG_CRIT);
+	RUN(chain_order_and_fail_closed);
+	RUN(sts_endpoint_selection);
+	RUN(container_urls);
+	RUN(profile_files);
+	RUN(profile_kinds);
+	RUN(credential_process_output);
+	RUN(near_expiry_window);
+	RUN(cache_refreshes_once_per_lifetime);
+	RUN(cache_failures_keep_valid_creds_then_ekeyexpired);
+	RUN(cache_invalidate_forces_one_refresh);
+	RUN(cache_one_fetch_in_flight);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", tmpdir);
+	}
+	return harness_done();
+}
