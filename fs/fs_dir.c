@@ -2,7 +2,9 @@
  * Directories: opendir lists the directory (all pages) once and keeps the
  * listing on the directory's node for the metadata TTL; readdirplus hands the
  * kernel every entry's attributes from it, so `ls -l` costs the listing's
- * pages and no HEAD per entry.
+ * pages and no HEAD per entry. A refused listing is remembered on the node
+ * for the TTL: the directory then shows d--x--x--x and opendir answers
+ * EACCES without asking S3 again.
  */
 #include "fs/fs_i.h"
 
@@ -37,12 +39,16 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	l = inode_get_listing(fs->inodes, ino, fs->ttl_ms);
-	if (!l) {
+	l = ii.denied ? NULL : inode_get_listing(fs->inodes, ino, fs->ttl_ms);
+	if (ii.denied) {
+		rc = -EACCES;
+	} else if (!l) {
 		fs_count(&fs->counters.listings, 1);
 		rc = listing_fetch(fs->store, ii.key, fs->opts->list_page_size, &l, &e);
 		if (!rc)
 			inode_set_listing(fs->inodes, ino, l);
+		else if (rc == -EACCES)
+			fs_note_denial(fs, ino, "s3:ListBucket", ii.key, 1, &e);
 	}
 	inode_info_cleanup(&ii);
 	if (rc) {
@@ -120,6 +126,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 			e.ino = eino;
 			e.attr.st_ino = eino;
+			if (inode_is_denied(fs->inodes, eino))
+				fs_stat_denied(&e.attr);
 			e.attr_timeout = fs->ttl;
 			e.entry_timeout = fs->ttl;
 		} else {

@@ -1,11 +1,27 @@
 /*
- * Names: lookup, forget and getattr.
+ * Names: lookup, forget and getattr, and how denials show.
  *
  * A lookup inside a directory listed within the metadata TTL is answered from
  * that listing. Otherwise it asks S3 directly: one ListObjectsV2 of "name/"
  * with max-keys=1 (a directory shadows a file, so it goes first), then a HEAD
  * of "name". That keeps a path reachable by its full name even under a
- * directory the role may not list.
+ * directory the role may not list. A name with no node remembers its answer
+ * in the table's negative entries: "no such key" for the negative TTL, a
+ * denial for the metadata TTL (the kernel caches only the former).
+ *
+ * What the answers mean, for a role without s3:ListBucket on the prefix: S3
+ * answers 403, not 404, for a key that does not exist (so as not to reveal
+ * that it does not), and irsafs passes that on as EACCES; it never guesses
+ * ENOENT from a denial. When the directory probe is denied and the HEAD says
+ * 404, the name may still be a directory: EACCES too.
+ *
+ * Denials as modes: once a denial of a node has been seen (its listing or its
+ * bytes refused), its attributes show it until the metadata TTL runs out: a
+ * directory keeps only its x bits (d--x--x--x: it can be traversed, not
+ * listed), a file shows no permission bits at all. The kernel checks these
+ * modes itself (default_permissions), so access(2) agrees. This shows what
+ * was observed; irsafs does not evaluate IAM policies. After a denial the
+ * kernel's cached attributes are invalidated so the next stat sees it.
  */
 #include "fs/fs_i.h"
 
@@ -58,8 +74,17 @@ void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir,
 	st->st_ctim = st->st_mtim;
 }
 
+void fs_stat_denied(struct stat *st)
+{
+	if (S_ISDIR(st->st_mode))
+		st->st_mode = (st->st_mode & ~(mode_t)07777) | (st->st_mode & 0111);
+	else
+		st->st_mode &= ~(mode_t)07777;
+}
+
 /* Reply to a lookup with node (key, is_dir, attr), taking one reference. */
-void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a)
+static void reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a,
+			int denied)
 {
 	struct irsafs *fs = fs_of(req);
 	struct fuse_entry_param e;
@@ -70,25 +95,96 @@ void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct st
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (denied)
+		inode_set_denied(fs->inodes, ino);
+	else
+		denied = inode_is_denied(fs->inodes, ino);
 	memset(&e, 0, sizeof(e));
 	e.ino = ino;
 	e.attr_timeout = fs->ttl;
 	e.entry_timeout = fs->ttl;
 	fs_fill_stat(fs, ino, is_dir, a, &e.attr);
+	if (denied)
+		fs_stat_denied(&e.attr);
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
 		/* The lookup was interrupted: the kernel never saw the reference. */
 		inode_forget(fs->inodes, ino, 1);
 	}
 }
 
+void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a)
+{
+	reply_entry(req, key, is_dir, a, 0);
+}
+
 void fs_reply_negative(fuse_req_t req)
 {
 	struct fuse_entry_param e;
 
-	/* ino 0 with a timeout lets the kernel cache the miss. */
+	/* ino 0 with a timeout lets the kernel cache the miss, for the negative TTL. */
 	memset(&e, 0, sizeof(e));
-	e.entry_timeout = fs_of(req)->ttl;
+	e.entry_timeout = fs_of(req)->opts->negative_ttl;
 	fuse_reply_entry(req, &e);
+}
+
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
+		    int is_list, const struct s3_error *e)
+{
+	char text[512], what[320], when[21];
+
+	if (!e)
+		snprintf(what, sizeof(what), "EACCES");
+	else if (e->http_status == 403 && !e->code[0])
+		snprintf(what, sizeof(what), "403 AccessDenied"); /* a HEAD's 403 has no body */
+	else
+		err_describe(e, what, sizeof(what));
+	time_format_iso8601(time(NULL), when);
+	if (is_list)
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s", when, action,
+			 fs->opts->bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
+			 what);
+	else
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s", when, action,
+			 fs->opts->bucket, key, what);
+	inode_set_last_denial(fs->inodes, text);
+	if (!ino)
+		return;
+	inode_set_denied(fs->inodes, ino);
+	/* The kernel may hold the old attributes for the TTL: make it ask again. */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+}
+
+/* Archived storage classes: their bytes cannot be read until restored. */
+static int archived_class(const char *sc)
+{
+	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE");
+}
+
+int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
+{
+	char what[320], one;
+	struct s3_error e;
+	size_t got = 0;
+	int rc;
+
+	if (ii->denied)
+		return -EACCES;
+	if (!archived_class(ii->attr.storage_class) || ii->attr.size == 0)
+		return 0;
+	/*
+	 * A restored copy reads normally, and neither the listing nor our HEAD
+	 * says whether there is one: ask for one byte.
+	 */
+	rc = store_read_range(fs->store, ii->key, ii->attr.etag, 0, 1, &one, &got, &e);
+	if (rc == -EACCES) {
+		log_once(LOG_WARNING, "s3://%s/%s is in storage class %s and not restored (%s): "
+			 "restore it first (s3:RestoreObject) or read another path",
+			 fs->opts->bucket, ii->key, ii->attr.storage_class,
+			 err_describe(&e, what, sizeof(what)));
+		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+	}
+	return rc;
 }
 
 char *fs_join(const char *a, const char *b, const char *c)
@@ -110,6 +206,34 @@ static int dir_exists(struct irsafs *fs, const char *dir_key, struct s3_error *e
 	if (rc)
 		return rc;
 	found = page.nobjects > 0 || page.nprefixes > 0;
+	s3_list_page_cleanup(&page);
+	return found;
+}
+
+/*
+ * The role may list but not read: find the key itself with one more listing
+ * (prefix = the key), so an unreadable file still shows, as "----------".
+ * 1 with *a filled when the key exists, 0 when not, or a negative errno.
+ */
+static int file_listed(struct irsafs *fs, const char *file_key, struct store_attr *a)
+{
+	struct s3_list_page page;
+	struct s3_error e;
+	int rc, found = 0;
+
+	rc = store_list_page(fs->store, file_key, NULL, 1, &page, &e);
+	if (rc)
+		return rc;
+	if (page.nobjects > 0 && !strcmp(page.objects[0].key, file_key)) {
+		const struct s3_list_object *o = &page.objects[0];
+
+		memset(a, 0, sizeof(*a));
+		a->size = o->size;
+		a->mtime = o->mtime;
+		snprintf(a->etag, sizeof(a->etag), "%s", o->etag ? o->etag : "");
+		snprintf(a->storage_class, sizeof(a->storage_class), "%s", o->storage_class);
+		found = 1;
+	}
 	s3_list_page_cleanup(&page);
 	return found;
 }
@@ -164,6 +288,15 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOMEM);
 		goto out;
 	}
+	rc = inode_neg_get(fs->inodes, file_key);
+	if (rc == -ENOENT) {
+		fs_reply_negative(req);
+		goto out;
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		goto out;
+	}
 	/* A directory shadows a file of the same name, so ask about it first. */
 	list_rc = dir_exists(fs, dir_key, &e);
 	if (list_rc == 1) {
@@ -178,12 +311,22 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = store_stat(fs->store, file_key, &a, &e);
 	if (rc == 0) {
 		fs_reply_entry(req, file_key, 0, &a);
+	} else if (rc == -EACCES && list_rc == 0 && file_listed(fs, file_key, &a) == 1) {
+		/* Listed but not readable: a file that shows its denial. */
+		fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
+		reply_entry(req, file_key, 0, &a, 1);
 	} else if (rc == -ENOENT && list_rc == -EACCES) {
 		/* Not a file, and we may not look for a directory: it may be one. */
+		inode_neg_put(fs->inodes, file_key, -EACCES);
 		fuse_reply_err(req, EACCES);
 	} else if (rc == -ENOENT) {
+		inode_neg_put(fs->inodes, file_key, -ENOENT);
 		fs_reply_negative(req);
 	} else {
+		if (rc == -EACCES) {
+			fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
+			inode_neg_put(fs->inodes, file_key, -EACCES);
+		}
 		fuse_reply_err(req, -rc);
 	}
 out:
@@ -213,9 +356,16 @@ int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii)
 	struct s3_error e;
 	int rc;
 
-	if (ii->is_dir || clock_mono_ms() - ii->attr_ms < fs->ttl_ms)
+	/* A denial seen within the TTL stands; asking again would only cost. */
+	if (ii->is_dir || ii->denied || clock_mono_ms() - ii->attr_ms < fs->ttl_ms)
 		return 0;
 	rc = store_stat(fs->store, ii->key, &ii->attr, &e);
+	if (rc == -EACCES) {
+		/* Known to exist, refused now: keep the node, show the denial. */
+		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+		ii->denied = 1;
+		return 0;
+	}
 	if (rc)
 		return rc;
 	ii->attr_ms = clock_mono_ms();
@@ -237,8 +387,9 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 	} else {
 		fs_fill_stat(fs, ino, ii.is_dir, &ii.attr, &st);
+		if (ii.denied)
+			fs_stat_denied(&st);
 		fuse_reply_attr(req, &st, fs->ttl);
 	}
 	inode_info_cleanup(&ii);
 }
-

@@ -1,0 +1,217 @@
+/*
+ * Extended attributes: read-only facts about an object or the mount.
+ *
+ * Files:        user.s3.uri, user.s3.etag, user.s3.last_modified,
+ *               user.s3.storage_class, user.s3.content_type, and
+ *               user.s3.version_id when the object has one.
+ * Directories:  user.s3.uri.
+ * Mount root:   user.s3.uri, user.irsafs.principal,
+ *               user.irsafs.credential_source, user.irsafs.credentials_expire,
+ *               user.irsafs.endpoint, user.irsafs.region, and
+ *               user.irsafs.last_denial once a denial has been seen.
+ *
+ * A listing says nothing about a file's content type or version, so the first
+ * getxattr/listxattr of a file known only from a listing costs one HEAD; the
+ * answer is kept on the node like any other attribute. Values carry no
+ * trailing NUL, as getfattr expects. setxattr and removexattr are EROFS
+ * (fs_ops.c). No secret is ever an attribute: the credentials give only the
+ * principal's ARN and their expiry.
+ */
+#include "fs/fs_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/creds.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/strutil.h"
+#include "fs/inode.h"
+#include "s3/s3.h"
+
+#define XATTR_MAX 12
+
+struct xattr_set {
+	size_t n;
+	char *name[XATTR_MAX];
+	char *value[XATTR_MAX];
+};
+
+static int xs_add(struct xattr_set *xs, const char *name, const char *value)
+{
+	if (xs->n == XATTR_MAX)
+		return -ENOMEM;
+	xs->name[xs->n] = strdup(name);
+	xs->value[xs->n] = strdup(value);
+	if (!xs->name[xs->n] || !xs->value[xs->n]) {
+		free(xs->name[xs->n]);
+		free(xs->value[xs->n]);
+		return -ENOMEM;
+	}
+	xs->n++;
+	return 0;
+}
+
+static void xs_cleanup(struct xattr_set *xs)
+{
+	size_t i;
+
+	for (i = 0; i < xs->n; i++) {
+		free(xs->name[i]);
+		free(xs->value[i]);
+	}
+	xs->n = 0;
+}
+
+static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
+{
+	char why[CREDS_WHY_LEN], when[21], denial[512];
+	struct creds *cr = NULL;
+	int rc = 0;
+
+	if (creds_cache_acquire(fs->creds, &cr, why, sizeof(why)) == 0) {
+		rc = xs_add(xs, "user.irsafs.principal",
+			    cr->principal_arn ? cr->principal_arn : "unknown");
+		if (cr->expiration)
+			time_format_iso8601(cr->expiration, when);
+		else
+			snprintf(when, sizeof(when), "never");
+		if (!rc)
+			rc = xs_add(xs, "user.irsafs.credentials_expire", when);
+		creds_release(cr);
+	} else {
+		rc = xs_add(xs, "user.irsafs.principal", "none (no valid credentials)");
+	}
+	if (!rc)
+		rc = xs_add(xs, "user.irsafs.credential_source", creds_cache_source(fs->creds));
+	if (!rc)
+		rc = xs_add(xs, "user.irsafs.endpoint", s3_store_endpoint(fs->store));
+	if (!rc)
+		rc = xs_add(xs, "user.irsafs.region",
+			    fs->opts->region ? fs->opts->region : "us-east-1");
+	inode_last_denial(fs->inodes, denial, sizeof(denial));
+	if (!rc && denial[0])
+		rc = xs_add(xs, "user.irsafs.last_denial", denial);
+	return rc;
+}
+
+static int file_xattrs(struct irsafs *fs, struct inode_info *ii, struct xattr_set *xs)
+{
+	struct s3_error e;
+	char when[21];
+	int rc;
+
+	if (!ii->attr.content_type[0] && !ii->denied) {
+		/* Known from a listing only: one HEAD for what a listing lacks. */
+		struct store_attr a;
+
+		if (store_stat(fs->store, ii->key, &a, &e) == 0) {
+			ii->attr = a;
+			inode_set_attr(fs->inodes, ii->ino, &a);
+		}
+	}
+	time_format_iso8601(ii->attr.mtime.tv_sec, when);
+	rc = xs_add(xs, "user.s3.etag", ii->attr.etag);
+	if (!rc)
+		rc = xs_add(xs, "user.s3.last_modified", when);
+	if (!rc)
+		rc = xs_add(xs, "user.s3.storage_class",
+			    ii->attr.storage_class[0] ? ii->attr.storage_class : "STANDARD");
+	if (!rc && ii->attr.content_type[0])
+		rc = xs_add(xs, "user.s3.content_type", ii->attr.content_type);
+	if (!rc && ii->attr.version_id[0] && strcmp(ii->attr.version_id, "null"))
+		rc = xs_add(xs, "user.s3.version_id", ii->attr.version_id);
+	return rc;
+}
+
+/* Every attribute of node ino. 0 or a negative errno. */
+static int collect(struct irsafs *fs, fuse_ino_t ino, struct xattr_set *xs)
+{
+	struct inode_info ii;
+	char *uri = NULL;
+	int rc;
+
+	memset(xs, 0, sizeof(*xs));
+	rc = inode_get(fs->inodes, ino, &ii);
+	if (rc)
+		return rc;
+	if (asprintf(&uri, "s3://%s/%s", fs->opts->bucket, ii.key) < 0) {
+		uri = NULL;
+		rc = -ENOMEM;
+	}
+	if (!rc)
+		rc = xs_add(xs, "user.s3.uri", uri);
+	if (!rc && ino == FUSE_ROOT_ID)
+		rc = root_xattrs(fs, xs);
+	else if (!rc && !ii.is_dir)
+		rc = file_xattrs(fs, &ii, xs);
+	free(uri);
+	inode_info_cleanup(&ii);
+	if (rc)
+		xs_cleanup(xs);
+	return rc;
+}
+
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct xattr_set xs;
+	size_t i, len;
+	int rc;
+
+	/* Only ours; the kernel asks for security.* and ACLs on every access. */
+	if (strncmp(name, "user.s3.", 8) && strncmp(name, "user.irsafs.", 12)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = collect(fs_of(req), ino, &xs);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	for (i = 0; i < xs.n; i++)
+		if (!strcmp(xs.name[i], name))
+			break;
+	if (i == xs.n) {
+		fuse_reply_err(req, ENODATA);
+	} else {
+		len = strlen(xs.value[i]);
+		if (size == 0)
+			fuse_reply_xattr(req, len);
+		else if (size < len)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, xs.value[i], len);
+	}
+	xs_cleanup(&xs);
+}
+
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct xattr_set xs;
+	char buf[XATTR_MAX * 40];
+	size_t i, len = 0, n;
+	int rc;
+
+	rc = collect(fs_of(req), ino, &xs);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* Names, each with its NUL, one after another. */
+	for (i = 0; i < xs.n; i++) {
+		n = strlen(xs.name[i]) + 1;
+		if (len + n > sizeof(buf))
+			break;
+		memcpy(buf + len, xs.name[i], n);
+		len += n;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+	xs_cleanup(&xs);
+}
