@@ -1,0 +1,108 @@
+/*
+ * readahead: per-open-file sequential prefetch over parallel ranged GETs.
+ *
+ * struct readahead wraps a store and owns a small pool of fetch threads; each
+ * thread runs one ranged GET at a time through the store, and the store gives
+ * every concurrent request its own connection. Each open file (struct
+ * ra_file) keeps a read-ahead window of parts: buffers, each filled by one
+ * GET pinned to the ETag seen at open (If-Match).
+ *
+ * Access pattern, per open file:
+ * - A read at offset 0 of a fresh open, or reads after a seek that stay
+ *   within 512 KiB of each other and add up to 512 KiB, start streaming with
+ *   a window of first_window bytes.
+ * - While streaming, reads within back_tolerance behind or fwd_tolerance ahead
+ *   of the previous read's end count as sequential (the kernel's asynchronous
+ *   read-ahead delivers reads slightly out of order, and readers skip a
+ *   little); the window doubles each time the reader passes the end of a part,
+ *   up to max_window, and parts are part_size bytes at most, so a grown window
+ *   is several GETs in flight at once.
+ * - Any other read is a seek: the window is dropped (queued GETs are
+ *   cancelled) and only the bytes asked for are fetched, rounded out to 4 KiB,
+ *   by the reading thread itself.
+ *
+ * Memory: every part is reserved in the global membudget before it is
+ * fetched. When the budget is full the window stops growing and, if not even
+ * the part a reader is waiting for fits, that read is served by a direct GET
+ * of just its bytes; the budget is never exceeded.
+ *
+ * Consistency: a GET that answers 412 marks the file stale; that read and
+ * every later one on the handle fail with -ESTALE, so bytes of two versions
+ * are never mixed.
+ *
+ * Thread rules: readahead_new/free are not thread-safe; everything else is.
+ * Several threads may call ra_read on one ra_file at once (the kernel sends
+ * concurrent reads); ra_close may come before the last ra_span_release (a
+ * span keeps its file alive) but after every ra_read has returned. Lock
+ * order: ra_file.lock, then readahead.lock.
+ */
+#ifndef IRSAFS_CACHE_READAHEAD_H
+#define IRSAFS_CACHE_READAHEAD_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+struct store;
+struct membudget;
+struct readahead;
+struct ra_file;
+struct ra_part;
+
+struct ra_config {
+	size_t part_size;		/* largest single GET (default 8 MiB) */
+	unsigned concurrency;		/* fetch threads = GETs in flight, all files (default 8) */
+	size_t first_window;		/* window when streaming starts (default 1 MiB) */
+	size_t max_window;		/* per file; 0 = part_size * concurrency */
+	size_t back_tolerance;		/* default 1 MiB */
+	size_t fwd_tolerance;		/* default 16 MiB */
+};
+
+struct ra_stats {
+	unsigned long long gets;	/* read-ahead GETs completed */
+	unsigned long long direct_gets;	/* GETs made by readers themselves (seeks) */
+	unsigned long long bytes;	/* bytes received by both */
+	unsigned long long cancelled;	/* queued GETs dropped before they started */
+	unsigned long long budget_short;/* parts not started for want of memory */
+};
+
+#define RA_IOV_MAX 8
+
+/* The bytes of one read: iov[0..niov) in order, len bytes in all. */
+struct ra_span {
+	struct iovec iov[RA_IOV_MAX];
+	int niov;
+	size_t len;
+	struct ra_part *held[RA_IOV_MAX];
+	int nheld;
+	char *owned;
+};
+
+/*
+ * A prefetcher over store (not owned), reserving buffers in mb (not owned).
+ * Zero fields of cfg take their defaults. NULL on ENOMEM.
+ */
+struct readahead *readahead_new(struct store *store, struct membudget *mb,
+				const struct ra_config *cfg);
+/*
+ * Start the fetch threads (after any fork: threads do not survive it), before
+ * the first ra_read. 0, or -errno when not even one thread could start.
+ */
+int readahead_start(struct readahead *ra);
+/* Stops the threads; every ra_file must be closed first. */
+void readahead_free(struct readahead *ra);
+void readahead_stats(struct readahead *ra, struct ra_stats *out);
+
+/* Open key (copied) pinned to etag ("" = unpinned), size bytes long. NULL on ENOMEM. */
+struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size);
+void ra_close(struct ra_file *f);
+
+/*
+ * Read up to len bytes at off. On 0, *sp holds the bytes (sp->len may be
+ * short at the end of the object, 0 at or past it); the caller replies with
+ * sp->iov and then calls ra_span_release. On a negative errno nothing is held
+ * (-ESTALE: the object changed since open).
+ */
+int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp);
+void ra_span_release(struct ra_file *f, struct ra_span *sp);
+
+#endif

@@ -1,0 +1,587 @@
+/*
+ * cache/: the memory budget, the prefetcher and the disk cache, over a fake store that keeps
+ * one object in memory, records every ranged GET, and can change the object
+ * (a new ETag) between two reads.
+ */
+#include "cache/diskcache.h"
+#include "cache/membudget.h"
+#include "cache/readahead.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "harness.h"
+#include "s3/store.h"
+
+#define MAX_GETS 4096
+
+struct fake {
+	struct store base;
+	pthread_mutex_t lock;
+	char *data;
+	long long size;
+	char etag[32];
+	int version;
+	int ngets;
+	long long get_off[MAX_GETS];
+	size_t get_len[MAX_GETS];
+	long long bytes;
+};
+
+static unsigned char byte_at(int version, long long i)
+{
+	return (unsigned char)((i * 2654435761u >> 7) + (unsigned)version * 101);
+}
+
+static int fake_read(struct store *s, const char *key, const char *etag, long long off,
+		     size_t len, char *dst, size_t *got, struct s3_error *e)
+{
+	struct fake *f = (struct fake *)s;
+	long long i, n;
+
+	err_clear(e);
+	pthread_mutex_lock(&f->lock);
+	if (f->ngets < MAX_GETS) {
+		f->get_off[f->ngets] = off;
+		f->get_len[f->ngets] = len;
+	}
+	f->ngets++;
+	if (etag && *etag && strcmp(etag, f->etag) != 0) {
+		pthread_mutex_unlock(&f->lock);
+		e->http_status = 412;
+		return -ESTALE;
+	}
+	n = off >= f->size ? 0 : (long long)len < f->size - off ? (long long)len : f->size - off;
+	for (i = 0; i < n; i++)
+		dst[i] = (char)byte_at(f->version, off + i);
+	f->bytes += n;
+	*got = (size_t)n;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static void fake_destroy(struct store *s)
+{
+}
+
+static const struct store_ops fake_ops = { .read_range = fake_read, .destroy = fake_destroy };
+
+static void fake_init(struct fake *f, long long size)
+{
+	memset(f, 0, sizeof(*f));
+	f->base.ops = &fake_ops;
+	pthread_mutex_init(&f->lock, NULL);
+	f->size = size;
+	strcpy(f->etag, "\"v0\"");
+}
+
+static void fake_change(struct fake *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->version++;
+	snprintf(f->etag, sizeof(f->etag), "\"v%d\"", f->version);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Read [off, off+len) through the prefetcher; check every byte. Returns bytes or -errno. */
+static long long read_check(struct ra_file *rf, int version, long long off, size_t len)
+{
+	struct ra_span sp;
+	long long pos = off;
+	int i, rc, bad = 0;
+	size_t j;
+
+	rc = ra_read(rf, off, len, &sp);
+	if (rc)
+		return rc;
+	for (i = 0; i < sp.niov; i++) {
+		const unsigned char *b = sp.iov[i].iov_base;
+
+		for (j = 0; j < sp.iov[i].iov_len; j++, pos++)
+			if (b[j] != byte_at(version, pos))
+				bad = 1;
+	}
+	CHECK(!bad);
+	CHECK_INT(pos - off, sp.len);
+	ra_span_release(rf, &sp);
+	return (long long)(pos - off);
+}
+
+/* No byte was fetched twice: sum of GET lengths (clipped to the object). */
+static long long fetched(struct fake *f)
+{
+	return f->bytes;
+}
+
+struct env {
+	struct fake fake;
+	struct membudget *mb;
+	struct readahead *ra;
+};
+
+static void env_init(struct env *v, long long size, size_t budget, size_t part, unsigned conc)
+{
+	struct ra_config cfg = { .part_size = part, .concurrency = conc };
+
+	fake_init(&v->fake, size);
+	v->mb = membudget_new(budget);
+	v->ra = readahead_new(&v->fake.base, v->mb, &cfg);
+	CHECK(v->ra != NULL);
+	CHECK_INT(readahead_start(v->ra), 0);
+}
+
+static void env_cleanup(struct env *v)
+{
+	readahead_free(v->ra);
+	CHECK_INT(membudget_used(v->mb), 0);
+	membudget_free(v->mb);
+	pthread_mutex_destroy(&v->fake.lock);
+}
+
+TEST(budget_never_exceeded)
+{
+	struct membudget *b = membudget_new(1 << 20);
+	char *p, *q, *r;
+
+	p = membudget_alloc(b, 600 << 10);
+	q = membudget_alloc(b, 600 << 10);
+	r = membudget_alloc(b, 400 << 10);
+	CHECK(p != NULL);
+	CHECK(q == NULL);
+	CHECK(r != NULL);
+	CHECK_INT(membudget_used(b), 1000 << 10);
+	p[0] = 1;
+	r[(400 << 10) - 1] = 2;
+	membudget_release(b, p, 600 << 10);
+	q = membudget_alloc(b, 600 << 10);
+	CHECK(q != NULL);
+	membudget_release(b, q, 600 << 10);
+	membudget_release(b, r, 400 << 10);
+	CHECK_INT(membudget_used(b), 0);
+	CHECK_INT(membudget_peak(b), 1000 << 10);
+	membudget_free(b);
+}
+
+TEST(sequential_fetches_each_byte_once)
+{
+	static const size_t sizes[] = { 4096, 131072, 70000, 1 << 20 };
+	long long size = 40LL << 20 | 12345;
+	unsigned k;
+
+	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct env v;
+		struct ra_file *rf;
+		struct ra_stats st;
+		long long off = 0, n;
+
+		env_init(&v, size, 64 << 20, 4 << 20, 4);
+		rf = ra_open(v.ra, "k", "\"v0\"", size);
+		while ((n = read_check(rf, 0, off, sizes[k])) > 0)
+			off += n;
+		CHECK_INT(n, 0);
+		CHECK_INT(off, size);
+		ra_close(rf);
+		readahead_stats(v.ra, &st);
+		CHECK_INT(fetched(&v.fake), size);
+		CHECK_INT(st.direct_gets, 0);
+		/* The window grew: far fewer GETs than reads, and none above the part size. */
+		CHECK(v.fake.ngets < 25);
+		for (n = 0; n < v.fake.ngets; n++)
+			CHECK(v.fake.get_len[n] <= 4 << 20);
+		/* The window (4 parts) plus the part being read and the one kept behind. */
+		CHECK(membudget_peak(v.mb) <= 24 << 20);
+		env_cleanup(&v);
+	}
+}
+
+TEST(first_read_fetches_only_the_first_window)
+{
+	struct env v;
+	struct ra_file *rf;
+
+	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
+	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
+	ra_close(rf);
+	env_cleanup(&v);
+	CHECK_INT(v.fake.ngets, 1);
+	CHECK_INT(v.fake.get_off[0], 0);
+	CHECK_INT(v.fake.get_len[0], 1 << 20);
+}
+
+TEST(small_skips_keep_streaming)
+{
+	long long size = 24 << 20, off = 0;
+	struct ra_stats st;
+	struct ra_file *rf;
+	struct env v;
+	int i = 0;
+
+	env_init(&v, size, 64 << 20, 2 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	while (off < size) {
+		CHECK(read_check(rf, 0, off, 131072) > 0);
+		if (i % 7 == 3)
+			CHECK(read_check(rf, 0, off - 65536, 4096) > 0); /* a little back */
+		off += 131072;
+		if (i++ % 5 == 4)
+			off += 300000; /* a little forward */
+	}
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	CHECK_INT(st.direct_gets, 0);
+	/* Skipped bytes may be fetched; none twice. */
+	CHECK(fetched(&v.fake) <= size);
+	env_cleanup(&v);
+}
+
+TEST(out_of_order_reads_after_a_seek_stream)
+{
+	long long size = 64 << 20, base = 20 << 20, off;
+	struct ra_stats st;
+	struct ra_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	/* 128 KiB reads in pairs, the second half first, as async kernel reads come. */
+	for (i = 0; i < 64; i += 2) {
+		off = base + (long long)i * (128 << 10);
+		CHECK_INT(read_check(rf, 0, off + (128 << 10), 128 << 10), 128 << 10);
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+	}
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	/* Only the first few reads go direct; then the window takes over. */
+	CHECK(st.direct_gets <= 4);
+	CHECK(st.gets >= 1);
+	env_cleanup(&v);
+}
+
+TEST(random_reads_fetch_what_is_asked)
+{
+	long long size = 100 << 20, asked = 0;
+	unsigned seed = 42;
+	struct ra_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	for (i = 0; i < 300; i++) {
+		long long off = (long long)(rand_r(&seed) % (size / 4096)) * 4096;
+
+		if (i == 0 && off == 0)
+			off = 4096;
+		CHECK_INT(read_check(rf, 0, off, 4096), 4096);
+		asked += 4096;
+	}
+	/* Random 256 KiB reads come as two adjacent 128 KiB kernel reads. */
+	for (i = 0; i < 50; i++) {
+		long long off = (long long)(rand_r(&seed) % (size / (256 << 10))) * (256 << 10);
+
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+		CHECK_INT(read_check(rf, 0, off + (128 << 10), 128 << 10), 128 << 10);
+		asked += 256 << 10;
+	}
+	/* Unaligned: rounded out to 4 KiB blocks. */
+	CHECK_INT(read_check(rf, 0, 5000, 100), 100);
+	asked += 100;
+	ra_close(rf);
+	env_cleanup(&v);
+	CHECK(fetched(&v.fake) <= 2 * asked);
+	CHECK_INT(v.fake.ngets, 401);
+}
+
+TEST(reads_at_and_past_the_end)
+{
+	long long size = 1000003;
+	struct ra_file *rf;
+	struct ra_span sp;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
+	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
+	CHECK_INT(ra_read(rf, size, 4096, &sp), 0);
+	CHECK_INT(sp.len, 0);
+	ra_span_release(rf, &sp);
+	CHECK_INT(ra_read(rf, size + 99, 4096, &sp), 0);
+	CHECK_INT(sp.len, 0);
+	ra_span_release(rf, &sp);
+	ra_close(rf);
+	/* The object is shorter than the listing said: a short read, not garbage. */
+	rf = ra_open(v.ra, "k", "\"v0\"", size + 5000);
+	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+TEST(changed_object_gives_estale_never_mixed_bytes)
+{
+	long long size = 32 << 20, off = 0, n;
+	struct ra_file *rf, *rf2;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	for (n = 0; n < 8; n++) {
+		CHECK_INT(read_check(rf, 0, off, 131072), 131072);
+		off += 131072;
+	}
+	fake_change(&v.fake);
+	/* Bytes already fetched may still be served; once past them, ESTALE. */
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(n, -ESTALE);
+	CHECK(off < size);
+	CHECK_INT(read_check(rf, 0, 0, 4096), -ESTALE);
+	CHECK_INT(read_check(rf, 0, size - 4096, 4096), -ESTALE);
+	ra_close(rf);
+	/* A new open with the new ETag reads the new bytes. */
+	rf2 = ra_open(v.ra, "k", v.fake.etag, size);
+	CHECK_INT(read_check(rf2, 1, 12345, 4096), 4096);
+	ra_close(rf2);
+	env_cleanup(&v);
+}
+
+struct reader {
+	struct readahead *ra;
+	long long size;
+	size_t chunk;
+	int ok;
+	struct ra_file *shared;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct ra_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
+	long long off = 0, n;
+
+	while ((n = read_check(rf, 0, off, r->chunk)) > 0)
+		off += n;
+	r->ok = n == 0 && off == r->size;
+	if (!r->shared)
+		ra_close(rf);
+	return NULL;
+}
+
+TEST(many_handles_and_a_small_budget)
+{
+	struct reader r[4];
+	pthread_t t[4];
+	struct env v;
+	int i;
+
+	/* 6 MiB for four streams of 4 MiB parts: read-ahead shrinks, never exceeds. */
+	env_init(&v, 20 << 20, 6 << 20, 4 << 20, 8);
+	for (i = 0; i < 4; i++) {
+		r[i] = (struct reader){ v.ra, 20 << 20, (size_t)(65536 << (i % 3)), 0, NULL };
+		pthread_create(&t[i], NULL, reader_main, &r[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(r[i].ok);
+	}
+	CHECK(membudget_peak(v.mb) <= 6 << 20);
+	env_cleanup(&v);
+}
+
+TEST(concurrent_reads_on_one_handle)
+{
+	struct reader r = { 0 };
+	struct ra_file *rf;
+	long long size = 16 << 20, off;
+	struct env v;
+	pthread_t t;
+
+	env_init(&v, size, 64 << 20, 2 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	r = (struct reader){ v.ra, size, 131072, 0, rf };
+	pthread_create(&t, NULL, reader_main, &r);
+	/* Meanwhile, out-of-order reads on the same handle. */
+	for (off = size - 131072; off >= 0; off -= 3 * 131072)
+		CHECK(read_check(rf, 0, off, 131072) == 131072);
+	pthread_join(t, NULL);
+	CHECK(r.ok);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+TEST(close_before_the_span_is_released)
+{
+	struct ra_file *rf;
+	struct ra_span sp;
+	struct env v;
+	int i;
+
+	/* The kernel may send RELEASE as soon as a reply is out. */
+	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
+	for (i = 0; i < 50; i++) {
+		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
+		CHECK_INT(ra_read(rf, 0, 4096, &sp), 0);
+		CHECK_INT(sp.len, 4096);
+		ra_close(rf);
+		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
+		ra_span_release(rf, &sp);
+	}
+	env_cleanup(&v);
+}
+
+/* Bytes of regular files in dir (block files; the lock is empty), and their count. */
+static long long dir_bytes(const char *dir, int *nfiles)
+{
+	char path[512];
+	struct dirent *d;
+	struct stat sb;
+	long long n = 0;
+	DIR *dp = opendir(dir);
+
+	*nfiles = 0;
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp))) {
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+			n += sb.st_size;
+			if (strstr(d->d_name, ".blk"))
+				(*nfiles)++;
+		}
+	}
+	closedir(dp);
+	return n;
+}
+
+static int check_read(struct store *s, const char *etag, int version, long long off, size_t len,
+		      size_t want)
+{
+	struct s3_error e;
+	size_t got = 0, i;
+	char *buf = malloc(len);
+	int rc = store_read_range(s, "k", etag, off, len, buf, &got, &e), bad = 0;
+
+	for (i = 0; i < got; i++)
+		if ((unsigned char)buf[i] != byte_at(version, off + (long long)i))
+			bad = 1;
+	CHECK(!bad);
+	CHECK_INT(got, want);
+	free(buf);
+	return rc;
+}
+
+TEST(disk_cache_hits_checks_and_limits)
+{
+	char tmpl[] = "/tmp/irsafs-test-cache-XXXXXX", dir[64], why[256], path[600];
+	long long size = 5 * (1 << 20) + 777;
+	struct diskcache_stats st;
+	struct store *dc, *other;
+	struct dirent *d;
+	struct fake f;
+	struct stat sb;
+	int n, gets, fd, i;
+	DIR *dp;
+
+	CHECK(mkdtemp(tmpl) != NULL);
+	snprintf(dir, sizeof(dir), "%s/c", tmpl);
+	fake_init(&f, size);
+	dc = diskcache_new(&f.base, "bkt", dir, 3 * (DISKCACHE_BLOCK + 4096), why, sizeof(why));
+	CHECK(dc != NULL);
+	if (!dc)
+		return;
+	CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	/* A second mount may not share the directory. */
+	other = diskcache_new(&f.base, "bkt", dir, 1 << 30, why, sizeof(why));
+	CHECK(other == NULL);
+	CHECK(strstr(why, "in use") != NULL);
+
+	/* Miss, then hit: the second read sends nothing. */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 100, 300000, 300000), 0);
+	gets = f.ngets;
+	CHECK_INT(gets, 1);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 5000, 200000, 200000), 0);
+	CHECK_INT(f.ngets, gets);
+	/* A run of missing blocks is one GET; the last block is short (EOF). */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 3 << 20, 4 << 20, (size_t)(size - (3 << 20))), 0);
+	CHECK_INT(f.ngets, gets + 1);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, size - 10, 4096, 10), 0);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, size + 10, 4096, 0), 0);
+	CHECK_INT(f.ngets, gets + 1);
+
+	/* Another ETag never sees these blocks. */
+	fake_change(&f);
+	CHECK_INT(check_read(dc, "\"v1\"", 1, 100, 1000, 1000), 0);
+	CHECK_INT(f.ngets, gets + 2);
+
+	/* A corrupted block is detected, removed and fetched again. */
+	dp = opendir(dir);
+	while (dp && (d = readdir(dp))) {
+		if (!strstr(d->d_name, ".blk"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		fd = open(path, O_RDWR);
+		CHECK(fd >= 0);
+		CHECK(pwrite(fd, "X", 1, 200) == 1);
+		close(fd);
+	}
+	if (dp)
+		closedir(dp);
+	gets = f.ngets;
+	CHECK_INT(check_read(dc, "\"v1\"", 1, 100, 1000, 1000), 0);
+	CHECK_INT(f.ngets, gets + 1);
+	diskcache_stats(dc, &st);
+	CHECK(st.bad >= 1);
+
+	/* Churn: never more than the limit on disk. */
+	for (i = 0; i < 40; i++) {
+		long long off = (long long)((i * 7) % 6) << 20;
+
+		CHECK_INT(check_read(dc, "\"v1\"", 1, off, 4096, size - off < 4096 ? size - off : 4096), 0);
+		CHECK(dir_bytes(dir, &n) <= 3 * (DISKCACHE_BLOCK + 4096));
+		CHECK(n <= 4); /* three full blocks and the short last one fit */
+	}
+	diskcache_stats(dc, &st);
+	CHECK(st.evicted > 0);
+	store_destroy(dc);
+	/* Emptied at exit. */
+	CHECK_INT(dir_bytes(dir, &n), 0);
+	CHECK_INT(n, 0);
+	dp = opendir(dir);
+	n = 0;
+	while (dp && (d = readdir(dp)))
+		n++;
+	if (dp)
+		closedir(dp);
+	CHECK_INT(n, 2);
+	rmdir(dir);
+	rmdir(tmpl);
+	pthread_mutex_destroy(&f.lock);
+}
+
+int main(void)
+{
+	RUN(budget_never_exceeded);
+	RUN(sequential_fetches_each_byte_once);
+	RUN(first_read_fetches_only_the_first_window);
+	RUN(small_skips_keep_streaming);
+	RUN(out_of_order_reads_after_a_seek_stream);
+	RUN(random_reads_fetch_what_is_asked);
+	RUN(reads_at_and_past_the_end);
+	RUN(changed_object_gives_estale_never_mixed_bytes);
+	RUN(many_handles_and_a_small_budget);
+	RUN(concurrent_reads_on_one_handle);
+	RUN(close_before_the_span_is_released);
+	RUN(disk_cache_hits_checks_and_limits);
+	return harness_done();
+}
