@@ -11,6 +11,7 @@
 
 static int log_level = LOG_INFO;
 static int log_syslog;
+static enum log_format log_format = LOG_FORMAT_TEXT;
 static const char *log_tag = "irsafs";
 
 /* Hashes of texts already logged by log_once; open addressing, never shrinks. */
@@ -34,6 +35,28 @@ void log_use_syslog(void)
 {
 	openlog("irsafs", LOG_PID, LOG_DAEMON);
 	log_syslog = 1;
+}
+
+void log_set_format(enum log_format f)
+{
+	log_format = f;
+}
+
+int log_level_parse(const char *name)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} levels[] = {
+		{ "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+		{ "info", LOG_INFO }, { "debug", LOG_DEBUG },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (strcmp(name, levels[i].name) == 0)
+			return levels[i].level;
+	return -1;
 }
 
 void log_set_tag(const char *tag)
@@ -66,6 +89,50 @@ static const char *level_name(int level)
 	}
 }
 
+/*
+ * One JSON object: time (UTC, milliseconds), level, tag and the message with
+ * '"', '\\' and control bytes escaped. Other bytes pass through, so UTF-8 key
+ * names stay readable. Truncated (never split inside an escape) at cap.
+ */
+static size_t json_line(char *out, size_t cap, int level, const char *msg)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	int w;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	w = snprintf(out, cap, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
+		     "\"level\":\"%s\",\"tag\":\"%s\",\"msg\":\"", tm.tm_year + 1900,
+		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     ts.tv_nsec / 1000000, level_name(level), log_tag);
+	if (w < 0 || (size_t)w >= cap)
+		return 0;
+	n = (size_t)w;
+	for (; *msg && n + 8 < cap; msg++) {
+		unsigned char c = (unsigned char)*msg;
+
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c == '\n') {
+			if (msg[1] == '\0')
+				break;
+			out[n++] = '\\';
+			out[n++] = 'n';
+		} else if (c < 0x20 || c == 0x7f) {
+			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n++] = '"';
+	out[n++] = '}';
+	out[n++] = '\n';
+	return n;
+}
+
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -75,6 +142,16 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 		return;
 	if (log_syslog) {
 		vsyslog(level, fmt, ap);
+		return;
+	}
+	if (log_format == LOG_FORMAT_JSON) {
+		char msg[2048], js[4096];
+		size_t len;
+
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		len = json_line(js, sizeof(js), level, msg);
+		if (len && write(STDERR_FILENO, js, len) < 0)
+			return;
 		return;
 	}
 	n = snprintf(line, sizeof(line), "%s: %s: ", log_tag, level_name(level));

@@ -21,6 +21,17 @@
 void log_set_level(int level);
 int log_get_level(void);
 
+/*
+ * The shape of a stderr line: text ("irsafs: info: ...") or one JSON object
+ * per line ({"time":"...","level":"info","tag":"irsafs","msg":"..."}) for log
+ * pipelines. Syslog lines are always text.
+ */
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+void log_set_format(enum log_format f);
+
+/* "error", "warning", "notice", "info" or "debug" to a level; -1 if unknown. */
+int log_level_parse(const char *name);
+
 /* Send further lines to syslog (ident "irsafs") instead of stderr. */
 void log_use_syslog(void);
 

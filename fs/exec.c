@@ -1,0 +1,220 @@
+/*
+ * irsafs exec: mount, run one command, unmount, exit with its status.
+ *
+ * The FUSE loop runs on its own thread while the main thread runs the
+ * command and waits for it. The root is stat'ed first: that request goes
+ * through the kernel to our loop, so when it returns the mount serves, and
+ * the command never races the mount. When the command has exited, the mount
+ * is unmounted with the loop still running, and the loop ends by itself.
+ */
+#include "fs/exec.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "fs/lifecycle.h"
+
+static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
+#define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
+
+static volatile sig_atomic_t child_pid;	/* > 0 while the command runs */
+static volatile sig_atomic_t pending_sig;	/* a stop signal that came before it */
+static struct timespec started;
+
+struct loop_thread {
+	struct fuse_session *se;
+	struct fuse_loop_config *loop;
+	int rc;
+};
+
+/* Async-signal-safe: kill(2) and stores to sig_atomic_t only. */
+static void forward(int sig)
+{
+	pid_t pid = (pid_t)child_pid;
+
+	if (pid > 0)
+		kill(pid, sig);
+	else if (!pending_sig)
+		pending_sig = sig;
+}
+
+int exec_split(int *argc, char ***argv, struct exec_cmd *cmd)
+{
+	int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	for (i = 2; i < *argc; i++)
+		if (strcmp((*argv)[i], "--") == 0)
+			break;
+	if (i >= *argc || i + 1 >= *argc) {
+		fprintf(stderr, "irsafs: exec: expected `-- COMMAND [ARGS...]` after BUCKET and "
+			"MOUNTPOINT (usage: irsafs exec [OPTIONS] BUCKET MOUNTPOINT -- COMMAND)\n");
+		return -1;
+	}
+	cmd->argv = *argv + i + 1;
+	/* argv[i] was "--": NULL ends the mount part for getopt. */
+	(*argv)[i] = NULL;
+	*argc = i - 1;
+	*argv += 1;
+	return 0;
+}
+
+static void *loop_main(void *arg)
+{
+	struct loop_thread *t = arg;
+
+	t->rc = fuse_session_loop_mt(t->se, t->loop);
+	return NULL;
+}
+
+/*
+ * Unmount while the loop still runs, so that the command's last RELEASEs are
+ * served and the loop ends by itself when the kernel ends the connection.
+ * When something else still holds the mount (a background process the
+ * command left), it is detached and the loop is stopped: those processes get
+ * ENOTCONN. The signal only interrupts the loop's sem_wait.
+ */
+static void loop_stop(struct fuse_session *se, const char *mnt, pthread_t th)
+{
+	struct timespec ts;
+
+	if (lifecycle_unmount(se, mnt) != UNMOUNT_LAZY) {
+		pthread_join(th, NULL);
+		return;
+	}
+	fuse_session_exit(se);
+	for (;;) {
+		pthread_kill(th, SIGHUP);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
+			return;
+	}
+}
+
+static pid_t spawn(char **argv, const sigset_t *child_mask)
+{
+	pid_t pid = fork();
+	size_t i;
+
+	if (pid != 0)
+		return pid;
+	for (i = 0; i < NFORWARDED; i++)
+		signal(forwarded[i], SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, child_mask, NULL);
+	execvp(argv[0], argv);
+	/*
+	 * Like a shell: 127 when not found, 126 when found but not runnable.
+	 * No stdio after fork in a threaded process: one write(2).
+	 */
+	{
+		int err = errno, n;
+		char msg[512];
+
+		n = snprintf(msg, sizeof(msg), "irsafs: exec: cannot run %s: %s\n", argv[0],
+			     strerror(err));
+		if (n > 0 && write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n
+								  : sizeof(msg) - 1) < 0)
+			n = 0;
+		_exit(err == ENOENT ? 127 : 126);
+	}
+}
+
+int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
+	     const struct exec_cmd *cmd)
+{
+	const char *mnt = fs->opts->mountpoint;
+	struct sigaction sa, old[NFORWARDED];
+	struct loop_thread t = { .se = se, .loop = loop };
+	sigset_t stops, saved, child_mask;
+	char line[256];
+	int status, rc, started_cmd = 0;
+	struct stat st;
+	pthread_t th;
+	pid_t pid;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&stops);
+	for (i = 0; i < NFORWARDED; i++) {
+		sigaction(forwarded[i], &sa, &old[i]);
+		sigaddset(&stops, forwarded[i]);
+	}
+	/* The command gets irsafs's signal mask without the SIGUSR1 block main added. */
+	pthread_sigmask(SIG_SETMASK, NULL, &child_mask);
+	sigdelset(&child_mask, SIGUSR1);
+
+	rc = pthread_create(&th, NULL, loop_main, &t);
+	if (rc) {
+		log_msg(LOG_ERR, "exec: cannot start the FUSE loop: %s", strerror(rc));
+		status = IRSAFS_EXIT_FAIL;
+		goto out_signals;
+	}
+	if (stat(mnt, &st) != 0) {
+		log_msg(LOG_ERR, "exec: %s does not answer (%s): not running %s", mnt,
+			strerror(errno), cmd->argv[0]);
+		status = IRSAFS_EXIT_FAIL;
+		goto out_loop;
+	}
+
+	pthread_sigmask(SIG_BLOCK, &stops, &saved);
+	if (pending_sig) {
+		status = 128 + pending_sig;
+		log_msg(LOG_NOTICE, "exec: stopped by signal %d before %s started",
+			(int)pending_sig, cmd->argv[0]);
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		goto out_loop;
+	}
+	pid = spawn(cmd->argv, &child_mask);
+	if (pid < 0) {
+		log_msg(LOG_ERR, "exec: cannot fork: %s", strerror(errno));
+		status = IRSAFS_EXIT_FAIL;
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		goto out_loop;
+	}
+	child_pid = pid;
+	started_cmd = 1;
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	log_msg(LOG_INFO, "exec: running %s (pid %d) with s3://%s/%s on %s", cmd->argv[0],
+		(int)pid, fs->opts->bucket, fs->opts->prefix, mnt);
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			log_msg(LOG_ERR, "exec: waiting for %s: %s", cmd->argv[0], strerror(errno));
+			status = 1 << 8;	/* as if it had exited 1 */
+			break;
+		}
+	}
+	child_pid = 0;
+	if (WIFSIGNALED(status))
+		status = 128 + WTERMSIG(status);
+	else
+		status = WEXITSTATUS(status);
+
+out_loop:
+	loop_stop(se, mnt, th);
+	if (t.rc < 0)
+		log_msg(LOG_ERR, "exec: the FUSE loop failed: %s", strerror(-t.rc));
+out_signals:
+	for (i = 0; i < NFORWARDED; i++)
+		sigaction(forwarded[i], &old[i], NULL);
+	lifecycle_counters(fs, line, sizeof(line));
+	if (started_cmd)
+		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %s exited %d", line,
+			lifecycle_elapsed(&started), cmd->argv[0], status);
+	return status;
+}

@@ -1,0 +1,290 @@
+/*
+ * Ending a mount: clean unmount, lazy fallback, counters.
+ *
+ * A Pod is stopped with SIGTERM (then SIGKILL after the grace period), so a
+ * stop must leave no mount behind. libfuse's own unmount is always lazy; we
+ * try a normal one first (umount2 as root, `fusermount3 -u` otherwise) and
+ * fall back to the lazy one only when that fails, so the exit status can say
+ * whether something still had the mount in use.
+ */
+#include "fs/lifecycle.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+/*
+ * The signal thread and the unmount state. stopping and stops are atomics;
+ * the unmount itself runs under lock so that the signal thread and main
+ * never both unmount (the first result is kept and returned again).
+ */
+static struct {
+	pthread_t thread;
+	pthread_t main;
+	int running;
+	int stopping;
+	int stop_signals;
+	int stops;
+	struct irsafs *fs;
+	struct fuse_session *se;
+	pthread_mutex_t lock;
+	int unmounted;
+	enum lifecycle_unmount_result result;
+} lc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void lifecycle_signals_block(int stop_signals)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	if (stop_signals) {
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static unsigned long long load(const unsigned long long *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+void lifecycle_counters(const struct irsafs *fs, char *buf, size_t len)
+{
+	snprintf(buf, len, "objects opened %llu, bytes read %llu, S3 requests %llu, listings %llu",
+		 load(&fs->counters.opens), load(&fs->counters.bytes_read),
+		 load(&fs->counters.s3_requests), load(&fs->counters.listings));
+}
+
+double lifecycle_elapsed(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void kick(int sig)
+{
+}
+
+static int is_stopping(void)
+{
+	return __atomic_load_n(&lc.stopping, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The first stop signal unmounts while the loop still runs: the requests the
+ * kernel has already queued (a last RELEASE) are served, and the loop ends by
+ * itself when the kernel ends the connection. When the mount is busy it is
+ * detached and the open files are served until they are closed. A second
+ * signal (or an fd-passed mount, which we cannot unmount) stops the loop now.
+ */
+static void on_stop(int sig)
+{
+	enum lifecycle_unmount_result r;
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+	lc.stops++;
+	if (lc.stops == 1) {
+		log_msg(LOG_NOTICE, "%s: unmounting %s", strsignal(sig), lc.fs->opts->mountpoint);
+		r = lifecycle_unmount(lc.se, lc.fs->opts->mountpoint);
+		if (r == UNMOUNT_LAZY)
+			log_msg(LOG_NOTICE, "serving the files still open on %s until they are "
+				"closed (signal again to stop now)", lc.fs->opts->mountpoint);
+		if (r != UNMOUNT_GONE || strncmp(lc.fs->opts->mountpoint, "/dev/fd/", 8) != 0)
+			return;
+	}
+	/* libfuse's loop sleeps in sem_wait: interrupt it until main takes over. */
+	fuse_session_exit(lc.se);
+	while (!is_stopping()) {
+		pthread_kill(lc.main, SIGUSR2);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *signal_main(void *arg)
+{
+	sigset_t set;
+	char line[256];
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	if (lc.stop_signals) {
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+	}
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (is_stopping())
+			break;
+		if (sig != SIGUSR1) {
+			on_stop(sig);
+			continue;
+		}
+		lifecycle_counters(lc.fs, line, sizeof(line));
+		log_msg(LOG_NOTICE, "counters: %s", line);
+	}
+	return NULL;
+}
+
+int lifecycle_signals_start(struct irsafs *fs, struct fuse_session *se, int stop_signals)
+{
+	struct sigaction sa;
+	sigset_t all, old;
+	int rc;
+
+	lc.fs = fs;
+	lc.se = se;
+	lc.main = pthread_self();
+	lc.stop_signals = stop_signals;
+	__atomic_store_n(&lc.stopping, 0, __ATOMIC_RELEASE);
+	if (stop_signals) {
+		/* Blocked since main started (lifecycle_signals_block): only we take them. */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = kick;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR2, &sa, NULL);
+		signal(SIGPIPE, SIG_IGN);
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&lc.thread, NULL, signal_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		return -rc;
+	lc.running = 1;
+	return 0;
+}
+
+void lifecycle_signals_stop(void)
+{
+	if (!lc.running)
+		return;
+	__atomic_store_n(&lc.stopping, 1, __ATOMIC_RELEASE);
+	pthread_kill(lc.thread, SIGUSR1);
+	pthread_join(lc.thread, NULL);
+	lc.running = 0;
+}
+
+/* `fusermount3 -u -q [-z] -- dir`: unmounting as a non-root user. */
+static int fusermount_unmount(const char *dir, int lazy)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (lazy)
+			execlp("fusermount3", "fusermount3", "-u", "-q", "-z", "--", dir, (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", "-q", "--", dir, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
+}
+
+static enum lifecycle_unmount_result unmount_once(struct fuse_session *se, const char *mountpoint)
+{
+	struct pollfd pfd = { .fd = fuse_session_fd(se), .events = 0 };
+	int rc;
+
+	/* fd-passed (/dev/fd/N): whoever mounted unmounts; libfuse does nothing here. */
+	if (strncmp(mountpoint, "/dev/fd/", 8) == 0) {
+		fuse_session_unmount(se);
+		return UNMOUNT_GONE;
+	}
+	/*
+	 * POLLERR: the kernel ended the connection (unmounted from outside, or
+	 * aborted). Unmounting the path now could hit whatever lies beneath.
+	 */
+	if (pfd.fd < 0 || (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))) {
+		fuse_session_unmount(se);
+		return UNMOUNT_GONE;
+	}
+	if (geteuid() == 0)
+		rc = umount2(mountpoint, UMOUNT_NOFOLLOW) == 0 ? 0 : -errno;
+	else
+		rc = fusermount_unmount(mountpoint, 0);
+	if (rc == 0) {
+		/* The connection is gone: this only closes and frees. */
+		fuse_session_unmount(se);
+		return UNMOUNT_CLEAN;
+	}
+	/*
+	 * Busy. Detach it ourselves (libfuse's unmount would also close the
+	 * device, and the caller may still serve the files that are open).
+	 */
+	if (geteuid() == 0)
+		umount2(mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW);
+	else
+		fusermount_unmount(mountpoint, 1);
+	log_msg(LOG_WARNING, "%s is busy (%s): detached it lazily", mountpoint, strerror(-rc));
+	return UNMOUNT_LAZY;
+}
+
+enum lifecycle_unmount_result lifecycle_unmount(struct fuse_session *se, const char *mountpoint)
+{
+	enum lifecycle_unmount_result r;
+
+	pthread_mutex_lock(&lc.lock);
+	if (!lc.unmounted) {
+		lc.result = unmount_once(se, mountpoint);
+		lc.unmounted = 1;
+	}
+	r = lc.result;
+	pthread_mutex_unlock(&lc.lock);
+	return r;
+}
+
+void lifecycle_release(struct fuse_session *se)
+{
+	struct pollfd pfd = { .fd = fuse_session_fd(se), .events = 0 };
+
+	/*
+	 * Only once the kernel has ended the connection: otherwise libfuse would
+	 * unmount the path again, and after our lazy detach that path may be
+	 * another mount. fuse_session_destroy closes the device either way.
+	 */
+	if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
+		fuse_session_unmount(se);
+}
+
+void lifecycle_clear_stale(const char *dir)
+{
+	struct statfs sf;
+	int rc;
+
+	/* statfs always asks the daemon; stat may answer from the attribute cache. */
+	if (strncmp(dir, "/dev/fd/", 8) == 0 || statfs(dir, &sf) == 0 || errno != ENOTCONN)
+		return;
+	if (geteuid() == 0)
+		rc = umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 ? 0 : -errno;
+	else
+		rc = fusermount_unmount(dir, 1);
+	if (rc == 0)
+		log_msg(LOG_NOTICE, "%s was a dead mount (transport endpoint not connected): "
+			"detached it before mounting again", dir);
+	else
+		log_msg(LOG_WARNING, "%s is a dead mount and could not be detached: %s", dir,
+			strerror(-rc));
+}

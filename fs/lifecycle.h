@@ -1,0 +1,81 @@
+/*
+ * lifecycle: how a mount ends, and what it says while it runs.
+ *
+ * The exit statuses irsafs documents, the unmount that is clean when it can
+ * be and lazy when the mount is busy, the removal of a dead mount left by an
+ * earlier irsafs (so a restarted sidecar can mount again on the same
+ * directory), and the counters: one line on SIGUSR1 and one summary when the
+ * mount ends.
+ *
+ * SIGUSR1 (and, for the mount form, SIGTERM, SIGINT, SIGHUP) is blocked in
+ * every thread (lifecycle_signals_block, called from main before any thread
+ * starts, so threads inherit the mask) and taken by one thread with sigwait,
+ * which may log and unmount safely. lifecycle_unmount may be called from
+ * that thread and from main: the first call does the work. Otherwise not
+ * thread-safe, except lifecycle_counters, which reads atomically.
+ */
+#ifndef IRSAFS_FS_LIFECYCLE_H
+#define IRSAFS_FS_LIFECYCLE_H
+
+#include <stddef.h>
+
+#include "fs/irsafs.h"
+
+/* Exit statuses of the mount form (irsafs exec exits with the command's). */
+enum {
+	IRSAFS_EXIT_OK = 0,		/* unmounted cleanly (also after SIGTERM/SIGINT) */
+	IRSAFS_EXIT_FAIL = 1,		/* could not mount, or the FUSE session failed */
+	IRSAFS_EXIT_USAGE = 2,		/* bad command line */
+	IRSAFS_EXIT_LAZY = 3,		/* stopped while busy: detached lazily */
+};
+
+enum lifecycle_unmount_result {
+	UNMOUNT_GONE,			/* already unmounted by someone else, or fd-passed */
+	UNMOUNT_CLEAN,
+	UNMOUNT_LAZY,			/* busy: detached, files still open; se still connected */
+};
+
+/*
+ * Block SIGUSR1, and with stop_signals SIGTERM, SIGINT and SIGHUP, in the
+ * calling thread and so in every thread started later. A stop signal that
+ * arrives during startup waits for the signal thread.
+ */
+void lifecycle_signals_block(int stop_signals);
+
+/*
+ * Start the signal thread once se is mounted (after fuse_daemonize: threads
+ * do not survive fork), from the thread that will run the loop. It logs the
+ * counters on SIGUSR1. With stop_signals it also takes SIGTERM, SIGINT and
+ * SIGHUP: the first unmounts while the loop still runs (lazily when busy, the
+ * open files then served until closed), so the loop ends by itself; a second
+ * stops the loop at once. 0 or -errno. Stop it after the loop has returned.
+ */
+int lifecycle_signals_start(struct irsafs *fs, struct fuse_session *se, int stop_signals);
+void lifecycle_signals_stop(void);
+
+/*
+ * Unmount se's mountpoint: a normal unmount first;
+ * when that fails because the mount is busy, a lazy detach (logged as a
+ * warning). After GONE or CLEAN se is released (fuse_session_unmount was
+ * called). After LAZY the connection stays up for the files still open: the
+ * caller may serve them until the kernel ends it (the loop then returns by
+ * itself), and must call lifecycle_release. Never call fuse_session_unmount
+ * besides these two.
+ */
+enum lifecycle_unmount_result lifecycle_unmount(struct fuse_session *se, const char *mountpoint);
+void lifecycle_release(struct fuse_session *se);
+
+/*
+ * Before mounting on dir: when dir is a dead FUSE mount ("Transport endpoint
+ * is not connected", left by an irsafs that was killed), detach it so the new
+ * mount is the one users see. Quiet when dir is fine; logs what it did.
+ */
+void lifecycle_clear_stale(const char *dir);
+
+/* "objects opened N, bytes read N, S3 requests N, listings N" into buf. */
+void lifecycle_counters(const struct irsafs *fs, char *buf, size_t len);
+
+/* Seconds since start (CLOCK_MONOTONIC). */
+double lifecycle_elapsed(const struct timespec *start);
+
+#endif

@@ -1,0 +1,104 @@
+#!/bin/sh
+# No Docker engine runs in CI, so check packaging/Dockerfile with what runs on
+# a Debian 12 host:
+#  - its shape: a debian:12 build stage, a debian:12-slim runtime stage,
+#    irsafs as the entrypoint, every COPY source present;
+#  - every package in its lists exists in Debian 12 (apt-cache);
+#  - the build stage's step (container/build.sh) builds, tests and installs;
+#  - the runtime packages cover every shared library the installed irsafs
+#    loads (ldd, dpkg -S, apt-cache depends --recurse);
+#  - the runtime layout step (container/runtime-setup.sh) on a scratch root.
+#   usage: check-container.sh SRC WORKDIR
+set -eu
+src=$1
+work=$2
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+case ${SANITIZE:-none} in none | '') ;; *) skip "sanitizer build: the container check runs with the plain build only" ;; esac
+for t in apt-cache dpkg ldd meson ninja; do
+	command -v $t >/dev/null 2>&1 || skip "$t is not installed"
+done
+apt-cache show --no-all-versions libc6 >/dev/null 2>&1 ||
+	skip "apt has no package lists (run apt-get update)"
+df=$src/packaging/Dockerfile
+c=$src/packaging/container
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() {
+	echo "FAIL: $*"
+	failed=$((failed + 1))
+}
+check() { # description, command...
+	d=$1
+	shift
+	if "$@" >/dev/null 2>&1; then ok; else bad "$d"; fi
+}
+
+# Shape.
+froms=$(grep -E '^FROM ' "$df" | tr -s ' ')
+[ "$(printf '%s\n' "$froms" | sed -n 1p)" = "FROM debian:12 AS build" ] && ok || bad "first stage is not 'FROM debian:12 AS build'"
+[ "$(printf '%s\n' "$froms" | sed -n 2p)" = "FROM debian:12-slim" ] && ok || bad "runtime stage is not 'FROM debian:12-slim'"
+[ "$(printf '%s\n' "$froms" | wc -l)" = 2 ] && ok || bad "expected two stages"
+check "entrypoint is /usr/bin/irsafs" grep -qx 'ENTRYPOINT \["/usr/bin/irsafs"\]' "$df"
+check "runtime copies only /out/usr from the build stage" grep -qx 'COPY --from=build /out/usr/ /usr/' "$df"
+for f in $(grep -E '^COPY ' "$df" | grep -v -- '--from' | awk '{for (i = 2; i < NF; i++) print $i}'); do
+	[ "$f" = . ] && continue
+	check "COPY source $f exists" test -e "$src/$f"
+done
+for s in build.sh runtime-setup.sh build-packages.txt runtime-packages.txt; do
+	check "the Dockerfile uses container/$s" grep -q "$s" "$df"
+done
+
+# Packages.
+pkgs() { grep -v '^#' "$1" | grep -v '^$'; }
+for p in $(pkgs "$c/build-packages.txt") $(pkgs "$c/runtime-packages.txt"); do
+	check "package $p is in Debian 12 (apt-cache show)" apt-cache show --no-all-versions "$p"
+done
+
+# The build stage's step, for real.
+rm -rf "$work"
+mkdir -p "$work"
+if sh "$c/build.sh" "$src" "$work/build" "$work/out" >"$work/build.log" 2>&1; then
+	ok
+else
+	tail -20 "$work/build.log"
+	bad "container/build.sh failed (log: $work/build.log)"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+check "the installed irsafs runs" "$work/out/usr/bin/irsafs" --version
+IRSAFS_BIN=$work/out/usr/bin/irsafs check "the installed mount.irsafs runs" \
+	"$work/out/usr/sbin/mount.irsafs" b /mnt -f -o prefix=x
+
+# Runtime libraries are covered by the runtime packages.
+closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+	--no-replaces --no-enhances $(pkgs "$c/runtime-packages.txt") 2>/dev/null |
+	grep -v '^ ' | sed 's/:.*//' | sort -u)
+for lib in $(ldd "$work/out/usr/bin/irsafs" | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do
+	owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "/usr$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || true)
+	owner=$(printf '%s' "$owner" | head -1 | sed 's/:.*//')
+	if [ -z "$owner" ]; then
+		bad "no package owns $lib"
+	elif printf '%s\n' "$closure" | grep -qx "$owner"; then
+		ok
+	else
+		bad "$lib comes from $owner, which the runtime packages do not pull in"
+	fi
+done
+
+# Runtime layout.
+root=$work/root
+mkdir -p "$root/etc"
+sh "$c/runtime-setup.sh" "$root" && ok || bad "runtime-setup.sh failed"
+check "user irsafs (65532) exists" grep -q '^irsafs:x:65532:65532:' "$root/etc/passwd"
+check "user_allow_other is set" grep -qx user_allow_other "$root/etc/fuse.conf"
+check "/mnt/s3 exists" test -d "$root/mnt/s3"
+sh "$c/runtime-setup.sh" "$root" && ok || bad "runtime-setup.sh is not idempotent"
+check "runtime-setup.sh twice adds one user" test "$(grep -c '^irsafs:' "$root/etc/passwd")" = 1
+
+rm -rf "$work/build"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

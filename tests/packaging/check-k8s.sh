@@ -1,0 +1,29 @@
+#!/bin/sh
+# Validate packaging/kubernetes with a real validator: kubernetes-models (the
+# Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
+# package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
+# never the source tree), then validate.mjs.
+#   usage: check-k8s.sh SRC IRSAFS WORKDIR
+set -eu
+src=$1
+bin=$(readlink -f "$2")
+work=$3
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+command -v node >/dev/null 2>&1 || skip "node is not installed (tests/deps.sh installs nodejs and npm)"
+command -v npm >/dev/null 2>&1 || skip "npm is not installed (tests/deps.sh installs it)"
+vdir=$src/packaging/kubernetes/validate
+mkdir -p "$work"
+if ! cmp -s "$vdir/package-lock.json" "$work/package-lock.json" || [ ! -d "$work/node_modules" ]; then
+	cp "$vdir/package.json" "$vdir/package-lock.json" "$work/"
+	if ! (cd "$work" && npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
+		tail -5 "$work/npm.log"
+		rm -f "$work/package-lock.json"
+		skip "npm ci failed (is the npm registry reachable?); see $work/npm.log"
+	fi
+fi
+cp "$vdir/validate.mjs" "$work/"
+cd "$work"
+exec node validate.mjs "$src/packaging/kubernetes" "$bin" "$src"
