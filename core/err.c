@@ -25,6 +25,9 @@ enum err_class err_classify(const struct s3_error *e)
 	if (code_is(e, "SlowDown") || code_is(e, "Throttling") || code_is(e, "ThrottlingException") ||
 	    code_is(e, "RequestLimitExceeded") || code_is(e, "TooManyRequestsException") || s == 429)
 		return ERR_THROTTLED;
+	/* S3 answers a throttled HEAD with a bare 503: no body to name SlowDown. */
+	if (s == 503 && !e->code[0])
+		return ERR_THROTTLED;
 	if (code_is(e, "RequestTimeTooSkewed"))
 		return ERR_SKEW;
 	if (code_is(e, "ExpiredToken") || code_is(e, "ExpiredTokenException") ||

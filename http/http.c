@@ -28,6 +28,7 @@ struct transfer {
 	const struct http_request *req;
 	struct http_response *resp;
 	int overflow;
+	int head_done;		/* the blank line that ends the header block arrived */
 };
 
 struct http_client *http_client_new(const struct http_config *cfg)
@@ -172,6 +173,11 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 
 		/* A new status line (after 100-continue, say) starts a new response. */
 		t->resp->status = sp ? atoi(sp + 1) : 0;
+		t->head_done = 0;
+		return n;
+	}
+	if ((n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n')) {
+		t->head_done = 1;
 		return n;
 	}
 	if (!colon)
@@ -265,6 +271,14 @@ int http_perform(struct http_client *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
 	resp->status = (int)status;
 	e->http_status = (int)status;
+	if (cc == CURLE_OK && !t.head_done) {
+		/*
+		 * The connection closed inside the header block: curl calls that a
+		 * success, but a HEAD answer without its ETag or Content-Length
+		 * would give a wrong size. Treat it as the broken transfer it is.
+		 */
+		cc = CURLE_PARTIAL_FILE;
+	}
 	if (t.overflow) {
 		rc = -EMSGSIZE;
 	} else if (cc != CURLE_OK) {

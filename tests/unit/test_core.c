@@ -106,6 +106,7 @@ TEST(errno_table)
 		{ 412, 0, "PreconditionFailed", ESTALE },
 		{ 416, 0, "InvalidRange", ENXIO },
 		{ 503, 0, "SlowDown", EAGAIN },
+		{ 503, 0, "", EAGAIN }, /* a throttled HEAD has no body to name SlowDown */
 		{ 200, 0, "SlowDown", EAGAIN },
 		{ 500, 0, "InternalError", EIO },
 		{ 502, 0, "", EIO },

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (clang, ASan+UBSan) and run each one for a
+# bounded time from a seed corpus made here, at run time, out of
+# ../shared/fixtures (XML), ../shared/vectors (SigV4 requests) and a few
+# hostile inputs written below (entity expansion, deep nesting, control
+# characters in keys, broken JSON and tokens).
+#
+#   tests/fuzz/run.sh [BUILDDIR] [SECONDS]     (defaults: build-fuzz, $FUZZ_SECONDS or 20)
+#
+# Prints one line per target and ends with "fuzz: N passed, M failed". A
+# crash leaves its input in BUILDDIR/fuzz-artifacts/ and fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+bdir=${1:-build-fuzz}
+secs=${2:-${FUZZ_SECONDS:-20}}
+shared=$src/../shared
+
+if ! command -v clang >/dev/null; then
+	echo "fuzz: error: clang is missing (apt-get install clang libclang-rt-14-dev)" >&2
+	exit 1
+fi
+if [ ! -d "$bdir" ]; then
+	CC=clang meson setup "$bdir" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debugoptimized -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
+fi
+ninja -C "$bdir" >/dev/null
+
+work=$(mktemp -d /tmp/irsafs-fuzz.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+art=$bdir/fuzz-artifacts
+mkdir -p "$art"
+
+seed() { # target, then files to copy in
+	local d=$work/seed-$1
+	shift
+	mkdir -p "$d"
+	for f in "$@"; do
+		[ -f "$f" ] && cp "$f" "$d/$(echo "$f" | md5sum | cut -c1-16)"
+	done
+	return 0
+}
+put() { # target, name, content (printf format)
+	mkdir -p "$work/seed-$1"
+	printf "$3" >"$work/seed-$1/$2"
+}
+
+xmls() { [ -d "$shared/fixtures/xml/$1" ] && find "$shared/fixtures/xml/$1" -name '*.xml' || true; }
+if [ -d "$shared/fixtures/xml" ]; then
+	seed fuzz_s3_list $(xmls s3-list) $(find "$shared/fixtures/xml" -name 'responses_s3*.xml')
+	seed fuzz_xml_error $(xmls s3-errors) $(find "$shared/fixtures/xml" -name 'errors_*.xml')
+	seed fuzz_sts $(xmls sts) $(find "$shared/fixtures/xml" -name '*sts*.xml')
+else
+	echo "fuzz: ../shared/fixtures is absent: the XML targets start from the hostile seeds only"
+fi
+if [ -d "$shared/vectors/sigv4" ]; then
+	seed fuzz_sigv4 $(find "$shared/vectors/sigv4" -name '*.req')
+fi
+# Hostile XML for every XML target: entity expansion, external entities, deep
+# nesting, a huge attribute, keys with control characters.
+for t in fuzz_s3_list fuzz_xml_error fuzz_sts; do
+	put $t lol '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]><Error><Code>&c;</Code></Error>'
+	put $t xxe '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><Error><Code>&e;</Code></Error>'
+	python3 -c 'print("<a>"*5000 + "</a>"*5000)' >"$work/seed-$t/deep"
+	put $t ctl '<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>a%%00b%%0D%%0Ac%%FF%%C3</Key><Size>1</Size></Contents><CommonPrefixes><Prefix>%%2F%%2F/</Prefix></CommonPrefixes><IsTruncated>true</IsTruncated></ListBucketResult>'
+done
+put fuzz_sigv4 vanilla 'GET /a//b/../c/%%41%%zz?x=1&y=&=z&x=0 HTTP/1.1\nHost:example.amazonaws.com\nX-Amz-Date:20150830T123600Z\nMy-Header1:  a   b  \nmy-header1:c\n\n'
+put fuzz_sigv4 normalized '\001GET /./../%%2e%%2E/x HTTP/1.1\nHost:h\n\n'
+put fuzz_listing keys 'dir/\ndir/a\ndir/\ndir//b\ndir/./c\ndir/../d\ndir/e\001f\ndir/g\r\nh\ndir/\377\376\nP:dir/x/\nP:dir//\nP:dir/e\001f/\nother/z\n'
+python3 -c 'import sys; sys.stdout.write("d/\n" + "d/" + "x"*1024 + "\n" + "d/" + "y"*255 + "\n" + "d/" + "z"*256 + "\n")' \
+	>"$work/seed-fuzz_listing/long"
+put fuzz_creds_json ok '\000{"AccessKeyId":"AKID","SecretAccessKey":"s","Token":"t","Expiration":"2030-01-01T00:00:00Z"}'
+put fuzz_creds_json process '\002{"Version":1,"AccessKeyId":"AKID","SecretAccessKey":"s","SessionToken":"t"}'
+put fuzz_creds_json bad '\000{"AccessKeyId":1,"SecretAccessKey":null,"Expiration":"2030-13-45T99:99:99Z","Code":"Nope"}'
+put fuzz_creds_json deep '\001[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]'
+put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODgiLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVtbzpyZWFkZXIiLCJhdWQiOlsic3RzLmFtYXpvbmF3cy5jb20iXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMH0.c2ln'
+put fuzz_jwt bad 'a.b.c\n'
+put fuzz_jwt aud 'e30.eyJhdWQiOlsxLDIsMyw0LDUsNiw3LDgsOSwxMF0sImV4cCI6IngifQ.'
+
+passed=0
+failed=0
+for exe in "$bdir"/tests/fuzz/fuzz_*; do
+	[ -f "$exe" ] && [ -x "$exe" ] || continue
+	name=$(basename "$exe")
+	corpus=$work/corpus-$name
+	mkdir -p "$corpus" "$work/seed-$name"
+	log=$bdir/fuzz-$name.log
+	if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		"$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+		-artifact_prefix="$art/$name-" -print_final_stats=1 \
+		"$corpus" "$work/seed-$name" >"$log" 2>&1; then
+		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+		echo "fuzz: $name: ok, ${runs:-?} runs in ${secs} s"
+		passed=$((passed + 1))
+	else
+		echo "fuzz: $name: FAILED (see $log and $art)"
+		grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5 || true
+		failed=$((failed + 1))
+	fi
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" = 0 ]
