@@ -3,7 +3,8 @@
  *
  * The operations are split by what they touch: fs_node.c (lookup, forget,
  * getattr), fs_file.c (open, read, release), fs_dir.c (opendir, readdir),
- * fs_ops.c (the table, init, statfs, xattrs and the EROFS answers).
+ * fs_xattr.c (getxattr, listxattr), fs_ops.c (the table, init, statfs and
+ * the EROFS answers).
  */
 #ifndef IRSAFS_FS_FS_I_H
 #define IRSAFS_FS_FS_I_H
@@ -28,6 +29,18 @@ struct inode_info;
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);
 /* a+b+c, malloc'd; NULL on ENOMEM. */
 char *fs_join(const char *a, const char *b, const char *c);
+/* Strip what a denial takes away: a directory keeps its x bits, a file none. */
+void fs_stat_denied(struct stat *st);
+struct s3_error;
+/*
+ * A denial of action on key (a listing when is_list) was seen: remember it as
+ * the last denial, and when ino is not 0 show it on that node for the TTL.
+ * e may be NULL when the detail is not known.
+ */
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
+		    int is_list, const struct s3_error *e);
+/* May this file be opened? 0, or -EACCES (denied, or archived and not restored). */
+int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
 
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
@@ -43,5 +56,7 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi);
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * The FUSE low-level operation table, init, statfs, extended attributes, and
+ * The FUSE low-level operation table, init, statfs, and
  * the EROFS answer to every write-type operation.
  */
 #include "fs/fs_i.h"
@@ -27,19 +27,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = NAME_MAX_BYTES;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
-}
-
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	fuse_reply_err(req, ENODATA);
-}
-
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
-	else
-		fuse_reply_buf(req, NULL, 0);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -137,8 +124,8 @@ const struct fuse_lowlevel_ops irsafs_ops = {
 	.readdirplus = fs_op_readdirplus,
 	.releasedir = fs_op_releasedir,
 	.statfs = op_statfs,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
 	.mknod = op_erofs_mknod,
 	.mkdir = op_erofs_mkdir,
 	.unlink = op_erofs_unlink,

@@ -14,6 +14,8 @@
 #include "fs/opts.h"
 
 struct store;
+struct readahead;
+struct membudget;
 struct inode_table;
 struct creds_cache;
 
@@ -22,16 +24,21 @@ struct irsafs_counters {
 	unsigned long long bytes_read;
 	unsigned long long lookups;
 	unsigned long long listings;
+	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
 };
 
 struct irsafs {
 	const struct opts *opts;
 	struct store *store;
+	struct store *disk;		/* --cache-dir: wraps store, or NULL */
+	struct membudget *mem;		/* --max-memory: read-ahead buffers */
+	struct readahead *ra;		/* the read path (cache/readahead.h) */
 	struct inode_table *inodes;
 	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */
 	long long ttl_ms;		/* listings and attributes trusted this long */
 	struct timespec mount_time;	/* mtime of directories */
+	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	struct irsafs_counters counters;
 };
 

@@ -14,12 +14,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "auth/creds.h"
+#include "cache/diskcache.h"
+#include "cache/membudget.h"
+#include "cache/readahead.h"
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "fs/doctor.h"
+#include "fs/exec.h"
+#include "fs/fs_i.h"
 #include "fs/inode.h"
+#include "fs/lifecycle.h"
 #include "fs/opts.h"
 #include "http/http.h"
 #include "http/xml.h"
@@ -58,9 +67,19 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 			"and the endpoint", o->bucket, endpoint, what);
 		return 1;
 	case ERR_DENIED:
+		if (o->strict) {
+			log_msg(LOG_ERR, "%s may not list s3://%s/%s (%s), and --strict makes that "
+				"fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
+				"policy, or mount a prefix the role may list", principal, o->bucket,
+				o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
+				: "", o->prefix, *o->prefix ? "*)" : "");
+			return 1;
+		}
 		log_msg(LOG_WARNING, "%s may not list s3://%s/%s (%s): mounting anyway; listing "
 			"that directory will fail with EACCES, paths the role may read stay "
 			"reachable by name", principal, o->bucket, o->prefix, what);
+		/* The root shows the denial (d--x--x--x) from the start. */
+		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
 		return 0;
 	default:
 		break;
@@ -73,13 +92,62 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	return 1;
 }
 
-static int serve(struct irsafs *fs)
+/*
+ * Secrets live in this process's memory: no core file may carry them, and
+ * no other unprivileged process may ptrace it or read /proc/PID/mem.
+ */
+static void no_core_dumps(void)
+{
+	struct rlimit rl;
+
+	/* The soft limit only: a command run with exec may raise its own again. */
+	if (getrlimit(RLIMIT_CORE, &rl) == 0) {
+		rl.rlim_cur = 0;
+		setrlimit(RLIMIT_CORE, &rl);
+	}
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/*
+ * The region when neither --region nor AWS_REGION/AWS_DEFAULT_REGION gave
+ * one: the shared profile, then (only with --allow-instance-role) IMDS.
+ * Returns 0, or 1 after logging why mounting cannot go on.
+ */
+static int resolve_region(struct opts *o, struct http_client *http, char **buf)
+{
+	char why[CREDS_WHY_LEN] = "", r[64];
+	const char *from = "the shared profile";
+
+	if (o->region)
+		return 0;
+	*buf = creds_profile_region();
+	if (!*buf && o->allow_instance_role &&
+	    creds_imds_region(creds_imds_endpoint(), http, r, sizeof(r), why, sizeof(why)) == 0) {
+		*buf = strdup(r);
+		from = "the instance metadata";
+	}
+	if (*buf) {
+		o->region = *buf;
+		log_msg(LOG_INFO, "region %s from %s", *buf, from);
+		return 0;
+	}
+	if (o->endpoint)
+		return 0;
+	log_msg(LOG_ERR, "no region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION), "
+		"set region in the AWS profile, or give --endpoint-url%s%s",
+		o->allow_instance_role ? "; the instance metadata did not say: " : " (the "
+		"instance metadata is asked only with --allow-instance-role)",
+		o->allow_instance_role ? why : "");
+	return 1;
+}
+
+static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 {
 	const struct opts *o = fs->opts;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
-	char optbuf[512];
+	char optbuf[512], counters[256];
 	int rc = 1;
 
 	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=irsafs:%s,subtype=irsafs%s",
@@ -90,17 +158,24 @@ static int serve(struct irsafs *fs)
 	se = fuse_session_new(&args, &irsafs_ops, sizeof(irsafs_ops), fs);
 	if (!se)
 		goto out;
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out_session;
+	fs->se = se;
+	/* Stop signals: fs/lifecycle.c (mount form), passed on to the command (exec). */
+	lifecycle_clear_stale(o->mountpoint);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
 			"/dev/fuse available?)", o->mountpoint);
-		goto out_signals;
+		goto out_session;
 	}
 	log_msg(LOG_NOTICE, "mounted s3://%s/%s on %s, read-only", o->bucket, o->prefix,
 		o->mountpoint);
-	if (fuse_daemonize(o->foreground) != 0)
+	if (!cmd && fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
+	/* Threads do not survive fork: background refreshes start only now. */
+	creds_cache_background(fs->creds);
+	if (readahead_start(fs->ra) != 0) {
+		log_msg(LOG_ERR, "cannot start the read-ahead threads");
+		goto out_unmount;
+	}
 	if (!o->foreground)
 		log_use_syslog();
 	loop = fuse_loop_cfg_create();
@@ -109,15 +184,27 @@ static int serve(struct irsafs *fs)
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	rc = fuse_session_loop_mt(se, loop) ? 1 : 0;
+	if (lifecycle_signals_start(fs, se, !cmd) != 0) {
+		log_msg(LOG_ERR, "cannot start the signal thread");
+		goto out_loop;
+	}
+	if (cmd) {
+		rc = exec_run(fs, se, loop, cmd);
+	} else {
+		rc = fuse_session_loop_mt(se, loop) < 0 ? IRSAFS_EXIT_FAIL : IRSAFS_EXIT_OK;
+		lifecycle_counters(fs, counters, sizeof(counters));
+		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
+	}
+	lifecycle_signals_stop();
+out_loop:
 	fuse_loop_cfg_destroy(loop);
-	log_msg(LOG_NOTICE, "unmounting %s (opens %llu, bytes read %llu, listings %llu)",
-		o->mountpoint, fs->counters.opens, fs->counters.bytes_read,
-		fs->counters.listings);
 out_unmount:
-	fuse_session_unmount(se);
-out_signals:
-	fuse_remove_signal_handlers(se);
+	/* Usually done already, by the signal thread or by exec: then this only reports. */
+	if (lifecycle_unmount(se, o->mountpoint) == UNMOUNT_LAZY) {
+		if (!cmd && rc == IRSAFS_EXIT_OK)
+			rc = IRSAFS_EXIT_LAZY;
+		lifecycle_release(se);
+	}
 out_session:
 	fuse_session_destroy(se);
 out:
@@ -130,15 +217,26 @@ int main(int argc, char **argv)
 	char why[CREDS_WHY_LEN], ua[64];
 	struct http_client *http = NULL;
 	struct creds_provider *prov;
+	struct creds_chain_config chain;
 	struct creds *cr = NULL;
+	char *region_buf = NULL;
 	struct http_config hc;
 	struct s3_config sc;
+	struct ra_config ra_cfg;
 	struct irsafs fs;
 	struct opts o;
+	struct exec_cmd cmd = { 0 };
 	const char *principal;
 	int rc = 1;
 
 	log_set_tag("irsafs");
+	no_core_dumps();
+	if (argc > 1 && !strcmp(argv[1], "doctor"))
+		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
+		return IRSAFS_EXIT_USAGE;
+	/* Before any thread starts, so that every thread inherits the mask. */
+	lifecycle_signals_block(cmd.argv == NULL);
 	if (opts_parse(argc, argv, &o) != 0) {
 		opts_cleanup(&o);
 		return 2;
@@ -155,6 +253,12 @@ int main(int argc, char **argv)
 	}
 	if (o.debug)
 		log_set_level(LOG_DEBUG);
+	if (o.log_level >= 0)
+		log_set_level(o.log_level);
+	if (o.log_json)
+		log_set_format(LOG_FORMAT_JSON);
+	if (cmd.argv)
+		o.foreground = 1;	/* exec never detaches: it waits for its command */
 	fuse_set_log_func(fuse_log_to_ours);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_msg(LOG_ERR, "cannot initialise libcurl");
@@ -182,7 +286,14 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "out of memory");
 		goto out_curl;
 	}
-	prov = creds_provider_from_env(http, o.region, o.credential_duration, why, sizeof(why));
+	if (resolve_region(&o, http, &region_buf))
+		goto out_http;
+	chain = (struct creds_chain_config){
+		.region = o.region,
+		.duration_seconds = o.credential_duration,
+		.allow_instance_role = o.allow_instance_role,
+	};
+	prov = creds_provider_from_env(http, &chain, why, sizeof(why));
 	if (!prov) {
 		log_msg(LOG_ERR, "%s", why);
 		goto out_http;
@@ -198,7 +309,7 @@ int main(int argc, char **argv)
 			creds_cache_source(fs.creds), why);
 		goto out_creds;
 	}
-	principal = cr->principal_arn ? cr->principal_arn : "unknown principal";
+	principal = cr->principal_arn ? cr->principal_arn : "unknown";
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
 		creds_cache_source(fs.creds));
 
@@ -209,6 +320,7 @@ int main(int argc, char **argv)
 		.path_style = o.force_path_style,
 		.page_size = o.list_page_size,
 		.budget_ms = o.budget_ms,
+		.requests = &fs.counters.s3_requests,
 	};
 	fs.store = s3_store_new(&sc, http, fs.creds, why, sizeof(why));
 	if (!fs.store) {
@@ -220,9 +332,40 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "out of memory");
 		goto out_store;
 	}
+	inode_table_set_limits(fs.inodes, &(struct inode_limits){
+		.ttl_ms = fs.ttl_ms,
+		.negative_ttl_ms = (long long)(o.negative_ttl * 1000),
+		.max_listing_bytes = o.metadata_cache_size,
+	});
 	if (mount_check(&fs, principal, s3_store_endpoint(fs.store)))
 		goto out_inodes;
-	rc = serve(&fs);
+	fs.mem = membudget_new(o.max_memory);
+	ra_cfg = (struct ra_config){
+		.part_size = o.read_part_size,
+		.concurrency = (unsigned)o.read_concurrency,
+	};
+	/* A window never exceeds a quarter of the budget: four files stream at full speed. */
+	ra_cfg.max_window = o.read_part_size * (size_t)o.read_concurrency;
+	if (ra_cfg.max_window > o.max_memory / 4)
+		ra_cfg.max_window = o.max_memory / 4;
+	if (o.cache_dir) {
+		fs.disk = diskcache_new(fs.store, o.bucket, o.cache_dir, o.max_cache_size, why,
+					sizeof(why));
+		if (!fs.disk) {
+			log_msg(LOG_ERR, "%s", why);
+			goto out_ra;
+		}
+	}
+	fs.ra = fs.mem ? readahead_new(fs.disk ? fs.disk : fs.store, fs.mem, &ra_cfg) : NULL;
+	if (!fs.ra) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out_ra;
+	}
+	rc = serve(&fs, cmd.argv ? &cmd : NULL);
+out_ra:
+	readahead_free(fs.ra);
+	store_destroy(fs.disk);
+	membudget_free(fs.mem);
 out_inodes:
 	inode_table_free(fs.inodes);
 out_store:
@@ -232,6 +375,7 @@ out_creds:
 	creds_cache_free(fs.creds);
 out_http:
 	http_client_free(http);
+	free(region_buf);
 out_curl:
 	curl_global_cleanup();
 out_opts:

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "core/log.h"
 
 enum {
 	OPT_PREFIX = 256,
@@ -25,6 +26,17 @@ enum {
 	OPT_CRED_DURATION,
 	OPT_BUDGET,
 	OPT_VERSION,
+	OPT_STRICT,
+	OPT_NEG_TTL,
+	OPT_MD_CACHE,
+	OPT_MAX_MEMORY,
+	OPT_PART_SIZE,
+	OPT_READ_CONC,
+	OPT_CACHE_DIR,
+	OPT_CACHE_SIZE,
+	OPT_LOG_FORMAT,
+	OPT_LOG_LEVEL,
+	OPT_INSTANCE_ROLE,
 };
 
 static const struct option long_opts[] = {
@@ -40,11 +52,22 @@ static const struct option long_opts[] = {
 	{ "force-path-style", no_argument, NULL, OPT_PATH_STYLE },
 	{ "debug", no_argument, NULL, OPT_DEBUG },
 	{ "metadata-ttl", required_argument, NULL, OPT_METADATA_TTL },
+	{ "negative-ttl", required_argument, NULL, OPT_NEG_TTL },
+	{ "metadata-cache-size", required_argument, NULL, OPT_MD_CACHE },
+	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "list-page-size", required_argument, NULL, OPT_PAGE_SIZE },
 	{ "credential-duration", required_argument, NULL, OPT_CRED_DURATION },
 	{ "operation-timeout", required_argument, NULL, OPT_BUDGET },
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+	{ "read-part-size", required_argument, NULL, OPT_PART_SIZE },
+	{ "read-concurrency", required_argument, NULL, OPT_READ_CONC },
+	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
+	{ "max-cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "allow-instance-role", no_argument, NULL, OPT_INSTANCE_ROLE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -52,6 +75,8 @@ void opts_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: irsafs [OPTIONS] BUCKET MOUNTPOINT\n"
+		"       irsafs exec [OPTIONS] BUCKET MOUNTPOINT -- COMMAND [ARGS...]\n"
+		"       irsafs doctor BUCKET [--prefix P] [--json] [--strict]\n"
 		"\n"
 		"Mount an S3 bucket read-only, as the IAM role the Pod was given (IRSA).\n"
 		"\n"
@@ -67,17 +92,37 @@ void opts_usage(FILE *f)
 		"  --region R               region (default: AWS_REGION, AWS_DEFAULT_REGION)\n"
 		"  --force-path-style       address the bucket in the path, not the host name\n"
 		"                           (the default for custom endpoints)\n"
-		"  --metadata-ttl S         seconds listings and attributes are trusted (default 1)\n"
+		"  --metadata-ttl S         seconds listings, attributes and denials are trusted\n"
+		"                           (default 1)\n"
+		"  --negative-ttl S         seconds a missing name is trusted (default: the\n"
+		"                           metadata TTL)\n"
+		"  --metadata-cache-size SIZE  memory for cached listings (default 64M)\n"
+		"  --strict                 fail the mount when the role may not list it\n"
 		"  --list-page-size N       keys per ListObjectsV2 page, 1-1000 (default 1000)\n"
 		"  --credential-duration S  ask STS for credentials lasting S seconds\n"
+		"  --allow-instance-role    allow the instance role (IMDSv2) as the last\n"
+		"                           credential source; off by default, because on EKS\n"
+		"                           it is the node's role, not the Pod's\n"
 		"  --operation-timeout S    give up on one S3 operation after S seconds (default 20)\n"
+		"  --max-memory SIZE        memory for read-ahead buffers, all files together\n"
+		"                           (default 256M; K, M, G suffixes)\n"
+		"  --read-part-size SIZE    bytes per ranged GET when reading ahead (default 8M)\n"
+		"  --read-concurrency N     ranged GETs in flight at once, 1-64 (default 8)\n"
+		"  --cache-dir DIR          keep 1 MiB blocks of read objects in DIR (created 0700,\n"
+		"                           emptied at mount and at exit, one mount at a time)\n"
+		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
 		"  --debug                  log every request and FUSE operation\n"
+		"  --log-format F           text (default) or json: one JSON object per line\n"
+		"  --log-level L            error, warning, notice, info (default) or debug\n"
 		"  -h, --help               this text\n"
 		"  --version                the version\n"
 		"\n"
-		"Credentials: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (IRSA), or\n"
-		"AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY. A configured but broken source is\n"
-		"an error; irsafs never falls back to another identity.\n");
+		"Credentials, first match wins: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY;\n"
+		"AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (IRSA);\n"
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI (EKS Pod Identity, ECS);\n"
+		"AWS_PROFILE in the shared config files; the instance role only with\n"
+		"--allow-instance-role. A configured but broken source is an error; irsafs\n"
+		"never falls back to another identity.\n");
 }
 
 static int bad(const char *opt, const char *val, const char *fix)
@@ -112,6 +157,34 @@ static int parse_mode(const char *s, mode_t *out)
 	return 0;
 }
 
+/* "64M", "1G", "4096": bytes, within [min, max]. */
+static int parse_size(const char *s, size_t min, size_t max, size_t *out)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1ULL << 10;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1ULL << 20;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1ULL << 30;
+	if (mul != 1)
+		end++;
+	if (*end == 'i' && mul != 1)
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v > max / mul || v * mul < min)
+		return -1;
+	*out = (size_t)(v * mul);
+	return 0;
+}
+
 static const char *env_nonempty(const char *name)
 {
 	const char *v = getenv(name);
@@ -132,8 +205,15 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->file_mode = 0444;
 	o->dir_mode = 0555;
 	o->metadata_ttl = 1.0;
+	o->negative_ttl = -1;
+	o->metadata_cache_size = 64u << 20;
 	o->list_page_size = 1000;
 	o->budget_ms = 20000;
+	o->max_memory = 256u << 20;
+	o->read_part_size = 8u << 20;
+	o->read_concurrency = 8;
+	o->max_cache_size = 1u << 30;
+	o->log_level = -1;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+fho:", long_opts, NULL)) != -1) {
@@ -189,6 +269,21 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			    o->metadata_ttl > 86400)
 				return bad("--metadata-ttl", optarg, "expected seconds from 0 to 86400");
 			break;
+		case OPT_NEG_TTL:
+			errno = 0;
+			o->negative_ttl = strtod(optarg, &end);
+			if (errno || end == optarg || *end || o->negative_ttl < 0 ||
+			    o->negative_ttl > 86400)
+				return bad("--negative-ttl", optarg, "expected seconds from 0 to 86400");
+			break;
+		case OPT_MD_CACHE:
+			if (parse_size(optarg, 1u << 20, (size_t)1 << 40, &o->metadata_cache_size))
+				return bad("--metadata-cache-size", optarg,
+					   "expected a size of at least 1M, such as 64M");
+			break;
+		case OPT_STRICT:
+			o->strict = 1;
+			break;
 		case OPT_PAGE_SIZE:
 			if (parse_long(optarg, 1, 1000, &v))
 				return bad("--list-page-size", optarg, "expected a number from 1 to 1000");
@@ -200,11 +295,53 @@ int opts_parse(int argc, char **argv, struct opts *o)
 					   "expected seconds from 60 to 43200");
 			o->credential_duration = v;
 			break;
+		case OPT_INSTANCE_ROLE:
+			o->allow_instance_role = 1;
+			break;
 		case OPT_BUDGET:
 			if (parse_long(optarg, 1, 3600, &v))
 				return bad("--operation-timeout", optarg,
 					   "expected seconds from 1 to 3600");
 			o->budget_ms = v * 1000;
+			break;
+		case OPT_LOG_FORMAT:
+			if (strcmp(optarg, "text") == 0)
+				o->log_json = 0;
+			else if (strcmp(optarg, "json") == 0)
+				o->log_json = 1;
+			else
+				return bad("--log-format", optarg, "expected text or json");
+			break;
+		case OPT_LOG_LEVEL:
+			o->log_level = log_level_parse(optarg);
+			if (o->log_level < 0)
+				return bad("--log-level", optarg,
+					   "expected error, warning, notice, info or debug");
+			break;
+		case OPT_MAX_MEMORY:
+			if (parse_size(optarg, 4u << 20, (size_t)1 << 40, &o->max_memory))
+				return bad("--max-memory", optarg, "expected a size of at least 4M, "
+					   "such as 256M or 1G");
+			break;
+		case OPT_PART_SIZE:
+			if (parse_size(optarg, 64u << 10, 1u << 30, &o->read_part_size))
+				return bad("--read-part-size", optarg,
+					   "expected a size from 64K to 1G, such as 8M");
+			break;
+		case OPT_READ_CONC:
+			if (parse_long(optarg, 1, 64, &v))
+				return bad("--read-concurrency", optarg, "expected a number from 1 to 64");
+			o->read_concurrency = (int)v;
+			break;
+		case OPT_CACHE_DIR:
+			if (!*optarg)
+				return bad("--cache-dir", optarg, "expected a directory");
+			o->cache_dir = optarg;
+			break;
+		case OPT_CACHE_SIZE:
+			if (parse_size(optarg, 2u << 20, (size_t)1 << 50, &o->max_cache_size))
+				return bad("--max-cache-size", optarg, "expected a size of at least 2M, "
+					   "such as 10G");
 			break;
 		case 'o':
 			return bad("-o", optarg, "mount options are not supported yet; use the "
@@ -225,6 +362,8 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			return -1;
 		}
 	}
+	if (o->negative_ttl < 0)
+		o->negative_ttl = o->metadata_ttl;
 	if (argc - optind != 2) {
 		fprintf(stderr, "irsafs: expected BUCKET and MOUNTPOINT, got %d argument%s "
 			"(usage: irsafs [OPTIONS] BUCKET MOUNTPOINT)\n", argc - optind,
@@ -256,11 +395,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	if (o->endpoint && strncmp(o->endpoint, "http://", 7) && strncmp(o->endpoint, "https://", 8))
 		return bad("AWS_ENDPOINT_URL", o->endpoint,
 			   "expected a URL starting with http:// or https://");
-	if (!o->region && !o->endpoint) {
-		fprintf(stderr, "irsafs: no region: set AWS_REGION or pass --region "
-			"(or give --endpoint-url)\n");
-		return -1;
-	}
+	/* No region yet: main looks in the profile (and IMDS when allowed). */
 	/* Custom endpoints (MinIO, radosgw, ...) rarely resolve bucket host names. */
 	if (o->endpoint)
 		o->force_path_style = 1;

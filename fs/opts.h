@@ -26,10 +26,21 @@ struct opts {
 	int allow_other;
 	int foreground;
 	int debug;
+	int log_level;			/* syslog level; -1: default (info, debug with --debug) */
+	int log_json;			/* --log-format json */
 	double metadata_ttl;		/* seconds */
+	double negative_ttl;		/* seconds a "no such key" is trusted */
+	size_t metadata_cache_size;	/* bytes of cached listings, all directories */
+	int strict;			/* any denial of the mount-time listing fails the mount */
 	int list_page_size;
 	long credential_duration;
+	int allow_instance_role;	/* IMDS may be the last credential source */
 	long budget_ms;
+	size_t max_memory;		/* bytes of read-ahead buffers, all files */
+	size_t read_part_size;		/* bytes per ranged GET */
+	int read_concurrency;		/* ranged GETs in flight, all files */
+	const char *cache_dir;		/* NULL: no disk cache */
+	size_t max_cache_size;		/* bytes of block files in cache_dir */
 	int show_help;
 	int show_version;
 };

@@ -13,6 +13,7 @@
 #include "s3/s3.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,17 @@ struct s3 {
 	int page_size;
 	struct retry_policy policy;
 	long request_timeout_ms;
+	/*
+	 * Where the bucket really is, once a redirect said so. Written once
+	 * under redirect_lock before `redirected` is set (release); readers
+	 * check `redirected` (acquire) and never take the lock.
+	 */
+	pthread_mutex_t redirect_lock;
+	int redirected;
+	char redirect_region[32];
+	char *redirect_host;
+	int aws_endpoint;		/* endpoint derived from the region */
+	unsigned long long *requests;
 };
 
 /* One logical request, before signing. */
@@ -110,14 +122,26 @@ static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds 
 	const char *principal = cr && cr->principal_arn ? cr->principal_arn : "this identity";
 	char what[320];
 
-	err_describe(e, what, sizeof(what));
+	/*
+	 * A HEAD's 403 has no body; call it what S3 means by it, so that a HEAD
+	 * and a GET of one key give one line, not two.
+	 */
+	if (e->http_status == 403 && !e->code[0])
+		snprintf(what, sizeof(what), "403 AccessDenied");
+	else
+		err_describe(e, what, sizeof(what));
 	if (r->key)
 		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s/%s denied to %s (%s): add it to the "
 			 "role's policy or read another path", r->action, s->bucket, r->key,
 			 principal, what);
+	else if (!strncmp(r->what, "prefix=", 7) && r->what[7])
+		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s (prefix %s) denied to %s (%s): add "
+			 "it to the role's policy or read another path", r->action, s->bucket,
+			 r->what + 7, principal, what);
 	else
 		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s (%s) denied to %s (%s): add it to the "
-			 "role's policy or read another path", r->action, s->bucket, r->what,
+			 "role's policy or read another path", r->action, s->bucket,
+			 !strcmp(r->what, "prefix=") ? "no prefix: the bucket's root" : r->what,
 			 principal, what);
 }
 
@@ -131,8 +155,13 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 	struct buf path, url, auth;
 	struct sigv4_input in;
 	size_t nh = 0, i;
+	const char *region = s->region, *host = s->host;
 	int rc;
 
+	if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE)) {
+		region = s->redirect_region;
+		host = s->redirect_host;
+	}
 	buf_init(&path, URL_MAX);
 	buf_init(&url, URL_MAX);
 	buf_init(&auth, 4096);
@@ -148,13 +177,13 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 	if (!rc && r->key)
 		rc = uri_encode(&path, r->key, strlen(r->key), 1);
 	if (!rc)
-		rc = buf_printf(&url, "%s://%s%s%s%s", s->scheme, s->host, path.data,
+		rc = buf_printf(&url, "%s://%s%s%s%s", s->scheme, host, path.data,
 				r->query ? "?" : "", r->query ? r->query : "");
 	if (rc)
 		goto out;
 
-	time_format_amz(time(NULL), date);
-	sh[nh++] = (struct sigv4_header){ "host", s->host };
+	time_format_amz(creds_cache_now(s->creds), date);
+	sh[nh++] = (struct sigv4_header){ "host", host };
 	sh[nh++] = (struct sigv4_header){ "x-amz-content-sha256", EMPTY_SHA256 };
 	sh[nh++] = (struct sigv4_header){ "x-amz-date", date };
 	if (cr->session_token)
@@ -166,7 +195,7 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 	in = (struct sigv4_input){
 		.method = r->method, .path = path.data, .query = r->query,
 		.headers = sh, .nheaders = nh, .payload_hash = EMPTY_SHA256,
-		.amz_date = date, .region = s->region, .service = "s3", .normalize_path = 0,
+		.amz_date = date, .region = region, .service = "s3", .normalize_path = 0,
 	};
 	rc = sigv4_authorization(&in, cr->access_key_id, cr->secret_access_key, &auth);
 	if (rc)
@@ -193,6 +222,8 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 			.sink = r->sink, .sink_cap = r->sink_cap,
 		};
 
+		if (s->requests)
+			__atomic_add_fetch(s->requests, 1, __ATOMIC_RELAXED);
 		rc = http_perform(s->http, &req, resp, e);
 	}
 out:
@@ -210,6 +241,74 @@ out:
 }
 
 /*
+ * The bucket lives in another region than configured (301 PermanentRedirect,
+ * 400 AuthorizationHeaderMalformed naming <Region>, x-amz-bucket-region):
+ * sign for that region from now on (and, on AWS's own endpoints, talk to
+ * that region's host). Returns 1 when the request is worth sending again.
+ */
+static int follow_region(struct s3 *s, const char *region)
+{
+	const char *cur = __atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE) ? s->redirect_region
+									     : s->region;
+	char *host = NULL;
+	int rc = 0;
+
+	if (!region[0] || !strcmp(region, cur) || strlen(region) >= sizeof(s->redirect_region) ||
+	    strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region))
+		return 0;
+	pthread_mutex_lock(&s->redirect_lock);
+	if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE)) {
+		/* Another thread followed already; a second move would flap. */
+		rc = !strcmp(region, s->redirect_region);
+		goto out;
+	}
+	if (s->aws_endpoint) {
+		if (asprintf(&host, "%s%ss3.%s.amazonaws.com%s", s->path_style ? "" : s->bucket,
+			     s->path_style ? "" : ".", region,
+			     strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
+			goto out;
+	} else {
+		host = strdup(s->host);
+		if (!host)
+			goto out;
+	}
+	snprintf(s->redirect_region, sizeof(s->redirect_region), "%s", region);
+	s->redirect_host = host;
+	__atomic_store_n(&s->redirected, 1, __ATOMIC_RELEASE);
+	log_msg(LOG_WARNING, "bucket %s is in region %s, not %s: following it (requests are "
+		"signed for %s from now on; pass --region %s to skip this detour)", s->bucket,
+		region, cur, region, region);
+	rc = 1;
+out:
+	pthread_mutex_unlock(&s->redirect_lock);
+	return rc;
+}
+
+/*
+ * RequestTimeTooSkewed, or a denial whose Date is far from ours: sign with
+ * the server's clock from now on. Returns 1 when the offset changed.
+ */
+static int correct_clock(struct s3 *s, const struct s3_error *e, const struct http_response *resp)
+{
+	long old = creds_cache_clock_offset(s->creds), off;
+	time_t server;
+
+	if (!resp->date[0] || time_parse_rfc1123(resp->date, &server) != 0)
+		return 0;
+	off = (long)(server - time(NULL));
+	if (err_classify(e) != ERR_SKEW && !(e->http_status == 403 && labs(off - old) > 300))
+		return 0;
+	if (labs(off - old) < 2)
+		return 0;
+	creds_cache_set_clock_offset(s->creds, off);
+	log_msg(LOG_WARNING, "the local clock is %ld s %s the server's (%d %s): signing with "
+		"the corrected time from now on; fix the clock (NTP)", labs(off),
+		off > 0 ? "behind" : "ahead of", e->http_status,
+		e->code[0] ? e->code : "Date header");
+	return 1;
+}
+
+/*
  * Run one logical request with retries. Returns 0 on a 2xx/304 answer, else a
  * negative errno from the table (e holds the detail).
  */
@@ -218,7 +317,7 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 {
 	char why[CREDS_WHY_LEN], what[320];
 	struct creds *cr = NULL;
-	int forced = 0, rc;
+	int forced = 0, moved = 0, skewed = 0, rc;
 	struct retry rt;
 	long sleep_ms, timeout;
 
@@ -258,8 +357,19 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 		if (log_enabled(LOG_DEBUG))
 			log_msg(LOG_DEBUG, "%s s3://%s/%s %s -> %s", r->method, s->bucket,
 				r->key ? r->key : "", r->what, err_describe(e, what, sizeof(what)));
-		if (err_classify(e) == ERR_DENIED && !forced && cr->expiration &&
-		    cr->expiration - time(NULL) < 60) {
+		if (rc == 0 && !moved && err_classify(e) == ERR_REDIRECT &&
+		    follow_region(s, e->region)) {
+			moved = 1;
+			creds_release(cr);
+			continue;
+		}
+		if (rc == 0 && !skewed && correct_clock(s, e, resp)) {
+			skewed = 1;
+			creds_release(cr);
+			continue;
+		}
+		if (err_classify(e) == ERR_DENIED && !forced &&
+		    creds_near_expiry(cr, creds_cache_now(s->creds))) {
 			/* Probably expired credentials reported as AccessDenied. */
 			forced = 1;
 			creds_cache_invalidate(s->creds, cr);
@@ -419,6 +529,8 @@ static void s3_destroy(struct store *st)
 	free(s->scheme);
 	free(s->host);
 	free(s->endpoint);
+	free(s->redirect_host);
+	pthread_mutex_destroy(&s->redirect_lock);
 	free(s);
 }
 
@@ -440,6 +552,8 @@ struct store *s3_store_new(const struct s3_config *cfg, struct http_client *http
 		return NULL;
 	}
 	s->base.ops = &s3_ops;
+	pthread_mutex_init(&s->redirect_lock, NULL);
+	s->aws_endpoint = cfg->endpoint == NULL;
 	s->http = http;
 	s->creds = creds;
 	s->path_style = cfg->path_style;
@@ -451,6 +565,7 @@ struct store *s3_store_new(const struct s3_config *cfg, struct http_client *http
 		.budget_ms = cfg->budget_ms > 0 ? cfg->budget_ms : 20000,
 	};
 	s->request_timeout_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 15000;
+	s->requests = cfg->requests;
 	s->bucket = strdup(cfg->bucket);
 	s->region = strdup(cfg->region ? cfg->region : "us-east-1");
 	if (cfg->endpoint) {

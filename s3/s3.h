@@ -25,6 +25,7 @@ struct s3_config {
 	int max_attempts;		/* per operation */
 	long budget_ms;			/* per operation, attempts and sleeps */
 	long request_timeout_ms;	/* one request */
+	unsigned long long *requests;	/* if set: +1 (atomic) per request sent */
 };
 
 /*

@@ -13,6 +13,8 @@ pkgs=(
 	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl
 	# tests
 	python3-pytest attr valgrind findutils coreutils
+	# packaging tests: the .deb build, the man page, mount -t
+	debhelper dpkg-dev groff-base man-db util-linux mount
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -25,6 +27,10 @@ for p in "${pkgs[@]}"; do
 		missing+=("$p")
 	fi
 done
+# The manifest check runs node (kubernetes-models from npm); any node >= 14 will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps.sh: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
