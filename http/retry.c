@@ -45,7 +45,9 @@ long retry_next(struct retry *r)
 	cap = r->policy->base_ms << shift;
 	if (cap > r->policy->max_backoff_ms)
 		cap = r->policy->max_backoff_ms;
-	sleep_ms = jitter(cap);
+	/* Half fixed, half random: retries still spread out, but five attempts
+	 * always cover at least base * (2^4 - 1) / 2 ms of outage. */
+	sleep_ms = cap / 2 + jitter(cap - cap / 2);
 	/* Keep some budget for the attempt itself. */
 	if (sleep_ms + 100 >= retry_remaining_ms(r))
 		return -1;

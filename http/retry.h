@@ -5,7 +5,7 @@
  * failure it asks retry_next() how long to sleep. The answer is "stop" when
  * the attempts are spent or when the sleep would overrun the operation's
  * budget, so no user-visible operation ever waits longer than its budget plus
- * one request timeout. The jitter is "full jitter" (uniform in [0, cap]) so
+ * one request timeout. The sleep is "equal jitter" (uniform in [cap/2, cap]) so
  * that many readers hit by the same fault do not retry in lockstep.
  * A struct retry lives on the caller's stack; retry_next is thread-safe.
  */
