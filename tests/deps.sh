@@ -12,7 +12,7 @@ pkgs=(
 	# testbed: radosgw + a tiny OIDC issuer
 	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl
 	# tests
-	python3-pytest attr valgrind findutils coreutils
+	python3-pytest attr valgrind findutils coreutils strace
 	# packaging tests: the .deb build, the man page, mount -t
 	debhelper dpkg-dev groff-base man-db util-linux mount
 )

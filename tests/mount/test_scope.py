@@ -209,6 +209,21 @@ def test_list_without_read(testbed, mount, tmp_path):
         m.dir, "user.irsafs.last_denial")
 
 
+def test_foreign_xattr_namespaces_are_unsupported(mount):
+    """ls -l probes security.selinux and the POSIX ACL on every file, and stops
+    after the first EOPNOTSUPP on a file system: 25 files cost two probes, not 50."""
+    m = mount()
+    f = m.path("many/file-0003.txt")
+    for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+        assert errno_of(os.getxattr, f, name) == errno.EOPNOTSUPP, name
+    assert errno_of(os.getxattr, f, "user.nope") == errno.ENODATA
+    r = subprocess.run(["strace", "-f", "-e", "trace=lgetxattr,getxattr", "ls", "-l", m.path("many")],
+                       capture_output=True, text=True, check=True)
+    assert len(r.stdout.splitlines()) == 26, r.stdout
+    probes = [line for line in r.stderr.splitlines() if "getxattr(" in line]
+    assert 1 <= len(probes) <= 2, r.stderr
+
+
 def test_xattrs(testbed, mount):
     m = mount()
     headers = testbed.owner.head_object("demo-bucket", "hello.txt").headers
