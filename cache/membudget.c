@@ -4,12 +4,21 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+/* Released mappings kept for reuse: at most this many, and half the limit. */
+#define POOL_SLOTS 32
+
 struct membudget {
 	size_t limit;
 	pthread_mutex_t lock;	/* guards locked */
 	struct {
-		size_t used;
-		size_t peak;
+		size_t used;	/* handed out and not yet released */
+		size_t pooled;	/* released, still mapped, in pool[] */
+		size_t peak;	/* most of used + pooled ever */
+		unsigned npool;
+		struct {
+			void *p;
+			size_t n;
+		} pool[POOL_SLOTS];
 	} locked;
 };
 
@@ -29,26 +38,64 @@ struct membudget *membudget_new(size_t limit)
 
 void membudget_free(struct membudget *b)
 {
+	unsigned i;
+
 	if (!b)
 		return;
+	for (i = 0; i < b->locked.npool; i++)
+		munmap(b->locked.pool[i].p, b->locked.pool[i].n);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
 
+/* Unmap pooled mapping i (the oldest is 0). */
+static void pool_drop_locked(struct membudget *b, unsigned i)
+{
+	munmap(b->locked.pool[i].p, b->locked.pool[i].n);
+	b->locked.pooled -= b->locked.pool[i].n;
+	b->locked.npool--;
+	for (; i < b->locked.npool; i++)
+		b->locked.pool[i] = b->locked.pool[i + 1];
+}
+
 void *membudget_alloc(struct membudget *b, size_t n)
 {
-	void *p;
+	void *p = NULL;
+	unsigned i;
 
 	if (!n)
 		return NULL;
 	pthread_mutex_lock(&b->lock);
-	if (n > b->limit - b->locked.used) {
+	/* The newest mapping of the same size first: its pages are the warmest. */
+	for (i = b->locked.npool; i-- > 0;) {
+		if (b->locked.pool[i].n != n)
+			continue;
+		p = b->locked.pool[i].p;
+		b->locked.pooled -= n;
+		b->locked.npool--;
+		for (; i < b->locked.npool; i++)
+			b->locked.pool[i] = b->locked.pool[i + 1];
+		b->locked.used += n;
+		pthread_mutex_unlock(&b->lock);
+		return p;
+	}
+	/*
+	 * A miss: the reader's part size changed (its window grew), so mappings
+	 * of other sizes are unlikely to be asked for again; they go first, then
+	 * any that stand in the way of this one.
+	 */
+	for (i = b->locked.npool; i-- > 0;)
+		if (b->locked.pool[i].n != n)
+			pool_drop_locked(b, i);
+	while (b->locked.npool && n > b->limit - b->locked.used - b->locked.pooled)
+		pool_drop_locked(b, 0);
+	if (n > b->limit - b->locked.used - b->locked.pooled) {
 		pthread_mutex_unlock(&b->lock);
 		return NULL;
 	}
 	b->locked.used += n;
-	if (b->locked.used > b->locked.peak)
-		b->locked.peak = b->locked.used;
+	if (b->locked.used + b->locked.pooled > b->locked.peak)
+		b->locked.peak = b->locked.used + b->locked.pooled;
 	pthread_mutex_unlock(&b->lock);
 	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (p == MAP_FAILED) {
@@ -64,9 +111,25 @@ void membudget_release(struct membudget *b, void *p, size_t n)
 {
 	if (!p)
 		return;
-	munmap(p, n);
 	pthread_mutex_lock(&b->lock);
 	b->locked.used -= n;
+	if (b->locked.npool < POOL_SLOTS && b->locked.pooled + n <= b->limit / 2) {
+		b->locked.pool[b->locked.npool].p = p;
+		b->locked.pool[b->locked.npool].n = n;
+		b->locked.npool++;
+		b->locked.pooled += n;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (p)
+		munmap(p, n);
+}
+
+void membudget_trim(struct membudget *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->locked.npool)
+		pool_drop_locked(b, b->locked.npool - 1);
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -81,6 +144,16 @@ size_t membudget_used(struct membudget *b)
 
 	pthread_mutex_lock(&b->lock);
 	n = b->locked.used;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}
+
+size_t membudget_pooled(struct membudget *b)
+{
+	size_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->locked.pooled;
 	pthread_mutex_unlock(&b->lock);
 	return n;
 }

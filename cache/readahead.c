@@ -85,6 +85,7 @@ struct readahead {
 	struct store *store;
 	struct membudget *mb;
 	struct ra_config cfg;
+	int nfiles;			/* atomic: ra_files allocated */
 	pthread_t threads[MAX_THREADS];
 	unsigned nthreads;
 	pthread_mutex_t lock;		/* guards locked; taken after a file's lock */
@@ -98,12 +99,17 @@ struct readahead {
 
 static void file_put(struct ra_file *f)
 {
+	struct readahead *ra = f->ra;
+
 	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
 	free(f->key);
 	free(f);
+	/* Nothing is being read: buffers kept for reuse go back to the kernel. */
+	if (__atomic_sub_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL) == 0)
+		membudget_trim(ra->mb);
 }
 
 static void part_put_locked(struct ra_part *p)
@@ -375,6 +381,7 @@ struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag,
 		return NULL;
 	}
 	f->ra = ra;
+	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
 	snprintf(f->etag, sizeof(f->etag), "%s", etag ? etag : "");
 	f->size = size < 0 ? 0 : size;
 	f->refs = 1;

@@ -169,6 +169,40 @@ TEST(budget_never_exceeded)
 	membudget_free(b);
 }
 
+TEST(released_buffers_are_reused_within_the_limit)
+{
+	struct membudget *b = membudget_new(4 << 20);
+	char *p, *q, *r;
+
+	p = membudget_alloc(b, 1 << 20);
+	q = membudget_alloc(b, 1 << 20);
+	membudget_release(b, p, 1 << 20);
+	CHECK_INT(membudget_used(b), 1 << 20);
+	CHECK_INT(membudget_pooled(b), 1 << 20);
+	/* The same size gets the kept mapping back. */
+	r = membudget_alloc(b, 1 << 20);
+	CHECK(r == p);
+	CHECK_INT(membudget_pooled(b), 0);
+	membudget_release(b, r, 1 << 20);
+	membudget_release(b, q, 1 << 20);
+	/* Half the limit is kept at most; the rest is unmapped. */
+	CHECK_INT(membudget_pooled(b), 2 << 20);
+	CHECK_INT(membudget_used(b), 0);
+	/* A new size drops kept mappings of other sizes, and the limit holds. */
+	p = membudget_alloc(b, 3 << 20);
+	CHECK(p != NULL);
+	CHECK_INT(membudget_pooled(b), 0);
+	CHECK(membudget_alloc(b, 2 << 20) == NULL);
+	membudget_release(b, p, 3 << 20);
+	CHECK_INT(membudget_pooled(b), 0); /* 3 MiB is over half the limit */
+	CHECK(membudget_peak(b) <= 4 << 20);
+	p = membudget_alloc(b, 1 << 20);
+	membudget_release(b, p, 1 << 20);
+	membudget_trim(b);
+	CHECK_INT(membudget_pooled(b), 0);
+	membudget_free(b);
+}
+
 TEST(sequential_fetches_each_byte_once)
 {
 	static const size_t sizes[] = { 4096, 131072, 70000, 1 << 20 };
@@ -572,6 +606,7 @@ TEST(disk_cache_hits_checks_and_limits)
 int main(void)
 {
 	RUN(budget_never_exceeded);
+	RUN(released_buffers_are_reused_within_the_limit);
 	RUN(sequential_fetches_each_byte_once);
 	RUN(first_read_fetches_only_the_first_window);
 	RUN(small_skips_keep_streaming);
