@@ -13,7 +13,7 @@ struct membudget {
 	struct {
 		size_t used;	/* handed out and not yet released */
 		size_t pooled;	/* released, still mapped, in pool[] */
-		size_t peak;	/* most of used + pooled ever */
+		size_t peak;	/* most of used ever */
 		unsigned npool;
 		struct {
 			void *p;
@@ -58,15 +58,44 @@ static void pool_drop_locked(struct membudget *b, unsigned i)
 		b->locked.pool[i] = b->locked.pool[i + 1];
 }
 
-void *membudget_alloc(struct membudget *b, size_t n)
+int membudget_reserve(struct membudget *b, size_t n)
 {
-	void *p = NULL;
 	unsigned i;
+	int rc = 0;
 
 	if (!n)
-		return NULL;
+		return -1;
 	pthread_mutex_lock(&b->lock);
-	/* The newest mapping of the same size first: its pages are the warmest. */
+	if (n > b->limit - b->locked.used - b->locked.pooled) {
+		/*
+		 * Kept mappings give way: smaller ones first (a reader's window
+		 * grew past them, they are unlikely to be asked for again), then
+		 * the oldest.
+		 */
+		for (i = b->locked.npool; i-- > 0;)
+			if (b->locked.pool[i].n < n)
+				pool_drop_locked(b, i);
+		while (b->locked.npool && n > b->limit - b->locked.used - b->locked.pooled)
+			pool_drop_locked(b, 0);
+	}
+	if (n > b->limit - b->locked.used - b->locked.pooled) {
+		rc = -1;
+	} else {
+		b->locked.used += n;
+		if (b->locked.used > b->locked.peak)
+			b->locked.peak = b->locked.used;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+void *membudget_map(struct membudget *b, size_t n)
+{
+	void *p;
+	unsigned i;
+
+	pthread_mutex_lock(&b->lock);
+	/* The newest mapping of the same size: its pages are the warmest. */
 	for (i = b->locked.npool; i-- > 0;) {
 		if (b->locked.pool[i].n != n)
 			continue;
@@ -75,45 +104,33 @@ void *membudget_alloc(struct membudget *b, size_t n)
 		b->locked.npool--;
 		for (; i < b->locked.npool; i++)
 			b->locked.pool[i] = b->locked.pool[i + 1];
-		b->locked.used += n;
 		pthread_mutex_unlock(&b->lock);
 		return p;
 	}
-	/*
-	 * A miss: the reader's part size changed (its window grew), so mappings
-	 * of other sizes are unlikely to be asked for again; they go first, then
-	 * any that stand in the way of this one.
-	 */
-	for (i = b->locked.npool; i-- > 0;)
-		if (b->locked.pool[i].n != n)
-			pool_drop_locked(b, i);
-	while (b->locked.npool && n > b->limit - b->locked.used - b->locked.pooled)
-		pool_drop_locked(b, 0);
-	if (n > b->limit - b->locked.used - b->locked.pooled) {
-		pthread_mutex_unlock(&b->lock);
-		return NULL;
-	}
-	b->locked.used += n;
-	if (b->locked.used + b->locked.pooled > b->locked.peak)
-		b->locked.peak = b->locked.used + b->locked.pooled;
 	pthread_mutex_unlock(&b->lock);
 	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (p == MAP_FAILED) {
-		pthread_mutex_lock(&b->lock);
-		b->locked.used -= n;
-		pthread_mutex_unlock(&b->lock);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void *membudget_alloc(struct membudget *b, size_t n)
+{
+	void *p;
+
+	if (membudget_reserve(b, n))
 		return NULL;
-	}
+	p = membudget_map(b, n);
+	if (!p)
+		membudget_release(b, NULL, n);
 	return p;
 }
 
 void membudget_release(struct membudget *b, void *p, size_t n)
 {
-	if (!p)
+	if (!n)
 		return;
 	pthread_mutex_lock(&b->lock);
 	b->locked.used -= n;
-	if (b->locked.npool < POOL_SLOTS && b->locked.pooled + n <= b->limit / 2) {
+	if (p && b->locked.npool < POOL_SLOTS && b->locked.pooled + n <= b->limit / 2) {
 		b->locked.pool[b->locked.npool].p = p;
 		b->locked.pool[b->locked.npool].n = n;
 		b->locked.npool++;

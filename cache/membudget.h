@@ -34,13 +34,24 @@ void membudget_free(struct membudget *b);
  * membudget_release(b, p, n), the same n.
  */
 void *membudget_alloc(struct membudget *b, size_t n);
+/*
+ * The same in two steps, so that a reader only counts and a fetching thread
+ * pays for the mapping: reserve n bytes (0, or -1 when they do not fit), then
+ * map them (NULL when the kernel refused; the reservation stands).
+ */
+int membudget_reserve(struct membudget *b, size_t n);
+void *membudget_map(struct membudget *b, size_t n);
+/* End a reservation of n bytes, with its mapping p (or NULL if never mapped). */
 void membudget_release(struct membudget *b, void *p, size_t n);
 
 /* Unmap every kept mapping (when reading stops for a while). */
 void membudget_trim(struct membudget *b);
 
 size_t membudget_limit(const struct membudget *b);
-/* Bytes reserved now; bytes kept for reuse; the most of both ever mapped at once. */
+/*
+ * Bytes reserved now; bytes kept for reuse (reserved + kept never exceed the
+ * limit); the most ever reserved at once.
+ */
 size_t membudget_used(struct membudget *b);
 size_t membudget_pooled(struct membudget *b);
 size_t membudget_peak(struct membudget *b);

@@ -53,6 +53,7 @@ struct ra_part {
 	long long off;
 	size_t len;
 	size_t got;
+	size_t cap;			/* bytes reserved for buf */
 	char *buf;
 	enum part_state state;
 	int rc;
@@ -116,7 +117,7 @@ static void part_put_locked(struct ra_part *p)
 {
 	if (--p->refs > 0)
 		return;
-	membudget_release(p->file->ra->mb, p->buf, p->len);
+	membudget_release(p->file->ra->mb, p->buf, p->cap);
 	free(p);
 }
 
@@ -176,7 +177,12 @@ static void queue_push(struct readahead *ra, struct ra_part *p, int front)
 static int schedule_locked(struct ra_file *f, long long demand_end, long long pos)
 {
 	struct readahead *ra = f->ra;
-	long long target = pos + (long long)f->window;
+	/*
+	 * The window ends on a first_window boundary, so that a first read
+	 * fetches one first window, also when its first bytes came with the
+	 * lookup (ra_open_head).
+	 */
+	long long target = (pos + (long long)f->window) & ~(long long)(ra->cfg.first_window - 1);
 	size_t refill = f->window / 2 < ra->cfg.part_size ? f->window / 2 : ra->cfg.part_size;
 	struct ra_part *p, **tail;
 	int topping = 0;
@@ -188,7 +194,7 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 	while (f->sched_end < f->size) {
 		int demand = f->sched_end < demand_end;
 		size_t len = ra->cfg.part_size;
-		char *buf;
+		size_t misalign = (size_t)(f->sched_end & (long long)(ra->cfg.first_window - 1));
 
 		if (!demand) {
 			if (!topping && f->sched_end - pos >= (long long)(f->window - refill))
@@ -199,27 +205,30 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 		}
 		if (len > f->window)
 			len = f->window;
+		/* Back on the boundaries after a head of odd size (ra_open_head). */
+		if (misalign && len > ra->cfg.first_window - misalign)
+			len = ra->cfg.first_window - misalign;
 		if ((long long)len > f->size - f->sched_end)
 			len = (size_t)(f->size - f->sched_end);
-		buf = membudget_alloc(ra->mb, len);
-		if (!buf && len > ra->cfg.first_window) {
+		/* Only counted here: the fetching thread maps it (fetch_thread). */
+		if (membudget_reserve(ra->mb, len) != 0) {
 			/* Shrink rather than wait: a smaller part may still fit. */
+			if (len <= ra->cfg.first_window ||
+			    membudget_reserve(ra->mb, ra->cfg.first_window) != 0) {
+				stats_add(ra, &ra->locked.stats.budget_short, 1);
+				return demand ? -ENOMEM : 0;
+			}
 			len = ra->cfg.first_window;
-			buf = membudget_alloc(ra->mb, len);
-		}
-		if (!buf) {
-			stats_add(ra, &ra->locked.stats.budget_short, 1);
-			return demand ? -ENOMEM : 0;
 		}
 		p = calloc(1, sizeof(*p));
 		if (!p) {
-			membudget_release(ra->mb, buf, len);
+			membudget_release(ra->mb, NULL, len);
 			return demand ? -ENOMEM : 0;
 		}
 		p->file = f;
 		p->off = f->sched_end;
 		p->len = len;
-		p->buf = buf;
+		p->cap = len;
 		p->state = PART_QUEUED;
 		p->refs = 2;		/* the list and the queue */
 		*tail = p;
@@ -266,6 +275,8 @@ static void *fetch_thread(void *arg)
 		if (cancelled) {
 			rc = -ECANCELED;
 			stats_add(ra, &ra->locked.stats.cancelled, 1);
+		} else if (!(p->buf = membudget_map(ra->mb, p->cap))) {
+			rc = -ENOMEM;
 		} else {
 			rc = store_read_range(ra->store, f->key, f->etag, p->off, p->len, p->buf,
 					      &got, &e);
@@ -387,6 +398,31 @@ struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag,
 	f->refs = 1;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
+	return f;
+}
+
+struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
+			     long long size, char *buf, size_t cap, size_t got)
+{
+	struct ra_file *f = ra_open(ra, key, etag, size);
+	struct ra_part *p = f && got ? calloc(1, sizeof(*p)) : NULL;
+
+	if (!p) {
+		membudget_release(ra->mb, buf, cap);
+		return f;
+	}
+	if ((long long)got > f->size)
+		got = (size_t)f->size;
+	p->file = f;
+	p->off = 0;
+	p->len = got;
+	p->got = got;
+	p->cap = cap;
+	p->buf = buf;
+	p->state = PART_DONE;
+	p->refs = 1;		/* the list */
+	f->parts = p;
+	f->sched_end = (long long)got;
 	return f;
 }
 

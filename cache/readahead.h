@@ -94,6 +94,12 @@ void readahead_stats(struct readahead *ra, struct ra_stats *out);
 
 /* Open key (copied) pinned to etag ("" = unpinned), size bytes long. NULL on ENOMEM. */
 struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size);
+/*
+ * The same, with the object's first got bytes already in buf (cap bytes
+ * reserved in the budget; see cache/headcache.h), which the file now owns.
+ */
+struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
+			     long long size, char *buf, size_t cap, size_t got);
 void ra_close(struct ra_file *f);
 
 /*

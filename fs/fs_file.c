@@ -6,7 +6,8 @@
  * and a changed object gives ESTALE on the old handle, never mixed bytes.
  * Sequential reads are served from a growing window of parallel ranged GETs;
  * a seek fetches just the bytes asked for. The reply is sent straight from
- * the prefetched buffers (fuse_reply_iov), without another copy.
+ * the prefetched buffers (fuse_reply_iov), without another copy. A file the
+ * lookup fetched the first bytes of (--lookup-read) starts with them.
  */
 #include "fs/fs_i.h"
 
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cache/headcache.h"
 #include "cache/readahead.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -35,6 +37,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct irsafs *fs = fs_of(req);
 	struct fhandle *fh = NULL;
 	struct inode_info ii;
+	char *head;
+	size_t cap, got;
 	int rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT))) {
@@ -55,7 +59,11 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	fh->rf = ra_open(fs->ra, ii.key, ii.attr.etag, ii.attr.size);
+	/* The lookup may have brought the first bytes already (cache/headcache.h). */
+	if (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &cap, &got))
+		fh->rf = ra_open_head(fs->ra, ii.key, ii.attr.etag, ii.attr.size, head, cap, got);
+	else
+		fh->rf = ra_open(fs->ra, ii.key, ii.attr.etag, ii.attr.size);
 	if (!fh->rf) {
 		free(fh);
 		rc = -ENOMEM;

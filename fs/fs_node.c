@@ -2,10 +2,18 @@
  * Names: lookup, forget and getattr, and how denials show.
  *
  * A lookup inside a directory listed within the metadata TTL is answered from
- * that listing. Otherwise it asks S3 directly: one ListObjectsV2 of "name/"
- * with max-keys=1 (a directory shadows a file, so it goes first), then a HEAD
- * of "name". That keeps a path reachable by its full name even under a
- * directory the role may not list. A name with no node remembers its answer
+ * that listing. Otherwise it asks S3 directly, with two requests at once: a
+ * ListObjectsV2 of "name/" with max-keys=1 (a directory shadows a file of the
+ * same name, so its answer wins) and, for the file, a GET of the first
+ * --lookup-read bytes (a HEAD when that is 0). The GET answers what a HEAD
+ * would, and keeps the bytes for an open that follows (cache/headcache.h): a
+ * cold `cat path` then costs one round trip before its first byte, not three.
+ * Anything else but AccessDenied (an empty or archived object, say) is asked
+ * again with a HEAD. The GET's denial is reported only once the probe has
+ * said the name is no directory, so a prefix-scoped role walking into its
+ * prefix sees no warning about the directory's own name. This
+ * keeps a path reachable by its full name even under a directory the role
+ * may not list. A name with no node remembers its answer
  * in the table's negative entries: "no such key" for the negative TTL, a
  * denial for the metadata TTL (the kernel caches only the former).
  *
@@ -24,6 +32,8 @@
  * kernel's cached attributes are invalidated so the next stat sees it.
  */
 #include "fs/fs_i.h"
+
+#include "cache/headcache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -210,6 +220,67 @@ static int dir_exists(struct irsafs *fs, const char *dir_key, struct s3_error *e
 	return found;
 }
 
+/* The directory probe of a lookup, run beside the file's GET. */
+struct dir_probe {
+	struct irsafs *fs;
+	const char *dir_key;
+	struct s3_error e;
+	int rc;
+};
+
+static void *dir_probe_run(void *arg)
+{
+	struct dir_probe *p = arg;
+
+	p->rc = dir_exists(p->fs, p->dir_key, &p->e);
+	return NULL;
+}
+
+/*
+ * Ask S3 about a name: *list_rc is the directory probe's answer (1, 0 or a
+ * negative errno), the return value the file's (0 with *a filled, or a
+ * negative errno; not asked, -ENOENT, when the probe found a directory).
+ * With --lookup-read both go at once, and the file's first bytes are kept.
+ */
+static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_key,
+		      int *list_rc, struct store_attr *a, struct s3_error *e)
+{
+	struct dir_probe dp = { .fs = fs, .dir_key = dir_key };
+	size_t cap = fs->opts->lookup_read, got = 0;
+	char *head = fs->heads ? headcache_buffer(fs->heads, cap) : NULL;
+	pthread_t t;
+	int rc;
+
+	if (!head || pthread_create(&t, NULL, dir_probe_run, &dp) != 0) {
+		if (head)
+			headcache_discard(fs->heads, head, cap);
+		*list_rc = dir_exists(fs, dir_key, e);
+		if (*list_rc == 1 || (*list_rc < 0 && *list_rc != -EACCES))
+			return -ENOENT;
+		return store_stat(fs->store, file_key, a, e);
+	}
+	rc = store_stat_read(fs->store, file_key, cap, head, &got, a, e);
+	pthread_join(t, NULL);
+	*list_rc = dp.rc;
+	if (dp.rc == 1 || (dp.rc < 0 && dp.rc != -EACCES)) {
+		headcache_discard(fs->heads, head, cap);
+		return -ENOENT;
+	}
+	if (rc == 0) {
+		headcache_put(fs->heads, file_key, a->etag, head, cap, got);
+		return 0;
+	}
+	headcache_discard(fs->heads, head, cap);
+	if (rc == -ENOENT)
+		return rc;
+	if (rc == -EACCES && !strcmp(e->code, "AccessDenied")) {
+		/* Not a directory after all: the denial is this name's, report it. */
+		store_report_denial(fs->store, "s3:GetObject", file_key, e);
+		return rc;
+	}
+	return store_stat(fs->store, file_key, a, e);
+}
+
 /*
  * The role may list but not read: find the key itself with one more listing
  * (prefix = the key), so an unreadable file still shows, as "----------".
@@ -297,8 +368,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		goto out;
 	}
-	/* A directory shadows a file of the same name, so ask about it first. */
-	list_rc = dir_exists(fs, dir_key, &e);
+	rc = probe_name(fs, dir_key, file_key, &list_rc, &a, &e);
 	if (list_rc == 1) {
 		memset(&a, 0, sizeof(a));
 		fs_reply_entry(req, dir_key, 1, &a);
@@ -308,7 +378,6 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -list_rc);
 		goto out;
 	}
-	rc = store_stat(fs->store, file_key, &a, &e);
 	if (rc == 0) {
 		fs_reply_entry(req, file_key, 0, &a);
 	} else if (rc == -EACCES && list_rc == 0 && file_listed(fs, file_key, &a) == 1) {

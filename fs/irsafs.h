@@ -33,6 +33,7 @@ struct irsafs {
 	struct store *disk;		/* --cache-dir: wraps store, or NULL */
 	struct membudget *mem;		/* --max-memory: read-ahead buffers */
 	struct readahead *ra;		/* the read path (cache/readahead.h) */
+	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
 	struct inode_table *inodes;
 	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */

@@ -19,6 +19,7 @@
 
 #include "auth/creds.h"
 #include "cache/diskcache.h"
+#include "cache/headcache.h"
 #include "cache/membudget.h"
 #include "cache/readahead.h"
 #include "config.h"
@@ -28,6 +29,7 @@
 #include "fs/exec.h"
 #include "fs/fs_i.h"
 #include "fs/inode.h"
+#include "fs/listing.h"
 #include "fs/lifecycle.h"
 #include "fs/opts.h"
 #include "http/http.h"
@@ -43,7 +45,7 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /*
- * List the mount prefix once. Returns 0 when mounting should go on (also on a
+ * List the mount prefix once (and keep the listing when one page holds it). Returns 0 when mounting should go on (also on a
  * denial, which is a warning), or 1 after printing why it must not.
  */
 static int mount_check(struct irsafs *fs, const char *principal, const char *endpoint)
@@ -54,8 +56,19 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	char what[320];
 	int rc;
 
-	rc = store_list_page(fs->store, o->prefix, NULL, 1, &page, &e);
+	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
 	if (rc == 0) {
+		/*
+		 * A whole first page is no slower than one key: when it is the
+		 * whole root, it answers the first lookups (within the TTL).
+		 */
+		struct listing *l = page.truncated ? NULL : listing_new();
+
+		if (l && listing_add_page(l, o->prefix, &page) == 0) {
+			listing_finish(l, o->prefix);
+			inode_set_listing(fs->inodes, FUSE_ROOT_ID, l);
+		}
+		listing_release(l);
 		s3_list_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
@@ -356,6 +369,13 @@ int main(int argc, char **argv)
 			goto out_ra;
 		}
 	}
+	if (fs.mem && o.lookup_read) {
+		fs.heads = headcache_new(fs.mem, 16);
+		if (!fs.heads) {
+			log_msg(LOG_ERR, "out of memory");
+			goto out_ra;
+		}
+	}
 	fs.ra = fs.mem ? readahead_new(fs.disk ? fs.disk : fs.store, fs.mem, &ra_cfg) : NULL;
 	if (!fs.ra) {
 		log_msg(LOG_ERR, "out of memory");
@@ -364,6 +384,7 @@ int main(int argc, char **argv)
 	rc = serve(&fs, cmd.argv ? &cmd : NULL);
 out_ra:
 	readahead_free(fs.ra);
+	headcache_free(fs.heads);
 	store_destroy(fs.disk);
 	membudget_free(fs.mem);
 out_inodes:

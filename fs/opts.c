@@ -32,6 +32,7 @@ enum {
 	OPT_MAX_MEMORY,
 	OPT_PART_SIZE,
 	OPT_READ_CONC,
+	OPT_LOOKUP_READ,
 	OPT_CACHE_DIR,
 	OPT_CACHE_SIZE,
 	OPT_LOG_FORMAT,
@@ -63,6 +64,7 @@ static const struct option long_opts[] = {
 	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 	{ "read-part-size", required_argument, NULL, OPT_PART_SIZE },
 	{ "read-concurrency", required_argument, NULL, OPT_READ_CONC },
+	{ "lookup-read", required_argument, NULL, OPT_LOOKUP_READ },
 	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
 	{ "max-cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 	{ "help", no_argument, NULL, 'h' },
@@ -108,6 +110,9 @@ void opts_usage(FILE *f)
 		"                           (default 256M; K, M, G suffixes)\n"
 		"  --read-part-size SIZE    bytes per ranged GET when reading ahead (default 8M)\n"
 		"  --read-concurrency N     ranged GETs in flight at once, 1-64 (default 8)\n"
+		"  --lookup-read SIZE       a file looked up by name is fetched with a GET of its\n"
+		"                           first SIZE bytes, not a HEAD, so that reading it next\n"
+		"                           costs no request (or one fewer); 0 = HEAD (default 128K)\n"
 		"  --cache-dir DIR          keep 1 MiB blocks of read objects in DIR (created 0700,\n"
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
@@ -212,6 +217,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->max_memory = 256u << 20;
 	o->read_part_size = 8u << 20;
 	o->read_concurrency = 8;
+	o->lookup_read = 128u << 10;
 	o->max_cache_size = 1u << 30;
 	o->log_level = -1;
 
@@ -327,6 +333,13 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			if (parse_size(optarg, 64u << 10, 1u << 30, &o->read_part_size))
 				return bad("--read-part-size", optarg,
 					   "expected a size from 64K to 1G, such as 8M");
+			break;
+		case OPT_LOOKUP_READ:
+			if (!strcmp(optarg, "0"))
+				o->lookup_read = 0;
+			else if (parse_size(optarg, 4u << 10, 8u << 20, &o->lookup_read))
+				return bad("--lookup-read", optarg,
+					   "expected 0 or a size from 4K to 8M, such as 128K");
 			break;
 		case OPT_READ_CONC:
 			if (parse_long(optarg, 1, 64, &v))

@@ -39,6 +39,7 @@ struct opts {
 	size_t max_memory;		/* bytes of read-ahead buffers, all files */
 	size_t read_part_size;		/* bytes per ranged GET */
 	int read_concurrency;		/* ranged GETs in flight, all files */
+	size_t lookup_read;		/* bytes a lookup GETs instead of a HEAD; 0: HEAD */
 	const char *cache_dir;		/* NULL: no disk cache */
 	size_t max_cache_size;		/* bytes of block files in cache_dir */
 	int show_help;

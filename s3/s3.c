@@ -71,6 +71,7 @@ struct s3_req {
 	size_t sink_cap;
 	size_t max_body;
 	const char *what;		/* "bytes=0-99" or "prefix=dir/" for logs */
+	int quiet;			/* a denial is the caller's to report */
 };
 
 const char *s3_store_endpoint(const struct store *st)
@@ -394,7 +395,7 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 		retry_sleep_ms(sleep_ms);
 	}
 	rc = -err_to_errno(e);
-	if (rc == -EACCES)
+	if (rc == -EACCES && !r->quiet)
 		log_denial(s, r, cr, e);
 	creds_release(cr);
 	return rc;
@@ -520,6 +521,71 @@ static int s3_read_range(struct store *st, const char *key, const char *etag, lo
 	return rc;
 }
 
+/* The object's size from "Content-Range: bytes A-B/SIZE"; -1 when absent. */
+static long long range_total(const char *cr)
+{
+	const char *slash = strrchr(cr, '/');
+	char *end;
+	long long n;
+
+	if (strncmp(cr, "bytes ", 6) || !slash || !slash[1] || slash[1] == '*')
+		return -1;
+	errno = 0;
+	n = strtoll(slash + 1, &end, 10);
+	if (errno || *end || n < 0)
+		return -1;
+	return n;
+}
+
+static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst, size_t *got,
+			struct store_attr *out, struct s3_error *e)
+{
+	struct s3 *s = (struct s3 *)st;
+	char range[64];
+	struct s3_req r = {
+		.method = "GET", .action = "s3:GetObject", .key = key, .range = range,
+		.sink = dst, .sink_cap = len, .max_body = ERROR_BODY_MAX, .what = range,
+		.quiet = 1,
+	};
+	struct http_response resp;
+	long long size;
+	int rc;
+
+	*got = 0;
+	snprintf(range, sizeof(range), "bytes=0-%zu", len - 1);
+	http_response_init(&resp);
+	rc = s3_do(s, &r, &resp, e);
+	if (!rc) {
+		size = resp.status == 206 ? range_total(resp.content_range) : resp.content_length;
+		if (size < 0 || (resp.status != 200 && resp.status != 206) ||
+		    resp.sink_len > (size_t)size) {
+			/* Nothing we can take a size from: let the caller HEAD it. */
+			rc = -EAGAIN;
+		} else {
+			attr_from_headers(&resp, out);
+			out->size = size;
+			*got = resp.sink_len;
+		}
+	}
+	http_response_cleanup(&resp);
+	return rc;
+}
+
+static void s3_report_denial(struct store *st, const char *action, const char *key,
+			     const struct s3_error *e)
+{
+	struct s3 *s = (struct s3 *)st;
+	struct s3_req r = { .method = "GET", .action = action, .key = key, .what = "" };
+	char why[CREDS_WHY_LEN];
+	struct creds *cr = NULL;
+
+	/* The principal named is the one asking now; without credentials, "this identity". */
+	if (creds_cache_acquire(s->creds, &cr, why, sizeof(why)) != 0)
+		cr = NULL;
+	log_denial(s, &r, cr, e);
+	creds_release(cr);
+}
+
 static void s3_destroy(struct store *st)
 {
 	struct s3 *s = (struct s3 *)st;
@@ -538,6 +604,8 @@ static const struct store_ops s3_ops = {
 	.stat = s3_stat,
 	.list_page = s3_list_page,
 	.read_range = s3_read_range,
+	.stat_read = s3_stat_read,
+	.report_denial = s3_report_denial,
 	.destroy = s3_destroy,
 };
 

@@ -12,6 +12,7 @@
 #ifndef IRSAFS_S3_STORE_H
 #define IRSAFS_S3_STORE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -46,6 +47,17 @@ struct store_ops {
 	 */
 	int (*read_range)(struct store *s, const char *key, const char *etag, long long off,
 			  size_t len, char *dst, size_t *got, struct s3_error *e);
+	/*
+	 * Optional (NULL: not offered). A HEAD that also brings the first len
+	 * (> 0) bytes, unpinned: one GET of bytes 0..len-1, *out filled from its
+	 * headers and *got bytes in dst. A denial is not logged (the caller may
+	 * not need the answer). Anything but 0 or -ENOENT means "ask with stat".
+	 */
+	int (*stat_read)(struct store *s, const char *key, size_t len, char *dst, size_t *got,
+			 struct store_attr *out, struct s3_error *e);
+	/* Optional: report a denial e of action on key that stat_read kept quiet. */
+	void (*report_denial)(struct store *s, const char *action, const char *key,
+			      const struct s3_error *e);
 	void (*destroy)(struct store *s);
 };
 
@@ -70,6 +82,21 @@ static inline int store_read_range(struct store *s, const char *key, const char 
 				   struct s3_error *e)
 {
 	return s->ops->read_range(s, key, etag, off, len, dst, got, e);
+}
+
+static inline int store_stat_read(struct store *s, const char *key, size_t len, char *dst,
+				  size_t *got, struct store_attr *out, struct s3_error *e)
+{
+	if (!s->ops->stat_read)
+		return -ENOSYS;
+	return s->ops->stat_read(s, key, len, dst, got, out, e);
+}
+
+static inline void store_report_denial(struct store *s, const char *action, const char *key,
+				       const struct s3_error *e)
+{
+	if (s->ops->report_denial)
+		s->ops->report_denial(s, action, key, e);
 }
 
 static inline void store_destroy(struct store *s)

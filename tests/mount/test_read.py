@@ -141,3 +141,61 @@ def test_stat_types_modes_and_owner(testbed, mount):
     assert st.st_mtime > 1.7e9  # not 1970 for an implicit directory
     sv = os.statvfs(m.dir)
     assert sv.f_blocks >= sv.f_bfree > 0 and sv.f_namemax == 255
+
+
+def _object_requests(testbed, before, key):
+    return [r for r in testbed.rgw_requests_since(before)
+            if r[1].split("?")[0] == "/demo-bucket/" + key]
+
+
+def test_cat_by_path_costs_one_get(testbed, mount):
+    """A cold lookup GETs the first bytes instead of a HEAD: a small file read by
+    its path costs that one GET (plus the directory probe), never a HEAD."""
+    m = mount("demo-bucket", "--metadata-ttl", "30")
+    before = testbed.rgw_log_size()
+    with open(m.path("dir/sub/deep.txt"), "rb") as f:
+        data = f.read()
+    assert data == testbed.owner.get_object("demo-bucket", "dir/sub/deep.txt").body
+    assert [r[0] for r in _object_requests(testbed, before, "dir/sub/deep.txt")] == ["GET"]
+    # A larger file: the lookup's bytes start it, and read-ahead brings the rest once.
+    # (Pages of one key: the root's listing at mount is then not kept, so the
+    # lookup asks S3.)
+    m = mount("demo-bucket", "--metadata-ttl", "30", "--list-page-size", "1")
+    before = testbed.rgw_log_size()
+    ref = testbed.owner.get_object("demo-bucket", "medium.bin").body
+    with open(m.path("medium.bin"), "rb") as f:
+        assert f.read() == ref
+    reqs = _object_requests(testbed, before, "medium.bin")
+    assert "HEAD" not in [r[0] for r in reqs], reqs
+    assert len(reqs) == 2, reqs  # the first 128 KiB, then the rest of the first window
+
+
+def test_lookup_read_falls_back_to_head(testbed, mount):
+    """An empty object has no first bytes (416): a HEAD answers. --lookup-read 0: HEADs only."""
+    key = "empty-%d.txt" % os.getpid()
+    testbed.owner.put_object("demo-bucket", key, b"")
+    try:
+        m = mount("demo-bucket", "--metadata-ttl", "30", "--list-page-size", "1")
+        before = testbed.rgw_log_size()
+        with open(m.path(key), "rb") as f:
+            assert f.read() == b""
+        assert "HEAD" in [r[0] for r in _object_requests(testbed, before, key)]
+    finally:
+        testbed.owner.delete_object("demo-bucket", key)
+    m2 = mount("demo-bucket", "--lookup-read", "0", "--list-page-size", "1")
+    before = testbed.rgw_log_size()
+    with open(m2.path("hello.txt"), "rb") as f:
+        assert f.read() == b"hello from irsafs\n"
+    assert [r[0] for r in _object_requests(testbed, before, "hello.txt")] == ["HEAD", "GET"]
+
+
+def test_mount_time_listing_answers_the_root(testbed, mount):
+    """The listing made at mount holds the whole root: within the TTL, ls and
+    lookups there cost no request."""
+    m = mount("demo-bucket", "--metadata-ttl", "30")
+    before = testbed.rgw_log_size()
+    names = os.listdir(m.dir)
+    assert "hello.txt" in names and "dir" in names
+    assert os.stat(m.path("hello.txt")).st_size == 18
+    assert os.path.isdir(m.path("dir"))
+    assert testbed.rgw_requests_since(before) == []

@@ -188,7 +188,7 @@ TEST(released_buffers_are_reused_within_the_limit)
 	/* Half the limit is kept at most; the rest is unmapped. */
 	CHECK_INT(membudget_pooled(b), 2 << 20);
 	CHECK_INT(membudget_used(b), 0);
-	/* A new size drops kept mappings of other sizes, and the limit holds. */
+	/* A larger size drops kept smaller mappings, and the limit holds. */
 	p = membudget_alloc(b, 3 << 20);
 	CHECK(p != NULL);
 	CHECK_INT(membudget_pooled(b), 0);
@@ -201,6 +201,56 @@ TEST(released_buffers_are_reused_within_the_limit)
 	membudget_trim(b);
 	CHECK_INT(membudget_pooled(b), 0);
 	membudget_free(b);
+}
+
+/* What a lookup's GET brought: the first got bytes of the object, in a budget buffer. */
+static char *head_of(struct env *v, size_t cap, size_t got)
+{
+	char *b = membudget_alloc(v->mb, cap);
+	size_t i;
+
+	CHECK(b != NULL);
+	for (i = 0; b && i < got; i++)
+		b[i] = (char)byte_at(0, (long long)i);
+	return b;
+}
+
+TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
+{
+	long long size = 5LL << 20, off = 0, n;
+	struct ra_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 4 << 20, 4);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, 128 << 10, 128 << 10), 128 << 10,
+			  128 << 10);
+	/* The first read (the kernel's 16 KiB for a 1-byte read) needs no GET. */
+	CHECK_INT(read_check(rf, 0, 0, 16384), 16384);
+	/* Read-ahead then fetches the rest of the first window, and only that. */
+	for (i = 0; i < 200 && fetched(&v.fake) < (1 << 20) - (128 << 10); i++)
+		usleep(5000);
+	usleep(20000);
+	CHECK_INT(fetched(&v.fake), (1 << 20) - (128 << 10));
+	CHECK_INT(v.fake.get_off[0], 128 << 10);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(off, size);
+	CHECK_INT(fetched(&v.fake), size - (128 << 10));
+	/* Parts after the head are back on 1 MiB boundaries. */
+	for (i = 1; i < v.fake.ngets; i++)
+		CHECK_INT(v.fake.get_off[i] % (1 << 20), 0);
+	ra_close(rf);
+	env_cleanup(&v);
+
+	/* A whole small object: no GET at all. */
+	env_init(&v, 5000, 64 << 20, 4 << 20, 4);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, 128 << 10, 5000), 128 << 10, 5000);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 5000);
+	CHECK_INT(read_check(rf, 0, 5000, 131072), 0);
+	ra_close(rf);
+	CHECK_INT(v.fake.ngets, 0);
+	env_cleanup(&v);
 }
 
 TEST(sequential_fetches_each_byte_once)
@@ -607,6 +657,7 @@ int main(void)
 {
 	RUN(budget_never_exceeded);
 	RUN(released_buffers_are_reused_within_the_limit);
+	RUN(a_head_from_the_lookup_is_read_first_and_not_fetched_again);
 	RUN(sequential_fetches_each_byte_once);
 	RUN(first_read_fetches_only_the_first_window);
 	RUN(small_skips_keep_streaming);
