@@ -550,6 +550,20 @@ static int read_direct(struct ra_file *f, long long off, long long end, struct r
 	return 0;
 }
 
+/* Do the parts in the list cover [off, end) without a gap? */
+static int covered_locked(const struct ra_file *f, long long off, long long end)
+{
+	const struct ra_part *p;
+
+	for (p = f->parts; p && off < end; p = p->next) {
+		if (p->off > off)
+			return 0;
+		if (p->off + (long long)p->len > off)
+			off = p->off + (long long)p->len;
+	}
+	return off >= end;
+}
+
 /* Parts the reader is far enough past leave the list. */
 static void retire_locked(struct ra_file *f)
 {
@@ -598,6 +612,21 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		}
 		/* Reading from the start of a fresh open, or a long enough run. */
 		seq = (off == 0 && f->hi == 0) || f->run_bytes >= RA_RESTART;
+	}
+	if (!seq && f->window && covered_locked(f, off, end)) {
+		/*
+		 * Out of order but already fetched or in flight (the kernel's
+		 * parallel read-ahead overtaking itself): serve it, keep the window.
+		 */
+		rc = gather_locked(f, off, end, sp, &passed);
+		if (rc < 0) {
+			pthread_mutex_unlock(&f->lock);
+			return rc;
+		}
+		if (rc == 0) {
+			seq = 1;
+			goto served;
+		}
 	}
 	if (!seq) {
 		if (f->window) {

@@ -253,6 +253,32 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 	env_cleanup(&v);
 }
 
+TEST(an_out_of_order_read_inside_the_window_keeps_it)
+{
+	long long size = 24LL << 20, off = 0, n;
+	struct ra_file *rf;
+	struct ra_stats st;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 4 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	while (off < (7LL << 19) && (n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	/*
+	 * 3.5 MiB in: a read at 2.25 MiB is more than the back tolerance (1 MiB)
+	 * behind, but the part [1 MiB, 3 MiB) is still held.
+	 */
+	CHECK_INT(read_check(rf, 0, 9LL << 18, 131072), 131072);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(off, size);
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	CHECK_INT(st.direct_gets, 0);
+	CHECK_INT(fetched(&v.fake), size);
+	env_cleanup(&v);
+}
+
 TEST(sequential_fetches_each_byte_once)
 {
 	static const size_t sizes[] = { 4096, 131072, 70000, 1 << 20 };
@@ -658,6 +684,7 @@ int main(void)
 	RUN(budget_never_exceeded);
 	RUN(released_buffers_are_reused_within_the_limit);
 	RUN(a_head_from_the_lookup_is_read_first_and_not_fetched_again);
+	RUN(an_out_of_order_read_inside_the_window_keeps_it);
 	RUN(sequential_fetches_each_byte_once);
 	RUN(first_read_fetches_only_the_first_window);
 	RUN(small_skips_keep_streaming);
