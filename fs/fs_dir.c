@@ -31,6 +31,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct s3_error e;
 	int rc;
 
+	fs_tune_readahead(fs);
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (!rc && !ii.is_dir)
 		rc = -ENOTDIR;

@@ -42,6 +42,15 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 /* May this file be opened? 0, or -EACCES (denied, or archived and not restored). */
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
 
+/*
+ * Once per mount, from the first request after INIT (which sets the kernel's
+ * read-ahead, and each open copies it): raise the mount's read_ahead_kb to
+ * --kernel-readahead, so that sequential reads arrive as fewer, larger
+ * requests (measured: 772 -> 851 MB/s median on a cold 1 GiB read, 128 KiB
+ * -> 512 KiB). Best effort: a read-only /sys only leaves it as it was.
+ */
+void fs_tune_readahead(struct irsafs *fs);
+
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *forgets);

@@ -321,6 +321,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t len = strlen(name);
 	int rc, list_rc;
 
+	fs_tune_readahead(fs);
 	fs_count(&fs->counters.lookups, 1);
 	if (len > NAME_MAX_BYTES) {
 		fuse_reply_err(req, ENAMETOOLONG);
@@ -449,6 +450,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int rc;
 
+	fs_tune_readahead(fs);
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (!rc)
 		rc = fs_refresh_attr(fs, &ii);

@@ -5,9 +5,13 @@
 #include "fs/fs_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
+#include "core/log.h"
 #include "fs/listing.h"
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -27,6 +31,74 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = NAME_MAX_BYTES;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
+}
+
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* The device ("0:57") of the last mount on path, from /proc/self/mountinfo; 0 if found. */
+static int mount_device(const char *path, char *dev, size_t devlen)
+{
+	char line[4096], id[32], mnt[4096];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", id, mnt) != 2)
+			continue;
+		unescape_mountinfo(mnt);
+		if (!strcmp(mnt, path)) {
+			snprintf(dev, devlen, "%s", id);
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+void fs_tune_readahead(struct irsafs *fs)
+{
+	size_t kb = fs->opts->kernel_readahead >> 10;
+	char dev[32], path[96], val[24];
+	int fd, n, ok = 0;
+
+	if (__atomic_exchange_n(&fs->readahead_tuned, 1, __ATOMIC_ACQ_REL) || !kb ||
+	    !fs->mount_path)
+		return;
+	if (mount_device(fs->mount_path, dev, sizeof(dev)) != 0) {
+		log_msg(LOG_INFO, "kernel read-ahead left as it is: %s is not in "
+			"/proc/self/mountinfo", fs->mount_path);
+		return;
+	}
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	n = snprintf(val, sizeof(val), "%zu", kb);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ok = write(fd, val, (size_t)n) == n;
+		close(fd);
+	}
+	if (ok)
+		log_msg(LOG_INFO, "kernel read-ahead for %s set to %zu KiB (%s)", fs->mount_path, kb,
+			path);
+	else
+		log_msg(LOG_INFO, "kernel read-ahead left at its default: cannot write %s (%s); "
+			"sequential reads then arrive in smaller requests", path, strerror(errno));
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

@@ -40,6 +40,8 @@ struct irsafs {
 	long long ttl_ms;		/* listings and attributes trusted this long */
 	struct timespec mount_time;	/* mtime of directories */
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
+	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
+	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
 	struct irsafs_counters counters;
 };
 

@@ -174,6 +174,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	fs->se = se;
 	/* Stop signals: fs/lifecycle.c (mount form), passed on to the command (exec). */
 	lifecycle_clear_stale(o->mountpoint);
+	fs->mount_path = realpath(o->mountpoint, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
 			"/dev/fuse available?)", o->mountpoint);
@@ -220,6 +221,8 @@ out_unmount:
 	}
 out_session:
 	fuse_session_destroy(se);
+	free(fs->mount_path);
+	fs->mount_path = NULL;
 out:
 	fuse_opt_free_args(&args);
 	return rc;

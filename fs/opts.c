@@ -33,6 +33,7 @@ enum {
 	OPT_PART_SIZE,
 	OPT_READ_CONC,
 	OPT_LOOKUP_READ,
+	OPT_KERNEL_RA,
 	OPT_CACHE_DIR,
 	OPT_CACHE_SIZE,
 	OPT_LOG_FORMAT,
@@ -65,6 +66,7 @@ static const struct option long_opts[] = {
 	{ "read-part-size", required_argument, NULL, OPT_PART_SIZE },
 	{ "read-concurrency", required_argument, NULL, OPT_READ_CONC },
 	{ "lookup-read", required_argument, NULL, OPT_LOOKUP_READ },
+	{ "kernel-readahead", required_argument, NULL, OPT_KERNEL_RA },
 	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
 	{ "max-cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 	{ "help", no_argument, NULL, 'h' },
@@ -113,6 +115,9 @@ void opts_usage(FILE *f)
 		"  --lookup-read SIZE       a file looked up by name is fetched with a GET of its\n"
 		"                           first SIZE bytes, not a HEAD, so that reading it next\n"
 		"                           costs no request (or one fewer); 0 = HEAD (default 128K)\n"
+		"  --kernel-readahead SIZE  the kernel's read-ahead for this mount, so that it asks\n"
+		"                           for larger reads; 0 = leave it (default 512K; needs a\n"
+		"                           writable /sys)\n"
 		"  --cache-dir DIR          keep 1 MiB blocks of read objects in DIR (created 0700,\n"
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
@@ -218,6 +223,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->read_part_size = 8u << 20;
 	o->read_concurrency = 8;
 	o->lookup_read = 128u << 10;
+	o->kernel_readahead = 512u << 10;
 	o->max_cache_size = 1u << 30;
 	o->log_level = -1;
 
@@ -340,6 +346,13 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			else if (parse_size(optarg, 4u << 10, 8u << 20, &o->lookup_read))
 				return bad("--lookup-read", optarg,
 					   "expected 0 or a size from 4K to 8M, such as 128K");
+			break;
+		case OPT_KERNEL_RA:
+			if (!strcmp(optarg, "0"))
+				o->kernel_readahead = 0;
+			else if (parse_size(optarg, 4u << 10, 64u << 20, &o->kernel_readahead))
+				return bad("--kernel-readahead", optarg,
+					   "expected 0 or a size from 4K to 64M, such as 512K");
 			break;
 		case OPT_READ_CONC:
 			if (parse_long(optarg, 1, 64, &v))

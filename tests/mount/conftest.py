@@ -134,10 +134,10 @@ def pod_env(testbed, **overrides):
 
 
 class Mount:
-    def __init__(self, testbed, bucket, args, env, expect_log):
+    def __init__(self, testbed, bucket, args, env, expect_log, name_suffix=""):
         self.testbed = testbed
         self.bucket = bucket
-        self.dir = tempfile.mkdtemp(prefix="irsafs-mnt-")
+        self.dir = tempfile.mkdtemp(prefix="irsafs-mnt-", suffix=name_suffix)
         self.errfile = tempfile.NamedTemporaryFile(prefix="irsafs-log-", delete=False)
         self.expect = [re.compile(p) for p in expect_log]
         self.proc = subprocess.Popen([irsafs_bin(), "-f", *args, bucket, self.dir],
@@ -187,11 +187,13 @@ class Mount:
 
 @pytest.fixture
 def mount(testbed, request):
-    """mount(bucket="demo-bucket", *args, env=..., expect_log=[regex...]) -> Mount"""
+    """mount(bucket="demo-bucket", *args, env=..., expect_log=[regex...], name_suffix="")
+    -> Mount (name_suffix ends the mountpoint's name)"""
     mounts = []
 
-    def make(bucket="demo-bucket", *args, env=None, expect_log=()):
-        m = Mount(testbed, bucket, list(args), env or pod_env(testbed), list(expect_log))
+    def make(bucket="demo-bucket", *args, env=None, expect_log=(), name_suffix=""):
+        m = Mount(testbed, bucket, list(args), env or pod_env(testbed), list(expect_log),
+                  name_suffix)
         mounts.append(m)
         return m
 

@@ -199,3 +199,26 @@ def test_mount_time_listing_answers_the_root(testbed, mount):
     assert os.stat(m.path("hello.txt")).st_size == 18
     assert os.path.isdir(m.path("dir"))
     assert testbed.rgw_requests_since(before) == []
+
+
+def _read_ahead_kb(path):
+    dev = os.stat(path).st_dev
+    with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+        return int(f.read())
+
+
+def test_kernel_readahead_is_raised_for_the_mount(testbed, mount):
+    # Found in mountinfo by its path, escapes and all.
+    m = mount("demo-bucket", name_suffix=" with space")
+    os.listdir(m.dir)
+    assert _read_ahead_kb(m.dir) == 512
+    assert "kernel read-ahead for %s set to 512 KiB" % m.dir in m.log()
+    m = mount("demo-bucket", "--kernel-readahead", "1M")
+    os.listdir(m.dir)
+    assert _read_ahead_kb(m.dir) == 1024
+    m = mount("demo-bucket", "--kernel-readahead", "0")
+    os.listdir(m.dir)
+    assert _read_ahead_kb(m.dir) == 128  # the kernel's own default
+    # Reads are still right with larger kernel requests.
+    m = mount("demo-bucket", "--kernel-readahead", "1M")
+    assert sha256_file(m.path("big.bin")) == testbed.objects()["big.bin"]["sha256"]

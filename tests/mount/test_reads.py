@@ -298,7 +298,11 @@ def test_bad_read_flags_are_refused(testbed):
     import subprocess
     for args, word in ((["--max-memory", "1M"], "--max-memory"),
                        (["--read-part-size", "10"], "--read-part-size"),
-                       (["--read-concurrency", "0"], "--read-concurrency")):
+                       (["--read-concurrency", "0"], "--read-concurrency"),
+                       (["--lookup-read", "1"], "--lookup-read"),
+                       (["--lookup-read", "9M"], "--lookup-read"),
+                       (["--kernel-readahead", "x"], "--kernel-readahead"),
+                       (["--kernel-readahead", "1G"], "--kernel-readahead")):
         p = subprocess.run([irsafs_bin(), *args, "b-bucket", "/nonexistent"], capture_output=True,
                            text=True, env=pod_env(testbed))
         assert p.returncode == 2 and word in p.stderr, (args, p.stderr)
