@@ -31,6 +31,12 @@ while [ "${DIR%/}" != "$DIR" ] && [ "$DIR" != / ]; do DIR=${DIR%/}; done
     die "DIR '$DIR' must be an absolute path of letters, digits and ._/+- only (ceph.conf limits)"
 CONF=$DIR/ceph.conf
 
+# One up.sh or down.sh per DIR at a time: two at once would tear down each
+# other's daemons. The lock sits beside DIR, which a rebuild wipes.
+mkdir -p "$(dirname "$DIR")"
+exec 9>"$DIR.lock"
+flock -w 600 9 || die "another up.sh or down.sh has held $DIR.lock for 10 minutes"
+
 # ---- prerequisites ------------------------------------------------------------
 missing_cmds=() missing_pkgs=()
 need() { # command package
@@ -59,7 +65,7 @@ pid_ok() { # name: recorded PID alive and started for this DIR
 http_code() { curl -s -o /dev/null -m "${2:-2}" -w '%{http_code}' "$1" 2>/dev/null || true; }
 start() { # name cmd... : start detached in its own session, record its PID
     local name=$1; shift
-    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
+    setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 9>&- &  # the daemon must not hold the lock
     echo $! >"$DIR/pids/$name.pid"
 }
 mint() { $PY "$HERE/mint-token" -d "$DIR" -s system:serviceaccount:demo:reader -t 3600 -o "$DIR/token/token"; }
