@@ -124,10 +124,3 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(fh);
 	fuse_reply_err(req, 0);
 }
-
-void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	/* Nothing is ever buffered for writing. */
-	fuse_reply_err(req, 0);
-}
-

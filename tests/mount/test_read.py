@@ -222,3 +222,14 @@ def test_kernel_readahead_is_raised_for_the_mount(testbed, mount):
     # Reads are still right with larger kernel requests.
     m = mount("demo-bucket", "--kernel-readahead", "1M")
     assert sha256_file(m.path("big.bin")) == testbed.objects()["big.bin"]["sha256"]
+
+
+def test_close_costs_no_flush(mount):
+    """Nothing is buffered for writing: after the first FLUSH is answered ENOSYS the
+    kernel sends none, so close(2) is not a round trip."""
+    m = mount("demo-bucket", "--debug")
+    for _ in range(5):
+        with open(m.path("hello.txt"), "rb") as f:
+            assert f.read() == b"hello from irsafs\n"
+    assert m.log().count("opcode: FLUSH") <= 1, m.log()
+    assert m.log().count("opcode: OPEN") == 5
