@@ -229,3 +229,38 @@ int file_read_small(const char *path, size_t max, char **out, size_t *len)
 	*out = buf_steal(&b);
 	return 0;
 }
+
+/* Up to 18 digits at *p (no sign, no space), moving *p past them. 0 or -1. */
+static int parse_decimal(const char **p, long long *out)
+{
+	const char *s = *p;
+	long long v = 0;
+	int n = 0;
+
+	while (*s >= '0' && *s <= '9' && n < 18) {
+		v = v * 10 + (*s++ - '0');
+		n++;
+	}
+	if (!n || (*s >= '0' && *s <= '9'))
+		return -1;
+	*p = s;
+	*out = v;
+	return 0;
+}
+
+long long content_range_total(const char *s)
+{
+	const char *p = s;
+	long long first = -1, last = -1, total = -1;
+
+	if (strncmp(p, "bytes 0-", 8))
+		return -1;
+	p += 6;
+	/* Three decimal numbers: 0, the last byte, the size; nothing else. */
+	if (parse_decimal(&p, &first) || *p++ != '-' || parse_decimal(&p, &last) ||
+	    *p++ != '/' || parse_decimal(&p, &total) || *p)
+		return -1;
+	if (first != 0 || last < first || total <= last)
+		return -1;
+	return total;
+}

@@ -43,6 +43,11 @@ int time_parse_iso8601(const char *s, struct timespec *out);
 
 /* Parse an RFC 1123 date ("Sat, 28 Nov 2026 15:17:00 GMT"). 0 or -EINVAL. */
 int time_parse_rfc1123(const char *s, time_t *out);
+/*
+ * The object's size from a Content-Range that starts at byte 0
+ * ("bytes 0-B/SIZE"); -1 for anything else ("*" sizes, other starts, junk).
+ */
+long long content_range_total(const char *s);
 
 /* Format t as x-amz-date (20261128T151700Z, 17 bytes with NUL). */
 void time_format_amz(time_t t, char out[17]);

@@ -521,22 +521,6 @@ static int s3_read_range(struct store *st, const char *key, const char *etag, lo
 	return rc;
 }
 
-/* The object's size from "Content-Range: bytes A-B/SIZE"; -1 when absent. */
-static long long range_total(const char *cr)
-{
-	const char *slash = strrchr(cr, '/');
-	char *end;
-	long long n;
-
-	if (strncmp(cr, "bytes ", 6) || !slash || !slash[1] || slash[1] == '*')
-		return -1;
-	errno = 0;
-	n = strtoll(slash + 1, &end, 10);
-	if (errno || *end || n < 0)
-		return -1;
-	return n;
-}
-
 static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst, size_t *got,
 			struct store_attr *out, struct s3_error *e)
 {
@@ -556,7 +540,7 @@ static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst
 	http_response_init(&resp);
 	rc = s3_do(s, &r, &resp, e);
 	if (!rc) {
-		size = resp.status == 206 ? range_total(resp.content_range) : resp.content_length;
+		size = resp.status == 206 ? content_range_total(resp.content_range) : resp.content_length;
 		if (size < 0 || (resp.status != 200 && resp.status != 206) ||
 		    resp.sink_len > (size_t)size) {
 			/* Nothing we can take a size from: let the caller HEAD it. */

@@ -75,6 +75,9 @@ put fuzz_creds_json bad '\000{"AccessKeyId":1,"SecretAccessKey":null,"Expiration
 put fuzz_creds_json deep '\001[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]'
 put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODgiLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVtbzpyZWFkZXIiLCJhdWQiOlsic3RzLmFtYXpvbmF3cy5jb20iXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMH0.c2ln'
 put fuzz_jwt bad 'a.b.c\n'
+put fuzz_headers range 'bytes 0-131071/1073741824'
+put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
+put fuzz_headers iso '2026-11-28T15:17:00.123Z'
 put fuzz_jwt aud 'e30.eyJhdWQiOlsxLDIsMyw0LDUsNiw3LDgsOSwxMF0sImV4cCI6IngifQ.'
 
 passed=0

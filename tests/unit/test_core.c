@@ -81,6 +81,22 @@ TEST(times)
 	CHECK_STR(amz, "20261128T160000Z");
 }
 
+TEST(content_range)
+{
+	CHECK_INT(content_range_total("bytes 0-131071/1073741824"), 1073741824);
+	CHECK_INT(content_range_total("bytes 0-4/5"), 5);
+	CHECK_INT(content_range_total("bytes 0-0/1"), 1);
+	CHECK_INT(content_range_total("bytes 1-4/5"), -1);	/* not from 0 */
+	CHECK_INT(content_range_total("bytes 0-4/*"), -1);
+	CHECK_INT(content_range_total("bytes */0"), -1);	/* a 416's */
+	CHECK_INT(content_range_total("bytes 0-9/5"), -1);	/* past the end */
+	CHECK_INT(content_range_total("bytes 0-4/5 "), -1);
+	CHECK_INT(content_range_total("bytes 0--4/5"), -1);
+	CHECK_INT(content_range_total("bytes 0-4/99999999999999999999"), -1);
+	CHECK_INT(content_range_total(""), -1);
+	CHECK_INT(content_range_total("items 0-4/5"), -1);
+}
+
 TEST(trim)
 {
 	char s[] = " \t token\n\n", e[] = "  ";
@@ -158,6 +174,7 @@ int main(void)
 	RUN(uri_encode_s3_rules);
 	RUN(uri_decode_rejects_bad_escapes);
 	RUN(times);
+	RUN(content_range);
 	RUN(trim);
 	RUN(errno_table);
 	RUN(retryable);
