@@ -48,14 +48,24 @@ void membudget_free(struct membudget *b)
 	free(b);
 }
 
-/* Unmap pooled mapping i (the oldest is 0). */
-static void pool_drop_locked(struct membudget *b, unsigned i)
+/* Take pooled mapping i (the oldest is 0) out of the pool; it is the caller's. */
+static void *pool_take_locked(struct membudget *b, unsigned i)
 {
-	munmap(b->locked.pool[i].p, b->locked.pool[i].n);
+	void *p = b->locked.pool[i].p;
+
 	b->locked.pooled -= b->locked.pool[i].n;
 	b->locked.npool--;
 	for (; i < b->locked.npool; i++)
 		b->locked.pool[i] = b->locked.pool[i + 1];
+	return p;
+}
+
+/* Unmap pooled mapping i. */
+static void pool_drop_locked(struct membudget *b, unsigned i)
+{
+	size_t n = b->locked.pool[i].n;
+
+	munmap(pool_take_locked(b, i), n);
 }
 
 int membudget_reserve(struct membudget *b, size_t n)
@@ -99,11 +109,7 @@ void *membudget_map(struct membudget *b, size_t n)
 	for (i = b->locked.npool; i-- > 0;) {
 		if (b->locked.pool[i].n != n)
 			continue;
-		p = b->locked.pool[i].p;
-		b->locked.pooled -= n;
-		b->locked.npool--;
-		for (; i < b->locked.npool; i++)
-			b->locked.pool[i] = b->locked.pool[i + 1];
+		p = pool_take_locked(b, i);
 		pthread_mutex_unlock(&b->lock);
 		return p;
 	}
@@ -155,32 +161,28 @@ size_t membudget_limit(const struct membudget *b)
 	return b->limit;
 }
 
-size_t membudget_used(struct membudget *b)
+/* One counter, read under the lock. */
+static size_t read_locked(struct membudget *b, const size_t *field)
 {
 	size_t n;
 
 	pthread_mutex_lock(&b->lock);
-	n = b->locked.used;
+	n = *field;
 	pthread_mutex_unlock(&b->lock);
 	return n;
+}
+
+size_t membudget_used(struct membudget *b)
+{
+	return read_locked(b, &b->locked.used);
 }
 
 size_t membudget_pooled(struct membudget *b)
 {
-	size_t n;
-
-	pthread_mutex_lock(&b->lock);
-	n = b->locked.pooled;
-	pthread_mutex_unlock(&b->lock);
-	return n;
+	return read_locked(b, &b->locked.pooled);
 }
 
 size_t membudget_peak(struct membudget *b)
 {
-	size_t n;
-
-	pthread_mutex_lock(&b->lock);
-	n = b->locked.peak;
-	pthread_mutex_unlock(&b->lock);
-	return n;
+	return read_locked(b, &b->locked.peak);
 }

@@ -78,7 +78,9 @@ void fs_tune_readahead(struct irsafs *fs)
 	char dev[32], path[96], val[24];
 	int fd, n, ok = 0;
 
-	if (__atomic_exchange_n(&fs->readahead_tuned, 1, __ATOMIC_ACQ_REL) || !kb ||
+	/* Called on every lookup and getattr: a plain load first, no shared write. */
+	if (__atomic_load_n(&fs->readahead_tuned, __ATOMIC_RELAXED) ||
+	    __atomic_exchange_n(&fs->readahead_tuned, 1, __ATOMIC_ACQ_REL) || !kb ||
 	    !fs->mount_path)
 		return;
 	if (mount_device(fs->mount_path, dev, sizeof(dev)) != 0) {
