@@ -120,3 +120,19 @@ def test_radosgw_stopped_and_restarted(testbed, mount):
     row = t.row("radosgw stopped", "TERM, then restarted", "5 s")
     row["requests"] = ""
     faultreport.save("test_zz_server_restart", [row])
+
+
+def test_up_sh_rebuilds_a_stale_testbed(testbed):
+    """Regression: up.sh holds the testbed lock and runs down.sh on a stale testbed,
+    which waited for that same lock (10 minutes) instead of stopping it. Made stale
+    here by stopping the OIDC issuer; up.sh must rebuild it at once. Runs last: the
+    rebuilt testbed has new state."""
+    with open(os.path.join(testbed.dir, "pids", "idp.pid")) as f:
+        os.kill(int(f.read()), signal.SIGTERM)
+    time.sleep(0.5)
+    up = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testbed",
+                      "up.sh")
+    proc = subprocess.run([up, testbed.dir], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stale or partial" in proc.stderr, proc.stderr[-2000:]
+    assert "export AWS_ROLE_ARN=" in proc.stdout

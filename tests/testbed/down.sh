@@ -22,9 +22,12 @@ DIR=${DIR:-${IRSAFS_TESTBED_DIR:-/tmp/irsafs-testbed}}
 case $DIR in /*) ;; *) DIR=$PWD/$DIR ;; esac
 while [ "${DIR%/}" != "$DIR" ] && [ "$DIR" != / ]; do DIR=${DIR%/}; done
 [ "$DIR" != / ] || die "refusing DIR=/"
-# The same lock as up.sh: never tear down a testbed while it is being built.
-exec 9>"$DIR.lock"
-flock -w 600 9 || die "another up.sh or down.sh has held $DIR.lock for 10 minutes"
+# The same lock as up.sh: never tear down a testbed while it is being built
+# (unless up.sh itself, which holds it, runs us).
+if [ "${IRSAFS_TESTBED_LOCKED:-}" != "$DIR" ]; then
+	exec 9>"$DIR.lock"
+	flock -w 600 9 || die "another up.sh or down.sh has held $DIR.lock for 10 minutes"
+fi
 
 if [ ! -d "$DIR" ]; then
     say "nothing at $DIR"

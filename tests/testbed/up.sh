@@ -36,6 +36,8 @@ CONF=$DIR/ceph.conf
 mkdir -p "$(dirname "$DIR")"
 exec 9>"$DIR.lock"
 flock -w 600 9 || die "another up.sh or down.sh has held $DIR.lock for 10 minutes"
+# The down.sh this script runs (to clear a stale testbed) must not wait for it.
+export IRSAFS_TESTBED_LOCKED="$DIR"
 
 # ---- prerequisites ------------------------------------------------------------
 missing_cmds=() missing_pkgs=()
