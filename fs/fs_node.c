@@ -37,7 +37,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +45,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
+#include "core/workq.h"
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "s3/store.h"
@@ -220,20 +220,20 @@ static int dir_exists(struct irsafs *fs, const char *dir_key, struct s3_error *e
 	return found;
 }
 
-/* The directory probe of a lookup, run beside the file's GET. */
+/* The directory probe of a lookup, run beside the file's GET (fs->helpers). */
 struct dir_probe {
+	struct work w;
 	struct irsafs *fs;
 	const char *dir_key;
 	struct s3_error e;
 	int rc;
 };
 
-static void *dir_probe_run(void *arg)
+static void dir_probe_run(struct work *w)
 {
-	struct dir_probe *p = arg;
+	struct dir_probe *p = (struct dir_probe *)w;
 
 	p->rc = dir_exists(p->fs, p->dir_key, &p->e);
-	return NULL;
 }
 
 /*
@@ -245,22 +245,21 @@ static void *dir_probe_run(void *arg)
 static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_key,
 		      int *list_rc, struct store_attr *a, struct s3_error *e)
 {
-	struct dir_probe dp = { .fs = fs, .dir_key = dir_key };
+	struct dir_probe dp = { .w.fn = dir_probe_run, .fs = fs, .dir_key = dir_key };
 	size_t cap = fs->opts->lookup_read, got = 0;
 	char *head = fs->heads ? headcache_buffer(fs->heads, cap) : NULL;
-	pthread_t t;
 	int rc;
 
-	if (!head || pthread_create(&t, NULL, dir_probe_run, &dp) != 0) {
-		if (head)
-			headcache_discard(fs->heads, head, cap);
+	if (!head) {
 		*list_rc = dir_exists(fs, dir_key, e);
 		if (*list_rc == 1 || (*list_rc < 0 && *list_rc != -EACCES))
 			return -ENOENT;
 		return store_stat(fs->store, file_key, a, e);
 	}
+	workq_submit(fs->helpers, &dp.w);
 	rc = store_stat_read(fs->store, file_key, cap, head, &got, a, e);
-	pthread_join(t, NULL);
+	/* Waits for the probe, or runs it now when no helper was free. */
+	workq_finish(fs->helpers, &dp.w);
 	*list_rc = dp.rc;
 	if (dp.rc == 1 || (dp.rc < 0 && dp.rc != -EACCES)) {
 		headcache_discard(fs->heads, head, cap);

@@ -18,6 +18,7 @@ struct readahead;
 struct membudget;
 struct inode_table;
 struct creds_cache;
+struct workq;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -34,6 +35,7 @@ struct irsafs {
 	struct membudget *mem;		/* --max-memory: read-ahead buffers */
 	struct readahead *ra;		/* the read path (cache/readahead.h) */
 	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
+	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
 	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */

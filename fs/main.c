@@ -25,6 +25,7 @@
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/workq.h"
 #include "fs/doctor.h"
 #include "fs/exec.h"
 #include "fs/fs_i.h"
@@ -35,6 +36,9 @@
 #include "http/http.h"
 #include "http/xml.h"
 #include "s3/s3.h"
+
+/* Cold lookups that can probe in parallel at once; more take two round trips. */
+#define LOOKUP_HELPERS 8
 
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 {
@@ -190,6 +194,10 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_ERR, "cannot start the read-ahead threads");
 		goto out_unmount;
 	}
+	/* Best effort: without helpers a lookup asks its two questions in turn. */
+	if (workq_start(fs->helpers) != 0)
+		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
+			"will take two round trips");
 	if (!o->foreground)
 		log_use_syslog();
 	loop = fuse_loop_cfg_create();
@@ -380,12 +388,14 @@ int main(int argc, char **argv)
 		}
 	}
 	fs.ra = fs.mem ? readahead_new(fs.disk ? fs.disk : fs.store, fs.mem, &ra_cfg) : NULL;
-	if (!fs.ra) {
+	fs.helpers = workq_new(LOOKUP_HELPERS);
+	if (!fs.ra || !fs.helpers) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out_ra;
 	}
 	rc = serve(&fs, cmd.argv ? &cmd : NULL);
 out_ra:
+	workq_free(fs.helpers);
 	readahead_free(fs.ra);
 	headcache_free(fs.heads);
 	store_destroy(fs.disk);
