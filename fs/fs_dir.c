@@ -87,6 +87,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Offsets: 0 ".", 1 "..", 2+k the k-th entry; each entry's off is the next one. */
 	for (i = off; i < (off_t)l->n + 2; i++) {
 		struct fuse_entry_param e;
+		struct store_attr a;
 		const char *name;
 		int is_dir;
 		uint64_t eino = 0;
@@ -101,7 +102,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 			name = ent->name;
 			is_dir = ent->is_dir;
-			fs_fill_stat(fs, 0, is_dir, &ent->attr, &e.attr);
+			listing_entry_attr(ent, &a);
+			fs_fill_stat(fs, 0, is_dir, &a, &e.attr);
 		}
 		if (!plus) {
 			/* glibc skips d_ino 0; the kernel fixes up ".." itself. */
@@ -113,11 +115,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			continue;
 		}
 		if (i >= 2) {
-			const struct listing_entry *ent = &l->e[i - 2];
-
 			key = fs_join(ii.key, name, is_dir ? "/" : "");
 			eino = key ? inode_lookup_ref(fs->inodes, key, is_dir,
-						      is_dir ? NULL : &ent->attr) : 0;
+						      is_dir ? NULL : &a) : 0;
 			free(key);
 			if (!eino) {
 				if (!used) {

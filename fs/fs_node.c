@@ -343,8 +343,9 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		} else {
 			char *key = fs_join(pi.key, name, ent->is_dir ? "/" : "");
 
+			listing_entry_attr(ent, &a);
 			if (key)
-				fs_reply_entry(req, key, ent->is_dir, &ent->attr);
+				fs_reply_entry(req, key, ent->is_dir, &a);
 			else
 				fuse_reply_err(req, ENOMEM);
 			free(key);

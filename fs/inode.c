@@ -32,7 +32,7 @@ struct node {
 	uint64_t nlookup;
 	char *key;
 	int is_dir;
-	struct store_attr attr;
+	struct store_attr_packed attr;
 	long long attr_ms;
 	char *last_open_etag;
 	struct listing *listing;
@@ -79,6 +79,7 @@ static size_t hash_key(const char *key, int is_dir)
 
 static void node_free(struct node *n)
 {
+	store_attr_packed_clear(&n->attr);
 	listing_release(n->listing);
 	free(n->last_open_etag);
 	free(n->key);
@@ -241,7 +242,7 @@ int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
 		out->ino = n->ino;
 		out->key = strdup(n->key);
 		out->is_dir = n->is_dir;
-		out->attr = n->attr;
+		store_attr_unpack(&n->attr, &out->attr);
 		out->attr_ms = n->attr_ms;
 		out->last_open_etag = n->last_open_etag ? strdup(n->last_open_etag) : NULL;
 		out->denied = denied_locked(t, n);
@@ -263,9 +264,13 @@ void inode_info_cleanup(struct inode_info *i)
 uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 			  const struct store_attr *attr)
 {
+	struct store_attr_packed packed = { 0 };
 	struct node *n;
 	uint64_t ino = 0;
 
+	/* Outside the lock; no attributes rather than half of them. */
+	if (attr && store_attr_pack(&packed, attr) != 0)
+		return 0;
 	pthread_mutex_lock(&t->lock);
 	n = find_key_locked(t, key, is_dir);
 	if (!n) {
@@ -284,12 +289,15 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 	}
 	n->nlookup++;
 	if (attr) {
-		n->attr = *attr;
+		store_attr_packed_clear(&n->attr);
+		n->attr = packed;
+		packed.strings = NULL;
 		n->attr_ms = clock_mono_ms();
 	}
 	ino = n->ino;
 out:
 	pthread_mutex_unlock(&t->lock);
+	store_attr_packed_clear(&packed);
 	return ino;
 }
 
@@ -339,15 +347,21 @@ void inode_forget(struct inode_table *t, uint64_t ino, uint64_t nl)
 
 void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr *attr)
 {
+	struct store_attr_packed packed;
 	struct node *n;
 
+	if (store_attr_pack(&packed, attr) != 0)
+		return; /* the attributes seen before stay, until their TTL */
 	pthread_mutex_lock(&t->lock);
 	n = find_ino_locked(t, ino);
 	if (n) {
-		n->attr = *attr;
+		store_attr_packed_clear(&n->attr);
+		n->attr = packed;
+		packed.strings = NULL;
 		n->attr_ms = clock_mono_ms();
 	}
 	pthread_mutex_unlock(&t->lock);
+	store_attr_packed_clear(&packed);
 }
 
 int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag)
@@ -368,13 +382,13 @@ int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag)
 	return same;
 }
 
-/* What a listing costs in memory, roughly: the entries and their names. */
+/* What a listing costs in memory, roughly: the entries, their names and their strings. */
 static size_t listing_cost(const struct listing *l)
 {
 	size_t bytes = sizeof(*l) + l->cap * sizeof(l->e[0]), i;
 
 	for (i = 0; i < l->n; i++)
-		bytes += strlen(l->e[i].name) + 1;
+		bytes += strlen(l->e[i].name) + 1 + store_attr_packed_bytes(&l->e[i].attr);
 	return bytes;
 }
 

@@ -34,6 +34,12 @@ struct listing *listing_ref(struct listing *l)
 	return l;
 }
 
+static void entry_clear(struct listing_entry *ent)
+{
+	free(ent->name);
+	store_attr_packed_clear(&ent->attr);
+}
+
 void listing_release(struct listing *l)
 {
 	size_t i;
@@ -41,7 +47,7 @@ void listing_release(struct listing *l)
 	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	for (i = 0; i < l->n; i++)
-		free(l->e[i].name);
+		entry_clear(&l->e[i]);
 	free(l->e);
 	free(l);
 }
@@ -63,11 +69,11 @@ static int add_entry(struct listing *l, const char *name, size_t len, int is_dir
 	ent = &l->e[l->n];
 	memset(ent, 0, sizeof(*ent));
 	ent->name = strndup(name, len);
-	if (!ent->name)
+	if (!ent->name || (attr && store_attr_pack(&ent->attr, attr) != 0)) {
+		free(ent->name);
 		return -ENOMEM;
+	}
 	ent->is_dir = is_dir;
-	if (attr)
-		ent->attr = *attr;
 	l->n++;
 	return 0;
 }
@@ -149,7 +155,7 @@ void listing_finish(struct listing *l, const char *dir_key)
 			if (l->e[w - 1].is_dir && !l->e[r].is_dir)
 				log_once(LOG_NOTICE, "s3 key '%s%s' is hidden by the directory "
 					 "'%s%s/'", dir_key, l->e[r].name, dir_key, l->e[r].name);
-			free(l->e[r].name);
+			entry_clear(&l->e[r]);
 			continue;
 		}
 		l->e[w++] = l->e[r];

@@ -26,7 +26,7 @@
 struct listing_entry {
 	char *name;
 	int is_dir;
-	struct store_attr attr;		/* files only */
+	struct store_attr_packed attr;	/* files only; listing_entry_attr unpacks it */
 };
 
 struct listing {
@@ -36,6 +36,12 @@ struct listing {
 	size_t cap;
 	struct listing_entry *e;
 };
+
+/* The attributes of a listed file (zeros for a directory). */
+static inline void listing_entry_attr(const struct listing_entry *ent, struct store_attr *out)
+{
+	store_attr_unpack(&ent->attr, out);
+}
 
 /* Is this a name irsafs shows? (non-empty, not . or .., <= 255 bytes, no '/') */
 int listing_name_ok(const char *name, size_t len);

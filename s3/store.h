@@ -29,6 +29,25 @@ struct store_attr {
 	char version_id[128];
 };
 
+/*
+ * A store_attr as it is kept by the thousand (listing entries, inode nodes):
+ * 456 bytes of fixed arrays become one allocation of what the strings hold,
+ * about 40 bytes for an ETag and a storage class (store.c).
+ */
+struct store_attr_packed {
+	long long size;
+	struct timespec mtime;
+	char *strings;		/* ETag, storage class, content type, version id; NULL: all empty */
+};
+
+/* Pack a into *p (which holds nothing yet). 0, or -ENOMEM with *p empty. */
+int store_attr_pack(struct store_attr_packed *p, const struct store_attr *a);
+/* The store_attr *p was packed from. */
+void store_attr_unpack(const struct store_attr_packed *p, struct store_attr *a);
+/* Bytes *p holds besides itself. */
+size_t store_attr_packed_bytes(const struct store_attr_packed *p);
+void store_attr_packed_clear(struct store_attr_packed *p);
+
 struct store;
 
 struct store_ops {

@@ -96,6 +96,55 @@ TEST(marker_and_hidden_names)
 	listing_release(l);
 }
 
+TEST(entries_keep_etag_and_storage_class)
+{
+	static const char *const keys[] = { "a", "b" };
+	static const char *const prefixes[] = { "d/" };
+	struct listing *l = build("", keys, 2, prefixes, 1);
+	struct store_attr a;
+
+	CHECK_INT(l->n, 3);
+	listing_entry_attr(listing_find(l, "b"), &a);
+	CHECK_INT(a.size, 2);
+	CHECK_STR(a.etag, "\"e\"");
+	CHECK_STR(a.storage_class, "STANDARD");
+	CHECK_STR(a.content_type, "");
+	/* A directory carries no attributes at all. */
+	CHECK(listing_find(l, "d")->attr.strings == NULL);
+	listing_entry_attr(listing_find(l, "d"), &a);
+	CHECK_STR(a.etag, "");
+	listing_release(l);
+}
+
+TEST(packed_attributes_round_trip)
+{
+	struct store_attr a, b;
+	struct store_attr_packed p;
+
+	memset(&a, 0, sizeof(a));
+	a.size = 1LL << 40;
+	a.mtime.tv_sec = 1700000000;
+	a.mtime.tv_nsec = 123456789;
+	memset(a.etag, 'e', sizeof(a.etag) - 1);	/* the longest ETag a store_attr holds */
+	strcpy(a.storage_class, "GLACIER");
+	strcpy(a.version_id, "v1");
+	CHECK_INT(store_attr_pack(&p, &a), 0);
+	CHECK_INT(store_attr_packed_bytes(&p), 127 + 1 + 7 + 1 + 0 + 1 + 2 + 1);
+	store_attr_unpack(&p, &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	store_attr_packed_clear(&p);
+	CHECK(p.strings == NULL);
+
+	/* Nothing but numbers: nothing allocated. */
+	memset(&a, 0, sizeof(a));
+	a.size = 5;
+	CHECK_INT(store_attr_pack(&p, &a), 0);
+	CHECK(p.strings == NULL);
+	CHECK_INT(store_attr_packed_bytes(&p), 0);
+	store_attr_unpack(&p, &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+}
+
 TEST(long_name_hidden)
 {
 	char key[300];
@@ -140,6 +189,8 @@ int main(void)
 	RUN(dir_and_dash_sort_order);
 	RUN(directory_shadows_file);
 	RUN(marker_and_hidden_names);
+	RUN(entries_keep_etag_and_storage_class);
+	RUN(packed_attributes_round_trip);
 	RUN(long_name_hidden);
 	RUN(foreign_keys_ignored);
 	RUN(empty_listing);
