@@ -335,7 +335,7 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 	if (!ra->cfg.back_tolerance)
 		ra->cfg.back_tolerance = 1u << 20;
 	if (!ra->cfg.fwd_tolerance)
-		ra->cfg.fwd_tolerance = 16u << 20;
+		ra->cfg.fwd_tolerance = 1u << 20;
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
 	return ra;
@@ -597,8 +597,11 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		return -ESTALE;
 	}
 	if (f->window) {
+		/* Ahead: anywhere the window has asked for, or a little past it. */
+		long long reach = f->next + (long long)cfg->fwd_tolerance;
+
 		seq = off >= f->next - (long long)cfg->back_tolerance &&
-		      off <= f->next + (long long)cfg->fwd_tolerance;
+		      off <= (reach > f->sched_end ? reach : f->sched_end);
 	} else {
 		if (off >= f->run_start - RA_RESTART && off <= f->run_hi + RA_RESTART &&
 		    f->run_bytes) {

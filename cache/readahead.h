@@ -11,10 +11,12 @@
  * - A read at offset 0 of a fresh open, or reads after a seek that stay
  *   within 512 KiB of each other and add up to 512 KiB, start streaming with
  *   a window of first_window bytes.
- * - While streaming, reads within back_tolerance behind or fwd_tolerance ahead
- *   of the previous read's end count as sequential (the kernel's asynchronous
- *   read-ahead delivers reads slightly out of order, and readers skip a
- *   little); the window doubles each time the reader passes the end of a part,
+ * - While streaming, reads within back_tolerance behind the previous read's
+ *   end, or ahead of it up to the end of what the window has requested or
+ *   fwd_tolerance, whichever is further, count as sequential (the kernel's
+ *   asynchronous read-ahead delivers reads slightly out of order, and readers
+ *   skip a little); a read further ahead is a random reader's, not a skip.
+ *   The window doubles each time the reader passes the end of a part,
  *   up to max_window, and parts are part_size bytes at most, so a grown window
  *   is several GETs in flight at once.
  * - Any other read is a seek: the window is dropped (queued GETs are
@@ -54,7 +56,7 @@ struct ra_config {
 	size_t first_window;		/* window when streaming starts (default 1 MiB) */
 	size_t max_window;		/* per file; 0 = part_size * concurrency */
 	size_t back_tolerance;		/* default 1 MiB */
-	size_t fwd_tolerance;		/* default 16 MiB */
+	size_t fwd_tolerance;		/* past the window; default 1 MiB */
 };
 
 struct ra_stats {

@@ -358,6 +358,37 @@ TEST(small_skips_keep_streaming)
 	env_cleanup(&v);
 }
 
+TEST(a_jump_past_the_window_is_a_seek)
+{
+	long long off, jump = 12 << 20;
+	struct ra_stats before, after;
+	struct ra_file *rf;
+	struct env v;
+	int i, found = 0;
+
+	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
+	/* Stream 2 MiB: the window has grown to a few MiB, far short of 12. */
+	for (off = 0; off < 2 << 20; off += 128 << 10)
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+	readahead_stats(v.ra, &before);
+	/*
+	 * 10 MiB past the last read and past everything requested: a random
+	 * reader's next read, not a skip. It fetches its own bytes; it used to
+	 * count as sequential (anything up to 16 MiB ahead) and pull a 4 MiB
+	 * window.
+	 */
+	CHECK_INT(read_check(rf, 0, jump, 128 << 10), 128 << 10);
+	readahead_stats(v.ra, &after);
+	CHECK_INT(after.direct_gets, before.direct_gets + 1);
+	ra_close(rf);
+	env_cleanup(&v);
+	for (i = 0; i < v.fake.ngets && i < MAX_GETS; i++)
+		if (v.fake.get_off[i] == jump)
+			found = v.fake.get_len[i] == 128 << 10;
+	CHECK(found);
+}
+
 TEST(out_of_order_reads_after_a_seek_stream)
 {
 	long long size = 64 << 20, base = 20 << 20, off;
@@ -694,6 +725,7 @@ int main(void)
 	RUN(sequential_fetches_each_byte_once);
 	RUN(first_read_fetches_only_the_first_window);
 	RUN(small_skips_keep_streaming);
+	RUN(a_jump_past_the_window_is_a_seek);
 	RUN(out_of_order_reads_after_a_seek_stream);
 	RUN(random_reads_fetch_what_is_asked);
 	RUN(reads_at_and_past_the_end);
