@@ -123,7 +123,7 @@ void workq_finish(struct workq *q, struct work *w)
 	}
 	pthread_mutex_lock(&q->lock);
 	if (w->state == WORK_QUEUED) {
-		/* Every thread is busy: do it here rather than wait for one. */
+		/* No thread has taken it yet (all busy, or not awake): do it here. */
 		unlink_locked(q, w);
 		q->locked.ran_inline++;
 		pthread_mutex_unlock(&q->lock);

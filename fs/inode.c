@@ -268,7 +268,7 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 	struct node *n;
 	uint64_t ino = 0;
 
-	/* Outside the lock; no attributes rather than half of them. */
+	/* Packed outside the lock. Out of memory fails the lookup: no node without its ETag. */
 	if (attr && store_attr_pack(&packed, attr) != 0)
 		return 0;
 	pthread_mutex_lock(&t->lock);
