@@ -22,6 +22,11 @@ enum err_class err_classify(const struct s3_error *e)
 
 	if (e->curl_code != 0 && s == 0)
 		return ERR_TRANSPORT;
+	/* An answer, but not to the request sent (http_expect): ask again. */
+	if (code_is(e, "MalformedReply"))
+		return ERR_PROTOCOL;
+	if (code_is(e, "PreconditionFailed"))
+		return ERR_PRECONDITION;
 	if (code_is(e, "SlowDown") || code_is(e, "Throttling") || code_is(e, "ThrottlingException") ||
 	    code_is(e, "RequestLimitExceeded") || code_is(e, "TooManyRequestsException") || s == 429)
 		return ERR_THROTTLED;
@@ -85,6 +90,8 @@ int err_to_errno(const struct s3_error *e)
 		switch (e->curl_code) {
 		case CURLE_OPERATION_TIMEDOUT:
 			return ETIMEDOUT;
+		case CURLE_ABORTED_BY_CALLBACK:
+			return EINTR; /* the reader went away (http_expect.cancel) */
 		default:
 			return EIO;
 		}
@@ -102,8 +109,10 @@ int err_is_retryable(const struct s3_error *e)
 {
 	switch (err_classify(e)) {
 	case ERR_TRANSPORT:
+		return e->curl_code != CURLE_ABORTED_BY_CALLBACK; /* cancelled: nobody waits */
 	case ERR_THROTTLED:
 	case ERR_SERVER:
+	case ERR_PROTOCOL:
 		return 1;
 	default:
 		return 0;

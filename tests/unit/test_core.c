@@ -97,6 +97,42 @@ TEST(content_range)
 	CHECK_INT(content_range_total("items 0-4/5"), -1);
 }
 
+TEST(content_range_parse)
+{
+	long long a, b, t;
+
+	CHECK_INT(content_range_parse("bytes 100-149/1000", &a, &b, &t), 0);
+	CHECK(a == 100 && b == 149 && t == 1000);
+	CHECK_INT(content_range_parse("bytes */1000", &a, &b, &t), 0);
+	CHECK(a == -1 && b == -1 && t == 1000);
+	CHECK_INT(content_range_parse("bytes 5-4/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-10/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/*", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes -1-4/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/10\r", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/1234567890123456789", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes=0-4/10", &a, &b, &t), -EINVAL);
+}
+
+TEST(etags)
+{
+	CHECK(etag_valid("\"d41d8cd98f00b204e9800998ecf8427e\""));
+	CHECK(etag_valid("\"d41d8cd98f00b204e9800998ecf8427e-12\""));
+	CHECK(etag_valid("W/\"x\""));
+	CHECK(etag_valid("\"\""));
+	CHECK(!etag_valid("d41d8"));
+	CHECK(!etag_valid("\"a\rX-Injected: 1\""));
+	CHECK(!etag_valid("\"a b\""));
+	CHECK(!etag_valid("\"a\"b\""));
+	CHECK(!etag_valid("\"\xc3\xa9\""));
+	CHECK(!etag_valid(""));
+	CHECK(etag_sendable("\"abc\""));
+	CHECK(etag_sendable("abc")); /* a listing may drop the quotes */
+	CHECK(!etag_sendable(""));
+	CHECK(!etag_sendable("\"a\r\nX: 1\""));
+	CHECK(!etag_sendable("\"a b\""));
+}
+
 TEST(trim)
 {
 	char s[] = " \t token\n\n", e[] = "  ";
@@ -175,6 +211,8 @@ int main(void)
 	RUN(uri_decode_rejects_bad_escapes);
 	RUN(times);
 	RUN(content_range);
+	RUN(content_range_parse);
+	RUN(etags);
 	RUN(trim);
 	RUN(errno_table);
 	RUN(retryable);
