@@ -288,7 +288,12 @@ static void copy_overlap(char *dst, long long off, long long end, const char *bl
 		memcpy(dst + (a - off), blk + (a - boff), (size_t)(z - a));
 }
 
-static int dc_read_range(struct store *st, const char *key, const char *etag, long long off,
+/*
+ * Only what the inner store verified is kept: its read_range answers a pinned
+ * read with exactly the bytes of that ETag, range and size, or fails; an
+ * unpinned read (no ETag yet) passes through and is never kept.
+ */
+static int dc_read_range(struct store *st, const char *key, struct store_read *rd, long long off,
 			 size_t len, char *dst, size_t *got, struct s3_error *e)
 {
 	struct diskcache *dc = (struct diskcache *)st;
@@ -296,11 +301,12 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 	long long end = off + (long long)len, b, b0, b1, data_end = end;
 	unsigned char id[32];
 	char *blk = NULL;
+	const char *etag = rd ? rd->etag : "";
 	int rc = 0;
 
 	*got = 0;
-	if (!etag || !*etag || len == 0)
-		return store_read_range(dc->inner, key, etag, off, len, dst, got, e);
+	if (!*etag || len == 0)
+		return store_read_range(dc->inner, key, rd, off, len, dst, got, e);
 	err_clear(e);
 	blk = bounce_alloc(DISKCACHE_BLOCK);
 	if (!blk)
@@ -355,7 +361,7 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 				break;
 			}
 		}
-		rc = store_read_range(dc->inner, key, etag, run_off, (size_t)run_len, buf, &rgot, e);
+		rc = store_read_range(dc->inner, key, rd, run_off, (size_t)run_len, buf, &rgot, e);
 		if (!rc) {
 			long long k;
 

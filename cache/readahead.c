@@ -33,6 +33,8 @@
 
 #include "cache/membudget.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "core/strutil.h"
 #include "s3/store.h"
 
 #define RA_BLOCK 4096
@@ -45,6 +47,18 @@
  */
 #define RA_RESTART (512 << 10)
 #define MAX_THREADS 64
+/*
+ * A read that failed (EIO, ETIMEDOUT, EAGAIN) spent a whole operation budget.
+ * The kernel answers such a failure by asking again at once for the first
+ * page of the same range: for this long, a read that overlaps the failed
+ * range gets the same error without a new budget, so that the reader sees
+ * one budget, not two. Later reads fetch again (the fault may be over).
+ */
+#define RA_FAIL_MEMORY_MS 2000
+/* How long a direct read waits for buffer memory when the budget is full. */
+#define RA_MEM_WAIT_MS 10000
+/* The most of the budget kept for direct reads (see schedule_locked). */
+#define RA_DIRECT_RESERVE (2u << 20)
 
 enum part_state { PART_QUEUED, PART_FETCHING, PART_DONE };
 
@@ -58,6 +72,8 @@ struct ra_part {
 	enum part_state state;
 	int rc;
 	int cancelled;
+	int linked;			/* in the file's list */
+	int abort;			/* atomic: stop the GET, nobody wants it any more */
 	int refs;			/* guarded by file->lock */
 	struct ra_part *next;		/* the file's list */
 	struct ra_part *qnext;		/* the fetch queue (readahead.lock) */
@@ -66,7 +82,7 @@ struct ra_part {
 struct ra_file {
 	struct readahead *ra;
 	char *key;
-	char etag[128];
+	char etag[128];			/* pinned; "" until the first answer names one */
 	long long size;
 	int refs;			/* atomic: handle, parts queued or fetching, spans */
 	pthread_mutex_t lock;		/* guards everything below */
@@ -80,17 +96,25 @@ struct ra_file {
 	size_t window;
 	unsigned inflight;
 	int stale;
+	struct {			/* the last failed read (RA_FAIL_MEMORY_MS) */
+		int rc;
+		long long off, end;
+		long long at_ms;
+	} fail;
 };
 
 struct readahead {
 	struct store *store;
 	struct membudget *mb;
 	struct ra_config cfg;
+	size_t direct_reserve;		/* budget bytes parts leave to direct reads */
 	int nfiles;			/* atomic: ra_files allocated */
 	pthread_t threads[MAX_THREADS];
 	unsigned nthreads;
 	pthread_mutex_t lock;		/* guards locked; taken after a file's lock */
 	pthread_cond_t cond;		/* work arrived or stop */
+	pthread_cond_t mem_cond;	/* a buffer went back to the budget */
+	int mem_waiters;		/* atomic: direct reads waiting for memory */
 	struct {
 		struct ra_part *head, *tail;
 		int stop;
@@ -115,10 +139,21 @@ static void file_put(struct ra_file *f)
 
 static void part_put_locked(struct ra_part *p)
 {
-	if (--p->refs > 0)
+	struct readahead *ra = p->file->ra;
+
+	if (--p->refs > 0) {
+		/* Out of the list, and only its thread holds it: a GET for nobody. */
+		if (p->refs == 1 && p->state == PART_FETCHING && !p->linked)
+			__atomic_store_n(&p->abort, 1, __ATOMIC_RELEASE);
 		return;
-	membudget_release(p->file->ra->mb, p->buf, p->cap);
+	}
+	membudget_release(ra->mb, p->buf, p->cap);
 	free(p);
+	if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&ra->lock);
+		pthread_cond_broadcast(&ra->mem_cond);
+		pthread_mutex_unlock(&ra->lock);
+	}
 }
 
 static void stats_add(struct readahead *ra, unsigned long long *field, unsigned long long n)
@@ -135,9 +170,42 @@ static void part_unlink_locked(struct ra_file *f, struct ra_part **link)
 
 	*link = p->next;
 	p->next = NULL;
+	p->linked = 0;
 	if (p->state == PART_QUEUED)
 		p->cancelled = 1;
 	part_put_locked(p);
+}
+
+/* Take p out of the list if it is still there (a failed part is not kept). */
+static void part_forget_locked(struct ra_file *f, struct ra_part *p)
+{
+	struct ra_part **link;
+
+	for (link = &f->parts; *link; link = &(*link)->next) {
+		if (*link == p) {
+			part_unlink_locked(f, link);
+			return;
+		}
+	}
+}
+
+/* Remember a failed read of [off, end) (RA_FAIL_MEMORY_MS). */
+static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end)
+{
+	if (rc != -EIO && rc != -ETIMEDOUT && rc != -EAGAIN)
+		return;
+	f->fail.rc = rc;
+	f->fail.off = off;
+	f->fail.end = end;
+	f->fail.at_ms = clock_mono_ms();
+}
+
+/* The error of a failure just now that overlaps [off, end), else 0. */
+static int recent_failure_locked(struct ra_file *f, long long off, long long end)
+{
+	if (!f->fail.rc || clock_mono_ms() - f->fail.at_ms > RA_FAIL_MEMORY_MS)
+		return 0;
+	return off < f->fail.end && end > f->fail.off ? f->fail.rc : 0;
 }
 
 static void drop_parts_locked(struct ra_file *f)
@@ -202,6 +270,9 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 			topping = 1;
 			if (f->sched_end >= target || f->inflight >= ra->cfg.concurrency)
 				break;
+			/* A reader waits for memory: let it have what parts give back. */
+			if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE))
+				break;
 		}
 		if (len > f->window)
 			len = f->window;
@@ -210,11 +281,16 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 			len = ra->cfg.first_window - misalign;
 		if ((long long)len > f->size - f->sched_end)
 			len = (size_t)(f->size - f->sched_end);
-		/* Only counted here: the fetching thread maps it (fetch_thread). */
-		if (membudget_reserve(ra->mb, len) != 0) {
+		/*
+		 * Only counted here: the fetching thread maps it (fetch_thread).
+		 * Parts leave direct_reserve free, so that a direct read waits at
+		 * most for other direct reads, whose GETs always end.
+		 */
+		if (membudget_reserve_leaving(ra->mb, len, ra->direct_reserve) != 0) {
 			/* Shrink rather than wait: a smaller part may still fit. */
 			if (len <= ra->cfg.first_window ||
-			    membudget_reserve(ra->mb, ra->cfg.first_window) != 0) {
+			    membudget_reserve_leaving(ra->mb, ra->cfg.first_window,
+						      ra->direct_reserve) != 0) {
 				stats_add(ra, &ra->locked.stats.budget_short, 1);
 				return demand ? -ENOMEM : 0;
 			}
@@ -230,6 +306,7 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 		p->len = len;
 		p->cap = len;
 		p->state = PART_QUEUED;
+		p->linked = 1;
 		p->refs = 2;		/* the list and the queue */
 		*tail = p;
 		tail = &p->next;
@@ -241,9 +318,35 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 	return 0;
 }
 
+/*
+ * An answer's ETag against the file's pin, under f->lock: the first answer
+ * of an unpinned file pins it; an answer of another version is -ESTALE.
+ */
+static int pin_locked(struct ra_file *f, const struct store_read *rd)
+{
+	if (!rd->etag[0])
+		return 0;
+	if (!f->etag[0]) {
+		snprintf(f->etag, sizeof(f->etag), "%s", rd->etag);
+		return 0;
+	}
+	return strcmp(f->etag, rd->etag) ? -ESTALE : 0;
+}
+
+/* The bytes of [off, off + want) arrived: all of them, or it is an error. */
+static int check_got(struct ra_file *f, long long off, size_t want, size_t got)
+{
+	if (got == want)
+		return 0;
+	log_msg(LOG_ERR, "read of key %s at %lld: %zu bytes where the object's %lld bytes "
+		"promise %zu; failing the read", f->key, off, got, f->size, want);
+	return -EIO;
+}
+
 static void *fetch_thread(void *arg)
 {
 	struct readahead *ra = arg;
+	struct store_read rd;
 	struct ra_part *p;
 	struct ra_file *f;
 	struct s3_error e;
@@ -269,6 +372,9 @@ static void *fetch_thread(void *arg)
 		cancelled = p->cancelled || f->stale;
 		if (!cancelled)
 			p->state = PART_FETCHING;
+		/* The pin may have been set by another part's answer meanwhile. */
+		store_read_init(&rd, f->etag, f->size);
+		rd.cancel = &p->abort;
 		pthread_mutex_unlock(&f->lock);
 
 		got = 0;
@@ -278,15 +384,22 @@ static void *fetch_thread(void *arg)
 		} else if (!(p->buf = membudget_map(ra->mb, p->cap))) {
 			rc = -ENOMEM;
 		} else {
-			rc = store_read_range(ra->store, f->key, f->etag, p->off, p->len, p->buf,
-					      &got, &e);
+			rc = store_read_range(ra->store, f->key, &rd, p->off, p->len, p->buf, &got,
+					      &e);
+			if (rc == 0)
+				rc = check_got(f, p->off, p->len, got);
 			pthread_mutex_lock(&ra->lock);
-			ra->locked.stats.gets++;
+			if (rc == -EINTR)
+				ra->locked.stats.cancelled++;
+			else
+				ra->locked.stats.gets++;
 			ra->locked.stats.bytes += got;
 			pthread_mutex_unlock(&ra->lock);
 		}
 
 		pthread_mutex_lock(&f->lock);
+		if (rc == 0)
+			rc = pin_locked(f, &rd);
 		p->rc = rc;
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
@@ -294,6 +407,11 @@ static void *fetch_thread(void *arg)
 		if (rc == -ESTALE) {
 			f->stale = 1;
 			drop_parts_locked(f);
+		} else if (rc && rc != -EINTR && rc != -ECANCELED) {
+			note_failure_locked(f, rc, p->off, p->off + (long long)p->len);
+			/* Not kept: a later read asks again, the fault may be over. */
+			if (p->linked)
+				part_forget_locked(f, p);
 		}
 		pthread_cond_broadcast(&f->cond);
 		part_put_locked(p);
@@ -315,6 +433,10 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 	ra->store = store;
 	ra->mb = mb;
 	ra->cfg = *cfg;
+	/* A quarter of the budget, at most 2 MiB: a few reads of up to 512 KiB. */
+	ra->direct_reserve = membudget_limit(mb) / 4;
+	if (ra->direct_reserve > RA_DIRECT_RESERVE)
+		ra->direct_reserve = RA_DIRECT_RESERVE;
 	if (!ra->cfg.part_size)
 		ra->cfg.part_size = 8u << 20;
 	if (!ra->cfg.concurrency)
@@ -338,6 +460,7 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 		ra->cfg.fwd_tolerance = 1u << 20;
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
+	pthread_cond_init(&ra->mem_cond, NULL);
 	return ra;
 }
 
@@ -369,6 +492,7 @@ void readahead_free(struct readahead *ra)
 	for (i = 0; i < ra->nthreads; i++)
 		pthread_join(ra->threads[i], NULL);
 	pthread_cond_destroy(&ra->cond);
+	pthread_cond_destroy(&ra->mem_cond);
 	pthread_mutex_destroy(&ra->lock);
 	free(ra);
 }
@@ -393,8 +517,10 @@ struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag,
 	}
 	f->ra = ra;
 	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
-	snprintf(f->etag, sizeof(f->etag), "%s", etag ? etag : "");
-	f->size = size < 0 ? 0 : size;
+	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
+	snprintf(f->etag, sizeof(f->etag), "%s", etag && etag_sendable(etag) ? etag : "");
+	/* Bounded, so that offset arithmetic never overflows. */
+	f->size = size < 0 ? 0 : size > STORE_SIZE_MAX ? STORE_SIZE_MAX : size;
 	f->refs = 1;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
@@ -456,23 +582,32 @@ void ra_span_release(struct ra_file *f, struct ra_span *sp)
 		pthread_mutex_unlock(&f->lock);
 		file_put(f);
 	}
-	free(sp->owned);
+	/* sp->mb, not f->ra: a direct read's span does not keep f alive. */
+	if (sp->owned)
+		membudget_release(sp->mb, sp->owned, sp->owned_cap);
 	sp->owned = NULL;
+	sp->owned_cap = 0;
 	sp->niov = 0;
 	sp->len = 0;
 }
 
+static int cancelled(const int *cancel)
+{
+	return cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE);
+}
+
 /*
  * Collect [off, end) from the parts, waiting for those still in flight.
- * Returns 0 (sp filled; short only where the object ended), 1 when the parts
- * do not cover the range (the caller fetches it directly), or a negative errno.
- * *passed is set when the read reached the end of a part.
+ * Returns 0 (sp filled), 1 when the parts do not cover the range (the caller
+ * fetches it directly), or a negative errno (-EINTR when *cancel was set
+ * while waiting). *passed is set when the read reached the end of a part.
  */
-static int gather_locked(struct ra_file *f, long long off, long long end, struct ra_span *sp,
-			 int *passed)
+static int gather_locked(struct ra_file *f, long long off, long long end, const int *cancel,
+			 struct ra_span *sp, int *passed)
 {
 	long long cur = off;
 	struct ra_part *p;
+	int rc;
 
 	while (cur < end) {
 		long long pend;
@@ -484,19 +619,24 @@ static int gather_locked(struct ra_file *f, long long off, long long end, struct
 			goto hole;
 		p->refs++;
 		sp->held[sp->nheld++] = p;
-		while (p->state != PART_DONE)
+		while (p->state != PART_DONE) {
+			/* ra_interrupt wakes us: the reader is gone, stop waiting. */
+			if (cancelled(cancel)) {
+				span_release_locked(sp);
+				return -EINTR;
+			}
 			pthread_cond_wait(&f->cond, &f->lock);
-		if (p->rc == -ECANCELED)
+		}
+		if (p->rc == -ECANCELED || p->rc == -EINTR)
 			goto hole;
-		if (p->rc) {
-			int rc = p->rc;
-
+		rc = p->rc;
+		if (!rc && p->got != p->len)
+			rc = -EIO; /* never short: fetch_thread made it an error */
+		if (rc) {
 			span_release_locked(sp);
 			return rc;
 		}
 		pend = p->off + (long long)p->got;
-		if (pend <= cur)
-			break; /* the object is shorter than it was said to be */
 		n = (size_t)((end < pend ? end : pend) - cur);
 		sp->iov[sp->niov].iov_base = p->buf + (cur - p->off);
 		sp->iov[sp->niov].iov_len = n;
@@ -505,8 +645,6 @@ static int gather_locked(struct ra_file *f, long long off, long long end, struct
 		cur += (long long)n;
 		if (cur >= p->off + (long long)p->len)
 			*passed = 1;
-		if (p->got < p->len)
-			break;
 	}
 	return 0;
 hole:
@@ -514,39 +652,100 @@ hole:
 	return 1;
 }
 
+/*
+ * Buffer memory for a direct read, from the budget like every read buffer.
+ * Parts never take the last direct_reserve bytes, so this waits only for
+ * other direct reads (and lookup heads) to finish; meanwhile this file's
+ * parts go back and read-ahead stops growing (schedule_locked). Up to
+ * RA_MEM_WAIT_MS; NULL when no memory came (or the reader went away).
+ */
+static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
+{
+	struct readahead *ra = f->ra;
+	long long deadline = clock_mono_ms() + RA_MEM_WAIT_MS;
+	struct timespec ts;
+	char *p = membudget_alloc(ra->mb, n);
+
+	if (p)
+		return p;
+	/*
+	 * First give back what this file holds: when every reader waits here,
+	 * the memory they wait for must not be their own read-ahead.
+	 */
+	pthread_mutex_lock(&f->lock);
+	drop_parts_locked(f);
+	pthread_mutex_unlock(&f->lock);
+	p = membudget_alloc(ra->mb, n);
+	if (p)
+		return p;
+	__atomic_add_fetch(&ra->mem_waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&ra->lock);
+	while (!(p = membudget_alloc(ra->mb, n)) && !cancelled(cancel) &&
+	       clock_mono_ms() < deadline) {
+		/* Also a poll: a release may come between the alloc and the wait. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ra->mem_cond, &ra->lock, &ts);
+	}
+	pthread_mutex_unlock(&ra->lock);
+	__atomic_sub_fetch(&ra->mem_waiters, 1, __ATOMIC_ACQ_REL);
+	return p;
+}
+
 /* Fetch [off, end), rounded out to RA_BLOCK, with one GET by this thread. */
-static int read_direct(struct ra_file *f, long long off, long long end, struct ra_span *sp)
+static int read_direct(struct ra_file *f, long long off, long long end, const int *cancel,
+		       struct ra_span *sp)
 {
 	struct readahead *ra = f->ra;
 	long long a = off & ~(long long)(RA_BLOCK - 1);
 	long long b = (end + RA_BLOCK - 1) & ~(long long)(RA_BLOCK - 1);
+	struct store_read rd;
 	struct s3_error e;
 	size_t got = 0;
 	int rc;
 
 	if (b > f->size)
 		b = f->size;
-	sp->owned = malloc((size_t)(b - a));
-	if (!sp->owned)
+	sp->owned = direct_buffer(f, (size_t)(b - a), cancel);
+	if (!sp->owned) {
+		if (cancelled(cancel))
+			return -EINTR;
+		log_once(LOG_ERR, "reads wait for buffer memory for more than %d s: --max-memory "
+			 "(%zu bytes) is too small for the files read at once; raise it",
+			 RA_MEM_WAIT_MS / 1000, membudget_limit(ra->mb));
 		return -ENOMEM;
-	rc = store_read_range(ra->store, f->key, f->etag, a, (size_t)(b - a), sp->owned, &got, &e);
+	}
+	sp->owned_cap = (size_t)(b - a);
+	sp->mb = ra->mb;
+	pthread_mutex_lock(&f->lock);
+	store_read_init(&rd, f->etag, f->size);
+	pthread_mutex_unlock(&f->lock);
+	rd.cancel = cancel;
+	rc = store_read_range(ra->store, f->key, &rd, a, (size_t)(b - a), sp->owned, &got, &e);
+	if (rc == 0)
+		rc = check_got(f, a, (size_t)(b - a), got);
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stats.direct_gets++;
 	ra->locked.stats.bytes += got;
 	pthread_mutex_unlock(&ra->lock);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0)
+		rc = pin_locked(f, &rd);
+	pthread_mutex_unlock(&f->lock);
 	if (rc) {
-		free(sp->owned);
+		membudget_release(ra->mb, sp->owned, sp->owned_cap);
 		sp->owned = NULL;
+		sp->owned_cap = 0;
 		return rc;
 	}
-	if (a + (long long)got > off) {
-		long long stop = a + (long long)got < end ? a + (long long)got : end;
-
-		sp->iov[0].iov_base = sp->owned + (off - a);
-		sp->iov[0].iov_len = (size_t)(stop - off);
-		sp->niov = 1;
-		sp->len = (size_t)(stop - off);
-	}
+	sp->iov[0].iov_base = sp->owned + (off - a);
+	sp->iov[0].iov_len = (size_t)(end - off);
+	sp->niov = 1;
+	sp->len = (size_t)(end - off);
 	return 0;
 }
 
@@ -578,7 +777,7 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
+int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp)
 {
 	const struct ra_config *cfg = &f->ra->cfg;
 	long long end;
@@ -595,6 +794,11 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 	if (f->stale) {
 		pthread_mutex_unlock(&f->lock);
 		return -ESTALE;
+	}
+	rc = recent_failure_locked(f, off, end);
+	if (rc) {
+		pthread_mutex_unlock(&f->lock);
+		return rc;
 	}
 	if (f->window) {
 		/* Ahead: anywhere the window has asked for, or a little past it. */
@@ -621,11 +825,9 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		 * Out of order but already fetched or in flight (the kernel's
 		 * parallel read-ahead overtaking itself): serve it, keep the window.
 		 */
-		rc = gather_locked(f, off, end, sp, &passed);
-		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
-			return rc;
-		}
+		rc = gather_locked(f, off, end, cancel, sp, &passed);
+		if (rc < 0)
+			goto failed;
 		if (rc == 0) {
 			seq = 1;
 			goto served;
@@ -655,27 +857,25 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		}
 		rc = schedule_locked(f, end, end > f->hi ? end : f->hi);
 		if (rc == 0)
-			rc = gather_locked(f, off, end, sp, &passed);
+			rc = gather_locked(f, off, end, cancel, sp, &passed);
 		else
 			rc = 1;
-		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
-			return rc;
-		}
+		if (rc < 0)
+			goto failed;
 		if (rc == 0)
 			goto served;
 	}
 	pthread_mutex_unlock(&f->lock);
 
-	rc = read_direct(f, off, end, sp);
+	rc = read_direct(f, off, end, cancel, sp);
 	pthread_mutex_lock(&f->lock);
 	if (rc == -ESTALE) {
 		f->stale = 1;
 		drop_parts_locked(f);
 	}
 	if (rc) {
-		pthread_mutex_unlock(&f->lock);
-		return rc;
+		note_failure_locked(f, rc, off, end);
+		goto failed;
 	}
 served:
 	if (sp->nheld)
@@ -691,4 +891,20 @@ served:
 	retire_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	return 0;
+failed:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+void ra_interrupt(struct ra_file *f)
+{
+	struct readahead *ra = f->ra;
+
+	/* Under the lock: a reader checks its flag under it before it waits. */
+	pthread_mutex_lock(&f->lock);
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&ra->lock);
+	pthread_cond_broadcast(&ra->mem_cond);
+	pthread_mutex_unlock(&ra->lock);
 }

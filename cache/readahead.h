@@ -26,11 +26,27 @@
  * Memory: every part is reserved in the global membudget before it is
  * fetched. When the budget is full the window stops growing and, if not even
  * the part a reader is waiting for fits, that read is served by a direct GET
- * of just its bytes; the budget is never exceeded.
+ * of just its bytes, into a buffer from the same budget: parts always leave
+ * a quarter of it (at most 2 MiB) to such reads, which wait for each other
+ * when that is taken (up to 10 s, then -ENOMEM); the budget is never exceeded.
  *
- * Consistency: a GET that answers 412 marks the file stale; that read and
- * every later one on the handle fail with -ESTALE, so bytes of two versions
- * are never mixed.
+ * Consistency: every GET is pinned to the file's ETag (If-Match) and to its
+ * size, and the store checks each answer against both (s3/store.h). A file
+ * opened without an ETag (a listing that gave none) is pinned to the first
+ * answer's. A GET that answers 412, or an answer of another version, marks
+ * the file stale; that read and every later one on the handle fail with
+ * -ESTALE, so bytes of two versions are never mixed. A part is never short:
+ * only the size given at open ends the object, and fewer bytes are -EIO.
+ *
+ * Failures: a failed part is not kept (a later read asks again: the fault
+ * may be over), but for 2 s a read overlapping it gets the same error at once,
+ * so that the kernel's immediate retry of a failed read does not start a
+ * second operation budget.
+ *
+ * Interrupts: ra_read takes a cancel flag; when it is set and ra_interrupt
+ * called, a reader waiting for a part or for memory gives up with -EINTR, and
+ * its own direct GET is aborted. A part's GET is aborted when the part left
+ * the window (seek, close) and no reader waits for it.
  *
  * Thread rules: readahead_new/free are not thread-safe; everything else is.
  * Several threads may call ra_read on one ra_file at once (the kernel sends
@@ -76,7 +92,9 @@ struct ra_span {
 	size_t len;
 	struct ra_part *held[RA_IOV_MAX];
 	int nheld;
-	char *owned;
+	char *owned;			/* a direct read's buffer, owned_cap bytes of mb */
+	size_t owned_cap;
+	struct membudget *mb;
 };
 
 /*
@@ -105,12 +123,18 @@ struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *
 void ra_close(struct ra_file *f);
 
 /*
- * Read up to len bytes at off. On 0, *sp holds the bytes (sp->len may be
- * short at the end of the object, 0 at or past it); the caller replies with
- * sp->iov and then calls ra_span_release. On a negative errno nothing is held
- * (-ESTALE: the object changed since open).
+ * Read up to len bytes at off. On 0, *sp holds the bytes (sp->len is short
+ * only at the end of the object as sized at open, 0 at or past it); the
+ * caller replies with sp->iov and then calls ra_span_release. On a negative
+ * errno nothing is held (-ESTALE: the object changed since open; -EINTR:
+ * *cancel was set). cancel may be NULL.
  */
-int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp);
+int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp);
 void ra_span_release(struct ra_file *f, struct ra_span *sp);
+/*
+ * Wake the readers of f so that those whose cancel flag is set give up. Safe
+ * from any thread (a FUSE interrupt), while ra_read runs on f.
+ */
+void ra_interrupt(struct ra_file *f);
 
 #endif

@@ -8,6 +8,11 @@
  * a seek fetches just the bytes asked for. The reply is sent straight from
  * the prefetched buffers (fuse_reply_iov), without another copy. A file the
  * lookup fetched the first bytes of (--lookup-read) starts with them.
+ *
+ * A read whose caller is interrupted (the kernel sends FUSE_INTERRUPT when
+ * the reading process gets a signal, SIGKILL included) is answered with EINTR
+ * at once: its wait for a part ends and its own GET is aborted (ra_read's
+ * cancel flag), so a killed reader never waits out a stalled server.
  */
 #include "fs/fs_i.h"
 
@@ -87,16 +92,35 @@ fail:
 	fuse_reply_err(req, -rc);
 }
 
+/* A read's interrupt state: set from libfuse's thread, read by the reader. */
+struct read_intr {
+	struct ra_file *rf;
+	int cancel;		/* atomic */
+};
+
+static void on_read_interrupt(fuse_req_t req, void *data)
+{
+	struct read_intr *ri = data;
+
+	__atomic_store_n(&ri->cancel, 1, __ATOMIC_RELEASE);
+	ra_interrupt(ri->rf);
+}
+
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 	struct ra_file *rf = fh->rf;	/* fh may be released once the reply is out */
 	struct irsafs *fs = fs_of(req);
+	struct read_intr ri = { .rf = rf };
 	struct ra_span sp;
 	int rc;
 
-	rc = ra_read(rf, off, size, &sp);
+	/* Runs on_read_interrupt now if the interrupt came first. */
+	fuse_req_interrupt_func(req, on_read_interrupt, &ri);
+	rc = ra_read(rf, off, size, &ri.cancel, &sp);
+	/* After this no callback runs or will run: ri may go. */
+	fuse_req_interrupt_func(req, NULL, NULL);
 	if (rc) {
 		if (rc == -EACCES) /* show it as "----------" (fs_node.c) */
 			fs_note_denial(fs, ino, "s3:GetObject", fh->key, 0, NULL);

@@ -174,6 +174,7 @@ static int archived_class(const char *sc)
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 {
 	char what[320], one;
+	struct store_read rd;
 	struct s3_error e;
 	size_t got = 0;
 	int rc;
@@ -186,7 +187,8 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 	 * A restored copy reads normally, and neither the listing nor our HEAD
 	 * says whether there is one: ask for one byte.
 	 */
-	rc = store_read_range(fs->store, ii->key, ii->attr.etag, 0, 1, &one, &got, &e);
+	store_read_init(&rd, ii->attr.etag, ii->attr.size);
+	rc = store_read_range(fs->store, ii->key, &rd, 0, 1, &one, &got, &e);
 	if (rc == -EACCES) {
 		log_once(LOG_WARNING, "s3://%s/%s is in storage class %s and not restored (%s): "
 			 "restore it first (s3:RestoreObject) or read another path",

@@ -1,9 +1,11 @@
 /*
  * Extended attributes: read-only facts about an object or the mount.
  *
- * Files:        user.s3.uri, user.s3.etag, user.s3.last_modified,
- *               user.s3.storage_class, user.s3.content_type, and
- *               user.s3.version_id when the object has one.
+ * Files:        user.s3.uri, user.s3.etag (when it is printable ASCII),
+ *               user.s3.last_modified, user.s3.storage_class,
+ *               user.s3.content_type, and user.s3.version_id when the
+ *               object has one. Values from the server's headers hold no
+ *               control characters (http/http.h drops such values).
  * Directories:  user.s3.uri.
  * Mount root:   user.s3.uri, user.irsafs.principal,
  *               user.irsafs.credential_source, user.irsafs.credentials_expire,
@@ -118,7 +120,10 @@ static int file_xattrs(struct irsafs *fs, struct inode_info *ii, struct xattr_se
 		}
 	}
 	time_format_iso8601(ii->attr.mtime.tv_sec, when);
-	rc = xs_add(xs, "user.s3.etag", ii->attr.etag);
+	rc = 0;
+	/* Only an ETag that could be sent back is shown (a listing's is unchecked). */
+	if (etag_sendable(ii->attr.etag))
+		rc = xs_add(xs, "user.s3.etag", ii->attr.etag);
 	if (!rc)
 		rc = xs_add(xs, "user.s3.last_modified", when);
 	if (!rc)

@@ -72,6 +72,7 @@ struct s3_req {
 	size_t max_body;
 	const char *what;		/* "bytes=0-99" or "prefix=dir/" for logs */
 	int quiet;			/* a denial is the caller's to report */
+	const struct http_expect *expect;	/* the answer it can use; NULL: any */
 };
 
 const char *s3_store_endpoint(const struct store *st)
@@ -98,6 +99,7 @@ static int endpoint_parse(const char *url, char **scheme, char **host, char *why
 	n = (size_t)(end - p);
 	if (n == 0) {
 		free(*scheme);
+		*scheme = NULL; /* the caller's s3_destroy frees it too */
 		snprintf(why, whylen, "endpoint URL '%s' has no host", url);
 		return -EINVAL;
 	}
@@ -220,7 +222,7 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 		struct http_request req = {
 			.method = r->method, .url = url.data, .headers = lines, .nheaders = nh + 1,
 			.timeout_ms = timeout_ms, .max_body = r->max_body,
-			.sink = r->sink, .sink_cap = r->sink_cap,
+			.sink = r->sink, .sink_cap = r->sink_cap, .expect = r->expect,
 		};
 
 		if (s->requests)
@@ -401,10 +403,11 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 	return rc;
 }
 
+/* Attributes from a verified answer's headers (http_expect: ETag and size checked). */
 static void attr_from_headers(const struct http_response *resp, struct store_attr *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->size = resp->content_length >= 0 ? resp->content_length : 0;
+	a->size = resp->total >= 0 ? resp->total : 0;
 	if (resp->last_modified[0])
 		time_parse_rfc1123(resp->last_modified, &a->mtime.tv_sec);
 	snprintf(a->etag, sizeof(a->etag), "%s", resp->etag);
@@ -414,18 +417,33 @@ static void attr_from_headers(const struct http_response *resp, struct store_att
 	snprintf(a->version_id, sizeof(a->version_id), "%s", resp->version_id);
 }
 
+/* A size no object has: the answer is as wrong as a malformed one. */
+static int size_too_large(struct s3 *s, const char *key, long long size, struct s3_error *e)
+{
+	if (size <= STORE_SIZE_MAX)
+		return 0;
+	log_msg(LOG_ERR, "s3://%s/%s: the server gives a size of %lld bytes, more than any "
+		"object can have; not reading it", s->bucket, key, size);
+	snprintf(e->code, sizeof(e->code), "MalformedReply");
+	return 1;
+}
+
 static int s3_stat(struct store *st, const char *key, struct store_attr *out, struct s3_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
+	/* The ETag and the size are the object's identity: both must be there. */
+	struct http_expect x = { .size = -1, .need_etag = 1, .need_length = 1 };
 	struct s3_req r = {
 		.method = "HEAD", .action = "s3:GetObject", .key = key,
-		.max_body = ERROR_BODY_MAX, .what = "",
+		.max_body = ERROR_BODY_MAX, .what = "", .expect = &x,
 	};
 	struct http_response resp;
 	int rc;
 
 	http_response_init(&resp);
 	rc = s3_do(s, &r, &resp, e);
+	if (!rc && size_too_large(s, key, resp.total, e))
+		rc = -EIO;
 	if (!rc)
 		attr_from_headers(&resp, out);
 	http_response_cleanup(&resp);
@@ -485,71 +503,89 @@ out:
 	return rc;
 }
 
-static int s3_read_range(struct store *st, const char *key, const char *etag, long long off,
+/*
+ * A ranged GET, taken only when it answers exactly the range asked for, from
+ * the object rd names (struct store_read; the checks are http_expect's, and
+ * s3_do retries an answer that fails them). Without a pinned ETag the answer's
+ * is reported in rd->etag.
+ */
+static int s3_read_range(struct store *st, const char *key, struct store_read *rd, long long off,
 			 size_t len, char *dst, size_t *got, struct s3_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
+	/* A listing's ETag that could split a header is no pin: take the answer's. */
+	const char *pin = rd && etag_sendable(rd->etag) ? rd->etag : NULL;
+	long long size = rd ? rd->size : -1;
 	char range[64];
+	struct http_expect x = {
+		.range_off = off, .size = size, .etag = pin, .need_etag = 1,
+		.cancel = rd ? rd->cancel : NULL,
+	};
 	struct s3_req r = {
 		.method = "GET", .action = "s3:GetObject", .key = key, .range = range,
-		.if_match = etag && *etag ? etag : NULL, .sink = dst, .sink_cap = len,
-		.max_body = ERROR_BODY_MAX, .what = range,
+		.if_match = pin, .sink = dst, .max_body = ERROR_BODY_MAX, .what = range,
+		.expect = &x,
+	};
+	struct http_response resp;
+	int rc;
+
+	*got = 0;
+	err_clear(e);
+	if (off < 0 || off > STORE_SIZE_MAX || size > STORE_SIZE_MAX ||
+	    len > (size_t)(STORE_SIZE_MAX - off))
+		return -EINVAL;
+	/* Only the known size ends the object: no request for what is past it. */
+	if (size >= 0 && (long long)len > size - off)
+		len = off < size ? (size_t)(size - off) : 0;
+	if (len == 0)
+		return 0;
+	x.range_len = len;
+	r.sink_cap = len;
+	snprintf(range, sizeof(range), "bytes=%lld-%lld", off, off + (long long)len - 1);
+	http_response_init(&resp);
+	rc = s3_do(s, &r, &resp, e);
+	if (rc == -ENXIO) {
+		/* 416 where the object really ends (checked against the size). */
+		rc = 0;
+	} else if (!rc) {
+		*got = resp.sink_len;
+		if (rd && !pin)
+			snprintf(rd->etag, sizeof(rd->etag), "%s", resp.etag);
+	}
+	http_response_cleanup(&resp);
+	return rc;
+}
+
+/*
+ * The lookup's GET of the first len bytes: a 206 with a verified
+ * Content-Range gives the size. Anything else (a 200 that ignored the range,
+ * a 416 for an empty object) leaves the size to a HEAD.
+ */
+static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst, size_t *got,
+			struct store_attr *out, struct s3_error *e)
+{
+	struct s3 *s = (struct s3 *)st;
+	char range[64];
+	struct http_expect x = { .range_len = len, .size = -1, .need_etag = 1 };
+	struct s3_req r = {
+		.method = "GET", .action = "s3:GetObject", .key = key, .range = range,
+		.sink = dst, .sink_cap = len, .max_body = ERROR_BODY_MAX, .what = range,
+		.quiet = 1, .expect = &x,
 	};
 	struct http_response resp;
 	int rc;
 
 	*got = 0;
 	if (len == 0)
-		return 0;
-	snprintf(range, sizeof(range), "bytes=%lld-%lld", off, off + (long long)len - 1);
-	http_response_init(&resp);
-	rc = s3_do(s, &r, &resp, e);
-	if (rc == -ENXIO) {
-		/* 416: the range starts at or past the end. */
-		rc = 0;
-	} else if (!rc) {
-		if (resp.status == 200 && off != 0) {
-			/* The server ignored Range; we cannot use a body from offset 0. */
-			log_msg(LOG_ERR, "GET s3://%s/%s %s: the server ignored the range", s->bucket,
-				key, range);
-			rc = -EIO;
-		} else {
-			*got = resp.sink_len;
-		}
-	}
-	http_response_cleanup(&resp);
-	return rc;
-}
-
-static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst, size_t *got,
-			struct store_attr *out, struct s3_error *e)
-{
-	struct s3 *s = (struct s3 *)st;
-	char range[64];
-	struct s3_req r = {
-		.method = "GET", .action = "s3:GetObject", .key = key, .range = range,
-		.sink = dst, .sink_cap = len, .max_body = ERROR_BODY_MAX, .what = range,
-		.quiet = 1,
-	};
-	struct http_response resp;
-	long long size;
-	int rc;
-
-	*got = 0;
+		return -EINVAL;
 	snprintf(range, sizeof(range), "bytes=0-%zu", len - 1);
 	http_response_init(&resp);
 	rc = s3_do(s, &r, &resp, e);
-	if (!rc) {
-		size = resp.status == 206 ? content_range_total(resp.content_range) : resp.content_length;
-		if (size < 0 || (resp.status != 200 && resp.status != 206) ||
-		    resp.sink_len > (size_t)size) {
-			/* Nothing we can take a size from: let the caller HEAD it. */
-			rc = -EAGAIN;
-		} else {
-			attr_from_headers(&resp, out);
-			out->size = size;
-			*got = resp.sink_len;
-		}
+	if (!rc && (resp.status != 206 || resp.total > STORE_SIZE_MAX)) {
+		rc = -EAGAIN; /* nothing to take a size from: let the caller HEAD it */
+	} else if (!rc) {
+		attr_from_headers(&resp, out);
+		*got = resp.sink_len;
 	}
 	http_response_cleanup(&resp);
 	return rc;

@@ -72,3 +72,10 @@ void store_attr_packed_clear(struct store_attr_packed *p)
 	free(p->strings);
 	p->strings = NULL;
 }
+
+void store_read_init(struct store_read *rd, const char *etag, long long size)
+{
+	memset(rd, 0, sizeof(*rd));
+	snprintf(rd->etag, sizeof(rd->etag), "%s", etag ? etag : "");
+	rd->size = size;
+}

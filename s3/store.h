@@ -2,7 +2,7 @@
  * store: the object-store interface the filesystem sees.
  *
  * fs/ knows only this vtable: stat a key, list one page under a prefix, read
- * a byte range of a key pinned to an ETag. The S3 implementation lives in
+ * a byte range of a key pinned to an ETag and a size (struct store_read). The S3 implementation lives in
  * s3.c; later layers (metadata cache, block cache, read-ahead) are stores that
  * wrap a store. Every operation returns 0 or a negative errno chosen by the
  * one table in core/err.c, and fills *e with the detail (status, S3 code) for
@@ -19,6 +19,38 @@
 #include "s3/s3_xml.h"
 
 struct s3_error;
+
+/*
+ * The largest object size irsafs believes (1 PiB; S3 allows 50 TB). Offsets
+ * and lengths below it add up without overflow; a larger size from a server
+ * is a malformed answer.
+ */
+#define STORE_SIZE_MAX (1LL << 50)
+
+/*
+ * The terms of one read_range: which object the bytes must come from, what
+ * ends it, and who may call the read off.
+ */
+struct store_read {
+	/*
+	 * In: the ETag the bytes must carry (sent as If-Match; an answer with
+	 * another is -ESTALE), or "" when none is known yet. Then out: the ETag
+	 * the answer carried, for the caller to pin its next reads to.
+	 */
+	char etag[128];
+	/*
+	 * The object's size when known, else -1. Only the size ends a read:
+	 * with it, *got is always min(len, size - off), and an answer that
+	 * says otherwise (shorter, longer, another place or total) is retried,
+	 * then -EIO.
+	 */
+	long long size;
+	/* When it reads non-zero the read stops with -EINTR; NULL: never. */
+	const int *cancel;
+};
+
+/* Terms for a read pinned to etag (NULL or "": any version) of size bytes (-1: unknown). */
+void store_read_init(struct store_read *rd, const char *etag, long long size);
 
 struct store_attr {
 	long long size;
@@ -62,9 +94,11 @@ struct store_ops {
 			 struct s3_list_page *page, struct s3_error *e);
 	/*
 	 * Up to len bytes of key from off into dst; *got says how many (0 at or
-	 * past the end). etag, when not NULL, pins the object: -ESTALE if it changed.
+	 * past the end, short only where rd->size or, when that is unknown, the
+	 * server's total ends the object). rd (see struct store_read) pins the
+	 * object; -ESTALE if it changed. rd NULL: any version, size unknown.
 	 */
-	int (*read_range)(struct store *s, const char *key, const char *etag, long long off,
+	int (*read_range)(struct store *s, const char *key, struct store_read *rd, long long off,
 			  size_t len, char *dst, size_t *got, struct s3_error *e);
 	/*
 	 * Optional (NULL: not offered). A HEAD that also brings the first len
@@ -96,11 +130,11 @@ static inline int store_list_page(struct store *s, const char *prefix, const cha
 	return s->ops->list_page(s, prefix, token, max_keys, page, e);
 }
 
-static inline int store_read_range(struct store *s, const char *key, const char *etag,
+static inline int store_read_range(struct store *s, const char *key, struct store_read *rd,
 				   long long off, size_t len, char *dst, size_t *got,
 				   struct s3_error *e)
 {
-	return s->ops->read_range(s, key, etag, off, len, dst, got, e);
+	return s->ops->read_range(s, key, rd, off, len, dst, got, e);
 }
 
 static inline int store_stat_read(struct store *s, const char *key, size_t len, char *dst,

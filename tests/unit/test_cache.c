@@ -33,6 +33,10 @@ struct fake {
 	long long get_off[MAX_GETS];
 	size_t get_len[MAX_GETS];
 	long long bytes;
+	int fail_rc;		/* every read fails with this when not 0 */
+	int block;		/* reads wait while set (or until cancelled) */
+	int change_every;	/* a new version after every this many GETs */
+	int cancelled;		/* reads that saw their cancel flag */
 };
 
 static unsigned char byte_at(int version, long long i)
@@ -40,10 +44,11 @@ static unsigned char byte_at(int version, long long i)
 	return (unsigned char)((i * 2654435761u >> 7) + (unsigned)version * 101);
 }
 
-static int fake_read(struct store *s, const char *key, const char *etag, long long off,
+static int fake_read(struct store *s, const char *key, struct store_read *rd, long long off,
 		     size_t len, char *dst, size_t *got, struct s3_error *e)
 {
 	struct fake *f = (struct fake *)s;
+	const char *etag = rd ? rd->etag : NULL;
 	long long i, n;
 
 	err_clear(e);
@@ -53,6 +58,22 @@ static int fake_read(struct store *s, const char *key, const char *etag, long lo
 		f->get_len[f->ngets] = len;
 	}
 	f->ngets++;
+	while (f->block) {
+		/* A stalled server: the GET ends only when the caller calls it off. */
+		if (rd && rd->cancel && __atomic_load_n(rd->cancel, __ATOMIC_ACQUIRE)) {
+			f->cancelled++;
+			pthread_mutex_unlock(&f->lock);
+			return -EINTR;
+		}
+		pthread_mutex_unlock(&f->lock);
+		usleep(2000);
+		pthread_mutex_lock(&f->lock);
+	}
+	if (f->fail_rc) {
+		pthread_mutex_unlock(&f->lock);
+		e->http_status = 500;
+		return f->fail_rc;
+	}
 	if (etag && *etag && strcmp(etag, f->etag) != 0) {
 		pthread_mutex_unlock(&f->lock);
 		e->http_status = 412;
@@ -61,10 +82,34 @@ static int fake_read(struct store *s, const char *key, const char *etag, long lo
 	n = off >= f->size ? 0 : (long long)len < f->size - off ? (long long)len : f->size - off;
 	for (i = 0; i < n; i++)
 		dst[i] = (char)byte_at(f->version, off + i);
+	/* Unpinned: say which version answered, as the S3 store does. */
+	if (rd && !rd->etag[0])
+		snprintf(rd->etag, sizeof(rd->etag), "%s", f->etag);
 	f->bytes += n;
 	*got = (size_t)n;
+	if (f->change_every && f->ngets % f->change_every == 0) {
+		f->version++;
+		snprintf(f->etag, sizeof(f->etag), "\"v%d\"", f->version);
+	}
 	pthread_mutex_unlock(&f->lock);
 	return 0;
+}
+
+static void fake_set(struct fake *f, int *field, int value)
+{
+	pthread_mutex_lock(&f->lock);
+	*field = value;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static int fake_get(struct fake *f, const int *field)
+{
+	int v;
+
+	pthread_mutex_lock(&f->lock);
+	v = *field;
+	pthread_mutex_unlock(&f->lock);
+	return v;
 }
 
 static void fake_destroy(struct store *s)
@@ -98,7 +143,7 @@ static long long read_check(struct ra_file *rf, int version, long long off, size
 	int i, rc, bad = 0;
 	size_t j;
 
-	rc = ra_read(rf, off, len, &sp);
+	rc = ra_read(rf, off, len, NULL, &sp);
 	if (rc)
 		return rc;
 	for (i = 0; i < sp.niov; i++) {
@@ -459,16 +504,21 @@ TEST(reads_at_and_past_the_end)
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
 	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
-	CHECK_INT(ra_read(rf, size, 4096, &sp), 0);
+	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
-	CHECK_INT(ra_read(rf, size + 99, 4096, &sp), 0);
+	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
 	ra_close(rf);
-	/* The object is shorter than the listing said: a short read, not garbage. */
+	/*
+	 * The object is shorter than the listing said: only the size given at
+	 * open ends it, so the bytes that do not come are an error, never a
+	 * short read that looks like the end of the file.
+	 */
 	rf = ra_open(v.ra, "k", "\"v0\"", size + 5000);
-	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
+	CHECK_INT(read_check(rf, 0, 0, 1 << 20), -EIO);
+	CHECK_INT(read_check(rf, 0, size - 4096, 1 << 20), -EIO);
 	ra_close(rf);
 	env_cleanup(&v);
 }
@@ -498,6 +548,217 @@ TEST(changed_object_gives_estale_never_mixed_bytes)
 	rf2 = ra_open(v.ra, "k", v.fake.etag, size);
 	CHECK_INT(read_check(rf2, 1, 12345, 4096), 4096);
 	ra_close(rf2);
+	env_cleanup(&v);
+}
+
+TEST(an_unpinned_file_is_pinned_to_its_first_answer)
+{
+	long long size = 8LL << 20, off = 0, n;
+	struct ra_file *rf;
+	struct env v;
+
+	/* The listing gave no ETag: the first answer's pins the rest. */
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "", size);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	fake_change(&v.fake);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(n, -ESTALE);
+	CHECK(off < size);
+	ra_close(rf);
+	env_cleanup(&v);
+
+	/* A listing's ETag that could split a header pins nothing either. */
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"\r\nX: 1", size);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+/* The version whose byte at pos is b (versions differ in every byte). */
+static int version_of(unsigned char b, long long pos)
+{
+	int w;
+
+	for (w = 0; w < 256 && b != byte_at(w, pos); w++)
+		;
+	return w;
+}
+
+TEST(unpinned_parts_of_two_versions_are_never_mixed)
+{
+	long long size = 16LL << 20, off, n;
+	int round;
+
+	for (round = 0; round < 20; round++) {
+		struct ra_file *rf;
+		struct ra_span sp;
+		struct env v;
+		int version = -1, mixed = 0, rc = 0, i;
+		size_t j;
+
+		/* A new version after every GET: parallel unpinned parts differ. */
+		env_init(&v, size, 64 << 20, 256 << 10, 4);
+		v.fake.change_every = 1;
+		rf = ra_open(v.ra, "k", "", size);
+		for (off = 0; off < size; off += n) {
+			long long pos = off;
+
+			rc = ra_read(rf, off, 131072, NULL, &sp);
+			if (rc || !sp.len)
+				break;
+			/* Every byte served is of one version, the first one's. */
+			for (i = 0; i < sp.niov; i++) {
+				const unsigned char *p = sp.iov[i].iov_base;
+
+				for (j = 0; j < sp.iov[i].iov_len; j++, pos++) {
+					if (version < 0)
+						version = version_of(p[j], pos);
+					if (p[j] != byte_at(version, pos))
+						mixed = 1;
+				}
+			}
+			n = (long long)sp.len;
+			ra_span_release(rf, &sp);
+		}
+		CHECK(!mixed);
+		CHECK_INT(rc, -ESTALE); /* the change was noticed */
+		ra_close(rf);
+		env_cleanup(&v);
+	}
+}
+
+TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
+{
+	long long size = 16LL << 20;
+	struct ra_file *rf;
+	struct env v;
+	int gets;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	fake_set(&v.fake, &v.fake.fail_rc, -ETIMEDOUT);
+	/* A seek: the reader's own GET fails after its budget ... */
+	CHECK_INT(read_check(rf, 0, 5 << 20, 131072), -ETIMEDOUT);
+	gets = fake_get(&v.fake, &v.fake.ngets);
+	/* ... and the kernel's retry of its first page costs no second one. */
+	CHECK_INT(read_check(rf, 0, 5 << 20, 4096), -ETIMEDOUT);
+	CHECK_INT(fake_get(&v.fake, &v.fake.ngets), gets);
+	/* Elsewhere, reads ask. */
+	CHECK_INT(read_check(rf, 0, 9 << 20, 4096), -ETIMEDOUT);
+	CHECK(fake_get(&v.fake, &v.fake.ngets) > gets);
+	/* The fault is over: the same handle reads again (after the short memory). */
+	fake_set(&v.fake, &v.fake.fail_rc, 0);
+	usleep(2100 * 1000);
+	CHECK_INT(read_check(rf, 0, 5 << 20, 131072), 131072);
+	ra_close(rf);
+
+	/* The same through the window: a failed part is not kept. */
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	fake_set(&v.fake, &v.fake.fail_rc, -EIO);
+	CHECK_INT(read_check(rf, 0, 0, 131072), -EIO);
+	gets = fake_get(&v.fake, &v.fake.ngets);
+	CHECK_INT(read_check(rf, 0, 0, 4096), -EIO);
+	CHECK_INT(fake_get(&v.fake, &v.fake.ngets), gets);
+	fake_set(&v.fake, &v.fake.fail_rc, 0);
+	usleep(2100 * 1000);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+struct blocked_reader {
+	struct ra_file *rf;
+	long long off;
+	int cancel;
+	int rc;
+	int done;
+};
+
+static void *blocked_reader_main(void *arg)
+{
+	struct blocked_reader *b = arg;
+	struct ra_span sp;
+
+	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp);
+	if (!b->rc)
+		ra_span_release(b->rf, &sp);
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Interrupt a reader stuck on a stalled GET; 1 when it gave up within 2 s. */
+static int interrupt_reader(struct blocked_reader *b)
+{
+	int i;
+
+	usleep(50000);
+	CHECK(!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&b->cancel, 1, __ATOMIC_RELEASE);
+	ra_interrupt(b->rf);
+	for (i = 0; i < 400 && !__atomic_load_n(&b->done, __ATOMIC_ACQUIRE); i++)
+		usleep(5000);
+	return __atomic_load_n(&b->done, __ATOMIC_ACQUIRE);
+}
+
+TEST(an_interrupted_reader_is_released_at_once)
+{
+	long long size = 16LL << 20;
+	struct blocked_reader b;
+	struct ra_stats st;
+	pthread_t t;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	v.fake.block = 1;
+	/* Waiting for a read-ahead part. */
+	memset(&b, 0, sizeof(b));
+	b.rf = ra_open(v.ra, "k", "\"v0\"", size);
+	pthread_create(&t, NULL, blocked_reader_main, &b);
+	CHECK(interrupt_reader(&b));
+	pthread_join(t, NULL);
+	CHECK_INT(b.rc, -EINTR);
+	/* The part's GET goes on for the window; closing the file calls it off. */
+	ra_close(b.rf);
+	for (i = 0; i < 400 && fake_get(&v.fake, &v.fake.cancelled) < 1; i++)
+		usleep(5000);
+	CHECK(fake_get(&v.fake, &v.fake.cancelled) >= 1);
+
+	/* Its own GET (a seek). */
+	memset(&b, 0, sizeof(b));
+	b.rf = ra_open(v.ra, "k", "\"v0\"", size);
+	b.off = 7 << 20;
+	pthread_create(&t, NULL, blocked_reader_main, &b);
+	CHECK(interrupt_reader(&b));
+	pthread_join(t, NULL);
+	CHECK_INT(b.rc, -EINTR);
+	ra_close(b.rf);
+	fake_set(&v.fake, &v.fake.block, 0);
+	readahead_stats(v.ra, &st);
+	CHECK(st.cancelled >= 1);
+	env_cleanup(&v);
+}
+
+TEST(direct_reads_are_in_the_budget)
+{
+	long long size = 16LL << 20;
+	struct ra_file *rf;
+	struct ra_span sp;
+	struct env v;
+
+	env_init(&v, size, 4 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	/* A seek: the reader's own GET, into a buffer counted in the budget. */
+	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp), 0);
+	CHECK_INT(sp.len, 131072);
+	CHECK(sp.owned != NULL);
+	CHECK(membudget_used(v.mb) >= 131072);
+	ra_span_release(rf, &sp);
+	CHECK_INT(membudget_used(v.mb), 0);
+	ra_close(rf);
 	env_cleanup(&v);
 }
 
@@ -576,7 +837,7 @@ TEST(close_before_the_span_is_released)
 	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
 	for (i = 0; i < 50; i++) {
 		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
-		CHECK_INT(ra_read(rf, 0, 4096, &sp), 0);
+		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp), 0);
 		CHECK_INT(sp.len, 4096);
 		ra_close(rf);
 		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
@@ -614,10 +875,14 @@ static long long dir_bytes(const char *dir, int *nfiles)
 static int check_read(struct store *s, const char *etag, int version, long long off, size_t len,
 		      size_t want)
 {
+	struct store_read rd;
 	struct s3_error e;
 	size_t got = 0, i;
 	char *buf = malloc(len);
-	int rc = store_read_range(s, "k", etag, off, len, buf, &got, &e), bad = 0;
+	int rc, bad = 0;
+
+	store_read_init(&rd, etag, -1);
+	rc = store_read_range(s, "k", &rd, off, len, buf, &got, &e);
 
 	for (i = 0; i < got; i++)
 		if ((unsigned char)buf[i] != byte_at(version, off + (long long)i))
@@ -730,6 +995,11 @@ int main(void)
 	RUN(random_reads_fetch_what_is_asked);
 	RUN(reads_at_and_past_the_end);
 	RUN(changed_object_gives_estale_never_mixed_bytes);
+	RUN(an_unpinned_file_is_pinned_to_its_first_answer);
+	RUN(unpinned_parts_of_two_versions_are_never_mixed);
+	RUN(a_failed_read_is_answered_again_at_once_then_asked_again);
+	RUN(an_interrupted_reader_is_released_at_once);
+	RUN(direct_reads_are_in_the_budget);
 	RUN(many_handles_and_a_small_budget);
 	RUN(concurrent_reads_on_one_handle);
 	RUN(close_before_the_span_is_released);
