@@ -131,9 +131,9 @@ static char *auth_header(const struct container *c, int *rc, char *why, size_t w
 			snprintf(why, whylen, "cannot read the container authorization token file "
 				 "%s (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): %s; "
 				 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE must name the token "
-				 "itself, a regular file of at most %d bytes (on EKS the "
+				 "itself, a regular file of at most %d KiB (on EKS the "
 				 "eks-pod-identity-token volume)", c->token_file,
-				 file_read_strerror(*rc), TOKEN_MAX);
+				 file_read_strerror(*rc), TOKEN_MAX / 1024);
 			return NULL;
 		}
 		str_trim(token);

@@ -137,10 +137,10 @@ static int read_file(const char *path, int is_config, const char *name, struct p
 		const char *var = is_config ? "AWS_CONFIG_FILE" : "AWS_SHARED_CREDENTIALS_FILE";
 
 		snprintf(why, whylen, "cannot read the shared %s file %s (%s, default ~/.aws/%s): "
-			 "%s; point %s at a regular file of at most %d bytes, or unset it",
+			 "%s; point %s at a regular file of at most %d MiB, or unset it",
 			 is_config ? "config" : "credentials", path, var,
 			 is_config ? "config" : "credentials", file_read_strerror(rc), var,
-			 PROFILE_FILE_MAX);
+			 PROFILE_FILE_MAX >> 20);
 		return rc;
 	}
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {

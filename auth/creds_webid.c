@@ -167,12 +167,10 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 
 	rc = file_read_small(w->token_file, TOKEN_MAX, &token, &toklen);
 	if (rc) {
-		snprintf(why, whylen, "cannot read the web identity token file %s (%s): %s; %s "
-			 "must name the token itself, a regular file of at most %d bytes (on "
-			 "EKS the projected service account token, "
-			 "/var/run/secrets/eks.amazonaws.com/serviceaccount/token)",
-			 w->token_file, w->token_setting, file_read_strerror(rc),
-			 w->token_setting, TOKEN_MAX);
+		snprintf(why, whylen, "cannot read the web identity token file %s: %s; %s must "
+			 "name the token itself, a regular file of at most %d KiB (on EKS the "
+			 "projected service account token)", w->token_file,
+			 file_read_strerror(rc), w->token_setting, TOKEN_MAX / 1024);
 		goto out;
 	}
 	str_trim(token);

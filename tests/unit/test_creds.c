@@ -739,7 +739,7 @@ TEST(hostile_token_and_profile_files)
 		why[0] = '\0';
 		CHECK(p->fetch(p, &cr, why, sizeof(why)) < 0);
 		CHECK(strstr(why, bad[i]) != NULL);
-		CHECK(strstr(why, "(AWS_WEB_IDENTITY_TOKEN_FILE)") != NULL);
+		CHECK(strstr(why, "; AWS_WEB_IDENTITY_TOKEN_FILE must name the token") != NULL);
 		CHECK(strstr(why, i == 1 ? "is a directory" : i == 3 ? "too large" :
 				  "not a regular file") != NULL);
 		p->destroy(p);
