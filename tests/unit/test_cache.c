@@ -210,27 +210,28 @@ TEST(released_buffers_are_reused_within_the_limit)
 }
 
 /* What a lookup's GET brought: the first got bytes of the object, in a budget buffer. */
-static char *head_of(struct env *v, size_t cap, size_t got)
+static struct membuf *head_of(struct env *v, struct membuf *m, size_t cap, size_t got)
 {
-	char *b = membudget_alloc(v->mb, cap);
 	size_t i;
 
-	CHECK(b != NULL);
-	for (i = 0; b && i < got; i++)
-		b[i] = (char)byte_at(0, (long long)i);
-	return b;
+	CHECK_INT(membudget_get(v->mb, cap, m), 0);
+	for (i = 0; m->p && i < got; i++)
+		m->p[i] = (char)byte_at(0, (long long)i);
+	return m;
 }
 
 TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 {
 	long long size = 5LL << 20, off = 0, n;
+	struct membuf head;
 	struct ra_file *rf;
 	struct env v;
 	int i;
 
 	env_init(&v, size, 64 << 20, 4 << 20, 4);
-	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, 128 << 10, 128 << 10), 128 << 10,
+	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, &head, 128 << 10, 128 << 10),
 			  128 << 10);
+	CHECK(head.p == NULL && head.n == 0); /* the file owns it now */
 	/* The first read (the kernel's 16 KiB for a 1-byte read) needs no GET. */
 	CHECK_INT(read_check(rf, 0, 0, 16384), 16384);
 	/* Read-ahead then fetches the rest of the first window, and only that. */
@@ -251,7 +252,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 
 	/* A whole small object: no GET at all. */
 	env_init(&v, 5000, 64 << 20, 4 << 20, 4);
-	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, 128 << 10, 5000), 128 << 10, 5000);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, &head, 128 << 10, 5000), 5000);
 	CHECK_INT(read_check(rf, 0, 0, 131072), 5000);
 	CHECK_INT(read_check(rf, 0, 5000, 131072), 0);
 	ra_close(rf);
