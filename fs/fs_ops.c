@@ -112,6 +112,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * O_DIRECT reads as plain requests: the kernel waits for an async one
+	 * without letting a signal in, so a killed reader would hang on a
+	 * stalled server until the budget ran out. A plain one gets a
+	 * FUSE_INTERRUPT, which fs_op_read answers at once (fs_file.c).
+	 */
+	conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 }

@@ -35,8 +35,11 @@ struct transfer {
 	long long want;		/* body bytes the head promised, -1 when not known */
 	int etag_bad;		/* an ETag header arrived but was not valid */
 	int cancelled;		/* expect->cancel was set */
-	int head_late;		/* the headers missed their deadline */
-	long long head_deadline_ms;	/* monotonic; 0 = none */
+	int late;		/* past the deadline: headers missing, or body stalled */
+	long long deadline_ms;	/* monotonic; 0 = none (see on_progress) */
+	long long mark_ms;	/* the start of the current one-second window ... */
+	long long mark_bytes;	/* ... and the bytes received by then */
+	int moving;		/* the last whole window brought HTTP_STALL_RATE bytes/s */
 	const char *bad_code;	/* the expectation failed: "MalformedReply", ... */
 	char why[200];		/* ... and what differed */
 };
@@ -357,19 +360,38 @@ static int check_head(struct transfer *t)
 	return 0;
 }
 
-/* Called by curl often while a transfer runs, and at least once a second. */
+/*
+ * Called by curl often while a transfer runs, and at least once a second.
+ * Past the deadline, an exchange whose headers are not in is late; so is a
+ * body that did not move at HTTP_STALL_RATE over the last whole second. A
+ * body that keeps moving is never cut here.
+ */
 static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
 	struct transfer *t = userdata;
 	const struct http_expect *x = t->req->expect;
+	long long now;
 
 	if (x && x->cancel && __atomic_load_n(x->cancel, __ATOMIC_ACQUIRE)) {
 		t->cancelled = 1;
 		return 1;
 	}
-	if (t->head_deadline_ms && !t->head_done && clock_mono_ms() > t->head_deadline_ms) {
-		t->head_late = 1;
+	if (!t->deadline_ms)
+		return 0;
+	now = clock_mono_ms();
+	if (!t->head_done) {
+		t->mark_ms = now;
+		t->mark_bytes = (long long)dlnow;
+		t->moving = 1;
+	} else if (now - t->mark_ms >= 1000) {
+		t->moving = (long long)dlnow - t->mark_bytes >=
+			    HTTP_STALL_RATE * (now - t->mark_ms) / 1000;
+		t->mark_ms = now;
+		t->mark_bytes = (long long)dlnow;
+	}
+	if (now > t->deadline_ms && (!t->head_done || !t->moving)) {
+		t->late = 1;
 		return 1;
 	}
 	return 0;
@@ -465,15 +487,14 @@ int http_perform(struct http_client *c, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->cfg.connect_timeout_ms);
 	/*
-	 * Object bytes may take as long as they keep moving: their time limit
-	 * stops at the end of the headers (on_progress), and the stall rule
-	 * alone watches the body.
+	 * Object bytes may take as long as they keep moving: past their time
+	 * limit only missing headers or a stalled body end them (on_progress).
 	 */
 	if (req->timeout_ms > 0 && req->sink)
-		t.head_deadline_ms = clock_mono_ms() + req->timeout_ms;
+		t.deadline_ms = clock_mono_ms() + req->timeout_ms;
 	else if (req->timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-	if (t.head_deadline_ms || (req->expect && req->expect->cancel)) {
+	if (t.deadline_ms || (req->expect && req->expect->cancel)) {
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -530,7 +551,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		e->http_status = 0;
 		resp->status = 0;
 		rc = -EINTR;
-	} else if (t.head_late) {
+	} else if (t.late) {
 		e->curl_code = CURLE_OPERATION_TIMEDOUT;
 		e->http_status = 0;
 		resp->status = 0;

@@ -362,6 +362,29 @@ TEST(late_headers_and_stalled_bodies_time_out)
 	http_response_cleanup(&r);
 }
 
+TEST(a_stalled_body_is_cut_at_the_deadline)
+{
+	struct http_config cfg = { .connect_timeout_ms = 2000, .stall_timeout_ms = 30000,
+				   .user_agent = "irsafs-test" };
+	struct http_client *slow_to_notice = http_client_new(&cfg), *saved = client;
+	struct http_expect x = { .range_off = 0, .range_len = 50, .size = 1000, .need_etag = 1 };
+	struct http_response r;
+	struct s3_error e;
+	char sink[64];
+	long long t0;
+
+	/* The stall rule would wait 30 s; the request's limit (1 s) ends it. */
+	http_response_init(&r);
+	client = slow_to_notice;
+	push_stalled(8000);
+	t0 = clock_mono_ms();
+	CHECK_INT(get(&x, sink, 50, 1000, &r, &e), -ETIMEDOUT);
+	CHECK(elapsed_ms(t0) < 6000);
+	client = saved;
+	http_client_free(slow_to_notice);
+	http_response_cleanup(&r);
+}
+
 struct canceller {
 	int *flag;
 	long after_ms;
@@ -428,6 +451,7 @@ int main(void)
 	RUN(an_answer_of_another_version_is_a_changed_object);
 	RUN(a_slow_body_is_never_cut_while_it_moves);
 	RUN(late_headers_and_stalled_bodies_time_out);
+	RUN(a_stalled_body_is_cut_at_the_deadline);
 	RUN(a_cancelled_request_stops_at_once);
 	http_client_free(client);
 	fakesrv_stop(srv);
