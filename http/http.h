@@ -17,10 +17,11 @@
  * then any other answer fails with -EPROTO before its body is taken.
  *
  * Time: a request without a sink (errors, listings, credentials) has a limit
- * on the whole exchange. Object bytes (a sink) are limited only until the
- * response headers are in; after that a body is cut only when it stalls
- * (slower than HTTP_STALL_RATE bytes/s for the configured stall time), never
- * because it is slow but moving.
+ * on the whole exchange. Object bytes (a sink) have the same limit, but past
+ * it only missing headers or a body that is not moving (under HTTP_STALL_RATE
+ * bytes/s over the last second) end the exchange; and at any time a body
+ * slower than HTTP_STALL_RATE for the configured stall time is cut. A slow
+ * but moving body is never cut.
  *
  * Nothing secret is logged here: request headers are never logged, and curl's
  * verbose output is never enabled. http_client_new/free are not thread-safe;
@@ -54,8 +55,9 @@ struct http_request {
 	const char *body;		/* POST body or NULL */
 	size_t body_len;
 	/*
-	 * Whole request; with a sink, only until the response headers are in
-	 * (then only the stall rule applies). 0 = none (do not).
+	 * Whole request; with a sink, past it only an exchange without its
+	 * headers or with a stalled body is cut (a moving body goes on).
+	 * 0 = none (do not).
 	 */
 	long timeout_ms;
 	size_t max_body;		/* cap for the buf body */
