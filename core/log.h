@@ -50,4 +50,12 @@ void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(prin
  */
 void log_once(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Like log_once, but "once" is decided by key, not by the text: for a line
+ * that ends with something that differs every time (a request id) while the
+ * event it reports is the same (one denial of one key).
+ */
+void log_once_key(int level, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -549,9 +549,14 @@ static void check_list(struct doctor *d, struct store *st)
 		    d->strict ? "With --strict the mount fails." : "A mount still works: "
 		    "listing gives EACCES, paths the role may read stay reachable by name.");
 		return;
-	case ERR_CREDENTIALS:
-		add(d, "list", ST_FAIL, NULL, "S3 did not accept the credentials (%s): check the "
-		    "region and the clock", what);
+	case ERR_CREDS_EXPIRED:
+		add(d, "list", ST_FAIL, NULL, "S3 says the credentials have expired (%s): check "
+		    "the clock", what);
+		return;
+	case ERR_CREDS_REJECTED:
+		add(d, "list", ST_FAIL, NULL, "S3 rejected the credentials (%s): the key is "
+		    "unknown to this endpoint or the signature does not match; check that STS and "
+		    "S3 are the same partition and endpoint, and the region", what);
 		return;
 	case ERR_REDIRECT:
 		add(d, "list", ST_FAIL, NULL, "the bucket is in another region (%s%s%s): set "

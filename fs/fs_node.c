@@ -8,8 +8,8 @@
  * --lookup-read bytes (a HEAD when that is 0). The GET answers what a HEAD
  * would, and keeps the bytes for an open that follows (cache/headcache.h): a
  * cold `cat path` then costs one round trip before its first byte, not three.
- * Anything else but AccessDenied (an empty or archived object, say) is asked
- * again with a HEAD. The GET's denial is reported only once the probe has
+ * An empty or archived object is asked again with a HEAD; a GET that failed
+ * for throttling or a server fault is not (that would be a second budget). The GET's denial is reported only once the probe has
  * said the name is no directory, so a prefix-scoped role walking into its
  * prefix sees no warning about the directory's own name. This
  * keeps a path reachable by its full name even under a directory the role
@@ -137,11 +137,50 @@ void fs_reply_negative(fuse_req_t req)
 	fuse_reply_entry(req, &e);
 }
 
+/*
+ * Storage classes whose objects S3 may refuse with InvalidObjectState until
+ * restored: GLACIER, DEEP_ARCHIVE, and Intelligent-Tiering's archive tiers.
+ * (GLACIER_IR reads like STANDARD.)
+ */
+static int archivable_class(const char *sc)
+{
+	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE") ||
+	       !strcmp(sc, "INTELLIGENT_TIERING");
+}
+
+/*
+ * Was the refusal of ino's bytes (detail e, or NULL when the reader does not
+ * have it) an archived object rather than a denial? Then it is not one.
+ */
+static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const struct s3_error *e)
+{
+	struct inode_info ii;
+	int archived;
+
+	if (e)
+		return err_classify(e) == ERR_ARCHIVED;
+	/*
+	 * A read through the prefetcher reports only EACCES; the store has
+	 * logged which it was. An object that may be archived is not marked.
+	 */
+	if (!ino || inode_get(fs->inodes, ino, &ii) != 0)
+		return 0;
+	archived = !ii.is_dir && archivable_class(ii.attr.storage_class);
+	inode_info_cleanup(&ii);
+	return archived;
+}
+
 void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
 		    int is_list, const struct s3_error *e)
 {
-	char text[512], what[320], when[21];
+	char text[512], what[320], when[21], ids[256];
 
+	/* Not restored is not denied: no "----------", no last_denial (README). */
+	if (refusal_is_archive(fs, ino, e))
+		return;
+	ids[0] = '\0';
+	if (e)
+		err_ids(e, ids, sizeof(ids));
 	if (!e)
 		snprintf(what, sizeof(what), "EACCES");
 	else if (e->http_status == 403 && !e->code[0])
@@ -150,12 +189,12 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 		err_describe(e, what, sizeof(what));
 	time_format_iso8601(time(NULL), when);
 	if (is_list)
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s", when, action,
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s%s", when, action,
 			 fs->opts->bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
-			 what);
+			 what, ids);
 	else
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s", when, action,
-			 fs->opts->bucket, key, what);
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s%s", when, action,
+			 fs->opts->bucket, key, what, ids);
 	inode_set_last_denial(fs->inodes, text);
 	if (!ino)
 		return;
@@ -165,7 +204,7 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
-/* Archived storage classes: their bytes cannot be read until restored. */
+/* Always archived until restored (an Intelligent-Tiering object only may be). */
 static int archived_class(const char *sc)
 {
 	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE");
@@ -173,9 +212,9 @@ static int archived_class(const char *sc)
 
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 {
-	char what[320], one;
 	struct s3_error e;
 	size_t got = 0;
+	char one;
 	int rc;
 
 	if (ii->denied)
@@ -184,16 +223,13 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 		return 0;
 	/*
 	 * A restored copy reads normally, and neither the listing nor our HEAD
-	 * says whether there is one: ask for one byte.
+	 * says whether there is one: ask for one byte. Not restored, the store
+	 * logs the storage class and "restore it first"; open fails with
+	 * EACCES, and the node is not marked denied (fs_note_denial knows).
 	 */
 	rc = store_read_range(fs->store, ii->key, ii->attr.etag, 0, 1, &one, &got, &e);
-	if (rc == -EACCES) {
-		log_once(LOG_WARNING, "s3://%s/%s is in storage class %s and not restored (%s): "
-			 "restore it first (s3:RestoreObject) or read another path",
-			 fs->opts->bucket, ii->key, ii->attr.storage_class,
-			 err_describe(&e, what, sizeof(what)));
+	if (rc == -EACCES)
 		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
-	}
 	return rc;
 }
 
@@ -277,6 +313,15 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 		store_report_denial(fs->store, "s3:GetObject", file_key, e);
 		return rc;
 	}
+	/*
+	 * Throttled, broken, unreachable, untrusted or without credentials:
+	 * the GET spent the operation's budget on it, and a HEAD would start a
+	 * second one against the same fault.
+	 */
+	if (err_is_retryable(e) || rc == -EKEYEXPIRED || rc == -EKEYREJECTED ||
+	    err_classify(e) == ERR_TLS)
+		return rc;
+	/* Empty (416), archived (InvalidObjectState) or no usable size: ask with a HEAD. */
 	return store_stat(fs->store, file_key, a, e);
 }
 
