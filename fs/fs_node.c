@@ -148,25 +148,59 @@ static int archivable_class(const char *sc)
 	       !strcmp(sc, "INTELLIGENT_TIERING");
 }
 
+/* Archived, not denied: say so once, with the storage class, never "add it to the policy". */
+static void log_archived(struct irsafs *fs, const char *key, const char *node_class,
+			 const struct s3_error *e)
+{
+	char what[320], ids[256], cls[128], once[1100];
+	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
+
+	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
+		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
+			 e->access_tier[0] ? " (archive tier " : "", e->access_tier,
+			 e->access_tier[0] ? ")" : "");
+	else
+		snprintf(cls, sizeof(cls), "in an archive storage class");
+	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->opts->bucket, key);
+	log_once_key(LOG_WARNING, once, "s3://%s/%s is %s and not restored (%s): restore it first "
+		     "(s3:RestoreObject, then wait for the restore), or read another path%s",
+		     fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
+		     err_ids(e, ids, sizeof(ids)));
+}
+
 /*
- * Was the refusal of ino's bytes (detail e, or NULL when the reader does not
- * have it) an archived object rather than a denial? Then it is not one.
+ * Were a file's bytes refused (EACCES, detail e, or NULL when the reader
+ * does not have it) because the object is archived rather than denied? Then
+ * it is logged as such and not marked. A reader through the prefetcher gets
+ * only EACCES: for an object whose class may be archived, one byte is asked
+ * for again to learn which refusal it was (on the failure path only).
  */
-static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const struct s3_error *e)
+static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const char *key,
+			      const struct s3_error *e)
 {
 	struct inode_info ii;
-	int archived;
+	struct s3_error probe;
+	int have = 0, archived = 0;
+	size_t got = 0;
+	char one;
 
-	if (e)
-		return err_classify(e) == ERR_ARCHIVED;
-	/*
-	 * A read through the prefetcher reports only EACCES; the store has
-	 * logged which it was. An object that may be archived is not marked.
-	 */
-	if (!ino || inode_get(fs->inodes, ino, &ii) != 0)
-		return 0;
-	archived = !ii.is_dir && archivable_class(ii.attr.storage_class);
-	inode_info_cleanup(&ii);
+	if (ino && inode_get(fs->inodes, ino, &ii) == 0) {
+		if (ii.is_dir) {
+			inode_info_cleanup(&ii);
+			return 0;
+		}
+		have = 1;
+	}
+	if (!e && have && archivable_class(ii.attr.storage_class) &&
+	    store_read_range(fs->store, key, ii.attr.etag[0] ? ii.attr.etag : NULL, 0, 1, &one,
+			     &got, &probe) == -EACCES)
+		e = &probe;
+	if (e && err_classify(e) == ERR_ARCHIVED) {
+		log_archived(fs, key, have ? ii.attr.storage_class : "", e);
+		archived = 1;
+	}
+	if (have)
+		inode_info_cleanup(&ii);
 	return archived;
 }
 
@@ -176,7 +210,7 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 	char text[512], what[320], when[21], ids[256];
 
 	/* Not restored is not denied: no "----------", no last_denial (README). */
-	if (refusal_is_archive(fs, ino, e))
+	if (!is_list && refusal_is_archive(fs, ino, key, e))
 		return;
 	ids[0] = '\0';
 	if (e)
@@ -223,9 +257,9 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 		return 0;
 	/*
 	 * A restored copy reads normally, and neither the listing nor our HEAD
-	 * says whether there is one: ask for one byte. Not restored, the store
-	 * logs the storage class and "restore it first"; open fails with
-	 * EACCES, and the node is not marked denied (fs_note_denial knows).
+	 * says whether there is one: ask for one byte. Not restored, open fails
+	 * with EACCES, fs_note_denial logs the storage class and "restore it
+	 * first", and the node is not marked denied.
 	 */
 	rc = store_read_range(fs->store, ii->key, ii->attr.etag, 0, 1, &one, &got, &e);
 	if (rc == -EACCES)

@@ -165,23 +165,6 @@ static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds 
 	log_once_key(LOG_WARNING, line, "%s%s", line, err_ids(e, ids, sizeof(ids)));
 }
 
-/* An archived object is not a denial: say what it is, and never "add it to the policy". */
-static void log_archived(struct s3 *s, const struct s3_req *r, const struct s3_error *e)
-{
-	char what[320], cls[96], key[1200], ids[256];
-
-	if (e->storage_class[0])
-		snprintf(cls, sizeof(cls), "in storage class %s%s%s", e->storage_class,
-			 e->access_tier[0] ? ", access tier " : "", e->access_tier);
-	else
-		snprintf(cls, sizeof(cls), "in an archive storage class");
-	snprintf(key, sizeof(key), "archived s3://%s/%s", s->bucket, r->key ? r->key : "");
-	log_once_key(LOG_WARNING, key, "s3://%s/%s is %s and not restored (%s): restore it first "
-		     "(s3:RestoreObject, then wait for the restore), or read another path%s",
-		     s->bucket, r->key ? r->key : "", cls, err_describe(e, what, sizeof(what)),
-		     err_ids(e, ids, sizeof(ids)));
-}
-
 /* S3 does not take these credentials at all (not expired: rejected). */
 static void log_rejected(struct s3 *s, const char *req, const struct creds *cr,
 			 const struct s3_error *e)
@@ -355,9 +338,9 @@ static void adopt_region(struct s3 *s, const char *region, const char *host)
 	snprintf(s->redirect_region, sizeof(s->redirect_region), "%s", region);
 	s->redirect_host = copy;
 	__atomic_store_n(&s->redirected, 1, __ATOMIC_RELEASE);
-	log_msg(LOG_WARNING, "bucket %s answers in region %s, not %s: requests are signed for %s "
-		"from now on (pass --region %s to skip this detour)", s->bucket, region, s->region,
-		region, region);
+	/* The redirect itself was logged (once) as a warning; this is its outcome. */
+	log_msg(LOG_NOTICE, "bucket %s answers in region %s: requests are signed for %s from now "
+		"on (pass --region %s to skip this detour)", s->bucket, region, region, region);
 out:
 	pthread_mutex_unlock(&s->redirect_lock);
 }
@@ -518,8 +501,11 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 				log_denial(s, r, op.cr, e);
 			break;
 		case ERR_ARCHIVED:
-			if (!r->quiet)
-				log_archived(s, r, e);
+			/*
+			 * Not a denial, and the caller knows the object: it logs
+			 * the storage class (the answer may not name it) and
+			 * "restore it first" (fs/fs_node.c).
+			 */
 			break;
 		case ERR_CREDS_REJECTED:
 			log_rejected(s, op.what, op.cr, e);
