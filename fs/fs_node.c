@@ -207,7 +207,7 @@ static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const char *key,
 void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
 		    int is_list, const struct s3_error *e)
 {
-	char text[512], what[320], when[21], ids[256];
+	char text[1600], what[320], when[21], ids[256];
 
 	/* Not restored is not denied: no "----------", no last_denial (README). */
 	if (!is_list && refusal_is_archive(fs, ino, key, e))
