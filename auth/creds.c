@@ -4,9 +4,9 @@
  * State: `current` (may be NULL), `refresh_at` (when to start refreshing),
  * `refreshing` (one fetch in flight), `stale` (the server rejected current:
  * do not hand it out), `failures` and `retry_at` (the last refresh failed;
- * do not try again before retry_at), `forced` (the fetch in flight replaces
- * rejected credentials) and `probation` (current replaced rejected ones and
- * no server has accepted it yet). Invariants:
+ * do not try again before retry_at), and `probation` (current replaced
+ * credentials a server rejected, and no server has accepted it yet).
+ * Invariants:
  *  - current, when set, is a complete struct creds; it is replaced, never
  *    modified, so a reader holding a reference is never disturbed;
  *  - at most one fetch runs at a time (refreshing = 1), in the one
@@ -123,7 +123,6 @@ struct creds_cache {
 		time_t refresh_at;
 		int refreshing;
 		int stale;
-		int forced;		/* the fetch in flight replaces rejected credentials */
 		int background;		/* background refreshes allowed */
 		int thread_live;	/* thread must be joined */
 		pthread_t thread;

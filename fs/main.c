@@ -57,7 +57,7 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	const struct opts *o = fs->opts;
 	struct s3_list_page page;
 	struct s3_error e;
-	char what[320];
+	char what[600], ids[256];
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -77,7 +77,11 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
+	/* Say which request failed: the answer, then its request ids. */
 	err_describe(&e, what, sizeof(what));
+	err_ids(&e, ids, sizeof(ids));
+	if (strlen(what) + strlen(ids) < sizeof(what))
+		strcat(what, ids);
 	switch (err_classify(&e)) {
 	case ERR_NO_BUCKET:
 		log_msg(LOG_ERR, "bucket %s does not exist at %s (%s): check the bucket name "

@@ -517,9 +517,11 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 				     "--region (or AWS_REGION) to the bucket's region, or "
 				     "--endpoint-url to its endpoint%s", op.what,
 				     err_describe(e, desc, sizeof(desc)),
-				     e->region[0] ? "again after following it"
-						  : "without naming a region (no x-amz-bucket-region, "
-						    "no <Region>)",
+				     !e->region[0] ? "without naming a region (no "
+						     "x-amz-bucket-region, no <Region>)"
+				     : op.host ? "again after it was sent where the first "
+						 "redirect said"
+					       : "to a region that cannot be used",
 				     err_ids(e, ids, sizeof(ids)));
 			break;
 		case ERR_TLS:
