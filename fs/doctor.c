@@ -590,7 +590,13 @@ static void check_read(struct doctor *d, struct store *st)
 		return;
 	}
 	err_describe(&e, what, sizeof(what));
-	if (rc == -EACCES)
+	if (err_classify(&e) == ERR_ARCHIVED)
+		/* Not a denial: no policy change reads it. */
+		add(d, "read", ST_WARN, NULL, "s3://%s/%s is archived%s%s and not restored (%s): "
+		    "restore it first (s3:RestoreObject); objects that are not archived read "
+		    "normally", d->bucket, d->first_key, e.storage_class[0] ? " in storage class " :
+		    "", e.storage_class, what);
+	else if (rc == -EACCES)
 		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s): add "
 		    "s3:GetObject on arn:aws:s3:::%s/%s* to the role's policy. A mount still "
 		    "works, but reading files gives EACCES", d->bucket, d->first_key, what,

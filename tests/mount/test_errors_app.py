@@ -452,3 +452,23 @@ def test_untrusted_certificate_fails_fast_and_names_aws_ca_bundle(testbed, tmp_p
     assert "AWS_CA_BUNDLE" in p.stderr, p.stderr
     assert "retry in" not in p.stderr, p.stderr
     assert len(handshakes) == 1, (len(handshakes), p.stderr)
+
+
+def test_doctor_says_restore_not_policy_for_an_archived_object(testbed, proxy):
+    """irsafs doctor reads one byte of the first object: when that object is
+    archived, it says to restore it, not to change the role's policy."""
+    from conftest import irsafs_bin
+    owner = testbed.owner
+    ensure_bucket(owner, BUCKET)
+    owner.put_object(BUCKET, "arch/ice.bin", b"frozen")
+    proxy.add("replace", kind="get", path=r"/arch/ice\.bin$", status=403,
+              body=error_xml("InvalidObjectState", "The operation is not valid for the "
+                             "object's storage class", StorageClass="DEEP_ARCHIVE"))
+    p = subprocess.run([irsafs_bin(), "doctor", BUCKET, "--prefix", "arch"],
+                       env=owner_env(testbed, proxy), capture_output=True, text=True,
+                       timeout=OUTER)
+    out = p.stdout + p.stderr
+    read = [l for l in out.splitlines() if "] read" in l]
+    assert len(read) == 1, out
+    assert "restore it first" in read[0] and "DEEP_ARCHIVE" in read[0], read[0]
+    assert "role's policy" not in read[0], read[0]
