@@ -159,6 +159,10 @@ const char *err_describe(const struct s3_error *e, char *out, unsigned len)
 			 curl_easy_strerror((CURLcode)e->curl_code));
 	else if (e->http_status == 0 && e->curl_code)
 		snprintf(out, len, "transport error: %s", curl_easy_strerror((CURLcode)e->curl_code));
+	else if (e->http_status == 0 && e->code[0])
+		/* Ours, not a server's (NoCredentials): no status to show. */
+		snprintf(out, len, "%s%s%s%s", e->code, e->message[0] ? " (" : "", e->message,
+			 e->message[0] ? ")" : "");
 	else if (e->code[0] && e->message[0])
 		snprintf(out, len, "%d %s (%s)", e->http_status, e->code, e->message);
 	else if (e->code[0])

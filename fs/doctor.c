@@ -550,8 +550,8 @@ static void check_list(struct doctor *d, struct store *st)
 		    "listing gives EACCES, paths the role may read stay reachable by name.");
 		return;
 	case ERR_CREDS_EXPIRED:
-		add(d, "list", ST_FAIL, NULL, "S3 says the credentials have expired (%s): check "
-		    "the clock", what);
+		add(d, "list", ST_FAIL, NULL, "the credentials have expired or were rejected as "
+		    "expired (%s): check the clock and the credential source", what);
 		return;
 	case ERR_CREDS_REJECTED:
 		add(d, "list", ST_FAIL, NULL, "S3 rejected the credentials (%s): the key is "

@@ -275,6 +275,12 @@ TEST(describe_and_ids)
 	snprintf(e.request_id, sizeof(e.request_id), "RID");
 	err_describe(&e, out, sizeof(out));
 	CHECK_STR(out, "403 AccessDenied");
+	/* Our own code (no server answered): no status 0 in front of it. */
+	err_clear(&e);
+	snprintf(e.code, sizeof(e.code), "NoCredentials");
+	snprintf(e.message, sizeof(e.message), "STS did not answer");
+	err_describe(&e, out, sizeof(out));
+	CHECK_STR(out, "NoCredentials (STS did not answer)");
 }
 
 int main(void)
