@@ -57,7 +57,7 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	const struct opts *o = fs->opts;
 	struct s3_list_page page;
 	struct s3_error e;
-	char what[600], ids[256];
+	char what[320], ids[256];
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -77,28 +77,26 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
-	/* Say which request failed: the answer, then its request ids. */
+	/* Say which request failed: each line ends with its request ids. */
 	err_describe(&e, what, sizeof(what));
 	err_ids(&e, ids, sizeof(ids));
-	if (strlen(what) + strlen(ids) < sizeof(what))
-		strcat(what, ids);
 	switch (err_classify(&e)) {
 	case ERR_NO_BUCKET:
 		log_msg(LOG_ERR, "bucket %s does not exist at %s (%s): check the bucket name "
-			"and the endpoint", o->bucket, endpoint, what);
+			"and the endpoint%s", o->bucket, endpoint, what, ids);
 		return 1;
 	case ERR_DENIED:
 		if (o->strict) {
 			log_msg(LOG_ERR, "%s may not list s3://%s/%s (%s), and --strict makes that "
 				"fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
-				"policy, or mount a prefix the role may list", principal, o->bucket,
+				"policy, or mount a prefix the role may list%s", principal, o->bucket,
 				o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
-				: "", o->prefix, *o->prefix ? "*)" : "");
+				: "", o->prefix, *o->prefix ? "*)" : "", ids);
 			return 1;
 		}
 		log_msg(LOG_WARNING, "%s may not list s3://%s/%s (%s): mounting anyway; listing "
 			"that directory will fail with EACCES, paths the role may read stay "
-			"reachable by name", principal, o->bucket, o->prefix, what);
+			"reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
 		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
 		return 0;
@@ -108,8 +106,8 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	if (rc == -EKEYEXPIRED)
 		log_msg(LOG_ERR, "no valid credentials to list s3://%s/%s", o->bucket, o->prefix);
 	else
-		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s", o->bucket, o->prefix,
-			endpoint, what);
+		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s%s", o->bucket, o->prefix,
+			endpoint, what, ids);
 	return 1;
 }
 
