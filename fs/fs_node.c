@@ -9,11 +9,11 @@
  * would, and keeps the bytes for an open that follows (cache/headcache.h): a
  * cold `cat path` then costs one round trip before its first byte, not three.
  * An empty or archived object is asked again with a HEAD; a GET that failed
- * for throttling or a server fault is not (that would be a second budget). The GET's denial is reported only once the probe has
- * said the name is no directory, so a prefix-scoped role walking into its
- * prefix sees no warning about the directory's own name. This
- * keeps a path reachable by its full name even under a directory the role
- * may not list. A name with no node remembers its answer
+ * for throttling or a server fault is not (that would be a second budget).
+ * The GET's denial is reported only once the probe has said the name is no
+ * directory, so a prefix-scoped role walking into its prefix sees no warning
+ * about the directory's own name. This keeps a path reachable by its full
+ * name even under a directory the role may not list. A name with no node remembers its answer
  * in the table's negative entries: "no such key" for the negative TTL, a
  * denial for the metadata TTL (the kernel caches only the former).
  *
