@@ -403,12 +403,37 @@ def template(name, **values):
     return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: values[m.group(1)], text)
 
 
-def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mount, tmp_path):
+# (PREFIX as a user types it, the policy file, the key the role may read,
+# one the role must not read)
+RENDERINGS = [
+    ("team-a", "iam-policy.json", "team-a/x.txt", "team-b/x.txt"),
+    ("team-a/", "iam-policy.json", "team-a/sub/y.txt", "team-b/x.txt"),
+    ("", "iam-policy-bucket.json", "hello.txt", None),
+]
+
+
+def key_prefix(prefix):
+    """What the README derives: one trailing slash, or empty for the whole bucket."""
+    out = subprocess.run(["sh", "-c", "printf %s \"$1\" | sed 's|^/*||; s|/*$||; s|.$|&/|'",
+                          "sh", prefix], capture_output=True, text=True, check=True).stdout
+    return out
+
+
+@pytest.mark.parametrize("prefix,policy_file,allowed,denied", RENDERINGS,
+                         ids=["prefix", "prefix-with-slash", "whole-bucket"])
+def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mount, tmp_path,
+                                                                     prefix, policy_file,
+                                                                     allowed, denied):
     import s3admin
     values = dict(AWS_ACCOUNT_ID="", OIDC_PROVIDER="127.0.0.1:8088", NAMESPACE="demo",
-                  SERVICE_ACCOUNT="irsafs-template", BUCKET="demo-bucket", PREFIX="team-a")
+                  SERVICE_ACCOUNT="irsafs-template", BUCKET="demo-bucket", PREFIX=prefix,
+                  KEY_PREFIX=key_prefix(prefix))
     trust = template("trust-policy.json", **values)
-    policy = template("iam-policy.json", **values)
+    policy = template(policy_file, **values)
+    doc = json.loads(policy)
+    for st in doc["Statement"]:
+        for r in [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]:
+            assert "//" not in r.split(":::", 1)[-1], r
     iam = s3admin.Client.from_env_file(os.path.join(testbed.dir, "state", "iamadmin.env"))
     role = "irsafs-eks-template"
     r = iam.iam("CreateRole", {"RoleName": role, "Path": "/", "AssumeRolePolicyDocument": trust},
@@ -423,16 +448,21 @@ def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mo
     env = pod_env(testbed, AWS_ROLE_ARN=f"arn:aws:iam:::role/{role}",
                   AWS_WEB_IDENTITY_TOKEN_FILE=token)
 
-    m = mount("demo-bucket", "--prefix", "team-a", env=env)
-    assert sorted(os.listdir(m.dir)) == ["sub", "x.txt"]
-    for rel in ("x.txt", "sub/y.txt"):
-        assert sha256_file(m.path(rel)) == testbed.objects()["team-a/" + rel]["sha256"]
-    # The rest of the bucket is out of reach: listing team-b is denied.
-    proc = subprocess.run([irsafs_bin(), "exec", "--prefix", "team-b", "demo-bucket",
-                           str(tmp_path), "--", "ls", str(tmp_path)],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode != 0
-    assert "Permission denied" in proc.stderr
+    m = mount("demo-bucket", "--prefix", prefix, env=env)
+    mounted = key_prefix(prefix)
+    # Every file's top-level name lists (folder markers add empty directories).
+    want = {x.split("/")[0] for x in testbed.visible_files(prefix=mounted)}
+    assert want <= set(os.listdir(m.dir))
+    rel = allowed[len(mounted):]
+    assert sha256_file(m.path(rel)) == testbed.objects()[allowed]["sha256"]
+    if denied:
+        # The rest of the bucket is out of reach: listing it is denied.
+        rest = denied.rsplit("/", 1)[0]
+        proc = subprocess.run([irsafs_bin(), "exec", "--prefix", rest, "demo-bucket",
+                               str(tmp_path), "--", "ls", str(tmp_path)],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode != 0
+        assert "Permission denied" in proc.stderr
     # The trust policy admits only its service account.
     other = str(tmp_path / "other-token")
     testbed.mint(other, "-s", "system:serviceaccount:demo:someone-else")
