@@ -393,6 +393,78 @@ def test_mount_helper_fake_mount_does_nothing(testbed, tmp_path):
     assert not os.path.ismount(tmp_path)
 
 
+def help_options():
+    """(name, takes a value) for every long option irsafs --help lists."""
+    out = subprocess.run([irsafs_bin(), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    opts = []
+    for line in out.splitlines():
+        if not line.startswith("  -"):
+            continue
+        term = re.split(r"\s{2,}", line.strip())[0]
+        for m in re.finditer(r"--([a-z][a-z-]*)( [A-Z]+)?", term):
+            opts.append((m.group(1), bool(m.group(2))))
+    assert len(opts) > 20, out
+    return opts
+
+
+# The helper runs irsafs detached; these make no sense as mount options.
+NOT_MOUNT_OPTIONS = {"foreground", "help", "version"}
+
+
+def test_mount_helper_accepts_every_option_irsafs_has(testbed, tmp_path):
+    helper = mount_helper()
+    opts = [(n, v) for n, v in help_options() if n not in NOT_MOUNT_OPTIONS]
+    mapped = []
+    for i, (name, takes_value) in enumerate(opts):
+        # Underscores, as fstab lines spell them; dashes work too.
+        spelled = name.replace("-", "_") if i % 2 else name
+        mapped.append((f"{spelled}=v{i}" if takes_value else spelled,
+                       f"--{name} v{i}" if takes_value else f"--{name}"))
+    proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-v", "-o",
+                           ",".join(o for o, _ in mapped)],
+                          capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN="irsafs"))
+    assert proc.returncode == 0, proc.stderr
+    for o, flag in mapped:
+        assert f" {flag} " in proc.stdout, (o, flag, proc.stdout)
+    for name in NOT_MOUNT_OPTIONS:
+        proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", name],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and f"unknown mount option '{name}'" in proc.stderr
+
+
+def test_mount_helper_refuses_a_value_for_a_flag_and_none_for_an_option(testbed, tmp_path):
+    helper = mount_helper()
+    for o, want in (("strict=yes", "takes no value"), ("prefix", "needs a value")):
+        proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", o],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and want in proc.stderr, proc.stderr
+
+
+def test_the_same_mount_twice_leaves_one_mount(testbed, tmp_path):
+    helper = mount_helper()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = pod_env(testbed, IRSAFS_BIN=irsafs_bin())
+    argv = [helper, "demo-bucket", str(mnt), "-o", "prefix=dir,_netdev"]
+    try:
+        first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert first.returncode == 0, first.stderr
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 1
+        assert f"{mnt} is already an irsafs mount (of demo-bucket)" in second.stderr
+        with open("/proc/self/mountinfo") as f:
+            lines = [x for x in f if f" {mnt} " in x]
+        assert len(lines) == 1, lines
+        # Named as the fstab line names it, so mount -a sees it is mounted.
+        assert " - fuse.irsafs demo-bucket " in lines[0]
+        assert sorted(os.listdir(mnt)) == ["a.txt", "sub"]
+    finally:
+        for _ in range(3):
+            if os.path.ismount(mnt):
+                subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
 # --- the IAM templates, applied to the testbed's IAM and STS ---------------
 
 def template(name, **values):
