@@ -423,13 +423,13 @@ def test_mount_helper_accepts_every_option_irsafs_has(testbed, tmp_path):
                        f"--{name} v{i}" if takes_value else f"--{name}"))
     proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-v", "-o",
                            ",".join(o for o, _ in mapped)],
-                          capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN="irsafs"))
+                          capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
     assert proc.returncode == 0, proc.stderr
     for o, flag in mapped:
         assert f" {flag} " in proc.stdout, (o, flag, proc.stdout)
     for name in NOT_MOUNT_OPTIONS:
         proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", name],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
         assert proc.returncode == 2 and f"unknown mount option '{name}'" in proc.stderr
 
 
@@ -437,7 +437,8 @@ def test_mount_helper_refuses_a_value_for_a_flag_and_none_for_an_option(testbed,
     helper = mount_helper()
     for o, want in (("strict=yes", "takes no value"), ("prefix", "needs a value")):
         proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", o],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True,
+                              env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
         assert proc.returncode == 2 and want in proc.stderr, proc.stderr
 
 
