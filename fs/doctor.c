@@ -605,8 +605,8 @@ static void check_read(struct doctor *d, struct store *st)
 		    "role has s3:GetObject on it (a HEAD works, or S3 names KMS): the object is "
 		    "encrypted with SSE-KMS and the role may not use the key. Add kms:Decrypt on "
 		    "the key, with the condition kms:ViaService = s3.%s.amazonaws.com, to the "
-		    "role's policy (packaging/kubernetes/iam-policy-kms.json). A mount still works, "
-		    "but reading such files gives EACCES", d->bucket, d->first_key, what,
+		    "role's policy (packaging/kubernetes/iam-policy-kms.json). A mount still "
+		    "works, but reading such files gives EACCES", d->bucket, d->first_key, what,
 		    d->region ? d->region : "REGION");
 	else if (rc == -EACCES)
 		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s): add "

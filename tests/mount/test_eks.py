@@ -423,13 +423,15 @@ def test_mount_helper_accepts_every_option_irsafs_has(testbed, tmp_path):
                        f"--{name} v{i}" if takes_value else f"--{name}"))
     proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-v", "-o",
                            ",".join(o for o, _ in mapped)],
-                          capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
+                          capture_output=True, text=True,
+                          env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
     assert proc.returncode == 0, proc.stderr
     for o, flag in mapped:
         assert f" {flag} " in proc.stdout, (o, flag, proc.stdout)
     for name in NOT_MOUNT_OPTIONS:
         proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", name],
-                              capture_output=True, text=True, env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
+                              capture_output=True, text=True,
+                          env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
         assert proc.returncode == 2 and f"unknown mount option '{name}'" in proc.stderr
 
 
