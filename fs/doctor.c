@@ -571,6 +571,21 @@ static void check_list(struct doctor *d, struct store *st)
 	}
 }
 
+/*
+ * A GET denied to a role that has s3:GetObject: S3 says so for an SSE-KMS
+ * object whose key the role may not use. Its message names KMS on AWS; a
+ * HEAD, which needs s3:GetObject but not kms:Decrypt, tells it anywhere.
+ */
+static int kms_denial(struct store *st, const char *key, const struct s3_error *e)
+{
+	struct store_attr a;
+	struct s3_error he;
+
+	if (strcasestr(e->message, "kms"))
+		return 1;
+	return store_stat(st, key, &a, &he) == 0;
+}
+
 /* read: one byte of the first object found. */
 static void check_read(struct doctor *d, struct store *st)
 {
@@ -598,6 +613,14 @@ static void check_read(struct doctor *d, struct store *st)
 		    "restore it first (s3:RestoreObject); objects that are not archived read "
 		    "normally", d->bucket, d->first_key, e.storage_class[0] ? " in storage class " :
 		    "", e.storage_class, what);
+	else if (rc == -EACCES && kms_denial(st, d->first_key, &e))
+		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s), though the "
+		    "role has s3:GetObject on it (a HEAD works, or S3 names KMS): the object is "
+		    "encrypted with SSE-KMS and the role may not use the key. Add kms:Decrypt on "
+		    "the key, with the condition kms:ViaService = s3.%s.amazonaws.com, to the "
+		    "role's policy (packaging/kubernetes/iam-policy-kms.json). A mount still "
+		    "works, but reading such files gives EACCES", d->bucket, d->first_key, what,
+		    d->region ? d->region : "REGION");
 	else if (rc == -EACCES)
 		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s): add "
 		    "s3:GetObject on arn:aws:s3:::%s/%s* to the role's policy. A mount still "

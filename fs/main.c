@@ -33,6 +33,7 @@
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
+#include "fs/mountpoint.h"
 #include "fs/opts.h"
 #include "http/http.h"
 #include "http/xml.h"
@@ -207,7 +208,12 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	char optbuf[512], counters[256];
 	int rc = 1;
 
-	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=irsafs:%s,subtype=irsafs%s",
+	/*
+	 * Type fuse.irsafs (what probes and the dead-mount check look for); the
+	 * source is the bucket, as an fstab line names it, so `mount -a` sees
+	 * that line is mounted already.
+	 */
+	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=%s,subtype=irsafs%s",
 		 o->bucket, o->allow_other ? ",allow_other" : "");
 	if (fuse_opt_add_arg(&args, "irsafs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, optbuf) || (o->debug && fuse_opt_add_arg(&args, "-odebug")))
@@ -222,7 +228,6 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	 * which unmount. Before the mount, and before fuse_daemonize forks.
 	 */
 	lifecycle_startup_done();
-	lifecycle_clear_stale(o->mountpoint);
 	fs->mount_path = realpath(o->mountpoint, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
@@ -302,6 +307,8 @@ int main(int argc, char **argv)
 	no_core_dumps();
 	if (argc > 1 && !strcmp(argv[1], "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "probe"))
+		return mountpoint_probe_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
 		return IRSAFS_EXIT_USAGE;
 	/* Before any thread starts, so that every thread inherits the mask. */
@@ -329,6 +336,9 @@ int main(int argc, char **argv)
 	if (cmd.argv)
 		o.foreground = 1;	/* exec never detaches: it waits for its command */
 	fuse_set_log_func(fuse_log_to_ours);
+	/* Before STS and S3: a dead mount to clear, or a live one already there. */
+	if (mountpoint_prepare(o.mountpoint) != 0)
+		goto out_opts;
 	/* From here main may wait on the network: a stop signal ends it at once. */
 	if (lifecycle_startup_start(cmd.argv != NULL) != 0) {
 		log_msg(LOG_ERR, "cannot start the signal thread");
