@@ -370,12 +370,17 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 	/*
 	 * Throttled, broken, unreachable, untrusted or without credentials:
 	 * the GET spent the operation's budget on it, and a HEAD would start a
-	 * second one against the same fault.
+	 * second one against the same fault. Not so a GET answered with the
+	 * wrong range or length (MalformedReply): those answers come at once,
+	 * and say nothing about what a HEAD would (a proxy that breaks ranges).
 	 */
-	if (err_is_retryable(e) || rc == -EKEYEXPIRED || rc == -EKEYREJECTED ||
-	    err_classify(e) == ERR_TLS)
+	if ((err_is_retryable(e) && err_classify(e) != ERR_PROTOCOL) || rc == -EKEYEXPIRED ||
+	    rc == -EKEYREJECTED || err_classify(e) == ERR_TLS)
 		return rc;
-	/* Empty (416), archived (InvalidObjectState) or no usable size: ask with a HEAD. */
+	/*
+	 * Empty (416), archived (InvalidObjectState), no usable size, or no
+	 * usable answer to the range: ask with a HEAD.
+	 */
 	return store_stat(fs->store, file_key, a, e);
 }
 
