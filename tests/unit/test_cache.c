@@ -763,6 +763,24 @@ TEST(direct_reads_are_in_the_budget)
 	env_cleanup(&v);
 }
 
+TEST(a_size_past_any_object_is_bounded)
+{
+	struct ra_file *rf;
+	struct ra_span sp;
+	struct env v;
+
+	/* A listing's <Size> of 2^63-1: offsets near it must not overflow (UBSan). */
+	env_init(&v, 1 << 20, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", 0x7fffffffffffffffLL);
+	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp), 0);
+	CHECK_INT(sp.len, 0);
+	/* Bounded to STORE_SIZE_MAX; the object is much shorter: an error, not EOF. */
+	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp), -EIO);
+	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
 struct reader {
 	struct readahead *ra;
 	long long size;
@@ -1065,6 +1083,7 @@ int main(void)
 	RUN(a_failed_read_is_answered_again_at_once_then_asked_again);
 	RUN(an_interrupted_reader_is_released_at_once);
 	RUN(direct_reads_are_in_the_budget);
+	RUN(a_size_past_any_object_is_bounded);
 	RUN(many_handles_and_a_small_budget);
 	RUN(concurrent_reads_on_one_handle);
 	RUN(close_before_the_span_is_released);
