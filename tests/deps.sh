@@ -15,6 +15,10 @@ pkgs=(
 	python3-pytest attr valgrind findutils coreutils strace
 	# packaging tests: the .deb build, the man page, mount -t
 	debhelper dpkg-dev groff-base man-db util-linux mount
+	# the image test: a Debian base from packages, podman build and kube play
+	# (catatonit: the Pod's infra container; runc: crun refuses a cgroup v1
+	# host whose cgroup2 hierarchy has controllers), the manifests' YAML
+	mmdebstrap podman catatonit runc python3-yaml
 )
 
 if [ "$(id -u)" != 0 ]; then
