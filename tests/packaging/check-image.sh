@@ -118,12 +118,18 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 cleanup
 
 # 1. The bases, kept between runs (delete WORKDIR/base to refresh them).
 t=$(date +%s)
 if [ ! -s "$work/base/debian-12.tar" ] || [ ! -s "$work/base/debian-12-slim.tar" ]; then
-	if ! timeout 600 sh "$src/packaging/container/debian-base.sh" "$work/base" >"$work/log/base.log" 2>&1; then
+	rc=0
+	timeout 420 sh "$src/packaging/container/debian-base.sh" "$work/base" >"$work/log/base.log" 2>&1 || rc=$?
+	if [ $rc = 124 ]; then
+		skip "building the Debian base took over 420 s (slow mirror or machine; log: $work/log/base.log)"
+	elif [ $rc != 0 ]; then
 		tail -5 "$work/log/base.log"
 		skip "could not build the Debian base with mmdebstrap (no mirror? log: $work/log/base.log)"
 	fi
@@ -145,12 +151,19 @@ t=$(date +%s)
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$src/meson.build" | head -1)
 revision=$(git -C "$src" rev-parse HEAD 2>/dev/null || echo unknown)
 : >"$work/log/build.log"
+deadline=$(($(date +%s) + 600))
 build() { # podman build arguments...
-	timeout 900 podman build --pull=never --layers --network host -f "$src/packaging/Dockerfile" \
+	left=$((deadline - $(date +%s)))
+	[ $left -gt 0 ] || return 124
+	timeout $left podman build --pull=never --layers --network host -f "$src/packaging/Dockerfile" \
 		--build-arg BUILD_IMAGE="$base" --build-arg RUNTIME_IMAGE="$slim" \
 		--build-arg REVISION="$revision" "$@" "$src" >>"$work/log/build.log" 2>&1
 }
-if ! build --target build -t localhost/irsafs-build:check || ! build -t "$image"; then
+rc=0
+build --target build -t localhost/irsafs-build:check && build -t "$image" || rc=$?
+if [ $rc = 124 ]; then
+	skip "building the image took over 600 s (slow mirror or machine; log: $work/log/build.log)"
+elif [ $rc != 0 ]; then
 	tail -20 "$work/log/build.log"
 	if grep -qE 'Temporary failure resolving|Could not resolve|Failed to fetch|Network is unreachable' \
 		"$work/log/build.log"; then
@@ -287,6 +300,12 @@ done
 ok
 awk -v p="$shared" 'index($5, p) == 1 && / - fuse\.irsafs /' /proc/self/mountinfo | grep -q . && ok ||
 	bad "the sidecar's mount did not propagate to the host directory $shared (Bidirectional)"
+# The sidecar's probes, as the kubelet would run them, pass once it has mounted.
+while read -r probe; do
+	if eval "timeout 30 podman exec $probe" >/dev/null 2>&1; then ok; else
+		bad "the sidecar's probe '$probe' fails with the mount up"
+	fi
+done <"$work/kube/pod-sidecar.yaml.probes"
 same_files "$CTR_APP" "$APP_PATH" "sidecar Pod"
 unprivileged "$CTR_APP" "$APP_PATH"
 # A native sidecar is stopped after the app, with SIGTERM: irsafs unmounts

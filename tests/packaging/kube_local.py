@@ -20,6 +20,10 @@ differ from an EKS node, each change named here:
   - a Pod with init containers gets restartPolicy: Never: podman 4.3 gives
     its init containers the Pod's restart policy, so under the default
     (Always) a finished init container runs again and again;
+  - probes are taken out: podman 4.3 runs a livenessProbe through systemd
+    timers (there may be no systemd) and ignores the others. The exec probes
+    of the irsafs containers are written to OUT.probes instead, one shell-quoted
+    command per line, "CONTAINER COMMAND...", for the test to run itself;
   - an emptyDir becomes a hostPath directory VOLDIR/NAME: podman's emptyDir
     is a named volume, and mount propagation works only on bind mounts.
 Prints shell assignments for the test: POD, each container's podman name
@@ -31,6 +35,7 @@ volumeMount of the same volume) and the shared volume's host directory
 
 import os
 import re
+import shlex
 import sys
 
 import yaml
@@ -80,7 +85,13 @@ def main():
         del c["restartPolicy"]
     spec["containers"] = sidecars + spec.get("containers", [])
 
+    probes = []
     for c in spec.get("initContainers", []) + spec["containers"]:
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = c.pop(kind, None)
+            if probe and "exec" in probe and c["image"] == values["IMAGE"]:
+                argv = ["%s-%s" % (pod["metadata"]["name"], c["name"])] + probe["exec"]["command"]
+                probes.append(" ".join(shlex.quote(a) for a in argv))
         c["imagePullPolicy"] = "Never"
         if c["image"] in ("debian:12-slim", "docker.io/library/debian:12-slim"):
             c["image"] = values["APP_IMAGE"]
@@ -107,6 +118,8 @@ def main():
 
     with open(out, "w", encoding="utf-8") as f:
         yaml.safe_dump(pod, f, sort_keys=False)
+    with open(out + ".probes", "w", encoding="utf-8") as f:
+        f.write("".join(p + "\n" for p in probes))
 
     name = pod["metadata"]["name"]
     print("POD=%s" % name)
