@@ -13,8 +13,10 @@
 #  4. the sidecar Pod (pod-sidecar.yaml): irsafs mounts over FUSE inside its
 #     privileged container on a volume shared with rshared propagation
 #     (Bidirectional), the app (uid 1000, no capabilities, no_new_privs) reads
-#     through its rslave view (HostToContainer), sha256 checked; stopping the
-#     Pod unmounts cleanly (exit 0).
+#     through its rslave view (HostToContainer), sha256 checked; the sidecar's
+#     exec probes pass; killed (SIGKILL) and started again, the sidecar mounts
+#     again and the running app reads through the new mount; stopped (SIGTERM)
+#     it unmounts cleanly (exit 0).
 # tests/packaging/kube_local.py renders each manifest for podman and the
 # testbed and says what it changes. Everything podman keeps (storage, the
 # bases, the build's layer cache) lives in WORKDIR, so a second run rebuilds
@@ -229,10 +231,11 @@ play() { # manifest: podman kube play, bounded
 state() { podman inspect --format '{{.State.Status}}' "$1" 2>/dev/null || echo missing; }
 # What CONTAINER sees under DIR: "sha256  ./path" lines, sorted like $expected.
 sums() { timeout 120 podman exec "$1" sh -c 'cd "$1" && find . -type f -exec sha256sum {} +' sh "$2" | LC_ALL=C sort -k 2; }
+files_match() { # container, dir
+	sums "$1" "$2" >"$work/got.txt" 2>&1 && LC_ALL=C sort -k 2 "$expected" | cmp -s - "$work/got.txt"
+}
 same_files() { # container, dir, what
-	if sums "$1" "$2" >"$work/got.txt" 2>&1 && LC_ALL=C sort -k 2 "$expected" | cmp -s - "$work/got.txt"; then
-		ok
-	else
+	if files_match "$1" "$2"; then ok; else
 		bad "$3: the files under $2 differ from the testbed manifest's $prefix/"
 		LC_ALL=C sort -k 2 "$expected" | diff - "$work/got.txt" | head -10
 	fi
@@ -308,6 +311,23 @@ while read -r probe; do
 done <"$work/kube/pod-sidecar.yaml.probes"
 same_files "$CTR_APP" "$APP_PATH" "sidecar Pod"
 unprivileged "$CTR_APP" "$APP_PATH"
+# A sidecar killed (OOM, SIGKILL) and started again, as the kubelet restarts
+# it, detaches its dead mount and mounts again at the same place; the new
+# mount reaches the running app through HostToContainer (up to 60 s).
+podman kill -s KILL "$CTR_IRSAFS" >/dev/null 2>&1 || true
+timeout 30 podman wait "$CTR_IRSAFS" >/dev/null 2>&1 || true
+[ "$(state "$CTR_IRSAFS")" = running ] || timeout 60 podman start "$CTR_IRSAFS" >/dev/null 2>&1 || true
+i=0
+until files_match "$CTR_APP" "$APP_PATH"; do
+	i=$((i + 1))
+	if [ $i -gt 60 ]; then
+		podman logs "$CTR_IRSAFS" 2>&1 | tail -5
+		bad "after the sidecar was killed and started again the app does not read $APP_PATH: $(head -3 "$work/got.txt")"
+		break
+	fi
+	sleep 1
+done
+[ $i -gt 60 ] || ok
 # A native sidecar is stopped after the app, with SIGTERM: irsafs unmounts
 # and exits 0.
 podman stop -t 1 "$CTR_APP" >/dev/null 2>&1 || true
