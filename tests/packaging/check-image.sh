@@ -72,7 +72,8 @@ finish() {
 	exit $?
 }
 
-# podman's state, configured for this directory only. Without CAP_SYS_RESOURCE
+# podman's state, configured for this directory only (and for this podman
+# version: delete WORKDIR when podman changes). Without CAP_SYS_RESOURCE
 # (a VM or container that lacks it) podman's default rlimits for a container
 # are above what it may set, and podman itself runs with RLIMIT_NPROC 32768:
 # ask for what the calling process has.
@@ -87,6 +88,7 @@ cat >"$work/conf/containers.conf" <<EOF
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 log_driver = "k8s-file"
 [engine]
+tmp_dir = "$work/run/libpod"
 runtime = "$runtime"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
