@@ -262,8 +262,8 @@ if play pod-staging.yaml; then ok; else
 	bad "podman kube play pod-staging.yaml failed"
 fi
 [ "$(state "$CTR_APP")" = running ] && ok || bad "the staging Pod's app is $(state "$CTR_APP"), not running"
-same_files "$CTR_APP" /data "staging Pod"
-unprivileged "$CTR_APP" /data
+same_files "$CTR_APP" "$APP_PATH" "staging Pod"
+unprivileged "$CTR_APP" "$APP_PATH"
 podman pod rm -f -t 1 "$POD" >/dev/null 2>&1 || true
 # A bucket the role may not list: cp fails, so the init container fails and
 # the app never starts.
@@ -273,7 +273,7 @@ if play pod-staging.yaml; then bad "kube play succeeded although the init contai
 [ "$(state "$CTR_APP")" = created ] && ok || bad "after a failed init container the app is $(state "$CTR_APP")"
 podman logs "$CTR_STAGE" 2>&1 | grep -q 'AccessDenied' && ok ||
 	bad "the failed init container's log does not say AccessDenied: $(podman logs "$CTR_STAGE" 2>&1 | tail -3)"
-[ -z "$(ls -A "$vol/data" 2>/dev/null)" ] && ok || bad "the failed staging left files in /data"
+[ -z "$(find "$vol" -type f)" ] && ok || bad "the failed staging left files: $(find "$vol" -type f | head -3)"
 podman pod rm -f -t 1 "$POD" >/dev/null 2>&1 || true
 echo "staging Pod checked in $(since "$t") s"
 
@@ -317,7 +317,8 @@ unprivileged "$CTR_APP" "$APP_PATH"
 # it, detaches its dead mount and mounts again at the same place; the new
 # mount reaches the running app through HostToContainer (up to 60 s).
 podman kill -s KILL "$CTR_IRSAFS" >/dev/null 2>&1 || true
-timeout 30 podman wait "$CTR_IRSAFS" >/dev/null 2>&1 || true
+code=$(timeout 30 podman wait "$CTR_IRSAFS" 2>&1) || true
+[ "$code" = 137 ] && ok || bad "podman kill -s KILL: the sidecar's exit is '$code', not 137"
 [ "$(state "$CTR_IRSAFS")" = running ] || timeout 60 podman start "$CTR_IRSAFS" >/dev/null 2>&1 || true
 i=0
 until files_match "$CTR_APP" "$APP_PATH"; do

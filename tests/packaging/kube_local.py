@@ -27,10 +27,11 @@ differ from an EKS node, each change named here:
   - an emptyDir becomes a hostPath directory VOLDIR/NAME: podman's emptyDir
     is a named volume, and mount propagation works only on bind mounts.
 Prints shell assignments for the test: POD, each container's podman name
-(CTR_<NAME>), and for a sidecar the path at which the app should see the
-mount (APP_PATH: the sidecar's mount point carried over to the app's
-volumeMount of the same volume) and the shared volume's host directory
-(SHARED_DIR).
+(CTR_<NAME>), APP_PATH and, for a sidecar, SHARED_DIR. APP_PATH is where the
+app should see the data: for a sidecar, its mount point carried over to the
+app's volumeMount of the same volume; for an init container, the app's
+volumeMount of a volume the init container writes to. SHARED_DIR is the host
+directory of the sidecar's shared volume.
 """
 
 import os
@@ -125,6 +126,17 @@ def main():
     print("POD=%s" % name)
     for c in spec.get("initContainers", []) + spec["containers"]:
         print("CTR_%s=%s-%s" % (shell_name(c["name"]), name, c["name"]))
+    # A staging Pod: where the app sees what an init container wrote.
+    for i in spec.get("initContainers", []):
+        shared = {m["name"] for m in i.get("volumeMounts", [])} - {"aws-iam-token"}
+        for a in spec["containers"]:
+            for am in a.get("volumeMounts", []):
+                if am["name"] in shared:
+                    print("APP_PATH=%s" % am["mountPath"].rstrip("/"))
+                    break
+            else:
+                continue
+            break
     for s in sidecars:
         # The mount point is irsafs's last positional argument.
         mountpoint = s["args"][-1]
