@@ -147,23 +147,28 @@ static void unescape(char *s)
  * Read from mountinfo, never stat the path: a FUSE mount whose server is
  * away would block a stat until a server came.
  */
-int volumes_mount_type(const char *path, char *fstype, size_t len)
+/* The last mountinfo line for path: its fstype and its device ("0:57"). */
+static int mountinfo(const char *path, char *fstype, size_t len, char *dev, size_t devlen)
 {
-	char *line = NULL, *f, *save, *mnt;
+	char *line = NULL, *f, *save, *mnt, *id;
 	size_t cap = 0;
 	FILE *fp;
 	int i, sep;
 
 	fstype[0] = '\0';
+	if (dev)
+		dev[0] = '\0';
 	fp = fopen("/proc/self/mountinfo", "re");
 	if (!fp)
 		return -errno;
 	while (getline(&line, &cap, fp) > 0) {
-		mnt = NULL;
+		mnt = id = NULL;
 		sep = 0;
 		save = NULL;
 		for (i = 0, f = strtok_r(line, " \n", &save); f; f = strtok_r(NULL, " \n", &save), i++) {
-			if (i == 4)
+			if (i == 2)
+				id = f;
+			else if (i == 4)
 				mnt = f;
 			else if (i > 5 && !sep && !strcmp(f, "-"))
 				sep = 1;
@@ -173,11 +178,29 @@ int volumes_mount_type(const char *path, char *fstype, size_t len)
 		if (!mnt || !f)
 			continue;
 		unescape(mnt);
-		if (!strcmp(mnt, path))
+		if (!strcmp(mnt, path)) {
 			snprintf(fstype, len, "%s", f);	/* the last one is on top */
+			if (dev)
+				snprintf(dev, devlen, "%s", id ? id : "");
+		}
 	}
 	free(line);
 	fclose(fp);
+	return 0;
+}
+
+int volumes_mount_type(const char *path, char *fstype, size_t len)
+{
+	return mountinfo(path, fstype, len, NULL, 0);
+}
+
+int volumes_mount_device(const char *path, char *dev, size_t len)
+{
+	char fstype[64];
+
+	if (mountinfo(path, fstype, sizeof(fstype), dev, len) != 0 ||
+	    strcmp(fstype, "fuse.irsafs") != 0 || !dev[0])
+		return -1;
 	return 0;
 }
 
@@ -510,18 +533,57 @@ int volumes_unpublish(struct volumes *vs, const char *volume_id, const char *tar
 	return GRPC_OK;
 }
 
-/* Has the server at the other end of fd gone (exited, killed)? */
-static int server_gone(int fd)
+/*
+ * Set the mount's kernel read-ahead, as irsafs does for its own mounts
+ * (--kernel-readahead): the server asks once FUSE_INIT is done (INIT resets
+ * it), since it may not write /sys itself. The value is the Pod's to choose,
+ * within a bound.
+ */
+static void set_readahead(struct volume *v, const char *msg)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLRDHUP };
-	char c;
+	char dev[32], path[96], val[24];
+	unsigned long kb;
+	char *end;
+	int fd, n, ok = 0;
 
-	if (poll(&pfd, 1, 0) <= 0)
-		return 0;
-	if (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR))
-		return 1;
-	/* A server sends nothing; data, or an end of stream, means it is done. */
-	return recv(fd, &c, 1, MSG_DONTWAIT) >= 0;
+	if (strncmp(msg, "readahead_kb=", 13) != 0)
+		return;
+	kb = strtoul(msg + 13, &end, 10);
+	if (end == msg + 13 || (*end && *end != '\n') || kb == 0 || kb > 65536 ||
+	    volumes_mount_device(v->target, dev, sizeof(dev)) != 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	n = snprintf(val, sizeof(val), "%lu", kb);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ok = write(fd, val, (size_t)n) == n;
+		close(fd);
+	}
+	if (ok)
+		log_msg(LOG_INFO, "volume %s: kernel read-ahead set to %lu KiB", v->volume_id, kb);
+	else
+		log_msg(LOG_INFO, "volume %s: cannot set the kernel read-ahead (%s): %s",
+			v->volume_id, path, strerror(errno));
+}
+
+/*
+ * Read what the server said; 1 when it has gone (exited or killed: its end
+ * of the connection closed), 0 while it runs.
+ */
+static int server_gone(struct volume *v)
+{
+	char msg[128];
+	ssize_t n;
+
+	for (;;) {
+		n = recv(v->conn_fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+		if (n == 0)
+			return 1;
+		if (n < 0)
+			return errno != EAGAIN && errno != EINTR;
+		msg[n] = '\0';
+		set_readahead(v, msg);
+	}
 }
 
 static void hand_over(struct volume *v)
@@ -536,7 +598,7 @@ static void hand_over(struct volume *v)
 		return;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
 	handoff_init(&h);
-	if (v->conn_fd >= 0 && !server_gone(v->conn_fd)) {
+	if (v->conn_fd >= 0 && !server_gone(v)) {
 		snprintf(h.error, sizeof(h.error), "volume %s is being served by pid %d: one "
 			 "server per volume", v->volume_id, (int)v->server_pid);
 		handoff_send(fd, &h);
@@ -573,8 +635,7 @@ int volumes_poll_fds(struct volumes *vs, struct pollset *ps)
 
 	for (v = vs->list; v; v = v->next) {
 		v->listen_slot = pollset_add(ps, v->listen_fd, POLLIN);
-		v->conn_slot = v->conn_fd >= 0 ? pollset_add(ps, v->conn_fd, POLLIN | POLLRDHUP)
-					       : -1;
+		v->conn_slot = v->conn_fd >= 0 ? pollset_add(ps, v->conn_fd, POLLIN) : -1;
 		if (v->listen_slot < 0 || (v->conn_fd >= 0 && v->conn_slot < 0))
 			return -ENOMEM;
 	}
@@ -586,7 +647,7 @@ void volumes_dispatch(struct volumes *vs, const struct pollset *ps)
 	struct volume *v;
 
 	for (v = vs->list; v; v = v->next) {
-		if (v->conn_fd >= 0 && pollset_revents(ps, v->conn_slot) && server_gone(v->conn_fd)) {
+		if (v->conn_fd >= 0 && pollset_revents(ps, v->conn_slot) && server_gone(v)) {
 			close_fd(&v->conn_fd);
 			now(&v->since);
 			log_msg(LOG_NOTICE, "volume %s: its server (pid %d) has gone; the mount "

@@ -61,5 +61,7 @@ void volumes_tick(struct volumes *vs);
 
 /* The file system type mounted at path ("" if none), from /proc/self/mountinfo. */
 int volumes_mount_type(const char *path, char *fstype, size_t len);
+/* The device ("0:57") of the irsafs mount at path; -1 if there is none. */
+int volumes_mount_device(const char *path, char *dev, size_t len);
 
 #endif

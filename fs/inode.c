@@ -169,6 +169,14 @@ struct inode_table *inode_table_new(const char *root_key)
 	return t;
 }
 
+void inode_table_set_first_ino(struct inode_table *t, uint64_t first)
+{
+	pthread_mutex_lock(&t->lock);
+	if (first > t->next_ino)
+		t->next_ino = first;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void inode_table_free(struct inode_table *t)
 {
 	struct node *n, *next;

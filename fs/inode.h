@@ -59,6 +59,14 @@ void inode_table_free(struct inode_table *t);
 /* Set the limits (call before serving; a 0 size keeps the default). */
 void inode_table_set_limits(struct inode_table *t, const struct inode_limits *lim);
 
+/*
+ * Number new nodes from first on (the root stays 1). A server that takes
+ * over a FUSE connection from one that died (fs/resume.c) starts above every
+ * number its predecessors gave out: the kernel still holds those, and must
+ * never see one name a different file. Call before serving.
+ */
+void inode_table_set_first_ino(struct inode_table *t, uint64_t first);
+
 /* Copy node ino into *out. 0 or -ENOENT (unknown inode: a kernel bug or a race). */
 int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out);
 void inode_info_cleanup(struct inode_info *i);

@@ -33,6 +33,8 @@
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
 #include "fs/opts.h"
+#include "fs/resume.h"
+#include "fs/serve.h"
 #include "http/http.h"
 #include "http/xml.h"
 #include "s3/s3.h"
@@ -179,7 +181,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	/* Stop signals: fs/lifecycle.c (mount form), passed on to the command (exec). */
 	lifecycle_clear_stale(o->mountpoint);
 	fs->mount_path = realpath(o->mountpoint, NULL);
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
+	if (resume_session_mount(fs, se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
 			"/dev/fuse available?)", o->mountpoint);
 		goto out_session;
@@ -257,6 +259,8 @@ int main(int argc, char **argv)
 	no_core_dumps();
 	if (argc > 1 && !strcmp(argv[1], "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "serve"))
+		return serve_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
 		return IRSAFS_EXIT_USAGE;
 	/* Before any thread starts, so that every thread inherits the mask. */

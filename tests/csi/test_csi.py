@@ -1,4 +1,4 @@
-"""irsafs-csi driven as the kubelet drives it.
+"""irsafs-csi driven as the kubelet drives it, and `irsafs serve` run as a Pod runs it.
 
 No cluster: a fake kubelet directory (its path longer than a unix socket
 address), a Pod UID, the Pod's emptyDir irsafs-socket and the target path the
@@ -171,16 +171,21 @@ def publish_request(pb, pod, bucket="demo-bucket", prefix=None, **kw):
     return pb.NodePublishVolumeRequest(**req)
 
 
-def mount_type(path):
+def mountinfo(path):
+    """(fstype, device) of the mount on top at path, or ("", "")."""
     with open("/proc/self/mountinfo") as f:
-        found = ""
+        found = ("", "")
         for line in f:
             fields = line.split()
             sep = fields.index("-")
             mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
             if mnt == path:
-                found = fields[sep + 1]
+                found = (fields[sep + 1], fields[2])
         return found
+
+
+def mount_type(path):
+    return mountinfo(path)[0]
 
 
 def sha256_as(uid, path):
@@ -446,6 +451,189 @@ def test_the_emptydir_is_made_when_the_kubelet_has_not_made_it_yet(plugin, pod, 
         volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
 
 
+# --- The whole life of a volume ------------------------------------------------
+
+def test_publish_serve_unprivileged_read_as_another_user_kill_restart_unpublish(
+        testbed, plugin, pod, proto):
+    pb, _ = proto
+    plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+    assert mount_type(pod.target) == "fuse.irsafs"
+
+    # A reader that starts before any server: it waits, then gets the right bytes.
+    early = {}
+
+    def read_early():
+        try:
+            early["sha"] = sha256_as(APP_UID, os.path.join(pod.target, "hello.txt"))
+        except Exception as e:  # noqa: BLE001  (reported by the assertion below)
+            early["error"] = e
+
+    t = threading.Thread(target=read_early)
+    t.start()
+    serve = Serve(testbed, pod).start()
+    try:
+        serve.wait_ready()
+        t.join(OUTER)
+        assert not t.is_alive(), "a read that started before irsafs serve never finished"
+        assert early.get("sha") == testbed.objects()["hello.txt"]["sha256"], early
+
+        # Unprivileged: uid 65534, no capabilities, no_new_privs, in both processes.
+        for pid in [serve.proc.pid] + serve.children():
+            status = open(f"/proc/{pid}/status").read()
+            assert re.search(r"^Uid:\s+65534\s+65534\s+65534\s+65534$", status, re.M), status
+            assert re.search(r"^CapEff:\s+0+$", status, re.M)
+            assert re.search(r"^CapBnd:\s+0+$", status, re.M)
+            assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+
+        # The plugin set --kernel-readahead's default for the server, which may not.
+        ra = f"/sys/class/bdi/{mountinfo(pod.target)[1]}/read_ahead_kb"
+        deadline = time.monotonic() + OUTER
+        while open(ra).read().strip() != "512":
+            assert time.monotonic() < deadline, "read_ahead_kb: " + open(ra).read()
+            time.sleep(0.05)
+
+        # Read as another user: the bytes S3 holds; modes and xattrs as a normal mount.
+        for rel in ("hello.txt", "dir/a.txt", "medium.bin", "big.bin"):
+            assert sha256_as(APP_UID, os.path.join(pod.target, rel)) == \
+                testbed.objects()[rel]["sha256"], rel
+        st = os.stat(os.path.join(pod.target, "hello.txt"))
+        assert stat.S_IMODE(st.st_mode) == 0o444
+        assert os.getxattr(os.path.join(pod.target, "hello.txt"), "user.s3.uri") == \
+            b"s3://demo-bucket/hello.txt"
+        with pytest.raises(OSError) as e:
+            open(os.path.join(pod.target, "new.txt"), "w")
+        assert e.value.errno == errno.EROFS
+
+        # A file and the root directory open across the restart.
+        big = os.path.join(pod.target, "big.bin")
+        fd = os.open(big, os.O_RDONLY)
+        assert len(os.pread(fd, 4096, 0)) == 4096
+        old_inode = os.stat(big).st_ino
+        rootfd = os.open(pod.target, os.O_RDONLY | os.O_DIRECTORY)
+        listing = sorted(os.listdir(rootfd))
+
+        serve.kill()
+        assert mount_type(pod.target) == "fuse.irsafs", "the mount died with its server"
+        # While no server runs, a read waits instead of failing.
+        waiting = {}
+
+        def read_waiting():
+            try:
+                waiting["sha"] = sha256_as(APP_UID, os.path.join(pod.target, "dir", "a.txt"))
+            except Exception as e:  # noqa: BLE001
+                waiting["error"] = e
+
+        t = threading.Thread(target=read_waiting)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), f"a read finished with no server to answer it: {waiting}"
+
+        serve.start()
+        serve.wait_ready()
+        t.join(OUTER)
+        assert not t.is_alive(), "a read that waited across the restart never finished"
+        assert waiting.get("sha") == testbed.objects()["dir/a.txt"]["sha256"], waiting
+        # New opens work at once, by path, as any user.
+        assert sha256_as(APP_UID, big) == testbed.objects()["big.bin"]["sha256"]
+        assert sorted(os.listdir(pod.target))[:3] == ["big.bin", "blue", "dir"]
+        assert os.stat(big).st_ino != old_inode     # numbered anew, never reused
+        # The file opened before: ESTALE on a read the page cache cannot answer; close works.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with pytest.raises(OSError) as e:
+            os.pread(fd, 4096, 8 << 20)
+        assert e.value.errno == errno.ESTALE
+        os.close(fd)
+        # The root's handle from before: ESTALE (or the kernel's cached copy), never a crash.
+        kids = serve.children()
+        try:
+            assert sorted(os.listdir(rootfd)) == listing
+        except OSError as e:
+            assert e.errno == errno.ESTALE
+        os.close(rootfd)
+        assert sorted(os.listdir(pod.target)) == listing
+        assert serve.children() == kids, "the volume's irsafs died:\n" + serve.log()
+        assert "taking over from server 1 of this volume" in serve.log()
+
+        # Unpublish: the mount goes, the socket goes, the volume's irsafs exits 0.
+        kids = serve.children()
+        un = pb.NodeUnpublishVolumeRequest(volume_id=pod.volume_id, target_path=pod.target)
+        plugin.node.NodeUnpublishVolume(un, timeout=OUTER)
+        assert not mount_type(pod.target)
+        assert pod.sockets() == []
+        deadline = time.monotonic() + OUTER
+        while any(os.path.exists(f"/proc/{k}") for k in kids):
+            assert time.monotonic() < deadline, "the volume's irsafs did not exit"
+            time.sleep(0.05)
+        plugin.node.NodeUnpublishVolume(un, timeout=OUTER)   # twice: OK
+        assert serve.stop() == 0
+    finally:
+        serve.stop() if serve.proc.poll() is None else None
+    log = serve.log()
+    assert "was unmounted" in log, log
+    assert bad_lines(log, [r"was killed by signal 9"]) == [], log
+    assert "handed to irsafs serve" in plugin.log()
+    assert "resuming" in plugin.log()
+
+
+def test_requests_in_flight_when_the_server_dies_are_answered_by_the_next(
+        testbed, plugin, pod, proto):
+    """The dead server had read two requests (their S3 GETs were held up): an
+    open by path, and a read of a file opened before. The next server replays
+    both: the open completes with the right bytes (the kernel walks the path
+    afresh), the read of the old handle gets ESTALE. Neither hangs."""
+    import faultproxy
+    pb, _ = proto
+    proxy = faultproxy.FaultProxy(upstream=("127.0.0.1", 7480)).start()
+    serve = None
+    try:
+        plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+        serve = Serve(testbed, pod, args=["--endpoint-url", proxy.url]).start()
+        serve.wait_ready()
+        # "dir" is looked up now; "dir/a.txt" only in the open below (a GET, held up).
+        assert stat.S_ISDIR(os.stat(os.path.join(pod.target, "dir")).st_mode)
+        medium = os.open(os.path.join(pod.target, "medium.bin"), os.O_RDONLY)
+        rules = [proxy.add("delay", kind="get", path=r"/dir/a\.txt", delay=3, count=1),
+                 proxy.add("delay", kind="get", path=r"/medium\.bin", delay=3, count=1)]
+        got = {}
+
+        def open_by_path():
+            try:
+                got["open"] = sha256_as(APP_UID, os.path.join(pod.target, "dir", "a.txt"))
+            except Exception as e:  # noqa: BLE001  (reported by the assertion below)
+                got["open"] = e
+
+        def read_old_handle():
+            try:
+                got["read"] = os.pread(medium, 4096, 500000)
+            except OSError as e:
+                got["read"] = e
+
+        threads = [threading.Thread(target=open_by_path), threading.Thread(target=read_old_handle)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + OUTER
+        while not all(r.injected for r in rules):
+            assert time.monotonic() < deadline, "the GETs never reached the proxy"
+            time.sleep(0.05)
+        serve.kill()
+        serve.start()
+        for t in threads:
+            t.join(OUTER)
+            assert not t.is_alive(), f"a request in flight was never answered: {got}"
+        assert got["open"] == testbed.objects()["dir/a.txt"]["sha256"], got
+        assert isinstance(got["read"], OSError) and got["read"].errno == errno.ESTALE, got
+        os.close(medium)
+        assert re.search(r"[2-9] requests in flight replayed", serve.log()), serve.log()
+        assert serve.stop() == 0
+        assert bad_lines(serve.log(), [r"was killed by signal 9"]) == [], serve.log()
+    finally:
+        if serve:
+            serve.stop()
+        proxy.stop()
+        plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
+            volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
+
+
 # --- The full specification's messages -------------------------------------------
 
 @pytest.mark.skipif(not os.path.exists(SHARED_PROTO),
@@ -487,3 +675,22 @@ def test_plugin_help_and_version():
     assert out.returncode == 0 and "--kubelet-dir" in out.stdout
     out = subprocess.run([csi_bin(), "--version"], capture_output=True, text=True, timeout=OUTER)
     assert out.returncode == 0 and out.stdout.startswith("irsafs-csi ")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["serve"], "expected DIR"),
+    (["serve", "--prefix", "p", "/tmp"], "--prefix comes from each volume's attributes"),
+    (["serve", "--bogus", "/tmp"], "unknown or incomplete option"),
+    (["serve", "--metadata-ttl", "x", "/tmp"], "--metadata-ttl"),
+])
+def test_serve_bad_flags_give_one_line_and_exit_2(args, message):
+    out = subprocess.run([irsafs_bin(), *args], capture_output=True, text=True, timeout=OUTER)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_serve_without_its_directory_says_so():
+    out = subprocess.run([irsafs_bin(), "serve", "/nonexistent/irsafs-socket"],
+                         capture_output=True, text=True, timeout=OUTER)
+    assert out.returncode == 1
+    assert "mount the Pod's emptyDir irsafs-socket there" in out.stderr
