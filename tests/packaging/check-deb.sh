@@ -59,11 +59,11 @@ else
 fi
 deb=$(ls "$work"/irsafs_"$version"_*.deb)
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/irsafs ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz; do
+for f in ./usr/bin/irsafs ./usr/bin/irsafs-csi ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz; do
 	printf '%s\n' "$contents" | grep -q " $f\$" && ok || bad "$f is not in the package"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for p in libfuse3-3 libcurl4 libssl3 libxml2 libjson-c5 fuse3; do
+for p in libfuse3-3 libcurl4 libssl3 libxml2 libjson-c5 libnghttp2-14 libprotobuf-c1 fuse3; do
 	printf '%s\n' "$depends" | grep -q "$p" && ok || bad "Depends lacks $p: $depends"
 done
 # Every dependency resolves from Debian 12 itself.
@@ -82,6 +82,7 @@ else
 fi
 man -w irsafs >/dev/null 2>&1 && ok || bad "man -w irsafs finds no page"
 [ "$(/usr/bin/irsafs --version)" = "irsafs $version" ] && ok || bad "/usr/bin/irsafs --version"
+[ "$(/usr/bin/irsafs-csi --version)" = "irsafs-csi $version" ] && ok || bad "/usr/bin/irsafs-csi --version"
 
 # The testbed's Pod environment.
 tbdir=${IRSAFS_TESTBED_DIR:-/tmp/irsafs-testbed}

@@ -2,12 +2,14 @@
 # Validate packaging/kubernetes with a real validator: kubernetes-models (the
 # Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
 # package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
-# never the source tree), then validate.mjs.
-#   usage: check-k8s.sh SRC IRSAFS WORKDIR
+# never the source tree), then validate.mjs, and validate-csi.mjs for the CSI
+# driver's manifests in packaging/kubernetes/csi (with unknown-field checks).
+#   usage: check-k8s.sh SRC IRSAFS WORKDIR IRSAFS_CSI
 set -eu
 src=$1
 bin=$(readlink -f "$2")
 work=$3
+csi=$(readlink -f "$4")
 skip() {
 	echo "SKIP: $*"
 	exit 77
@@ -24,6 +26,9 @@ if ! cmp -s "$vdir/package-lock.json" "$work/package-lock.json" || [ ! -d "$work
 		skip "npm ci failed (is the npm registry reachable?); see $work/npm.log"
 	fi
 fi
-cp "$vdir/validate.mjs" "$work/"
+cp "$vdir/validate.mjs" "$vdir/validate-csi.mjs" "$work/"
 cd "$work"
-exec node validate.mjs "$src/packaging/kubernetes" "$bin" "$src"
+rc=0
+node validate.mjs "$src/packaging/kubernetes" "$bin" "$src" || rc=1
+node validate-csi.mjs "$src/packaging/kubernetes/csi" "$bin" "$csi" || rc=1
+exit $rc
