@@ -25,20 +25,27 @@ static int short_addr(int dirfd, const char *name, struct sockaddr_un *sa)
 int unixsock_listen_at(int dirfd, const char *name, int type, unsigned mode)
 {
 	struct sockaddr_un sa;
+	char tmp[64];
 	struct stat st;
 	mode_t old;
 	int fd, rc;
 
-	rc = short_addr(dirfd, name, &sa);
+	/*
+	 * Bound and listening under a temporary name, then renamed into place:
+	 * whoever sees NAME can connect at once (a bound socket that does not
+	 * listen yet refuses connections, and clients connect as soon as the
+	 * file appears).
+	 */
+	snprintf(tmp, sizeof(tmp), ".unixsock-%d.tmp", (int)getpid());
+	rc = short_addr(dirfd, tmp, &sa);
+	if (rc == 0 && (!*name || strchr(name, '/')))
+		rc = -EINVAL;
 	if (rc)
 		return rc;
 	/* Replace only a socket: never remove a file someone put there. */
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
-			return -errno;
-	}
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	unlinkat(dirfd, tmp, 0);
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -50,12 +57,23 @@ int unixsock_listen_at(int dirfd, const char *name, int type, unsigned mode)
 	old = umask(~mode & 0777);
 	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc != 0 || listen(fd, 16) != 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	if (rc != 0 || listen(fd, 16) != 0)
+		goto fail;
+	/* rename replaces a stale socket (or anything swapped in since) atomically. */
+	if (renameat(dirfd, tmp, dirfd, name) != 0)
+		goto fail_unlink;
 	return fd;
+
+fail_unlink:
+	rc = -errno;
+	unlinkat(dirfd, tmp, 0);
+	close(fd);
+	return rc;
+fail:
+	rc = -errno;
+	close(fd);
+	unlinkat(dirfd, tmp, 0);
+	return rc;
 }
 
 int unixsock_open_dir(const char *path, char *name, size_t namelen)
