@@ -147,17 +147,25 @@ static void unescape(char *s)
  * Read from mountinfo, never stat the path: a FUSE mount whose server is
  * away would block a stat until a server came.
  */
-/* The last mountinfo line for path: its fstype and its device ("0:57"). */
-static int mountinfo(const char *path, char *fstype, size_t len, char *dev, size_t devlen)
+/* What mountinfo says about the mount on top at a path. */
+struct mount_entry {
+	char fstype[64];		/* "" when nothing is mounted there */
+	char dev[32];			/* "0:57" */
+	char source[300];		/* "irsafs:BUCKET" for ours */
+};
+
+/*
+ * Read from mountinfo, never stat the path: a FUSE mount whose server is
+ * away would block a stat until a server came.
+ */
+static int mount_at(const char *path, struct mount_entry *m)
 {
 	char *line = NULL, *f, *save, *mnt, *id;
 	size_t cap = 0;
 	FILE *fp;
 	int i, sep;
 
-	fstype[0] = '\0';
-	if (dev)
-		dev[0] = '\0';
+	memset(m, 0, sizeof(*m));
 	fp = fopen("/proc/self/mountinfo", "re");
 	if (!fp)
 		return -errno;
@@ -165,23 +173,27 @@ static int mountinfo(const char *path, char *fstype, size_t len, char *dev, size
 		mnt = id = NULL;
 		sep = 0;
 		save = NULL;
+		/* ID PARENT DEV ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
 		for (i = 0, f = strtok_r(line, " \n", &save); f; f = strtok_r(NULL, " \n", &save), i++) {
 			if (i == 2)
 				id = f;
 			else if (i == 4)
 				mnt = f;
 			else if (i > 5 && !sep && !strcmp(f, "-"))
-				sep = 1;
-			else if (sep)
+				sep = i;
+			else if (sep && i == sep + 1 && mnt && id) {
+				unescape(mnt);
+				if (strcmp(mnt, path) != 0)
+					break;
+				/* The last line for path is the mount on top. */
+				snprintf(m->fstype, sizeof(m->fstype), "%s", f);
+				snprintf(m->dev, sizeof(m->dev), "%s", id);
+				m->source[0] = '\0';
+			} else if (sep && i == sep + 2 && mnt && !strcmp(mnt, path)) {
+				unescape(f);
+				snprintf(m->source, sizeof(m->source), "%s", f);
 				break;
-		}
-		if (!mnt || !f)
-			continue;
-		unescape(mnt);
-		if (!strcmp(mnt, path)) {
-			snprintf(fstype, len, "%s", f);	/* the last one is on top */
-			if (dev)
-				snprintf(dev, devlen, "%s", id ? id : "");
+			}
 		}
 	}
 	free(line);
@@ -191,16 +203,20 @@ static int mountinfo(const char *path, char *fstype, size_t len, char *dev, size
 
 int volumes_mount_type(const char *path, char *fstype, size_t len)
 {
-	return mountinfo(path, fstype, len, NULL, 0);
+	struct mount_entry m;
+	int rc = mount_at(path, &m);
+
+	snprintf(fstype, len, "%s", m.fstype);
+	return rc;
 }
 
 int volumes_mount_device(const char *path, char *dev, size_t len)
 {
-	char fstype[64];
+	struct mount_entry m;
 
-	if (mountinfo(path, fstype, sizeof(fstype), dev, len) != 0 ||
-	    strcmp(fstype, "fuse.irsafs") != 0 || !dev[0])
+	if (mount_at(path, &m) != 0 || strcmp(m.fstype, "fuse.irsafs") != 0 || !m.dev[0])
 		return -1;
+	snprintf(dev, len, "%s", m.dev);
 	return 0;
 }
 
@@ -347,12 +363,14 @@ static char *dup_or(const char *s, int *oom)
 
 int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, size_t len)
 {
-	char fstype[64], path[4096];
+	char path[4096], source[300];
+	struct mount_entry m;
+	const char *fstype = m.fstype;
 	struct volume *v;
-	int oom = 0;
+	int oom = 0, made_target;
 
 	v = find_target(vs, s->target_path);
-	volumes_mount_type(s->target_path, fstype, sizeof(fstype));
+	mount_at(s->target_path, &m);
 	if (v) {
 		if (!same_spec(v, s)) {
 			snprintf(msg, len, "%s is already published at %s with other arguments "
@@ -369,14 +387,20 @@ int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, 
 		volumes_unpublish(vs, v->volume_id, v->target, msg, len);
 	} else if (!strcmp(fstype, "fuse.irsafs")) {
 		/*
-		 * Ours from before a restart of this plugin: its FUSE descriptor is
-		 * gone with the old process, so no new server could take it over.
+		 * Ours, from before this plugin restarted: its FUSE descriptor is
+		 * gone with the old process, but the server that has one keeps
+		 * serving it. Remounting would cut that server off.
 		 */
-		log_msg(LOG_NOTICE, "%s holds an irsafs mount from an earlier irsafs-csi: "
-			"replacing it", s->target_path);
-		if (unmount(s->target_path) != 0)
-			log_msg(LOG_WARNING, "cannot unmount %s: %s", s->target_path,
-				strerror(errno));
+		snprintf(source, sizeof(source), "irsafs:%s", s->bucket);
+		if (strcmp(m.source, source) != 0) {
+			snprintf(msg, len, "%s is already published with another bucket (%s)",
+				 s->target_path, m.source);
+			return GRPC_ALREADY_EXISTS;
+		}
+		log_msg(LOG_NOTICE, "%s: %s is mounted there by an earlier irsafs-csi; keeping it "
+			"(if its server dies, it cannot be handed over again)", s->volume_id,
+			s->target_path);
+		return GRPC_OK;
 	} else if (fstype[0]) {
 		snprintf(msg, len, "%s is already a mount point (%s), not an irsafs volume",
 			 s->target_path, fstype);
@@ -406,7 +430,8 @@ int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, 
 	v->dir_fd = open_socket_dir(vs, s->pod_uid, msg, len);
 	if (v->dir_fd < 0)
 		goto fail_precondition;
-	if (mkdir(s->target_path, 0750) != 0 && errno != EEXIST) {
+	made_target = mkdir(s->target_path, 0750) == 0;
+	if (!made_target && errno != EEXIST) {
 		snprintf(msg, len, "cannot create the target directory %s: %s", s->target_path,
 			 strerror(errno));
 		goto fail_internal;
@@ -425,6 +450,8 @@ int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, 
 	v->fuse_fd = mount_fuse(s, msg, len);
 	if (v->fuse_fd < 0) {
 		unlinkat(v->dir_fd, v->sock_name, 0);
+		if (made_target)
+			rmdir(s->target_path);
 		goto fail_internal;
 	}
 	now(&v->since);
@@ -574,8 +601,10 @@ static int server_gone(struct volume *v)
 {
 	char msg[128];
 	ssize_t n;
+	int i;
 
-	for (;;) {
+	/* A few messages per turn: a Pod that keeps writing cannot hold the loop. */
+	for (i = 0; i < 8; i++) {
 		n = recv(v->conn_fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
 		if (n == 0)
 			return 1;
@@ -584,6 +613,7 @@ static int server_gone(struct volume *v)
 		msg[n] = '\0';
 		set_readahead(v, msg);
 	}
+	return 0;
 }
 
 static void hand_over(struct volume *v)

@@ -97,6 +97,10 @@ class Plugin:
         open_dir(os.path.join(self.kubelet, "pods"))
         self.endpoint = os.path.join(self.top, "csi.sock")
         self.errfile = tempfile.NamedTemporaryFile(prefix="irsafs-csi-log-", delete=False)
+        self.stubs = stubs
+        self.start()
+
+    def start(self):
         # No AWS variables, and no network: a namespace with nothing in it.
         self.proc = subprocess.Popen(
             ["unshare", "--net", csi_bin(), "--endpoint", "unix://" + self.endpoint,
@@ -109,8 +113,8 @@ class Plugin:
             assert time.monotonic() < deadline, "irsafs-csi did not listen:\n" + self.log()
             time.sleep(0.02)
         self.channel = grpc.insecure_channel("unix://" + self.endpoint)
-        self.identity = stubs.IdentityStub(self.channel)
-        self.node = stubs.NodeStub(self.channel)
+        self.identity = self.stubs.IdentityStub(self.channel)
+        self.node = self.stubs.NodeStub(self.channel)
 
     def log(self):
         with open(self.errfile.name, "rb") as f:
@@ -121,6 +125,11 @@ class Plugin:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=OUTER)
         return self.proc.returncode
+
+    def restart(self):
+        """Stop and start again on the same endpoint and kubelet directory (a DaemonSet update)."""
+        assert self.stop() == 0, self.log()
+        self.start()
 
 
 class Pod:
@@ -632,6 +641,40 @@ def test_requests_in_flight_when_the_server_dies_are_answered_by_the_next(
         proxy.stop()
         plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
             volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
+
+
+def test_a_plugin_restart_leaves_served_volumes_alone(testbed, plugin, pod, proto):
+    """A DaemonSet update restarts irsafs-csi: the mount and its server carry on, the
+    kubelet's publish again is OK, and the new plugin unpublishes it."""
+    pb, _ = proto
+    plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+    serve = Serve(testbed, pod).start()
+    try:
+        serve.wait_ready()
+        kids = serve.children()
+        plugin.restart()
+        assert sha256_as(APP_UID, os.path.join(pod.target, "dir", "a.txt")) == \
+            testbed.objects()["dir/a.txt"]["sha256"]
+        plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+        with pytest.raises(grpc.RpcError) as e:
+            plugin.node.NodePublishVolume(publish_request(pb, pod, bucket="other-bucket"),
+                                          timeout=OUTER)
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert sha256_as(APP_UID, os.path.join(pod.target, "hello.txt")) == \
+            testbed.objects()["hello.txt"]["sha256"]
+        assert serve.children() == kids
+        plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
+            volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
+        assert not mount_type(pod.target) and pod.sockets() == []
+        deadline = time.monotonic() + OUTER
+        while any(os.path.exists(f"/proc/{k}") for k in kids):
+            assert time.monotonic() < deadline, "the volume's irsafs did not exit"
+            time.sleep(0.05)
+        assert serve.stop() == 0
+    finally:
+        serve.stop()
+    assert "mounted there by an earlier irsafs-csi; keeping it" in plugin.log()
+    assert bad_lines(serve.log()) == [], serve.log()
 
 
 # --- The full specification's messages -------------------------------------------
