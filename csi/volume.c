@@ -352,6 +352,30 @@ static int mount_fuse(const struct volume_spec *s, char *msg, size_t len)
 	return fd;
 }
 
+/*
+ * Create the target directory (the plugin's to create and remove, as the
+ * specification says), and its parents when the kubelet has not made them.
+ * 0, or -1 with errno (EEXIST when it was there).
+ */
+static int make_target(const char *target)
+{
+	char path[4096];
+	char *p;
+
+	if (mkdir(target, 0750) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	snprintf(path, sizeof(path), "%s", target);
+	for (p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(path, 0750) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(target, 0750);
+}
+
 static char *dup_or(const char *s, int *oom)
 {
 	char *d = strdup(s);
@@ -430,7 +454,7 @@ int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, 
 	v->dir_fd = open_socket_dir(vs, s->pod_uid, msg, len);
 	if (v->dir_fd < 0)
 		goto fail_precondition;
-	made_target = mkdir(s->target_path, 0750) == 0;
+	made_target = make_target(s->target_path) == 0;
 	if (!made_target && errno != EEXIST) {
 		snprintf(msg, len, "cannot create the target directory %s: %s", s->target_path,
 			 strerror(errno));

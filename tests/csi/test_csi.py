@@ -450,12 +450,16 @@ def test_publish_is_idempotent_and_refuses_other_arguments(plugin, pod, proto):
     plugin.node.NodeUnpublishVolume(un, timeout=OUTER)    # twice: still OK
 
 
-def test_the_emptydir_is_made_when_the_kubelet_has_not_made_it_yet(plugin, pod, proto):
+def test_directories_the_kubelet_has_not_made_yet_are_made(plugin, pod, proto):
+    """The kubelet sets up a Pod's volumes in parallel: the emptyDir may come after the
+    CSI volume. And the target's parent is made if missing."""
     pb, _ = proto
     os.rmdir(pod.socket_dir)
+    os.rmdir(os.path.dirname(pod.target))
     plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
     st = os.stat(pod.socket_dir)
     assert stat.S_IMODE(st.st_mode) == 0o777 and len(pod.sockets()) == 1
+    assert mount_type(pod.target) == "fuse.irsafs"
     plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
         volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
 
