@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cache/membudget.h"
 #include "core/log.h"
 
 /*
@@ -138,6 +139,11 @@ static void *signal_main(void *arg)
 		}
 		lifecycle_counters(lc.fs, line, sizeof(line));
 		log_msg(LOG_NOTICE, "counters: %s", line);
+		if (lc.fs->mem)
+			log_msg(LOG_NOTICE, "memory: read buffers %zu bytes reserved, %zu kept for "
+				"reuse, peak %zu, ceiling %zu (--max-memory)",
+				membudget_used(lc.fs->mem), membudget_pooled(lc.fs->mem),
+				membudget_peak(lc.fs->mem), membudget_limit(lc.fs->mem));
 	}
 	return NULL;
 }

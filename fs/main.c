@@ -377,8 +377,8 @@ int main(int argc, char **argv)
 	if (ra_cfg.max_window > o.max_memory / 4)
 		ra_cfg.max_window = o.max_memory / 4;
 	if (o.cache_dir) {
-		fs.disk = diskcache_new(fs.store, o.bucket, o.cache_dir, o.max_cache_size, why,
-					sizeof(why));
+		fs.disk = diskcache_new(fs.store, fs.mem, o.bucket, o.cache_dir, o.max_cache_size,
+					why, sizeof(why));
 		if (!fs.disk) {
 			log_msg(LOG_ERR, "%s", why);
 			goto out_ra;
