@@ -49,8 +49,12 @@ static void handoff(const uint8_t *data, size_t size)
 
 	if (size > HANDOFF_MAX_MSG || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0)
 		return;
-	if (send(sv[0], data, size, 0) == (ssize_t)size && handoff_recv(sv[1], &h, 0) == 0)
+	if (send(sv[0], data, size, 0) == (ssize_t)size && handoff_recv(sv[1], &h, 0) == 0) {
+		/* Accepted: an error, or a volume with both descriptors. */
+		if (!h.error[0] && (h.fuse_fd < 0 || h.state_fd < 0 || !h.bucket[0]))
+			abort();
 		handoff_close(&h);
+	}
 	close(sv[0]);
 	close(sv[1]);
 }
@@ -74,7 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	call.path = paths[data[0] % (sizeof(paths) / sizeof(paths[0]))];
 	call.req = data + 1;
 	call.req_len = size - 1;
-	csi_service_handle(&svc, &call);
+	/* An answer is a reply (OK) or a reason (anything else), never neither. */
+	if (csi_service_handle(&svc, &call) == GRPC_OK ? !call.reply : !call.message[0])
+		abort();
 	free(call.reply);
 	return 0;
 }
