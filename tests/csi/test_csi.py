@@ -647,6 +647,49 @@ def test_requests_in_flight_when_the_server_dies_are_answered_by_the_next(
             volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
 
 
+def test_two_volumes_in_one_pod_and_a_killed_volume_server(testbed, plugin, pod, proto):
+    """One irsafs per volume under one `irsafs serve`: the whole bucket and a prefix. The
+    volume whose irsafs is killed is taken over by the next one; the other never notices."""
+    pb, _ = proto
+    second = os.path.join(open_dir(os.path.join(os.path.dirname(os.path.dirname(pod.target)),
+                                                "sub-data")), "mount")
+    req2 = publish_request(pb, pod, prefix="dir", volume_id=pod.volume_id + "-2",
+                           target_path=second)
+    plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+    plugin.node.NodePublishVolume(req2, timeout=OUTER)
+    assert len(pod.sockets()) == 2
+    serve = Serve(testbed, pod, args=["--uid", str(APP_UID), "--gid", str(APP_UID)]).start()
+    try:
+        serve.wait_ready()
+        kids = serve.children()
+        assert len(kids) == 2
+        assert sorted(os.listdir(second)) == ["a.txt", "sub"]
+        assert os.stat(os.path.join(second, "a.txt")).st_uid == APP_UID
+        assert sha256_as(APP_UID, os.path.join(second, "sub", "deep.txt")) == \
+            testbed.objects()["dir/sub/deep.txt"]["sha256"]
+        # Kill the irsafs that serves the prefix; the whole-bucket one stays.
+        victim = [k for k in kids if f"--prefix=dir" in open(f"/proc/{k}/cmdline").read()][0]
+        os.kill(victim, signal.SIGKILL)
+        assert sha256_as(APP_UID, os.path.join(second, "a.txt")) == \
+            testbed.objects()["dir/a.txt"]["sha256"]
+        assert sha256_as(APP_UID, os.path.join(pod.target, "hello.txt")) == \
+            testbed.objects()["hello.txt"]["sha256"]
+        now = serve.children()
+        assert len(now) == 2 and victim not in now and set(kids) - {victim} <= set(now)
+        assert re.search(r"volume .*-2: irsafs was killed by signal 9 after", serve.log())
+        for target, vid in ((pod.target, pod.volume_id), (second, pod.volume_id + "-2")):
+            plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
+                volume_id=vid, target_path=target), timeout=OUTER)
+        assert pod.sockets() == []
+        assert serve.stop() == 0
+    finally:
+        serve.stop()
+        for target in (pod.target, second):
+            if mount_type(target):
+                subprocess.run(["umount", "-l", target], check=False)
+    assert bad_lines(serve.log(), [r"was killed by signal 9"]) == [], serve.log()
+
+
 def test_a_plugin_restart_leaves_served_volumes_alone(testbed, plugin, pod, proto):
     """A DaemonSet update restarts irsafs-csi: the mount and its server carry on, the
     kubelet's publish again is OK, and the new plugin unpublishes it."""
