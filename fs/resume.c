@@ -246,6 +246,16 @@ static size_t filter_batch_forget(uint8_t *buf, size_t n)
 	return in->len;
 }
 
+/*
+ * Closing, flushing and syncing have nothing to do on a read-only file
+ * system: for a predecessor's file they succeed, so close(2) does not fail.
+ */
+static int is_letting_go(uint32_t opcode)
+{
+	return opcode == FUSE_RELEASE || opcode == FUSE_RELEASEDIR || opcode == FUSE_FLUSH ||
+	       opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
+}
+
 static void note_stale(void)
 {
 	if (__atomic_exchange_n(&rs.stale_logged, 1, __ATOMIC_RELAXED))
@@ -281,10 +291,9 @@ static int filter(uint8_t *buf, size_t *n)
 		break;
 	}
 	if (is_old(in->nodeid)) {
-		if (in->opcode != FUSE_RELEASE && in->opcode != FUSE_RELEASEDIR)
+		if (!is_letting_go(in->opcode))
 			note_stale();
-		answer(in->unique, in->opcode == FUSE_RELEASE || in->opcode == FUSE_RELEASEDIR ?
-				   0 : ESTALE);
+		answer(in->unique, is_letting_go(in->opcode) ? 0 : ESTALE);
 		return 0;
 	}
 	if (in->nodeid != FUSE_ROOT_ID)
@@ -314,9 +323,9 @@ static int filter(uint8_t *buf, size_t *n)
 	pthread_mutex_unlock(&rs.lock);
 	if (pass)
 		return 1;
-	if (in->opcode != FUSE_RELEASEDIR)
+	if (!is_letting_go(in->opcode))
 		note_stale();
-	answer(in->unique, in->opcode == FUSE_RELEASEDIR ? 0 : ESTALE);
+	answer(in->unique, is_letting_go(in->opcode) ? 0 : ESTALE);
 	return 0;
 }
 
