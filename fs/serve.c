@@ -287,8 +287,11 @@ static void start(struct serve *s, struct volume_server *v)
 	conn = unixsock_connect_at(s->dirfd, v->name, SOCK_SEQPACKET);
 	if (conn < 0) {
 		if (!v->complained++)
-			log_msg(LOG_WARNING, "cannot connect to %s/%s: %s (is irsafs-csi running "
-				"on this node?); retrying", s->dir, v->name, strerror(-conn));
+			log_msg(LOG_WARNING, "cannot connect to %s/%s: %s (%s); retrying", s->dir,
+				v->name, strerror(-conn), conn == -ECONNREFUSED ?
+				"nobody listens: the irsafs-csi that made it has stopped" :
+				conn == -EACCES ? "this user may not use it: check the emptyDir's "
+				"permissions" : "is irsafs-csi running on this node?");
 		retry_later(v);
 		return;
 	}
