@@ -43,6 +43,7 @@ struct stream {
 	struct buf body;		/* the length-prefixed request */
 	uint8_t *out;			/* the length-prefixed reply */
 	size_t out_len, out_off;
+	struct stream *prev, *next;	/* the connection's open streams */
 };
 
 struct conn {
@@ -52,6 +53,11 @@ struct conn {
 	struct grpc_server *srv;
 	uint8_t *outq;			/* written later: bytes the socket did not take */
 	size_t outq_len, outq_off;
+	/*
+	 * Streams not closed yet: nghttp2_session_del does not call
+	 * on_stream_close, so a connection that ends mid-call frees them here.
+	 */
+	struct stream *streams;
 	struct conn *next;
 };
 
@@ -200,8 +206,16 @@ static int answer(struct conn *c, struct stream *st)
 	return rc;
 }
 
+static void stream_free(struct stream *st)
+{
+	buf_cleanup(&st->body);
+	free(st->out);
+	free(st);
+}
+
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *ud)
 {
+	struct conn *c = ud;
 	struct stream *st;
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -215,6 +229,10 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
+	st->next = c->streams;
+	if (c->streams)
+		c->streams->prev = st;
+	c->streams = st;
 	return 0;
 }
 
@@ -280,13 +298,18 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error_code, void *ud)
 {
 	struct stream *st = nghttp2_session_get_stream_user_data(h2, id);
+	struct conn *c = ud;
 
 	if (!st)
 		return 0;
 	nghttp2_session_set_stream_user_data(h2, id, NULL);
-	buf_cleanup(&st->body);
-	free(st->out);
-	free(st);
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		c->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	stream_free(st);
 	return 0;
 }
 
@@ -314,7 +337,13 @@ struct grpc_server *grpc_server_new(int listen_fd, grpc_handler_fn fn, void *ctx
 
 static void conn_free(struct conn *c)
 {
-	nghttp2_session_del(c->h2);	/* closes the streams: on_stream_close frees them */
+	struct stream *st, *next;
+
+	nghttp2_session_del(c->h2);
+	for (st = c->streams; st; st = next) {
+		next = st->next;
+		stream_free(st);
+	}
 	close(c->fd);
 	free(c->outq);
 	free(c);
