@@ -263,6 +263,7 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("irsafs serve did not stop on SIGTERM:\n" + self.log())
+        shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
 
     def log(self):
