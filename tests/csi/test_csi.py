@@ -45,6 +45,7 @@ APP_UID = 1000
 UNPRIVILEGED = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
 OUTER = 60  # seconds: "did not hang", far above anything expected here
+CLEANUP = []  # directories the current test made, removed after it
 
 
 def csi_bin():
@@ -96,7 +97,7 @@ class Plugin:
         # directories; in a cluster each container sees its own volumes.
         open_dir(os.path.join(self.kubelet, "pods"))
         self.endpoint = os.path.join(self.top, "csi.sock")
-        self.errfile = tempfile.NamedTemporaryFile(prefix="irsafs-csi-log-", delete=False)
+        self.errfile = open(os.path.join(self.top, "irsafs-csi.log"), "w+b")
         self.stubs = stubs
         self.start()
 
@@ -212,6 +213,7 @@ class Serve:
     def __init__(self, testbed, pod, args=(), env_overrides=None):
         self.workdir = tempfile.mkdtemp(prefix="irsafs-serve-")
         os.chmod(self.workdir, 0o755)
+        CLEANUP.append(self.workdir)
         token = os.path.join(self.workdir, "token")
         shutil.copyfile(testbed.pod_env["AWS_WEB_IDENTITY_TOKEN_FILE"], token)
         os.chmod(token, 0o444)
@@ -221,8 +223,7 @@ class Serve:
         self.pod = pod
         self.args = list(args)
         self.ready = os.path.join(pod.socket_dir, "ready")
-        self.errfile = tempfile.NamedTemporaryFile(prefix="irsafs-serve-log-", delete=False)
-        os.chmod(self.errfile.name, 0o666)
+        self.errfile = open(os.path.join(self.workdir, "irsafs-serve.log"), "w+b")
         self.proc = None
 
     def start(self):
@@ -263,7 +264,6 @@ class Serve:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("irsafs serve did not stop on SIGTERM:\n" + self.log())
-        shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
 
     def log(self):
@@ -276,15 +276,22 @@ def bad_lines(text, allowed=()):
             if BAD_LINE.search(line) and not any(re.search(p, line) for p in allowed)]
 
 
+@pytest.fixture(autouse=True)
+def cleanup():
+    yield
+    while CLEANUP:
+        shutil.rmtree(CLEANUP.pop(), ignore_errors=True)
+
+
 @pytest.fixture
 def plugin(proto):
     p = Plugin(*proto)
+    CLEANUP.append(p.top)
     yield p
     rc = p.stop()
     assert rc == 0, p.log()
     # Refused requests are warnings; nothing else may be.
     assert bad_lines(p.log(), [r"warning: csi\.v1\."]) == [], p.log()
-    shutil.rmtree(p.top, ignore_errors=True)
 
 
 @pytest.fixture
