@@ -11,14 +11,14 @@ pkgs=(
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	# run
 	fuse3 ca-certificates
-	# testbed: radosgw + a tiny OIDC issuer
-	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl
+	# testbed: radosgw + a tiny OIDC issuer; its AWS mode adds TLS (stunnel4)
+	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl stunnel4
 	# tests
-	python3-pytest attr valgrind findutils coreutils strace
+	python3-pytest python3-yaml attr valgrind findutils coreutils strace
 	# tests: the CSI plugin, driven as the kubelet does (gRPC stubs made at test time)
 	python3-grpcio python3-grpc-tools procps
-	# packaging tests: the .deb build, the man page, mount -t
-	debhelper dpkg-dev groff-base man-db util-linux mount
+	# packaging tests: the .deb build and lintian, the man page, mount -t
+	debhelper dpkg-dev lintian groff-base man-db util-linux mount
 )
 
 if [ "$(id -u)" != 0 ]; then

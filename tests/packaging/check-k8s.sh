@@ -2,8 +2,10 @@
 # Validate packaging/kubernetes with a real validator: kubernetes-models (the
 # Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
 # package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
-# never the source tree), then validate.mjs, and validate-csi.mjs for the CSI
-# driver's manifests in packaging/kubernetes/csi (with unknown-field checks).
+# never the source tree), then validate.mjs on three renderings of the
+# templates and negative.mjs (each mistake the validator must catch), and
+# validate-csi.mjs for the CSI driver's manifests in packaging/kubernetes/csi
+# (with unknown-field checks).
 #   usage: check-k8s.sh SRC IRSAFS WORKDIR IRSAFS_CSI
 set -eu
 src=$1
@@ -26,9 +28,23 @@ if ! cmp -s "$vdir/package-lock.json" "$work/package-lock.json" || [ ! -d "$work
 		skip "npm ci failed (is the npm registry reachable?); see $work/npm.log"
 	fi
 fi
-cp "$vdir/validate.mjs" "$vdir/validate-csi.mjs" "$work/"
+cp "$vdir/validate.mjs" "$vdir/negative.mjs" "$vdir/validate-csi.mjs" "$work/"
 cd "$work"
-rc=0
-node validate.mjs "$src/packaging/kubernetes" "$bin" "$src" || rc=1
-node validate-csi.mjs "$src/packaging/kubernetes/csi" "$bin" "$csi" || rc=1
-exit $rc
+manifests=$src/packaging/kubernetes
+# The shipped examples, then the two renderings a template must also survive:
+# a prefix typed with its trailing slash, and the whole bucket (no prefix).
+status=0
+for set in "" "PREFIX=models/ KEY_PREFIX=models/" "PREFIX= KEY_PREFIX="; do
+	echo "== validate.mjs ${set:-(placeholders.env)}"
+	# shellcheck disable=SC2086 # one word per NAME=VALUE
+	node validate.mjs "$manifests" "$bin" "$src" $set || status=1
+done
+# Each mistake the validator exists for, made on purpose, must be caught.
+echo "== negative.mjs"
+node negative.mjs "$manifests" "$bin" "$src" || status=1
+for set in "" "PREFIX=models/" "PREFIX="; do
+	echo "== validate-csi.mjs ${set:-(placeholders.env)}"
+	# shellcheck disable=SC2086 # one word per NAME=VALUE
+	node validate-csi.mjs "$manifests/csi" "$bin" "$csi" $set || status=1
+done
+exit $status

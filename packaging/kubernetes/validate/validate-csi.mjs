@@ -14,7 +14,8 @@
 //    `irsafs serve` on the emptyDir irsafs-socket with flags irsafs knows,
 //    the volume is read-only, from this driver, with bucket and prefix only;
 //  - the static PV and its claim are bound to each other.
-// usage: node validate-csi.mjs CSI_MANIFEST_DIR IRSAFS IRSAFS_CSI
+// usage: node validate-csi.mjs CSI_MANIFEST_DIR IRSAFS IRSAFS_CSI [NAME=VALUE...]
+// NAME=VALUE overrides a placeholder's example (PREFIX= renders the whole bucket).
 // Prints one line per problem and "N passed, M failed"; exits 1 on a problem.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -22,7 +23,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import YAML from "yaml";
 
-const [dir, irsafs, irsafsCsi] = process.argv.slice(2);
+const [dir, irsafs, irsafsCsi, ...overrides] = process.argv.slice(2);
 if (!dir || !irsafs || !irsafsCsi) {
   console.error("usage: node validate-csi.mjs CSI_MANIFEST_DIR IRSAFS IRSAFS_CSI");
   process.exit(2);
@@ -42,6 +43,11 @@ function check(ok, what) {
 const examples = {};
 for (const line of fs.readFileSync(path.join(dir, "..", "placeholders.env"), "utf8").split("\n")) {
   const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
+  if (m) examples[m[1]] = m[2];
+}
+for (const o of overrides) {
+  const m = o.match(/^([A-Z0-9_]+)=(.*)$/);
+  check(m && m[1] in examples, `override ${o} is not NAME=VALUE for a placeholder`);
   if (m) examples[m[1]] = m[2];
 }
 const files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
