@@ -62,7 +62,7 @@ fi
 deb=$(ls "$work"/irsafs_"$version"_*.deb)
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/irsafs ./usr/bin/irsafs-csi ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz \
-	./usr/share/man/man8/mount.irsafs.8.gz; do
+	./usr/share/man/man8/mount.irsafs.8.gz ./usr/share/man/man8/irsafs-csi.8.gz; do
 	printf '%s\n' "$contents" | grep -q " $f\$" && ok || bad "$f is not in the package"
 done
 printf '%s\n' "$contents" | grep -q ' ./usr/sbin/mount.fuse.irsafs -> mount.irsafs$' && ok ||
