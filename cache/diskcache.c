@@ -637,18 +637,17 @@ static int run_fetch(struct diskcache *dc, const char *key, const char *etag, lo
 }
 
 /*
- * A read of [off, end): the span it touches, rounded out to whole blocks for
- * a streaming reader and to granules for any other, is walked from its
- * start; each run of present granules is loaded (what overlaps the caller's
- * range) and each run of missing ones that overlaps the caller's range is
- * fetched whole and cached. Missing runs outside it are left for the reads
- * that want them.
+ * A read of [off, end): the granules it touches (from offset 0 for the
+ * read-ahead's first part after a lookup's bytes) are walked in order; each
+ * run of present granules is loaded (what overlaps the caller's range) and
+ * each run of missing ones that overlaps the caller's range is fetched whole
+ * and cached. Missing runs outside it are left for the reads that want them.
  */
 static int dc_read_range(struct store *st, const char *key, const char *etag, long long off,
 			 size_t len, char *dst, size_t *got, struct s3_error *e)
 {
 	struct diskcache *dc = (struct diskcache *)st;
-	long long end = off + (long long)len, unit, pos, span_z, data_end = end;
+	long long end = off + (long long)len, pos, span_z, data_end = end;
 	unsigned char id[32];
 	int eof = 0;
 
@@ -656,9 +655,8 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 	if (!etag || !*etag || len == 0)
 		return store_read_range(dc->inner, key, etag, off, len, dst, got, e);
 	err_clear(e);
-	unit = len >= DISKCACHE_SEQ ? BLOCK : GRANULE;
-	pos = off / unit * unit;
-	span_z = (end + unit - 1) / unit * unit;
+	pos = len >= DISKCACHE_HEAD_PART && off < BLOCK ? 0 : off / GRANULE * GRANULE;
+	span_z = (end + GRANULE - 1) / GRANULE * GRANULE;
 	while (pos < span_z && !eof) {
 		long long boff = pos / BLOCK * BLOCK, adv = 0, z;
 		int r;

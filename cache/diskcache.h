@@ -10,14 +10,16 @@
  * the identity and each granule's SHA-256 are checked on every read, and a
  * block that fails is a miss, logged once, and removed.
  *
- * What a miss fetches depends on the read. A read of DISKCACHE_SEQ bytes or
- * more is a streaming reader's (the read-ahead's parts): its missing granules
- * are fetched out to whole blocks, so that a sequential pass leaves whole
- * blocks behind. A smaller read (a random reader's, after a seek) fetches only
- * its missing granules: a 4 KiB read costs one granule, not a block. Missing
+ * A miss fetches the granules the read touches that are not cached, and no
+ * more: a random reader's 4 KiB read costs one granule, not a block. Missing
  * granules next to each other are one ranged GET, and so are missing granules
- * separated by less than DISKCACHE_COALESCE cached bytes. Unpinned reads (no
- * ETag) and stat/list pass straight through.
+ * separated by less than DISKCACHE_COALESCE cached bytes. A sequential reader
+ * still leaves whole blocks behind, because the read-ahead's parts start and
+ * end on block boundaries; the one exception is its first part after the
+ * bytes a lookup fetched (those never pass through here), so a read of at
+ * least DISKCACHE_HEAD_PART bytes that starts inside the first block is
+ * fetched from offset 0. Unpinned reads (no ETag) and stat/list pass straight
+ * through.
  *
  * The directory is created 0700, locked (flock) so that two mounts never
  * share it, and emptied when the cache is created and when it is freed:
@@ -29,8 +31,8 @@
  * Memory: bytes the caller asked for go straight into its buffer; a cached
  * granule is checked as it streams (the bytes outside the caller's range pass
  * through one granule on the stack). Only a fetch that also fills bytes the
- * caller did not ask for (the rest of a granule or a block, to cache it
- * whole) takes a bounce buffer, and that is reserved in the memory budget
+ * caller did not ask for (the rest of a granule, or the start of the first
+ * block, to cache them whole) takes a bounce buffer, and that is reserved in the memory budget
  * (cache/membudget.h); when the budget is short the caller's bytes are
  * fetched alone and only the granules they cover whole are cached.
  *
@@ -44,11 +46,8 @@
 
 #define DISKCACHE_BLOCK (1u << 20)
 #define DISKCACHE_GRANULE (16u << 10)
-/*
- * A read this long is a streaming reader's: more than the kernel ever asks at
- * once (128 KiB), less than any read-ahead part but an object's tail.
- */
-#define DISKCACHE_SEQ (256u << 10)
+/* A read this long from inside the first block is the read-ahead's first part. */
+#define DISKCACHE_HEAD_PART (256u << 10)
 /* Cached bytes between two missing runs that are fetched again rather than split the GET. */
 #define DISKCACHE_COALESCE (256u << 10)
 
