@@ -8,6 +8,12 @@
  * inside the fetch's budget; everything else fails at once with an
  * explanation that names the role, the STS code and the likely cause. The
  * token and the returned secrets are wiped as soon as they are not needed.
+ *
+ * The token file is whatever the environment names, so it is read without
+ * ever blocking (a FIFO, a directory, /dev/zero or a huge file is one clear
+ * error, core/strutil.h). STS's own words (<Code>, <Message>) go into that
+ * error, so the token is redacted out of it first: an STS that echoes what
+ * it was sent must not put the token into the log.
  */
 #include "auth/creds.h"
 
@@ -25,6 +31,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/redact.h"
 #include "core/strutil.h"
 #include "http/http.h"
 #include "http/retry.h"
@@ -38,6 +45,7 @@ struct webid {
 	struct http_client *http;
 	char *role_arn;
 	char *token_file;
+	char *token_setting;		/* what named token_file, for messages */
 	char *session_name;
 	char *endpoint;
 	long duration_seconds;
@@ -108,14 +116,28 @@ static void explain(const struct webid *w, const struct s3_error *e, char *why, 
 			 w->role_arn, w->endpoint, what);
 }
 
-static int sts_retryable(const struct s3_error *e)
+/*
+ * The token goes to STS in every call and the secret keys come back: over
+ * plain HTTP to another host, both cross the network in the clear. Said once,
+ * when the provider is made (at mount), decided from the URL alone.
+ */
+static void warn_cleartext(const char *endpoint)
 {
-	return err_is_retryable(e) || !strcmp(e->code, "IDPCommunicationError");
+	char host[64];
+
+	if (url_is_cleartext_remote(endpoint, host, sizeof(host)))
+		log_msg(LOG_WARNING, "STS at %s is plain HTTP to %s, which is not loopback: the "
+			"web identity token and the credentials STS returns cross the network "
+			"unencrypted; use https:// (AWS_ENDPOINT_URL_STS, or AWS_ENDPOINT_URL "
+			"when that is unset)", endpoint, host);
 }
 
-/* One STS call. 0 with *out set; -EAGAIN when worth retrying; else -errno. */
+/*
+ * One STS call. 0 with *out set, else a negative errno with why filled; e
+ * holds the answer, whose class (core/err.c) says whether to try again.
+ */
 static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, char *why,
-			 size_t whylen)
+			 size_t whylen, struct s3_error *e)
 {
 	static const char *const headers[] = {
 		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
@@ -131,26 +153,28 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	};
 	struct http_response resp;
 	struct sts_result res;
-	struct s3_error e;
 	struct buf form;
 	char *token = NULL;
 	size_t toklen = 0;
 	int rc;
 
-	err_clear(&e);
+	err_clear(e);
 	buf_init(&form, TOKEN_MAX * 3 + 4096);
 	http_response_init(&resp);
 
 	rc = file_read_small(w->token_file, TOKEN_MAX, &token, &toklen);
 	if (rc) {
-		snprintf(why, whylen, "cannot read the web identity token file %s: %s; check the "
-			 "projected service account token volume (AWS_WEB_IDENTITY_TOKEN_FILE)",
-			 w->token_file, rc == -EFBIG ? "file too large" : strerror(-rc));
+		snprintf(why, whylen, "cannot read the web identity token file %s: %s; %s must "
+			 "name the token itself, a regular file of at most %d KiB (on EKS the "
+			 "projected service account token)", w->token_file,
+			 file_read_strerror(rc), w->token_setting, TOKEN_MAX / 1024);
 		goto out;
 	}
 	str_trim(token);
 	if (!*token) {
-		snprintf(why, whylen, "the web identity token file %s is empty", w->token_file);
+		snprintf(why, whylen, "the web identity token file %s (%s) is empty; check the "
+			 "projected service account token volume", w->token_file,
+			 w->token_setting);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -175,10 +199,10 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	}
 	req.body = form.data;
 	req.body_len = form.len;
-	rc = http_perform(w->http, &req, &resp, &e);
+	rc = http_perform(w->http, &req, &resp, e);
 	if (rc && rc != -EMSGSIZE) {
-		explain(w, &e, why, whylen);
-		rc = -EAGAIN;
+		explain(w, e, why, whylen);
+		rc = -EIO;
 		goto out;
 	}
 	if (rc == -EMSGSIZE) {
@@ -200,11 +224,24 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 		rc = *out ? 0 : -ENOMEM;
 		goto out;
 	}
-	xml_parse_error(resp.body.data, resp.body.len, &e);
-	e.http_status = resp.status;
-	explain(w, &e, why, whylen);
-	rc = sts_retryable(&e) ? -EAGAIN : -EACCES;
+	err_set_ids(e, resp.request_id, resp.host_id);
+	xml_parse_error(resp.body.data, resp.body.len, e);
+	e->http_status = resp.status;
+	explain(w, e, why, whylen);
+	rc = err_is_retryable(e) ? -EIO : -EACCES;
 out:
+	if (rc && token) {
+		/* why may quote STS: never let it quote the token, raw or form-encoded. */
+		const char *enc = form.data ? strstr(form.data, "WebIdentityToken=") : NULL;
+		const char *secrets[] = { token, enc ? enc + 17 : NULL };
+
+		redact_text(why, whylen, secrets, 2);
+		/* e reaches the retry loop's log lines: the same for what it quotes. */
+		redact_text(e->message, sizeof(e->message), secrets, 2);
+		redact_text(e->code, sizeof(e->code), secrets, 2);
+		redact_text(e->request_id, sizeof(e->request_id), secrets, 2);
+		redact_text(e->host_id, sizeof(e->host_id), secrets, 2);
+	}
 	if (token) {
 		OPENSSL_cleanse(token, toklen);
 		free(token);
@@ -216,35 +253,47 @@ out:
 	return rc;
 }
 
+/* One fetch: what its attempts share. */
+struct webid_call {
+	struct webid *w;
+	struct creds **out;
+	char *why;
+	size_t whylen;
+};
+
+static int webid_try(void *arg, struct retry *r, struct s3_error *e)
+{
+	struct webid_call *call = arg;
+
+	return webid_attempt(call->w, retry_attempt_ms(r), call->out, call->why, call->whylen, e);
+}
+
 static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, size_t whylen)
 {
-	static const struct retry_policy policy = {
-		.max_attempts = 4, .base_ms = 200, .max_backoff_ms = 3000,
-	};
 	struct webid *w = (struct webid *)p;
-	struct retry_policy pol = policy;
+	struct retry_policy pol = {
+		.max_attempts = 4, .base_ms = 200, .max_backoff_ms = 3000,
+		.budget_ms = w->budget_ms, .attempt_ms = w->timeout_ms,
+	};
+	struct webid_call call = { .w = w, .out = out, .why = why, .whylen = whylen };
+	char what[600], ids[256];
+	struct s3_error e;
 	struct retry r;
-	long sleep_ms, timeout;
+	size_t n;
 	int rc;
 
-	pol.budget_ms = w->budget_ms;
-	retry_begin(&r, &pol);
-	for (;;) {
-		timeout = retry_remaining_ms(&r);
-		if (timeout > w->timeout_ms)
-			timeout = w->timeout_ms;
-		if (timeout < 1000)
-			timeout = 1000;
-		rc = webid_attempt(w, timeout, out, why, whylen);
-		if (rc != -EAGAIN)
-			return rc;
-		sleep_ms = retry_next(&r);
-		if (sleep_ms < 0)
-			return -EIO;
-		log_msg(LOG_WARNING, "%s (attempt %d/%d, retry in %ld ms)", why, r.attempt,
-			pol.max_attempts, sleep_ms);
-		retry_sleep_ms(sleep_ms);
+	snprintf(what, sizeof(what), "AssumeRoleWithWebIdentity for role %s at %s", w->role_arn,
+		 w->endpoint);
+	retry_begin(&r, &pol, NULL);
+	rc = retry_run(&r, webid_try, &call, &e, what);
+	if (rc) {
+		/* Say which request failed: STS's request id ends the explanation. */
+		err_ids(&e, ids, sizeof(ids));
+		n = strlen(why);
+		if (ids[0] && n + strlen(ids) < whylen)
+			memcpy(why + n, ids, strlen(ids) + 1);
 	}
+	return rc;
 }
 
 static void webid_destroy(struct creds_provider *p)
@@ -253,6 +302,7 @@ static void webid_destroy(struct creds_provider *p)
 
 	free(w->role_arn);
 	free(w->token_file);
+	free(w->token_setting);
 	free(w->session_name);
 	free(w->endpoint);
 	free(w);
@@ -276,14 +326,18 @@ struct creds_provider *creds_webid_new(const struct webid_config *cfg, struct ht
 	}
 	w->role_arn = strdup(cfg->role_arn);
 	w->token_file = strdup(cfg->token_file);
+	w->token_setting = strdup(cfg->token_setting ? cfg->token_setting
+						   : "AWS_WEB_IDENTITY_TOKEN_FILE");
 	w->session_name = strdup(name);
 	w->endpoint = strdup(cfg->sts_endpoint);
 	w->duration_seconds = cfg->duration_seconds;
 	w->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
 	w->budget_ms = cfg->budget_ms > 0 ? cfg->budget_ms : 30000;
-	if (!w->role_arn || !w->token_file || !w->session_name || !w->endpoint) {
+	if (!w->role_arn || !w->token_file || !w->token_setting || !w->session_name ||
+	    !w->endpoint) {
 		webid_destroy(&w->base);
 		return NULL;
 	}
+	warn_cleartext(w->endpoint);
 	return &w->base;
 }

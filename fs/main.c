@@ -25,6 +25,7 @@
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strutil.h"
 #include "core/workq.h"
 #include "fs/doctor.h"
 #include "fs/exec.h"
@@ -32,6 +33,7 @@
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
+#include "fs/mountpoint.h"
 #include "fs/opts.h"
 #include "http/http.h"
 #include "http/xml.h"
@@ -39,6 +41,8 @@
 
 /* Cold lookups that can probe in parallel at once; more take two round trips. */
 #define LOOKUP_HELPERS 8
+/* A CA bundle larger than this is not one (Mozilla's is about 200 KiB). */
+#define CA_BUNDLE_MAX (16 << 20)
 
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 {
@@ -57,7 +61,7 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	const struct opts *o = fs->opts;
 	struct s3_list_page page;
 	struct s3_error e;
-	char what[320];
+	char what[320], ids[256];
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -77,24 +81,26 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
+	/* Say which request failed: each line ends with its request ids. */
 	err_describe(&e, what, sizeof(what));
+	err_ids(&e, ids, sizeof(ids));
 	switch (err_classify(&e)) {
 	case ERR_NO_BUCKET:
 		log_msg(LOG_ERR, "bucket %s does not exist at %s (%s): check the bucket name "
-			"and the endpoint", o->bucket, endpoint, what);
+			"and the endpoint%s", o->bucket, endpoint, what, ids);
 		return 1;
 	case ERR_DENIED:
 		if (o->strict) {
 			log_msg(LOG_ERR, "%s may not list s3://%s/%s (%s), and --strict makes that "
 				"fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
-				"policy, or mount a prefix the role may list", principal, o->bucket,
+				"policy, or mount a prefix the role may list%s", principal, o->bucket,
 				o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
-				: "", o->prefix, *o->prefix ? "*)" : "");
+				: "", o->prefix, *o->prefix ? "*)" : "", ids);
 			return 1;
 		}
 		log_msg(LOG_WARNING, "%s may not list s3://%s/%s (%s): mounting anyway; listing "
 			"that directory will fail with EACCES, paths the role may read stay "
-			"reachable by name", principal, o->bucket, o->prefix, what);
+			"reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
 		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
 		return 0;
@@ -104,9 +110,44 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	if (rc == -EKEYEXPIRED)
 		log_msg(LOG_ERR, "no valid credentials to list s3://%s/%s", o->bucket, o->prefix);
 	else
-		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s", o->bucket, o->prefix,
-			endpoint, what);
+		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s%s", o->bucket, o->prefix,
+			endpoint, what, ids);
 	return 1;
+}
+
+/*
+ * curl opens the CA bundle itself, at the first TLS handshake, and would wait
+ * there for ever on a FIFO: check it is a plain file first. 0, or 1 after
+ * saying what is wrong.
+ */
+static int check_ca_bundle(const char *path)
+{
+	int rc;
+
+	if (!path)
+		return 0;
+	rc = file_check_small(path, CA_BUNDLE_MAX);
+	if (rc == 0)
+		return 0;
+	log_msg(LOG_ERR, "cannot use the CA bundle %s (AWS_CA_BUNDLE): %s; point "
+		"AWS_CA_BUNDLE at a PEM file of CA certificates (at most %d MiB), or unset it "
+		"to use the system's", path, file_read_strerror(rc), CA_BUNDLE_MAX >> 20);
+	return 1;
+}
+
+/*
+ * S3 requests carry the access key id, the session token and a signature
+ * anyone on the path could replay for a while: over plain HTTP to another
+ * host, say so once. Decided from the URL alone, before any request.
+ */
+static void warn_cleartext(const char *endpoint)
+{
+	char host[64];
+
+	if (url_is_cleartext_remote(endpoint, host, sizeof(host)))
+		log_msg(LOG_WARNING, "S3 at %s is plain HTTP to %s, which is not loopback: "
+			"the signed requests (access key id, session token) and the data cross "
+			"the network unencrypted; use https://", endpoint, host);
 }
 
 /*
@@ -167,7 +208,12 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	char optbuf[512], counters[256];
 	int rc = 1;
 
-	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=irsafs:%s,subtype=irsafs%s",
+	/*
+	 * Type fuse.irsafs (what probes and the dead-mount check look for); the
+	 * source is the bucket, as an fstab line names it, so `mount -a` sees
+	 * that line is mounted already.
+	 */
+	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=%s,subtype=irsafs%s",
 		 o->bucket, o->allow_other ? ",allow_other" : "");
 	if (fuse_opt_add_arg(&args, "irsafs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, optbuf) || (o->debug && fuse_opt_add_arg(&args, "-odebug")))
@@ -176,8 +222,12 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	if (!se)
 		goto out;
 	fs->se = se;
-	/* Stop signals: fs/lifecycle.c (mount form), passed on to the command (exec). */
-	lifecycle_clear_stale(o->mountpoint);
+	/*
+	 * Stop signals: until now the startup thread ended the process; from
+	 * here they wait for the signal thread (mount form) or exec's handlers,
+	 * which unmount. Before the mount, and before fuse_daemonize forks.
+	 */
+	lifecycle_startup_done();
 	fs->mount_path = realpath(o->mountpoint, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
@@ -250,17 +300,19 @@ int main(int argc, char **argv)
 	struct irsafs fs;
 	struct opts o;
 	struct exec_cmd cmd = { 0 };
-	const char *principal;
+	char *principal = NULL;
 	int rc = 1;
 
 	log_set_tag("irsafs");
 	no_core_dumps();
 	if (argc > 1 && !strcmp(argv[1], "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "probe"))
+		return mountpoint_probe_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
 		return IRSAFS_EXIT_USAGE;
 	/* Before any thread starts, so that every thread inherits the mask. */
-	lifecycle_signals_block(cmd.argv == NULL);
+	lifecycle_signals_block();
 	if (opts_parse(argc, argv, &o) != 0) {
 		opts_cleanup(&o);
 		return 2;
@@ -284,6 +336,14 @@ int main(int argc, char **argv)
 	if (cmd.argv)
 		o.foreground = 1;	/* exec never detaches: it waits for its command */
 	fuse_set_log_func(fuse_log_to_ours);
+	/* Before STS and S3: a dead mount to clear, or a live one already there. */
+	if (mountpoint_prepare(o.mountpoint) != 0)
+		goto out_opts;
+	/* From here main may wait on the network: a stop signal ends it at once. */
+	if (lifecycle_startup_start(cmd.argv != NULL) != 0) {
+		log_msg(LOG_ERR, "cannot start the signal thread");
+		goto out_opts;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_msg(LOG_ERR, "cannot initialise libcurl");
 		goto out_opts;
@@ -305,6 +365,8 @@ int main(int argc, char **argv)
 				     ? getenv("AWS_CA_BUNDLE") : NULL,
 		.pool_max = 64,
 	};
+	if (check_ca_bundle(hc.ca_bundle))
+		goto out_curl;
 	http = http_client_new(&hc);
 	if (!http) {
 		log_msg(LOG_ERR, "out of memory");
@@ -328,12 +390,20 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "out of memory");
 		goto out_http;
 	}
+	lifecycle_startup_phase("while getting credentials");
 	if (creds_cache_acquire(fs.creds, &cr, why, sizeof(why)) != 0) {
 		log_msg(LOG_ERR, "cannot get credentials from %s: %s",
 			creds_cache_source(fs.creds), why);
 		goto out_creds;
 	}
-	principal = cr->principal_arn ? cr->principal_arn : "unknown";
+	/* Only the name is kept: the cache holds the secrets, and refreshes them. */
+	principal = strdup(cr->principal_arn ? cr->principal_arn : "unknown");
+	creds_release(cr);
+	cr = NULL;
+	if (!principal) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out_creds;
+	}
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
 		creds_cache_source(fs.creds));
 
@@ -351,6 +421,7 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "%s", why);
 		goto out_creds;
 	}
+	warn_cleartext(s3_store_endpoint(fs.store));
 	fs.inodes = inode_table_new(o.prefix);
 	if (!fs.inodes) {
 		log_msg(LOG_ERR, "out of memory");
@@ -361,6 +432,7 @@ int main(int argc, char **argv)
 		.negative_ttl_ms = (long long)(o.negative_ttl * 1000),
 		.max_listing_bytes = o.metadata_cache_size,
 	});
+	lifecycle_startup_phase("while listing the bucket");
 	if (mount_check(&fs, principal, s3_store_endpoint(fs.store)))
 		goto out_inodes;
 	fs.mem = membudget_new(o.max_memory);
@@ -406,6 +478,7 @@ out_store:
 	store_destroy(fs.store);
 out_creds:
 	creds_release(cr);
+	free(principal);
 	creds_cache_free(fs.creds);
 out_http:
 	http_client_free(http);
@@ -413,6 +486,8 @@ out_http:
 out_curl:
 	curl_global_cleanup();
 out_opts:
+	/* Before the mount (a failed start) the startup thread still runs. */
+	lifecycle_startup_done();
 	opts_cleanup(&o);
 	return rc;
 }

@@ -83,6 +83,7 @@ void opts_usage(FILE *f)
 		"usage: irsafs [OPTIONS] BUCKET MOUNTPOINT\n"
 		"       irsafs exec [OPTIONS] BUCKET MOUNTPOINT -- COMMAND [ARGS...]\n"
 		"       irsafs doctor BUCKET [--prefix P] [--json] [--strict]\n"
+		"       irsafs probe MOUNTPOINT [--timeout S]\n"
 		"\n"
 		"Mount an S3 bucket read-only, as the IAM role the Pod was given (IRSA).\n"
 		"\n"
