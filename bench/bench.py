@@ -18,7 +18,8 @@ Tests (TESTS):
              once per testbed by dataset.py --million): `ls -l`, first entry, all names,
              peak RSS (irsafs) against ListObjectsV2 page by page (direct)
   seq-tls    cold sequential read over HTTPS (irsafs) against 8 ranged curls over HTTPS;
-             runs when TLS_ENDPOINT is set (tests/testbed's AWS mode), else skipped
+             runs when TLS_ENDPOINT is set (run.sh sets it with TLS=aws: the testbed's
+             AWS mode), else skipped
 
 Clients (CLIENTS): direct irsafs irsafs-cache s3fs rclone-off rclone-full rclone-smt.
 irsafs-cache is irsafs with --cache-dir, in seq, rand4k and rand256k only.
