@@ -126,7 +126,7 @@ void opts_usage(FILE *f)
 		"  --kernel-readahead SIZE  the kernel's read-ahead for this mount, so that it asks\n"
 		"                           for larger reads; 0 = leave it (default 512K; needs a\n"
 		"                           writable /sys)\n"
-		"  --cache-dir DIR          keep 1 MiB blocks of read objects in DIR (created 0700,\n"
+		"  --cache-dir DIR          keep what was read in DIR, checked on every read (0700,\n"
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
 		"  --debug                  log every request and FUSE operation\n"
