@@ -33,6 +33,7 @@ struct opts {
 	size_t metadata_cache_size;	/* bytes of cached listings, all directories */
 	int strict;			/* any denial of the mount-time listing fails the mount */
 	int list_page_size;
+	long long list_timeout_ms;	/* one directory's whole listing */
 	long credential_duration;
 	int allow_instance_role;	/* IMDS may be the last credential source */
 	long budget_ms;
