@@ -220,3 +220,52 @@ def sha256_file(path, bufsize=1 << 20):
                 break
             h.update(b)
     return h.hexdigest()
+
+
+# ---- the hostile S3 + STS server (tests/hostile.py): no radosgw needed ----
+
+sys.path.insert(0, os.path.dirname(HERE))
+import hostile as hostile_mod  # noqa: E402
+
+
+class HostileFixture(hostile_mod.HostileServer):
+    def env(self, **overrides):
+        """A Pod's environment (PATH, sanitizer settings, the IRSA variables)
+        pointing irsafs at this server for S3 and STS; None drops a variable."""
+        return pod_env(self, **overrides)
+
+
+@pytest.fixture
+def hostile():
+    """A fresh HostileServer (tests/hostile.py) with no buckets; .env(**overrides)."""
+    srv = HostileFixture().start()
+    yield srv
+    srv.stop()
+    if srv.errors:
+        pytest.fail("the hostile server failed inside:\n" + "\n".join(srv.errors))
+
+
+@pytest.fixture
+def hostile_mount(hostile):
+    """hostile_mount(bucket, *args, env=None, expect_log=[regex...], name_suffix="")
+    -> Mount of the hostile server (env defaults to hostile.env())."""
+    mounts = []
+
+    def make(bucket, *args, env=None, expect_log=(), name_suffix=""):
+        m = Mount(hostile, bucket, list(args), env or hostile.env(), list(expect_log),
+                  name_suffix)
+        mounts.append(m)
+        return m
+
+    yield make
+    failures = []
+    for m in mounts:
+        m.unmount()
+        if m.proc.returncode != 0:
+            failures.append(f"irsafs exited {m.proc.returncode}:\n{m.log()}")
+        bad = m.unexpected_lines()
+        if bad:
+            failures.append("unexpected lines in irsafs's stderr:\n" + "\n".join(bad))
+        os.unlink(m.errfile.name)
+    if failures:
+        pytest.fail("\n".join(failures))
