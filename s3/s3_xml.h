@@ -37,11 +37,12 @@ struct s3_list_object {
 #define S3_LIST_MAX_SIZE (1LL << 53)
 /*
  * Entries (Contents and CommonPrefixes) one page may hold. S3 and every
- * compatible server send at most 1,000 (max-keys); ten times that is a
- * margin for a server that ignores max-keys, and bounds what a hostile page
- * costs to parse (the objects array, the keys) whatever its byte size.
+ * compatible server send at most 1,000 (max-keys), but a server that ignores
+ * max-keys is served as long as its page is within the body cap. This bounds
+ * what the smallest entries (~50 bytes of XML, ~110 bytes parsed) can cost:
+ * about 14 MiB for a page at the 8 MiB body cap, whatever its shape.
  */
-#define S3_LIST_MAX_ENTRIES 10000
+#define S3_LIST_MAX_ENTRIES 100000
 #define S3_LIST_MAX_DROPS 16
 
 /* A dropped entry, for the log. */
