@@ -207,6 +207,19 @@ def test_killed_ls_is_released_at_once_and_unmount_works(hostile, lying):
     assert un.returncode == 0, un.stderr
 
 
+def test_a_handled_signal_does_not_fail_the_listing(hostile, lying):
+    """Only a reader being killed is answered EINTR: a signal that runs a
+    handler (here SIGALRM, in Perl, which does not retry opendir) leaves the
+    opendir waiting for the listing, which then succeeds."""
+    m = lying()
+    hostile.add("delay", kind="list", seconds=3, query=r"prefix=loop%2F")
+    script = ('$SIG{ALRM} = sub {}; alarm 1; opendir(my $d, $ARGV[0]) or die "opendir: $!\\n";'
+              'my @e = grep { !/^\\./ } readdir $d; print join(",", sort @e), "\\n"')
+    p = subprocess.run(["perl", "-e", script, m.path("loop")], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout == "k0,k1,k2\n", p.stderr
+
+
 def test_killed_ls_abandons_an_endless_listing(hostile, lying):
     m = lying()
     hostile.add("endless_new_token", per_page=1, query=r"prefix=loop%2F")
