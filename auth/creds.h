@@ -68,6 +68,8 @@ struct creds_provider *creds_static_new(struct creds *cr, const char *name);
 struct webid_config {
 	const char *role_arn;
 	const char *token_file;
+	const char *token_setting;	/* what named token_file, for messages; NULL:
+					   "AWS_WEB_IDENTITY_TOKEN_FILE" */
 	const char *session_name;	/* NULL: generated */
 	const char *sts_endpoint;	/* full URL, e.g. https://sts.us-east-1.amazonaws.com */
 	long duration_seconds;		/* 0: let STS choose */

@@ -9,6 +9,10 @@
  * link-local addresses; anything else must be HTTPS. The agent does not say
  * which role it serves, so the principal is "unknown" unless the JSON carries
  * a RoleArn (ECS does).
+ *
+ * The token file is read without ever blocking and must be a regular file
+ * (core/strutil.h); the agent's words that reach an error are redacted of
+ * the token (core/redact.h).
  */
 #include "auth/creds.h"
 
@@ -23,6 +27,7 @@
 
 #include "auth/creds_i.h"
 #include "core/buf.h"
+#include "core/redact.h"
 #include "core/strutil.h"
 #include "http/http.h"
 
@@ -124,9 +129,11 @@ static char *auth_header(const struct container *c, int *rc, char *why, size_t w
 		*rc = file_read_small(c->token_file, TOKEN_MAX, &token, &len);
 		if (*rc) {
 			snprintf(why, whylen, "cannot read the container authorization token file "
-				 "%s (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): %s; check the "
-				 "eks-pod-identity-token volume", c->token_file,
-				 *rc == -EFBIG ? "file too large" : strerror(-*rc));
+				 "%s (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): %s; "
+				 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE must name the token "
+				 "itself, a regular file of at most %d KiB (on EKS the "
+				 "eks-pod-identity-token volume)", c->token_file,
+				 file_read_strerror(*rc), TOKEN_MAX / 1024);
 			return NULL;
 		}
 		str_trim(token);
@@ -176,10 +183,6 @@ static int container_fetch(struct creds_provider *p, struct creds **out, char *w
 	snprintf(source, sizeof(source), "the container credentials endpoint %.200s", c->url);
 	rc = creds_http_get(c->http, "GET", c->url, headers, authz ? 2 : 1, source, &status,
 			    &body, why, whylen);
-	if (authz) {
-		OPENSSL_cleanse(authz, strlen(authz));
-		free(authz);
-	}
 	if (rc)
 		goto out;
 	if (status != 200) {
@@ -194,6 +197,15 @@ static int container_fetch(struct creds_provider *p, struct creds **out, char *w
 	}
 	rc = creds_json_parse(body.data, body.len, &keys, source, out, why, whylen);
 out:
+	if (authz) {
+		/* why may quote the agent (its Code): never let it quote the token. */
+		const char *token = authz + strlen("Authorization: ");
+
+		if (rc)
+			redact_text(why, whylen, &token, 1);
+		OPENSSL_cleanse(authz, strlen(authz));
+		free(authz);
+	}
 	buf_cleanse(&body);
 	return rc;
 }

@@ -120,6 +120,8 @@ static int process_fetch(struct creds_provider *p, struct creds **out, char *why
 	char *argv[] = { sh, dash_c, pr->command, NULL };
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, status = 0, rc;
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, pipe_dfl;
 	struct buf sout, serr;
 	char tail[220];
 	pid_t pid;
@@ -136,7 +138,16 @@ static int process_fetch(struct creds_provider *p, struct creds **out, char *why
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-	rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+	/* Not irsafs's signal mask (stop signals are blocked in every thread). */
+	sigemptyset(&none);
+	sigemptyset(&pipe_dfl);
+	sigaddset(&pipe_dfl, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &pipe_dfl);
+	rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	close(outp[1]);
 	close(errp[1]);
@@ -190,7 +201,9 @@ out_pipes:
 	if (errp[1] >= 0)
 		close(errp[1]);
 	buf_cleanse(&sout);
-	buf_cleanup(&serr);
+	/* A failing tool may have printed what it should not have. */
+	buf_cleanse(&serr);
+	OPENSSL_cleanse(tail, sizeof(tail));
 	return rc;
 }
 
@@ -198,6 +211,9 @@ static void process_destroy(struct creds_provider *p)
 {
 	struct process *pr = (struct process *)p;
 
+	/* The command line may carry a secret of its own (a password flag). */
+	if (pr->command)
+		OPENSSL_cleanse(pr->command, strlen(pr->command));
 	free(pr->command);
 	free(pr->profile);
 	free(pr);

@@ -134,8 +134,13 @@ static int read_file(const char *path, int is_config, const char *name, struct p
 	if (rc == -ENOENT)
 		return 0;
 	if (rc) {
-		snprintf(why, whylen, "cannot read %s: %s", path,
-			 rc == -EFBIG ? "file too large" : strerror(-rc));
+		const char *var = is_config ? "AWS_CONFIG_FILE" : "AWS_SHARED_CREDENTIALS_FILE";
+
+		snprintf(why, whylen, "cannot read the shared %s file %s (%s, default ~/.aws/%s): "
+			 "%s; point %s at a regular file of at most %d MiB, or unset it",
+			 is_config ? "config" : "credentials", path, var,
+			 is_config ? "config" : "credentials", file_read_strerror(rc), var,
+			 PROFILE_FILE_MAX >> 20);
 		return rc;
 	}
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -275,14 +280,19 @@ struct creds_provider *creds_profile_provider(const struct profile *p, struct ht
 				 role ? "web_identity_token_file" : "role_arn");
 			return NULL;
 		}
+		char setting[160];
+
 		if (!region)
 			region = profile_get(p, "region");
+		snprintf(setting, sizeof(setting), "web_identity_token_file of profile %.100s",
+			 p->name);
 		endpoint = creds_sts_endpoint(region, why, whylen);
 		if (!endpoint)
 			return NULL;
 		memset(&wc, 0, sizeof(wc));
 		wc.role_arn = role;
 		wc.token_file = wif;
+		wc.token_setting = setting;
 		wc.session_name = profile_get(p, "role_session_name");
 		wc.sts_endpoint = endpoint;
 		wc.duration_seconds = duration_seconds;

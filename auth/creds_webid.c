@@ -8,6 +8,12 @@
  * inside the fetch's budget; everything else fails at once with an
  * explanation that names the role, the STS code and the likely cause. The
  * token and the returned secrets are wiped as soon as they are not needed.
+ *
+ * The token file is whatever the environment names, so it is read without
+ * ever blocking (a FIFO, a directory, /dev/zero or a huge file is one clear
+ * error, core/strutil.h). STS's own words (<Code>, <Message>) go into that
+ * error, so the token is redacted out of it first: an STS that echoes what
+ * it was sent must not put the token into the log.
  */
 #include "auth/creds.h"
 
@@ -25,6 +31,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/redact.h"
 #include "core/strutil.h"
 #include "http/http.h"
 #include "http/retry.h"
@@ -38,6 +45,7 @@ struct webid {
 	struct http_client *http;
 	char *role_arn;
 	char *token_file;
+	char *token_setting;		/* what named token_file, for messages */
 	char *session_name;
 	char *endpoint;
 	long duration_seconds;
@@ -108,6 +116,22 @@ static void explain(const struct webid *w, const struct s3_error *e, char *why, 
 			 w->role_arn, w->endpoint, what);
 }
 
+/*
+ * The token goes to STS in every call and the secret keys come back: over
+ * plain HTTP to another host, both cross the network in the clear. Said once,
+ * when the provider is made (at mount), decided from the URL alone.
+ */
+static void warn_cleartext(const char *endpoint)
+{
+	char host[64];
+
+	if (url_is_cleartext_remote(endpoint, host, sizeof(host)))
+		log_msg(LOG_WARNING, "STS at %s is plain HTTP to %s, which is not loopback: the "
+			"web identity token and the credentials STS returns cross the network "
+			"unencrypted; use https:// (AWS_ENDPOINT_URL_STS, or AWS_ENDPOINT_URL "
+			"when that is unset)", endpoint, host);
+}
+
 static int sts_retryable(const struct s3_error *e)
 {
 	return err_is_retryable(e) || !strcmp(e->code, "IDPCommunicationError");
@@ -143,14 +167,17 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 
 	rc = file_read_small(w->token_file, TOKEN_MAX, &token, &toklen);
 	if (rc) {
-		snprintf(why, whylen, "cannot read the web identity token file %s: %s; check the "
-			 "projected service account token volume (AWS_WEB_IDENTITY_TOKEN_FILE)",
-			 w->token_file, rc == -EFBIG ? "file too large" : strerror(-rc));
+		snprintf(why, whylen, "cannot read the web identity token file %s: %s; %s must "
+			 "name the token itself, a regular file of at most %d KiB (on EKS the "
+			 "projected service account token)", w->token_file,
+			 file_read_strerror(rc), w->token_setting, TOKEN_MAX / 1024);
 		goto out;
 	}
 	str_trim(token);
 	if (!*token) {
-		snprintf(why, whylen, "the web identity token file %s is empty", w->token_file);
+		snprintf(why, whylen, "the web identity token file %s (%s) is empty; check the "
+			 "projected service account token volume", w->token_file,
+			 w->token_setting);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -205,6 +232,13 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	explain(w, &e, why, whylen);
 	rc = sts_retryable(&e) ? -EAGAIN : -EACCES;
 out:
+	if (rc && token) {
+		/* why may quote STS: never let it quote the token, raw or form-encoded. */
+		const char *enc = form.data ? strstr(form.data, "WebIdentityToken=") : NULL;
+		const char *secrets[] = { token, enc ? enc + 17 : NULL };
+
+		redact_text(why, whylen, secrets, 2);
+	}
 	if (token) {
 		OPENSSL_cleanse(token, toklen);
 		free(token);
@@ -253,6 +287,7 @@ static void webid_destroy(struct creds_provider *p)
 
 	free(w->role_arn);
 	free(w->token_file);
+	free(w->token_setting);
 	free(w->session_name);
 	free(w->endpoint);
 	free(w);
@@ -276,14 +311,18 @@ struct creds_provider *creds_webid_new(const struct webid_config *cfg, struct ht
 	}
 	w->role_arn = strdup(cfg->role_arn);
 	w->token_file = strdup(cfg->token_file);
+	w->token_setting = strdup(cfg->token_setting ? cfg->token_setting
+						   : "AWS_WEB_IDENTITY_TOKEN_FILE");
 	w->session_name = strdup(name);
 	w->endpoint = strdup(cfg->sts_endpoint);
 	w->duration_seconds = cfg->duration_seconds;
 	w->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
 	w->budget_ms = cfg->budget_ms > 0 ? cfg->budget_ms : 30000;
-	if (!w->role_arn || !w->token_file || !w->session_name || !w->endpoint) {
+	if (!w->role_arn || !w->token_file || !w->token_setting || !w->session_name ||
+	    !w->endpoint) {
 		webid_destroy(&w->base);
 		return NULL;
 	}
+	warn_cleartext(w->endpoint);
 	return &w->base;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 static int b64_value(unsigned char ch)
 {
@@ -82,11 +83,14 @@ static struct json_object *part_json(const char *p, size_t n)
 		return NULL;
 	got = jwt_b64url_decode(p, n, raw, n);
 	if (got < 0) {
+		OPENSSL_cleanse(raw, n + 1);
 		free(raw);
 		return NULL;
 	}
 	raw[got] = 0;
 	obj = memchr(raw, 0, (size_t)got) ? NULL : json_tokener_parse((const char *)raw);
+	/* Part of a token: no copy outlives the parse. */
+	OPENSSL_cleanse(raw, n + 1);
 	free(raw);
 	if (obj && !json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);

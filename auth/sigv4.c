@@ -486,6 +486,7 @@ int sigv4_signature(const struct sigv4_input *in, const char *secret_key,
 	if (!rc)
 		hex_encode(md, sizeof(md), sig);
 	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(md, sizeof(md));
 	return rc;
 }
 
@@ -519,8 +520,10 @@ int sigv4_authorization(const struct sigv4_input *in, const char *access_key,
 out:
 	buf_cleanup(&sts);
 	buf_cleanup(&signed_headers);
-	/* The canonical request may carry X-Amz-Security-Token. */
+	/* The canonical request may carry X-Amz-Security-Token; the signature is
+	 * a credential for this request until it expires. */
 	buf_cleanse(&creq);
+	OPENSSL_cleanse(sig, sizeof(sig));
 	return rc;
 }
 

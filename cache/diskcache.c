@@ -22,18 +22,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
+#include "cache/membudget.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "s3/store.h"
 
 #define NBUCKETS 4096
+/* A cached block streams through this much stack while it is checked. */
+#define CHECK_CHUNK (32u << 10)
 #define MAGIC "IRSAFSB1"
 #define LOCK_NAME ".irsafs-cache.lock"
 
@@ -56,6 +58,7 @@ struct entry {
 struct diskcache {
 	struct store base;		/* first: the store is cast back */
 	struct store *inner;
+	struct membudget *mb;		/* bounce buffers; not owned, may be NULL */
 	char *bucket;
 	char *dir;
 	int lock_fd;
@@ -156,14 +159,59 @@ static void remove_locked(struct diskcache *dc, struct entry *e)
 }
 
 /*
- * Load block id into buf (DISKCACHE_BLOCK bytes). Returns its length (> 0),
- * 0 on a miss, or -1 when the file existed but failed its check (removed).
+ * Read the h->len bytes of a block file (fd, the block at boff) and check
+ * them against h->sum, copying their overlap with [off, end) into dst (which
+ * holds [off, end)). The overlap is read straight into dst and hashed there,
+ * the rest streams through a small buffer: no block-sized buffer. On a
+ * mismatch dst may hold the bad bytes: the caller fetches them again before
+ * anything is returned. 0, or -1 when the bytes are short or do not match.
  */
-static long block_load(struct diskcache *dc, const unsigned char id[32], long long off,
-		       char *buf)
+static int block_stream(int fd, const struct block_hdr *h, long long boff, char *dst,
+			long long off, long long end)
+{
+	long long len = h->len, a = boff > off ? boff : off;
+	long long z = boff + len < end ? boff + len : end;
+	unsigned char sum[32];
+	char chunk[CHECK_CHUNK];
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	long long pos = boff;
+	int rc = 0;
+
+	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL))
+		abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
+	while (pos < boff + len && !rc) {
+		char *to = chunk;
+		long long stop = boff + len;
+		ssize_t n;
+
+		if (pos >= a && pos < z)
+			to = dst + (pos - off), stop = z;
+		else if (pos < a && a < z)
+			stop = a;
+		if (to == chunk && stop - pos > (long long)CHECK_CHUNK)
+			stop = pos + CHECK_CHUNK;
+		n = pread(fd, to, (size_t)(stop - pos), (off_t)(sizeof(*h) + (pos - boff)));
+		if (n <= 0)
+			rc = -1;
+		else if (!EVP_DigestUpdate(c, to, (size_t)n))
+			abort();
+		pos += n > 0 ? n : 0;
+	}
+	if (!EVP_DigestFinal_ex(c, sum, NULL))
+		abort();
+	EVP_MD_CTX_free(c);
+	return rc || memcmp(sum, h->sum, 32) != 0 ? -1 : 0;
+}
+
+/*
+ * Load block id (at boff) and copy its overlap with [off, end) into dst
+ * (block_stream). Returns its length (> 0), 0 on a miss, or -1 when the file
+ * existed but failed its check (removed).
+ */
+static long block_load(struct diskcache *dc, const unsigned char id[32], long long boff,
+		       char *dst, long long off, long long end)
 {
 	struct block_hdr h;
-	unsigned char sum[32];
 	char path[4096];
 	struct entry *e;
 	ssize_t n;
@@ -184,17 +232,10 @@ static long block_load(struct diskcache *dc, const unsigned char id[32], long lo
 		return 0; /* being written, or just evicted */
 	n = pread(fd, &h, sizeof(h), 0);
 	if (n != (ssize_t)sizeof(h) || memcmp(h.magic, MAGIC, 8) || memcmp(h.id, id, 32) ||
-	    h.off != (uint64_t)off || h.len == 0 || h.len > DISKCACHE_BLOCK) {
+	    h.off != (uint64_t)boff || h.len == 0 || h.len > DISKCACHE_BLOCK)
 		bad = 1;
-	} else {
-		n = pread(fd, buf, h.len, sizeof(h));
-		if (n != (ssize_t)h.len) {
-			bad = 1;
-		} else {
-			sha256(buf, h.len, sum);
-			bad = memcmp(sum, h.sum, 32) != 0;
-		}
-	}
+	else
+		bad = block_stream(fd, &h, boff, dst, off, end) != 0;
 	close(fd);
 	if (!bad)
 		return (long)h.len;
@@ -266,17 +307,6 @@ static void block_store(struct diskcache *dc, const unsigned char id[32], long l
 	pthread_mutex_unlock(&dc->lock);
 }
 
-/*
- * Bounce buffers are mapped, not malloc'd: a heap would keep their pages
- * resident after free and the daemon's RSS would drift past --max-memory.
- */
-static char *bounce_alloc(size_t n)
-{
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 /* Copy the overlap of block [boff, boff+blen) with [off, end) into dst. */
 static void copy_overlap(char *dst, long long off, long long end, const char *blk,
 			 long long boff, long long blen)
@@ -295,27 +325,24 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 	const long long bs = DISKCACHE_BLOCK;
 	long long end = off + (long long)len, b, b0, b1, data_end = end;
 	unsigned char id[32];
-	char *blk = NULL;
 	int rc = 0;
 
 	*got = 0;
 	if (!etag || !*etag || len == 0)
 		return store_read_range(dc->inner, key, etag, off, len, dst, got, e);
 	err_clear(e);
-	blk = bounce_alloc(DISKCACHE_BLOCK);
-	if (!blk)
-		return -ENOMEM;
 	b0 = off / bs;
 	b1 = (end - 1) / bs;
 	for (b = b0; b <= b1;) {
-		long long j, run_off, run_len;
+		struct membuf bounce = MEMBUF_EMPTY;
+		long long j, run_off, run_len, get_off, get_len;
 		size_t rgot = 0;
-		int inplace;
+		int inplace, cache = 1;
 		char *buf;
 		long n;
 
 		block_id(dc, key, etag, b * bs, id);
-		n = block_load(dc, id, b * bs, blk);
+		n = block_load(dc, id, b * bs, dst, off, end);
 		if (n < 0)
 			log_msg(LOG_WARNING, "disk cache: block at %lld of s3://%s/%s failed its "
 				"check; removed, fetching it again", b * bs, dc->bucket, key);
@@ -323,7 +350,6 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 			pthread_mutex_lock(&dc->lock);
 			dc->locked.stats.hits++;
 			pthread_mutex_unlock(&dc->lock);
-			copy_overlap(dst, off, end, blk, b * bs, n);
 			if (n < bs) {
 				data_end = b * bs + n;
 				break;
@@ -345,24 +371,29 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 		}
 		run_off = b * bs;
 		run_len = (j - b + 1) * bs;
+		get_off = run_off;
+		get_len = run_len;
 		/* Aligned with the caller's buffer: fetch in place, else bounce. */
 		inplace = run_off >= off && run_off + run_len <= end;
-		buf = inplace ? dst + (run_off - off) : NULL;
-		if (!buf) {
-			buf = run_len <= bs ? blk : bounce_alloc((size_t)run_len);
-			if (!buf) {
-				rc = -ENOMEM;
-				break;
-			}
+		if (inplace) {
+			buf = dst + (run_off - off);
+		} else if (dc->mb && membudget_get(dc->mb, (size_t)run_len, &bounce) == 0) {
+			buf = bounce.p;
+		} else {
+			/* The budget is short: only the caller's bytes, and none cached. */
+			get_off = run_off > off ? run_off : off;
+			get_len = (run_off + run_len < end ? run_off + run_len : end) - get_off;
+			buf = dst + (get_off - off);
+			cache = 0;
 		}
-		rc = store_read_range(dc->inner, key, etag, run_off, (size_t)run_len, buf, &rgot, e);
+		rc = store_read_range(dc->inner, key, etag, get_off, (size_t)get_len, buf, &rgot, e);
 		if (!rc) {
 			long long k;
 
 			pthread_mutex_lock(&dc->lock);
 			dc->locked.stats.misses += (unsigned long long)(j - b + 1);
 			pthread_mutex_unlock(&dc->lock);
-			for (k = b; k <= j; k++) {
+			for (k = b; k <= j && cache; k++) {
 				long long boff = (k - b) * bs;
 				long long blen = (long long)rgot - boff;
 
@@ -376,17 +407,15 @@ static int dc_read_range(struct store *st, const char *key, const char *etag, lo
 					copy_overlap(dst, off, end, buf + boff, k * bs, blen);
 			}
 		}
-		if (!inplace && buf != blk)
-			munmap(buf, (size_t)run_len);
+		membudget_put(dc->mb, &bounce);
 		if (rc)
 			break;
-		if ((long long)rgot < run_len) {
-			data_end = run_off + (long long)rgot;
+		if ((long long)rgot < get_len) {
+			data_end = get_off + (long long)rgot;
 			break;
 		}
 		b = j + 1;
 	}
-	munmap(blk, DISKCACHE_BLOCK);
 	if (rc)
 		return rc;
 	*got = data_end > off ? (size_t)((data_end < end ? data_end : end) - off) : 0;
@@ -458,8 +487,8 @@ static const struct store_ops dc_ops = {
 	.destroy = dc_destroy,
 };
 
-struct store *diskcache_new(struct store *inner, const char *bucket, const char *dir,
-			    size_t max_bytes, char *why, size_t whylen)
+struct store *diskcache_new(struct store *inner, struct membudget *mb, const char *bucket,
+			    const char *dir, size_t max_bytes, char *why, size_t whylen)
 {
 	struct diskcache *dc = calloc(1, sizeof(*dc));
 	char path[4096];
@@ -472,6 +501,7 @@ struct store *diskcache_new(struct store *inner, const char *bucket, const char 
 	}
 	dc->base.ops = &dc_ops;
 	dc->inner = inner;
+	dc->mb = mb;
 	dc->lock_fd = -1;
 	dc->max_bytes = max_bytes;
 	pthread_mutex_init(&dc->lock, NULL);

@@ -15,6 +15,13 @@
  * cached bytes must not outlive the role's access. Blocks are evicted least
  * recently used first so that the files never total more than max_bytes.
  *
+ * Memory: a block that is read whole into the caller's buffer needs no other;
+ * a cached block is checked as it streams through a small buffer on the
+ * stack. Only a fetch that must also fill bytes the caller did not ask for
+ * (the rest of a block, to cache it whole) takes a bounce buffer, and that is
+ * reserved in the memory budget (cache/membudget.h); when the budget is short
+ * the caller's bytes are fetched alone and not cached.
+ *
  * Thread-safe: the index has one lock; file I/O and network I/O run outside it.
  */
 #ifndef IRSAFS_CACHE_DISKCACHE_H
@@ -25,6 +32,7 @@
 #define DISKCACHE_BLOCK (1u << 20)
 
 struct store;
+struct membudget;
 
 struct diskcache_stats {
 	unsigned long long hits;	/* blocks served from disk */
@@ -36,11 +44,13 @@ struct diskcache_stats {
 
 /*
  * A caching store over inner (not owned) in dir (created if missing) for
- * bucket, holding at most max_bytes (>= one block). NULL with a reason in
- * why when the directory cannot be created, locked or emptied.
+ * bucket, holding at most max_bytes (>= one block), with its bounce buffers
+ * reserved in mb (not owned; NULL: none, so every partial block is fetched
+ * uncached). NULL with a reason in why when the directory cannot be created,
+ * locked or emptied.
  */
-struct store *diskcache_new(struct store *inner, const char *bucket, const char *dir,
-			    size_t max_bytes, char *why, size_t whylen);
+struct store *diskcache_new(struct store *inner, struct membudget *mb, const char *bucket,
+			    const char *dir, size_t max_bytes, char *why, size_t whylen);
 void diskcache_stats(struct store *s, struct diskcache_stats *out);
 
 #endif

@@ -9,8 +9,8 @@
 struct head {
 	char *key;		/* NULL: a free slot */
 	char *etag;
-	char *buf;
-	size_t cap, got;
+	struct membuf mem;	/* the buffer and its reservation */
+	size_t got;
 	unsigned long long age;	/* larger is newer */
 };
 
@@ -39,7 +39,7 @@ struct headcache *headcache_new(struct membudget *mb, unsigned slots)
 
 static void head_clear(struct headcache *hc, struct head *h)
 {
-	membudget_release(hc->mb, h->buf, h->cap);
+	membudget_put(hc->mb, &h->mem);	/* nothing if taken */
 	free(h->key);
 	free(h->etag);
 	memset(h, 0, sizeof(*h));
@@ -96,15 +96,14 @@ void headcache_put(struct headcache *hc, const char *key, const char *etag, char
 		head_clear(hc, victim);
 	victim->key = k;
 	victim->etag = t;
-	victim->buf = buf;
-	victim->cap = cap;
+	victim->mem = (struct membuf){ buf, cap };
 	victim->got = got;
 	victim->age = ++hc->clock;
 	pthread_mutex_unlock(&hc->lock);
 }
 
-int headcache_take(struct headcache *hc, const char *key, const char *etag, char **buf,
-		   size_t *cap, size_t *got)
+int headcache_take(struct headcache *hc, const char *key, const char *etag, struct membuf *out,
+		   size_t *got)
 {
 	struct head *h;
 	unsigned i;
@@ -116,10 +115,8 @@ int headcache_take(struct headcache *hc, const char *key, const char *etag, char
 		if (!h->key || strcmp(h->key, key))
 			continue;
 		if (!strcmp(h->etag, etag)) {
-			*buf = h->buf;
-			*cap = h->cap;
+			membudget_transfer(out, &h->mem);	/* now the caller's */
 			*got = h->got;
-			h->buf = NULL;	/* now the caller's */
 			found = 1;
 		}
 		/* Taken, or another version's: either way it is done. */

@@ -10,13 +10,20 @@
  * newer lookup pushes them out. A few slots only: the buffers are reserved in
  * the read-ahead budget, and a stat that is never followed by an open should
  * not hold memory for long. Thread-safe.
+ *
+ * Ownership: a buffer belongs to the lookup (headcache_buffer), then to its
+ * slot (headcache_put), then to the open that takes it (headcache_take hands
+ * over its reservation as a struct membuf and leaves the slot empty), then to
+ * the read-ahead (ra_open_head), which releases it. Each step moves the
+ * reservation; it is released once, by whoever holds it last.
  */
 #ifndef IRSAFS_CACHE_HEADCACHE_H
 #define IRSAFS_CACHE_HEADCACHE_H
 
 #include <stddef.h>
 
-struct membudget;
+#include "cache/membudget.h"
+
 struct headcache;
 
 /* slots entries at most; buffers come from and go back to mb (not owned). */
@@ -36,11 +43,13 @@ void headcache_put(struct headcache *hc, const char *key, const char *etag, char
 		   size_t cap, size_t got);
 
 /*
- * Take the first bytes of key at etag: 1 with *buf, *cap and *got set (the
- * caller now owns buf, to be released with membudget_release(mb, buf, cap)),
- * or 0 when there are none.
+ * Take the first bytes of key at etag: 1 with *out (empty before the call)
+ * holding the buffer and its reservation, the first *got bytes filled; the
+ * caller now owns it (ra_open_head takes it, or membudget_put releases it).
+ * 0 when there are none (*out stays empty). An entry of another ETag is
+ * dropped either way.
  */
-int headcache_take(struct headcache *hc, const char *key, const char *etag, char **buf,
-		   size_t *cap, size_t *got);
+int headcache_take(struct headcache *hc, const char *key, const char *etag, struct membuf *out,
+		   size_t *got);
 
 #endif

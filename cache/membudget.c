@@ -1,8 +1,11 @@
 #include "cache/membudget.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+
+#include "core/log.h"
 
 /* Released mappings kept for reuse: at most this many, and half the limit. */
 #define POOL_SLOTS 32
@@ -46,6 +49,16 @@ void membudget_free(struct membudget *b)
 		munmap(b->locked.pool[i].p, b->locked.pool[i].n);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
+}
+
+/*
+ * The ceiling: what is reserved and what is kept never add up past the limit.
+ * (That used never goes below 0 is checked where it shrinks: membudget_release.)
+ */
+static void check_locked(const struct membudget *b)
+{
+	assert(b->locked.used + b->locked.pooled <= b->limit);
+	(void)b; /* without assert(3) */
 }
 
 /* Take pooled mapping i (the oldest is 0) out of the pool; it is the caller's. */
@@ -95,6 +108,7 @@ int membudget_reserve(struct membudget *b, size_t n)
 		if (b->locked.used > b->locked.peak)
 			b->locked.peak = b->locked.used;
 	}
+	check_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	return rc;
 }
@@ -132,20 +146,58 @@ void *membudget_alloc(struct membudget *b, size_t n)
 
 void membudget_release(struct membudget *b, void *p, size_t n)
 {
+	size_t was;
+
 	if (!n)
 		return;
 	pthread_mutex_lock(&b->lock);
-	b->locked.used -= n;
-	if (p && b->locked.npool < POOL_SLOTS && b->locked.pooled + n <= b->limit / 2) {
-		b->locked.pool[b->locked.npool].p = p;
-		b->locked.pool[b->locked.npool].n = n;
-		b->locked.npool++;
-		b->locked.pooled += n;
-		p = NULL;
+	was = b->locked.used;
+	if (n > was) {
+		/* Released twice, or more than reserved: keep the ceiling, drop the mapping. */
+		b->locked.used = 0;
+	} else {
+		b->locked.used -= n;
+		if (p && b->locked.npool < POOL_SLOTS && b->locked.pooled + n <= b->limit / 2) {
+			b->locked.pool[b->locked.npool].p = p;
+			b->locked.pool[b->locked.npool].n = n;
+			b->locked.npool++;
+			b->locked.pooled += n;
+			p = NULL;
+		}
 	}
+	check_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	if (p)
 		munmap(p, n);
+	if (n > was) {
+		log_once(LOG_ERR, "memory budget: %zu bytes released with only %zu reserved "
+			 "(a buffer released twice); please report this bug", n, was);
+		assert(!"membudget: released more than was reserved");
+	}
+}
+
+int membudget_get(struct membudget *b, size_t n, struct membuf *out)
+{
+	*out = MEMBUF_EMPTY;
+	out->p = membudget_alloc(b, n);
+	if (!out->p)
+		return -1;
+	out->n = n;
+	return 0;
+}
+
+void membudget_put(struct membudget *b, struct membuf *m)
+{
+	if (m->n)
+		membudget_release(b, m->p, m->n);
+	*m = MEMBUF_EMPTY;
+}
+
+void membudget_transfer(struct membuf *to, struct membuf *from)
+{
+	assert(!to->n && !to->p);
+	*to = *from;
+	*from = MEMBUF_EMPTY;
 }
 
 void membudget_trim(struct membudget *b)

@@ -16,6 +16,18 @@
  * of the daemon's CPU in a sequential read). Kept mappings still count
  * against the limit and give way to any reservation that needs their room;
  * membudget_trim hands them all back. All functions are thread-safe.
+ *
+ * A buffer that changes hands (a lookup's first bytes, kept in the head
+ * cache, then taken by an open's read-ahead) travels as a struct membuf: the
+ * mapping and its reservation in one value. membudget_transfer moves it and
+ * leaves the giver empty, and releasing an empty one does nothing, so
+ * whichever owner holds it last releases it, once.
+ *
+ * Invariant: 0 <= used and used + pooled <= limit. Each reservation and
+ * release checks it; a release of more than is reserved is a bug in the
+ * caller: it aborts where assert(3) is on (every build but -Db_ndebug=true),
+ * else it is logged once and used stays at 0 instead of wrapping round,
+ * which would lift the ceiling by the difference.
  */
 #ifndef IRSAFS_CACHE_MEMBUDGET_H
 #define IRSAFS_CACHE_MEMBUDGET_H
@@ -43,6 +55,24 @@ int membudget_reserve(struct membudget *b, size_t n);
 void *membudget_map(struct membudget *b, size_t n);
 /* End a reservation of n bytes, with its mapping p (or NULL if never mapped). */
 void membudget_release(struct membudget *b, void *p, size_t n);
+
+/* A reservation with its mapping; {NULL, 0} is empty. Moved, never copied. */
+struct membuf {
+	char *p;
+	size_t n;
+};
+
+#define MEMBUF_EMPTY ((struct membuf){ NULL, 0 })
+
+/* n bytes as a membuf: 0, or -1 (out left empty) when they do not fit. */
+int membudget_get(struct membudget *b, size_t n, struct membuf *out);
+/* Release m (nothing if empty) and leave it empty. */
+void membudget_put(struct membudget *b, struct membuf *m);
+/*
+ * Hand *from over to *to, which must be empty (a live reservation there
+ * would be lost: that aborts where assert(3) is on), and leave *from empty.
+ */
+void membudget_transfer(struct membuf *to, struct membuf *from);
 
 /* Unmap every kept mapping (when reading stops for a while). */
 void membudget_trim(struct membudget *b);

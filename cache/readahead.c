@@ -402,13 +402,17 @@ struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag,
 }
 
 struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, char *buf, size_t cap, size_t got)
+			     long long size, struct membuf *head, size_t got)
 {
-	struct ra_file *f = ra_open(ra, key, etag, size);
-	struct ra_part *p = f && got ? calloc(1, sizeof(*p)) : NULL;
+	struct membuf h = MEMBUF_EMPTY;
+	struct ra_file *f;
+	struct ra_part *p;
 
+	membudget_transfer(&h, head);
+	f = ra_open(ra, key, etag, size);
+	p = f && got ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
-		membudget_release(ra->mb, buf, cap);
+		membudget_put(ra->mb, &h);
 		return f;
 	}
 	if ((long long)got > f->size)
@@ -417,8 +421,8 @@ struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *
 	p->off = 0;
 	p->len = got;
 	p->got = got;
-	p->cap = cap;
-	p->buf = buf;
+	p->cap = h.n;	/* the part owns the reservation from here (part_put_locked) */
+	p->buf = h.p;
 	p->state = PART_DONE;
 	p->refs = 1;		/* the list */
 	f->parts = p;

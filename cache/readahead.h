@@ -46,6 +46,7 @@
 
 struct store;
 struct membudget;
+struct membuf;
 struct readahead;
 struct ra_file;
 struct ra_part;
@@ -97,11 +98,12 @@ void readahead_stats(struct readahead *ra, struct ra_stats *out);
 /* Open key (copied) pinned to etag ("" = unpinned), size bytes long. NULL on ENOMEM. */
 struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size);
 /*
- * The same, with the object's first got bytes already in buf (cap bytes
- * reserved in the budget; see cache/headcache.h), which the file now owns.
+ * The same, with the object's first got bytes already in *head (a buffer
+ * reserved in the budget; see cache/headcache.h). Takes *head in every case
+ * and leaves it empty: the file releases it, or this call does on failure.
  */
 struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, char *buf, size_t cap, size_t got);
+			     long long size, struct membuf *head, size_t got);
 void ra_close(struct ra_file *f);
 
 /*

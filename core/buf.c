@@ -96,8 +96,16 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return -EINVAL;
-	if ((size_t)n < sizeof(small))
-		return buf_append(b, small, (size_t)n);
+	/*
+	 * The text may be secret (a header with the session token, a signing
+	 * key's input): neither the stack copy nor the heap one outlives this.
+	 */
+	if ((size_t)n < sizeof(small)) {
+		rc = buf_append(b, small, (size_t)n);
+		OPENSSL_cleanse(small, (size_t)n);
+		return rc;
+	}
+	OPENSSL_cleanse(small, sizeof(small));
 	big = malloc((size_t)n + 1);
 	if (!big)
 		return -ENOMEM;
@@ -105,6 +113,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	rc = buf_append(b, big, (size_t)n);
+	OPENSSL_cleanse(big, (size_t)n + 1);
 	free(big);
 	return rc;
 }

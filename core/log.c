@@ -7,7 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/redact.h"
+
 #define LOG_ONCE_SLOTS 4096
+#define LOG_MSG_MAX 2048	/* a formatted message, before escaping */
+#define LOG_LINE_MAX 4096	/* an escaped line: longer ones are cut */
 
 static int log_level = LOG_INFO;
 static int log_syslog;
@@ -90,9 +94,108 @@ static const char *level_name(int level)
 }
 
 /*
- * One JSON object: time (UTC, milliseconds), level, tag and the message with
- * '"', '\\' and control bytes escaped. Other bytes pass through, so UTF-8 key
- * names stay readable. Truncated (never split inside an escape) at cap.
+ * Length of the well-formed UTF-8 sequence at s (1 to 4), or 0 when s does
+ * not start one (a stray continuation byte, an overlong form, a surrogate,
+ * past U+10FFFF, or cut short by the NUL). Never reads past the NUL.
+ */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
+			return 0;
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+size_t log_escape(char *out, size_t cap, const char *msg, int json)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t n = 0, k, w;
+	char e[8];
+
+	if (cap == 0)
+		return 0;
+	while (*s) {
+		unsigned char c = *s;
+
+		k = utf8_seq(s);
+		w = 0;
+		if (k == 0) {
+			/* Not UTF-8: the byte's value, as text (JSON cannot carry raw bytes). */
+			if (json)
+				e[w++] = '\\';
+			e[w++] = '\\';
+			e[w++] = 'x';
+			e[w++] = hex[c >> 4];
+			e[w++] = hex[c & 15];
+			k = 1;
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			e[w++] = '\\';
+			e[w++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+		} else if (json && (c == '"' || c == '\\')) {
+			e[w++] = '\\';
+			e[w++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(e, json ? "\\u00" : "\\x", json ? 4 : 2);
+			w = json ? 4 : 2;
+			e[w++] = hex[c >> 4];
+			e[w++] = hex[c & 15];
+		} else if (k == 2 && c == 0xc2 && s[1] < 0xa0) {
+			/* C1 controls (U+0080..U+009F): some terminals obey them too. */
+			memcpy(e, "\\u00", 4);
+			w = 4;
+			e[w++] = hex[s[1] >> 4];
+			e[w++] = hex[s[1] & 15];
+		} else {
+			memcpy(e, s, k);
+			w = k;
+		}
+		/* Whole escapes and whole characters only: a cut line stays valid. */
+		if (n + w >= cap)
+			break;
+		memcpy(out + n, e, w);
+		n += w;
+		s += k;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/*
+ * The message as it may be shown: a JWT in it (a web identity or Pod
+ * Identity token a server echoed) redacted, trailing newlines dropped.
+ * Escaping comes after, in log_escape.
+ */
+static void prepare(char *msg)
+{
+	size_t n;
+
+	redact_jwt(msg);
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+}
+
+/*
+ * One JSON object: time (UTC, milliseconds), level, tag and the message,
+ * escaped by log_escape. Returns the length, newline included.
  */
 static size_t json_line(char *out, size_t cap, int level, const char *msg)
 {
@@ -107,67 +210,50 @@ static size_t json_line(char *out, size_t cap, int level, const char *msg)
 		     "\"level\":\"%s\",\"tag\":\"%s\",\"msg\":\"", tm.tm_year + 1900,
 		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 		     ts.tv_nsec / 1000000, level_name(level), log_tag);
-	if (w < 0 || (size_t)w >= cap)
+	if (w < 0 || (size_t)w + 4 >= cap)
 		return 0;
 	n = (size_t)w;
-	for (; *msg && n + 8 < cap; msg++) {
-		unsigned char c = (unsigned char)*msg;
-
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c == '\n') {
-			if (msg[1] == '\0')
-				break;
-			out[n++] = '\\';
-			out[n++] = 'n';
-		} else if (c < 0x20 || c == 0x7f) {
-			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-		} else {
-			out[n++] = (char)c;
-		}
-	}
+	n += log_escape(out + n, cap - n - 3, msg, 1);
 	out[n++] = '"';
 	out[n++] = '}';
 	out[n++] = '\n';
 	return n;
 }
 
+/*
+ * Every line is built here, whatever the destination: the values callers
+ * format in (key names, ARNs, a server's message) may hold anything, and no
+ * byte of them may end a line, start a forged one or reach a terminal as a
+ * control sequence.
+ */
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
-	char line[2048];
-	int n;
+	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX];
+	size_t n;
+	int w;
 
 	if (!log_enabled(level))
 		return;
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		return;
+	prepare(msg);
 	if (log_syslog) {
-		vsyslog(level, fmt, ap);
+		log_escape(line, sizeof(line), msg, 0);
+		syslog(level, "%s", line);
 		return;
 	}
 	if (log_format == LOG_FORMAT_JSON) {
-		char msg[2048], js[4096];
-		size_t len;
-
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		len = json_line(js, sizeof(js), level, msg);
-		if (len && write(STDERR_FILENO, js, len) < 0)
+		n = json_line(line, sizeof(line), level, msg);
+	} else {
+		w = snprintf(line, sizeof(line), "%s: %s: ", log_tag, level_name(level));
+		if (w < 0 || (size_t)w + 2 >= sizeof(line))
 			return;
-		return;
+		n = (size_t)w;
+		n += log_escape(line + n, sizeof(line) - n - 1, msg, 0);
+		line[n++] = '\n';
 	}
-	n = snprintf(line, sizeof(line), "%s: %s: ", log_tag, level_name(level));
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(line))
-		n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line) - 1)
-		n = (int)sizeof(line) - 2;
-	while (n > 0 && line[n - 1] == '\n')
-		n--;
-	line[n++] = '\n';
 	/* One write per line so that lines from threads never interleave. */
-	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+	if (n && write(STDERR_FILENO, line, n) < 0)
 		return;
 }
 

@@ -1,5 +1,6 @@
 #include "core/strutil.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -116,6 +118,58 @@ char *str_trim(char *s)
 	return s;
 }
 
+int url_host_is_loopback(const char *host, size_t n)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char h[64];
+
+	if (n == 0 || n >= sizeof(h))
+		return 0;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	if (!strcasecmp(h, "localhost") || !strcasecmp(h, "localhost."))
+		return 1;
+	/* 127.0.0.0/8 as a dotted quad (inet_pton takes no other form). */
+	if (inet_pton(AF_INET, h, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (h[0] != '[' || h[n - 1] != ']')
+		return 0;
+	h[n - 1] = '\0';
+	if (inet_pton(AF_INET6, h + 1, &a6) != 1)
+		return 0;
+	return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+}
+
+int url_is_cleartext_remote(const char *url, char *host, size_t hostlen)
+{
+	const char *p, *end, *at, *h;
+	size_t n;
+
+	if (strncasecmp(url, "http://", 7) != 0)
+		return 0;
+	p = url + 7;
+	end = p + strcspn(p, "/?#");
+	/* user:password@host: the host is after the last '@' of the authority. */
+	for (at = p, h = p; at < end; at++)
+		if (*at == '@')
+			h = at + 1;
+	if (*h == '[') {
+		const char *close = memchr(h, ']', (size_t)(end - h));
+
+		n = close ? (size_t)(close + 1 - h) : (size_t)(end - h);
+	} else {
+		const char *colon = memchr(h, ':', (size_t)(end - h));
+
+		n = (size_t)((colon ? colon : end) - h);
+	}
+	if (url_host_is_loopback(h, n))
+		return 0;
+	if (host && hostlen)
+		snprintf(host, hostlen, "%.*s", (int)n, h);
+	return 1;
+}
+
 int str_has_prefix_ci(const char *s, const char *prefix)
 {
 	return strncasecmp(s, prefix, strlen(prefix)) == 0;
@@ -192,13 +246,31 @@ long long clock_mono_ms(void)
 int file_read_small(const char *path, size_t max, char **out, size_t *len)
 {
 	struct buf b;
+	struct stat st;
 	char chunk[4096];
 	ssize_t n;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/*
+	 * O_NONBLOCK: opening a FIFO for reading would wait for a writer for
+	 * ever; O_NOCTTY: a terminal must not become ours. Only a regular file
+	 * is read, and one that is already too large is refused unread.
+	 */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
-		return -errno;
+		return errno == ENXIO ? -ESPIPE : -errno;
+	if (fstat(fd, &st) != 0)
+		rc = -errno;
+	else if (S_ISDIR(st.st_mode))
+		rc = -EISDIR;
+	else if (!S_ISREG(st.st_mode))
+		rc = -ESPIPE;
+	else if ((unsigned long long)st.st_size > max)
+		rc = -EFBIG;
+	if (rc) {
+		close(fd);
+		return rc;
+	}
 	buf_init(&b, max);
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
@@ -210,6 +282,7 @@ int file_read_small(const char *path, size_t max, char **out, size_t *len)
 		}
 		if (n == 0)
 			break;
+		/* Still bounded when the file grows while we read it. */
 		rc = buf_append(&b, chunk, (size_t)n);
 		if (rc) {
 			if (rc == -EMSGSIZE)
@@ -228,6 +301,33 @@ int file_read_small(const char *path, size_t max, char **out, size_t *len)
 		*len = b.len;
 	*out = buf_steal(&b);
 	return 0;
+}
+
+int file_check_small(const char *path, size_t max)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -ESPIPE;
+	return (unsigned long long)st.st_size > max ? -EFBIG : 0;
+}
+
+const char *file_read_strerror(int rc)
+{
+	switch (rc) {
+	case -EISDIR:
+		return "it is a directory, not a file";
+	case -ESPIPE:
+		return "it is not a regular file (a FIFO, a socket or a device)";
+	case -EFBIG:
+		return "file too large";
+	default:
+		return strerror(-rc);
+	}
 }
 
 /* Up to 18 digits at *p (no sign, no space), moving *p past them. 0 or -1. */

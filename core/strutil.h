@@ -32,6 +32,21 @@ long uri_decode(char *s, int plus_is_space);
 /* Strip leading and trailing ASCII whitespace in place; returns s. */
 char *str_trim(char *s);
 
+/*
+ * Is host (n bytes, as written in a URL: IPv6 in brackets) a loopback name:
+ * localhost, 127.0.0.0/8 as a dotted quad, [::1] or [::ffff:127.x.x.x]?
+ * Decided from the text alone, nothing is resolved.
+ */
+int url_host_is_loopback(const char *host, size_t n);
+
+/*
+ * 1 when url is plain http:// to a host that is not loopback (what is sent
+ * there crosses a network unencrypted), with the host copied into host
+ * (may be NULL); 0 for https://, loopback, or anything else. Pure: nothing
+ * is resolved or connected, so a name that resolves to loopback still counts.
+ */
+int url_is_cleartext_remote(const char *url, char *host, size_t hostlen);
+
 /* Case-insensitive prefix test. */
 int str_has_prefix_ci(const char *s, const char *prefix);
 
@@ -58,8 +73,23 @@ void time_format_iso8601(time_t t, char out[21]);
 /* Monotonic clock in milliseconds. */
 long long clock_mono_ms(void);
 
-/* Read a whole small file (at most max bytes) into a NUL-terminated malloc'd
- * string. Returns 0, -errno from open/read, or -EFBIG when longer than max. */
+/*
+ * Read a whole small file (at most max bytes) into a NUL-terminated malloc'd
+ * string (wiped when it fails: it may be a token). Only a regular file is
+ * read, and it never blocks: -EISDIR for a directory, -ESPIPE for a FIFO, a
+ * socket or a device, -EFBIG when longer than max (a file already larger is
+ * not read at all), else 0 or -errno from open/read.
+ */
 int file_read_small(const char *path, size_t max, char **out, size_t *len);
+
+/*
+ * The same rules without reading, for a file another library opens (a CA
+ * bundle): 0 when path is a regular file of at most max bytes, else the
+ * errors file_read_small would give. stat(2) only: never blocks on a FIFO.
+ */
+int file_check_small(const char *path, size_t max);
+
+/* Words for file_read_small's result, for "cannot read X: ..." lines. */
+const char *file_read_strerror(int rc);
 
 #endif

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "auth/creds.h"
 #include "auth/jwt.h"
 #include "config.h"
@@ -312,14 +314,14 @@ static void check_token(struct doctor *d)
 	}
 	rc = file_read_small(file, JWT_MAX_LEN, &token, &len);
 	if (rc) {
-		add(d, "token", ST_FAIL, NULL, "cannot read %s: %s; check the projected service "
-		    "account token volume and AWS_WEB_IDENTITY_TOKEN_FILE", file,
-		    rc == -EFBIG ? "file too large" : strerror(-rc));
+		add(d, "token", ST_FAIL, NULL, "cannot read %s: %s; AWS_WEB_IDENTITY_TOKEN_FILE "
+		    "must name the token itself, a regular file (on EKS the projected service "
+		    "account token volume)", file, file_read_strerror(rc));
 		return;
 	}
 	d->token_readable = 1;
 	rc = jwt_decode_claims(token, len, c, why, sizeof(why));
-	memset(token, 0, len);
+	OPENSSL_cleanse(token, len);
 	free(token);
 	if (rc) {
 		add(d, "token", ST_FAIL, NULL, "%s is %s", file, why);
@@ -638,9 +640,14 @@ static int report(struct doctor *d, const char *endpoint)
 	} else {
 		printf("irsafs doctor: s3://%s/%s at %s (region %s)\n", d->bucket, d->prefix,
 		       endpoint, d->region ? d->region : "us-east-1");
-		for (i = 0; i < d->n; i++)
+		for (i = 0; i < d->n; i++) {
+			/* Key names and a server's words: one line each, as in the log. */
+			char esc[sizeof(d->checks[i].msg) * 2];
+
+			log_escape(esc, sizeof(esc), d->checks[i].msg, 0);
 			printf("%s %-12s %s\n", status_mark[d->checks[i].st], d->checks[i].name,
-			       d->checks[i].msg);
+			       esc);
+		}
 		printf("summary: %s\n", summary);
 	}
 	fflush(stdout);

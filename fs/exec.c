@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -103,33 +104,37 @@ static void loop_stop(struct fuse_session *se, const char *mnt, pthread_t th)
 	}
 }
 
-static pid_t spawn(char **argv, const sigset_t *child_mask)
+/*
+ * Start the command with posix_spawn: irsafs has many threads by now, and a
+ * forked child of a threaded process may call only async-signal-safe
+ * functions before exec. The command gets the given mask and default
+ * dispositions for the signals we forward (and SIGPIPE). Returns 0 with *pid
+ * set, or an errno value: exec errors come back here too (glibc's
+ * posix_spawn reports them), so the parent says what failed.
+ */
+static int spawn(char **argv, const sigset_t *child_mask, pid_t *pid)
 {
-	pid_t pid = fork();
+	posix_spawnattr_t attr;
+	sigset_t dfl;
 	size_t i;
+	int rc;
 
-	if (pid != 0)
-		return pid;
+	sigemptyset(&dfl);
 	for (i = 0; i < NFORWARDED; i++)
-		signal(forwarded[i], SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
-	sigprocmask(SIG_SETMASK, child_mask, NULL);
-	execvp(argv[0], argv);
-	/*
-	 * Like a shell: 127 when not found, 126 when found but not runnable.
-	 * No stdio after fork in a threaded process: one write(2).
-	 */
-	{
-		int err = errno, n;
-		char msg[512];
-
-		n = snprintf(msg, sizeof(msg), "irsafs: exec: cannot run %s: %s\n", argv[0],
-			     strerror(err));
-		if (n > 0 && write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n
-								  : sizeof(msg) - 1) < 0)
-			n = 0;
-		_exit(err == ENOENT ? 127 : 126);
-	}
+		sigaddset(&dfl, forwarded[i]);
+	sigaddset(&dfl, SIGPIPE);
+	rc = posix_spawnattr_init(&attr);
+	if (rc)
+		return rc;
+	rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&attr, child_mask);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&attr, &dfl);
+	if (!rc)
+		rc = posix_spawnp(pid, argv[0], NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	return rc;
 }
 
 int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
@@ -154,7 +159,12 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 		sigaction(forwarded[i], &sa, &old[i]);
 		sigaddset(&stops, forwarded[i]);
 	}
-	/* The command gets irsafs's signal mask without the SIGUSR1 block main added. */
+	/*
+	 * main blocked the stop signals for startup (fs/lifecycle.c): with the
+	 * handlers in place, this thread and the loop's threads take them now.
+	 * The command gets irsafs's mask without what main added.
+	 */
+	pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
 	pthread_sigmask(SIG_SETMASK, NULL, &child_mask);
 	sigdelset(&child_mask, SIGUSR1);
 
@@ -179,10 +189,11 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 		goto out_loop;
 	}
-	pid = spawn(cmd->argv, &child_mask);
-	if (pid < 0) {
-		log_msg(LOG_ERR, "exec: cannot fork: %s", strerror(errno));
-		status = IRSAFS_EXIT_FAIL;
+	rc = spawn(cmd->argv, &child_mask, &pid);
+	if (rc) {
+		/* Like a shell: 127 when not found, 126 when found but not runnable. */
+		log_msg(LOG_ERR, "exec: cannot run %s: %s", cmd->argv[0], strerror(rc));
+		status = rc == ENOENT ? 127 : 126;
 		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 		goto out_loop;
 	}

@@ -36,9 +36,9 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct irsafs *fs = fs_of(req);
 	struct fhandle *fh = NULL;
+	struct membuf head = MEMBUF_EMPTY;
 	struct inode_info ii;
-	char *head;
-	size_t cap, got;
+	size_t got;
 	int rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT))) {
@@ -59,9 +59,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/* The lookup may have brought the first bytes already (cache/headcache.h). */
-	if (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &cap, &got))
-		fh->rf = ra_open_head(fs->ra, ii.key, ii.attr.etag, ii.attr.size, head, cap, got);
+	/*
+	 * The lookup may have brought the first bytes already (cache/headcache.h):
+	 * their reservation moves to the read-ahead, which releases it.
+	 */
+	if (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &got))
+		fh->rf = ra_open_head(fs->ra, ii.key, ii.attr.etag, ii.attr.size, &head, got);
 	else
 		fh->rf = ra_open(fs->ra, ii.key, ii.attr.etag, ii.attr.size);
 	if (!fh->rf) {

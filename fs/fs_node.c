@@ -237,6 +237,21 @@ static void dir_probe_run(struct work *w)
 }
 
 /*
+ * --unlisted-dirs: is a name whose directory probe answered list_rc and whose
+ * GET (or HEAD) answered rc a directory that can be traversed, not listed?
+ * Without s3:ListBucket, S3 refuses both for a directory, for a missing key
+ * and for a key the role may not read alike (403): nothing tells them apart.
+ * The flag takes all three for directories, so that a role that may only
+ * GetObject reaches a/b/c.txt by its path; a missing or unreadable name then
+ * stats as d--x--x--x and opening it gives EACCES (opendir of a denied node).
+ * Without the flag such a name is EACCES.
+ */
+static int unlisted_dir(const struct irsafs *fs, int list_rc, int rc)
+{
+	return fs->opts->unlisted_dirs && list_rc == -EACCES && (rc == -EACCES || rc == -ENOENT);
+}
+
+/*
  * Ask S3 about a name: *list_rc is the directory probe's answer (1, 0 or a
  * negative errno), the return value the file's (0 with *a filled, or a
  * negative errno; not asked, -ENOENT, when the probe found a directory).
@@ -274,7 +289,8 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 		return rc;
 	if (rc == -EACCES && !strcmp(e->code, "AccessDenied")) {
 		/* Not a directory after all: the denial is this name's, report it. */
-		store_report_denial(fs->store, "s3:GetObject", file_key, e);
+		if (!unlisted_dir(fs, dp.rc, rc)) /* else fs_op_lookup says what it shows */
+			store_report_denial(fs->store, "s3:GetObject", file_key, e);
 		return rc;
 	}
 	return store_stat(fs->store, file_key, a, e);
@@ -381,6 +397,14 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (rc == 0) {
 		fs_reply_entry(req, file_key, 0, &a);
+	} else if (unlisted_dir(fs, list_rc, rc)) {
+		/* Neither listed nor read: a directory to traverse (--unlisted-dirs). */
+		log_once(LOG_INFO, "s3://%s/%s: S3 refused to list %s and to read %s: shown as a "
+			 "directory that can be traversed, not listed (--unlisted-dirs); if %s is "
+			 "a file, the role needs s3:GetObject on it", fs->opts->bucket, dir_key,
+			 dir_key, file_key, file_key);
+		memset(&a, 0, sizeof(a));
+		reply_entry(req, dir_key, 1, &a, 1);
 	} else if (rc == -EACCES && list_rc == 0 && file_listed(fs, file_key, &a) == 1) {
 		/* Listed but not readable: a file that shows its denial. */
 		fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);

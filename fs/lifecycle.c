@@ -13,13 +13,16 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cache/membudget.h"
 #include "core/log.h"
 
 /*
@@ -41,18 +44,101 @@ static struct {
 	enum lifecycle_unmount_result result;
 } lc = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-void lifecycle_signals_block(int stop_signals)
+void lifecycle_signals_block(void)
 {
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
-	if (stop_signals) {
-		sigaddset(&set, SIGTERM);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGHUP);
-	}
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/*
+ * Before the mount is up. main may wait long on the network while it starts
+ * (STS, the first listing) and cannot be interrupted there, so this thread
+ * takes the stop signals meanwhile: the first one ends the process at once
+ * (nothing is mounted yet, nothing needs undoing). Once main is about to
+ * mount, `done` is set under the lock; a stop signal taken after that is
+ * sent again to the process, where it stays pending (blocked everywhere)
+ * for the signal thread (mount form) or exec's handler (exec form).
+ */
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	int running;
+	int done;
+	int exec_form;
+	const char *phase;		/* what main is waiting for; atomic */
+} su = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *startup_main(void *arg)
+{
+	const char *phase;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		pthread_mutex_lock(&su.lock);
+		if (su.done) {
+			pthread_mutex_unlock(&su.lock);
+			if (sig != SIGUSR1)
+				kill(getpid(), sig);
+			return NULL;
+		}
+		if (sig == SIGUSR1) {
+			/* No counters before the mount. */
+			pthread_mutex_unlock(&su.lock);
+			continue;
+		}
+		phase = __atomic_load_n(&su.phase, __ATOMIC_ACQUIRE);
+		log_msg(LOG_ERR, "stopped by SIG%s %s, before the mount was up: exiting without "
+			"mounting", sigabbrev_np(sig), phase ? phase : "while starting");
+		/* main may be deep in a network wait: no unwinding, nothing to undo. */
+		_exit(su.exec_form ? 128 + sig : IRSAFS_EXIT_FAIL);
+	}
+}
+
+int lifecycle_startup_start(int exec_form)
+{
+	sigset_t all, old;
+	int rc;
+
+	su.exec_form = exec_form;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&su.thread, NULL, startup_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		return -rc;
+	su.running = 1;
+	return 0;
+}
+
+void lifecycle_startup_phase(const char *what)
+{
+	__atomic_store_n(&su.phase, what, __ATOMIC_RELEASE);
+}
+
+void lifecycle_startup_done(void)
+{
+	if (!su.running)
+		return;
+	pthread_mutex_lock(&su.lock);
+	su.done = 1;
+	pthread_mutex_unlock(&su.lock);
+	pthread_kill(su.thread, SIGUSR1);
+	pthread_join(su.thread, NULL);
+	su.running = 0;
 }
 
 static unsigned long long load(const unsigned long long *c)
@@ -138,6 +224,11 @@ static void *signal_main(void *arg)
 		}
 		lifecycle_counters(lc.fs, line, sizeof(line));
 		log_msg(LOG_NOTICE, "counters: %s", line);
+		if (lc.fs->mem)
+			log_msg(LOG_NOTICE, "memory: read buffers %zu bytes reserved, %zu kept for "
+				"reuse, peak %zu, ceiling %zu (--max-memory)",
+				membudget_used(lc.fs->mem), membudget_pooled(lc.fs->mem),
+				membudget_peak(lc.fs->mem), membudget_limit(lc.fs->mem));
 	}
 	return NULL;
 }
@@ -181,22 +272,46 @@ void lifecycle_signals_stop(void)
 	lc.running = 0;
 }
 
-/* `fusermount3 -u -q [-z] -- dir`: unmounting as a non-root user. */
+/*
+ * `fusermount3 -u -q [-z] -- dir`: unmounting as a non-root user. Started
+ * with posix_spawn, not fork: the daemon has many threads by now, and a
+ * forked child of a threaded process may touch only async-signal-safe
+ * functions before exec (a lock another thread held at the fork stays held).
+ * The child gets an empty signal mask and default SIGPIPE, not ours.
+ */
 static int fusermount_unmount(const char *dir, int lazy)
 {
-	int status;
+	char prog[] = "fusermount3", u[] = "-u", q[] = "-q", z[] = "-z", end[] = "--";
+	char *path = strdup(dir);
+	char *argv_lazy[] = { prog, u, q, z, end, path, NULL };
+	char *argv_clean[] = { prog, u, q, end, path, NULL };
+	posix_spawnattr_t attr;
+	sigset_t none, pipe;
+	int status, rc;
 	pid_t pid;
 
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		if (lazy)
-			execlp("fusermount3", "fusermount3", "-u", "-q", "-z", "--", dir, (char *)NULL);
-		else
-			execlp("fusermount3", "fusermount3", "-u", "-q", "--", dir, (char *)NULL);
-		_exit(127);
+	if (!path)
+		return -ENOMEM;
+	sigemptyset(&none);
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	rc = posix_spawnattr_init(&attr);
+	if (rc) {
+		free(path);
+		return -rc;
 	}
+	rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	if (!rc)
+		rc = posix_spawnattr_setsigmask(&attr, &none);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(&attr, &pipe);
+	if (!rc)
+		rc = posix_spawnp(&pid, "fusermount3", NULL, &attr,
+				  lazy ? argv_lazy : argv_clean, environ);
+	posix_spawnattr_destroy(&attr);
+	free(path);
+	if (rc)
+		return -rc;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -errno;

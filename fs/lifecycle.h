@@ -7,10 +7,12 @@
  * directory), and the counters: one line on SIGUSR1 and one summary when the
  * mount ends.
  *
- * SIGUSR1 (and, for the mount form, SIGTERM, SIGINT, SIGHUP) is blocked in
- * every thread (lifecycle_signals_block, called from main before any thread
- * starts, so threads inherit the mask) and taken by one thread with sigwait,
- * which may log and unmount safely. lifecycle_unmount may be called from
+ * SIGUSR1, SIGTERM, SIGINT and SIGHUP are blocked in every thread
+ * (lifecycle_signals_block, called from main before any thread starts, so
+ * threads inherit the mask) and taken by one thread with sigwait, which may
+ * log and unmount safely: before the mount is up the startup thread, which
+ * ends the process; after it the signal thread (mount form), or exec's
+ * handlers, which unblock them in the threads that serve the command. lifecycle_unmount may be called from
  * that thread and from main: the first call does the work. Otherwise not
  * thread-safe, except lifecycle_counters, which reads atomically.
  */
@@ -36,11 +38,26 @@ enum lifecycle_unmount_result {
 };
 
 /*
- * Block SIGUSR1, and with stop_signals SIGTERM, SIGINT and SIGHUP, in the
- * calling thread and so in every thread started later. A stop signal that
- * arrives during startup waits for the signal thread.
+ * Block SIGUSR1, SIGTERM, SIGINT and SIGHUP in the calling thread and so in
+ * every thread started later (both forms: exec unblocks the stop signals in
+ * its own threads once its handlers are in place).
  */
-void lifecycle_signals_block(int stop_signals);
+void lifecycle_signals_block(void);
+
+/*
+ * Before the mount is up: a thread that takes the stop signals (SIGTERM,
+ * SIGINT, SIGHUP, blocked by lifecycle_signals_block(1) before) while main
+ * waits on STS or the first listing, and on the first one logs why and exits
+ * at once: status IRSAFS_EXIT_FAIL (mount form) or 128 + the signal (exec
+ * form). lifecycle_startup_phase names what main waits for, for that line
+ * ("while getting credentials"; a string literal). lifecycle_startup_done,
+ * called before mounting (and before fuse_daemonize forks), stops the thread;
+ * a stop signal from then on stays pending for the signal thread or exec.
+ * Done is idempotent. 0 or -errno.
+ */
+int lifecycle_startup_start(int exec_form);
+void lifecycle_startup_phase(const char *what);
+void lifecycle_startup_done(void);
 
 /*
  * Start the signal thread once se is mounted (after fuse_daemonize: threads

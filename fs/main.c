@@ -25,6 +25,7 @@
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strutil.h"
 #include "core/workq.h"
 #include "fs/doctor.h"
 #include "fs/exec.h"
@@ -39,6 +40,8 @@
 
 /* Cold lookups that can probe in parallel at once; more take two round trips. */
 #define LOOKUP_HELPERS 8
+/* A CA bundle larger than this is not one (Mozilla's is about 200 KiB). */
+#define CA_BUNDLE_MAX (16 << 20)
 
 static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
 {
@@ -110,6 +113,41 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 }
 
 /*
+ * curl opens the CA bundle itself, at the first TLS handshake, and would wait
+ * there for ever on a FIFO: check it is a plain file first. 0, or 1 after
+ * saying what is wrong.
+ */
+static int check_ca_bundle(const char *path)
+{
+	int rc;
+
+	if (!path)
+		return 0;
+	rc = file_check_small(path, CA_BUNDLE_MAX);
+	if (rc == 0)
+		return 0;
+	log_msg(LOG_ERR, "cannot use the CA bundle %s (AWS_CA_BUNDLE): %s; point "
+		"AWS_CA_BUNDLE at a PEM file of CA certificates (at most %d MiB), or unset it "
+		"to use the system's", path, file_read_strerror(rc), CA_BUNDLE_MAX >> 20);
+	return 1;
+}
+
+/*
+ * S3 requests carry the access key id, the session token and a signature
+ * anyone on the path could replay for a while: over plain HTTP to another
+ * host, say so once. Decided from the URL alone, before any request.
+ */
+static void warn_cleartext(const char *endpoint)
+{
+	char host[64];
+
+	if (url_is_cleartext_remote(endpoint, host, sizeof(host)))
+		log_msg(LOG_WARNING, "S3 at %s is plain HTTP to %s, which is not loopback: "
+			"the signed requests (access key id, session token) and the data cross "
+			"the network unencrypted; use https://", endpoint, host);
+}
+
+/*
  * Secrets live in this process's memory: no core file may carry them, and
  * no other unprivileged process may ptrace it or read /proc/PID/mem.
  */
@@ -176,7 +214,12 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	if (!se)
 		goto out;
 	fs->se = se;
-	/* Stop signals: fs/lifecycle.c (mount form), passed on to the command (exec). */
+	/*
+	 * Stop signals: until now the startup thread ended the process; from
+	 * here they wait for the signal thread (mount form) or exec's handlers,
+	 * which unmount. Before the mount, and before fuse_daemonize forks.
+	 */
+	lifecycle_startup_done();
 	lifecycle_clear_stale(o->mountpoint);
 	fs->mount_path = realpath(o->mountpoint, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
@@ -250,7 +293,7 @@ int main(int argc, char **argv)
 	struct irsafs fs;
 	struct opts o;
 	struct exec_cmd cmd = { 0 };
-	const char *principal;
+	char *principal = NULL;
 	int rc = 1;
 
 	log_set_tag("irsafs");
@@ -260,7 +303,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
 		return IRSAFS_EXIT_USAGE;
 	/* Before any thread starts, so that every thread inherits the mask. */
-	lifecycle_signals_block(cmd.argv == NULL);
+	lifecycle_signals_block();
 	if (opts_parse(argc, argv, &o) != 0) {
 		opts_cleanup(&o);
 		return 2;
@@ -284,6 +327,11 @@ int main(int argc, char **argv)
 	if (cmd.argv)
 		o.foreground = 1;	/* exec never detaches: it waits for its command */
 	fuse_set_log_func(fuse_log_to_ours);
+	/* From here main may wait on the network: a stop signal ends it at once. */
+	if (lifecycle_startup_start(cmd.argv != NULL) != 0) {
+		log_msg(LOG_ERR, "cannot start the signal thread");
+		goto out_opts;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_msg(LOG_ERR, "cannot initialise libcurl");
 		goto out_opts;
@@ -305,6 +353,8 @@ int main(int argc, char **argv)
 				     ? getenv("AWS_CA_BUNDLE") : NULL,
 		.pool_max = 64,
 	};
+	if (check_ca_bundle(hc.ca_bundle))
+		goto out_curl;
 	http = http_client_new(&hc);
 	if (!http) {
 		log_msg(LOG_ERR, "out of memory");
@@ -328,12 +378,20 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "out of memory");
 		goto out_http;
 	}
+	lifecycle_startup_phase("while getting credentials");
 	if (creds_cache_acquire(fs.creds, &cr, why, sizeof(why)) != 0) {
 		log_msg(LOG_ERR, "cannot get credentials from %s: %s",
 			creds_cache_source(fs.creds), why);
 		goto out_creds;
 	}
-	principal = cr->principal_arn ? cr->principal_arn : "unknown";
+	/* Only the name is kept: the cache holds the secrets, and refreshes them. */
+	principal = strdup(cr->principal_arn ? cr->principal_arn : "unknown");
+	creds_release(cr);
+	cr = NULL;
+	if (!principal) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out_creds;
+	}
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
 		creds_cache_source(fs.creds));
 
@@ -351,6 +409,7 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "%s", why);
 		goto out_creds;
 	}
+	warn_cleartext(s3_store_endpoint(fs.store));
 	fs.inodes = inode_table_new(o.prefix);
 	if (!fs.inodes) {
 		log_msg(LOG_ERR, "out of memory");
@@ -361,6 +420,7 @@ int main(int argc, char **argv)
 		.negative_ttl_ms = (long long)(o.negative_ttl * 1000),
 		.max_listing_bytes = o.metadata_cache_size,
 	});
+	lifecycle_startup_phase("while listing the bucket");
 	if (mount_check(&fs, principal, s3_store_endpoint(fs.store)))
 		goto out_inodes;
 	fs.mem = membudget_new(o.max_memory);
@@ -373,8 +433,8 @@ int main(int argc, char **argv)
 	if (ra_cfg.max_window > o.max_memory / 4)
 		ra_cfg.max_window = o.max_memory / 4;
 	if (o.cache_dir) {
-		fs.disk = diskcache_new(fs.store, o.bucket, o.cache_dir, o.max_cache_size, why,
-					sizeof(why));
+		fs.disk = diskcache_new(fs.store, fs.mem, o.bucket, o.cache_dir, o.max_cache_size,
+					why, sizeof(why));
 		if (!fs.disk) {
 			log_msg(LOG_ERR, "%s", why);
 			goto out_ra;
@@ -406,6 +466,7 @@ out_store:
 	store_destroy(fs.store);
 out_creds:
 	creds_release(cr);
+	free(principal);
 	creds_cache_free(fs.creds);
 out_http:
 	http_client_free(http);
@@ -413,6 +474,8 @@ out_http:
 out_curl:
 	curl_global_cleanup();
 out_opts:
+	/* Before the mount (a failed start) the startup thread still runs. */
+	lifecycle_startup_done();
 	opts_cleanup(&o);
 	return rc;
 }

@@ -39,6 +39,7 @@ enum {
 	OPT_LOG_FORMAT,
 	OPT_LOG_LEVEL,
 	OPT_INSTANCE_ROLE,
+	OPT_UNLISTED_DIRS,
 	OPT_LIST_TIMEOUT,
 };
 
@@ -74,6 +75,7 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "allow-instance-role", no_argument, NULL, OPT_INSTANCE_ROLE },
+	{ "unlisted-dirs", no_argument, NULL, OPT_UNLISTED_DIRS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -104,6 +106,10 @@ void opts_usage(FILE *f)
 		"                           metadata TTL)\n"
 		"  --metadata-cache-size SIZE  memory for cached listings (default 64M)\n"
 		"  --strict                 fail the mount when the role may not list it\n"
+		"  --unlisted-dirs          a name the role may neither list nor read is a\n"
+		"                           directory it can only traverse (d--x--x--x), so a\n"
+		"                           role without s3:ListBucket reaches nested keys by\n"
+		"                           their full path; a missing name then shows as one\n"
 		"  --list-page-size N       keys per ListObjectsV2 page, 1-1000 (default 1000)\n"
 		"  --list-timeout S         give up listing one directory after S seconds\n"
 		"                           (default 600)\n"
@@ -300,6 +306,9 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_STRICT:
 			o->strict = 1;
+			break;
+		case OPT_UNLISTED_DIRS:
+			o->unlisted_dirs = 1;
 			break;
 		case OPT_PAGE_SIZE:
 			if (parse_long(optarg, 1, 1000, &v))

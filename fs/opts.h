@@ -32,6 +32,7 @@ struct opts {
 	double negative_ttl;		/* seconds a "no such key" is trusted */
 	size_t metadata_cache_size;	/* bytes of cached listings, all directories */
 	int strict;			/* any denial of the mount-time listing fails the mount */
+	int unlisted_dirs;		/* neither listed nor readable: a traverse-only directory */
 	int list_page_size;
 	long long list_timeout_ms;	/* one directory's whole listing */
 	long credential_duration;

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "auth/creds.h"
 #include "auth/sigv4.h"
 #include "core/buf.h"
@@ -93,11 +95,17 @@ static int endpoint_parse(const char *url, char **scheme, char **host, char *why
 		return -EINVAL;
 	}
 	*scheme = strndup(url, (size_t)(p - url));
+	if (!*scheme) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
 	p += 3;
 	end = p + strcspn(p, "/?#");
 	n = (size_t)(end - p);
 	if (n == 0) {
+		/* The caller frees what is set: leave nothing dangling. */
 		free(*scheme);
+		*scheme = NULL;
 		snprintf(why, whylen, "endpoint URL '%s' has no host", url);
 		return -EINVAL;
 	}
@@ -114,6 +122,12 @@ static int endpoint_parse(const char *url, char **scheme, char **host, char *why
 		     (!strcmp(*scheme, "https") && end - port == 4 && !strncmp(port, ":443", 4))))
 		n = (size_t)(port - p);
 	*host = strndup(p, n);
+	if (!*host) {
+		free(*scheme);
+		*scheme = NULL;
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -230,8 +244,8 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 out:
 	for (i = 0; i <= nh && i < 7; i++) {
 		if (hl[i]) {
-			/* The token and signature lines: wipe before free. */
-			memset(hl[i], 0, strlen(hl[i]));
+			/* The token and signature lines: wipe (not memset: kept) before free. */
+			OPENSSL_cleanse(hl[i], strlen(hl[i]));
 			free(hl[i]);
 		}
 	}

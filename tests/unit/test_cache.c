@@ -210,27 +210,28 @@ TEST(released_buffers_are_reused_within_the_limit)
 }
 
 /* What a lookup's GET brought: the first got bytes of the object, in a budget buffer. */
-static char *head_of(struct env *v, size_t cap, size_t got)
+static struct membuf *head_of(struct env *v, struct membuf *m, size_t cap, size_t got)
 {
-	char *b = membudget_alloc(v->mb, cap);
 	size_t i;
 
-	CHECK(b != NULL);
-	for (i = 0; b && i < got; i++)
-		b[i] = (char)byte_at(0, (long long)i);
-	return b;
+	CHECK_INT(membudget_get(v->mb, cap, m), 0);
+	for (i = 0; m->p && i < got; i++)
+		m->p[i] = (char)byte_at(0, (long long)i);
+	return m;
 }
 
 TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 {
 	long long size = 5LL << 20, off = 0, n;
+	struct membuf head;
 	struct ra_file *rf;
 	struct env v;
 	int i;
 
 	env_init(&v, size, 64 << 20, 4 << 20, 4);
-	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, 128 << 10, 128 << 10), 128 << 10,
+	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, &head, 128 << 10, 128 << 10),
 			  128 << 10);
+	CHECK(head.p == NULL && head.n == 0); /* the file owns it now */
 	/* The first read (the kernel's 16 KiB for a 1-byte read) needs no GET. */
 	CHECK_INT(read_check(rf, 0, 0, 16384), 16384);
 	/* Read-ahead then fetches the rest of the first window, and only that. */
@@ -251,7 +252,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 
 	/* A whole small object: no GET at all. */
 	env_init(&v, 5000, 64 << 20, 4 << 20, 4);
-	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, 128 << 10, 5000), 128 << 10, 5000);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, &head, 128 << 10, 5000), 5000);
 	CHECK_INT(read_check(rf, 0, 0, 131072), 5000);
 	CHECK_INT(read_check(rf, 0, 5000, 131072), 0);
 	ra_close(rf);
@@ -632,6 +633,7 @@ TEST(disk_cache_hits_checks_and_limits)
 {
 	char tmpl[] = "/tmp/irsafs-test-cache-XXXXXX", dir[64], why[256], path[600];
 	long long size = 5 * (1 << 20) + 777;
+	struct membudget *mb = membudget_new(64 << 20);
 	struct diskcache_stats st;
 	struct store *dc, *other;
 	struct dirent *d;
@@ -643,13 +645,14 @@ TEST(disk_cache_hits_checks_and_limits)
 	CHECK(mkdtemp(tmpl) != NULL);
 	snprintf(dir, sizeof(dir), "%s/c", tmpl);
 	fake_init(&f, size);
-	dc = diskcache_new(&f.base, "bkt", dir, 3 * (DISKCACHE_BLOCK + 4096), why, sizeof(why));
+	dc = diskcache_new(&f.base, mb, "bkt", dir, 3 * (DISKCACHE_BLOCK + 4096), why,
+			   sizeof(why));
 	CHECK(dc != NULL);
 	if (!dc)
 		return;
 	CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	/* A second mount may not share the directory. */
-	other = diskcache_new(&f.base, "bkt", dir, 1 << 30, why, sizeof(why));
+	other = diskcache_new(&f.base, mb, "bkt", dir, 1 << 30, why, sizeof(why));
 	CHECK(other == NULL);
 	CHECK(strstr(why, "in use") != NULL);
 
@@ -713,6 +716,68 @@ TEST(disk_cache_hits_checks_and_limits)
 	CHECK_INT(n, 2);
 	rmdir(dir);
 	rmdir(tmpl);
+	CHECK_INT(membudget_used(mb), 0);
+	membudget_free(mb);
+	pthread_mutex_destroy(&f.lock);
+}
+
+TEST(disk_cache_buffers_are_in_the_budget)
+{
+	char tmpl[] = "/tmp/irsafs-test-cache-XXXXXX", dir[64], why[256];
+	long long size = 5 * (1 << 20) + 777;
+	struct membudget *mb = membudget_new(4 << 20);
+	struct store *dc;
+	struct fake f;
+	void *all;
+	int gets;
+
+	CHECK(mkdtemp(tmpl) != NULL);
+	snprintf(dir, sizeof(dir), "%s/c", tmpl);
+	fake_init(&f, size);
+	dc = diskcache_new(&f.base, mb, "bkt", dir, 64 << 20, why, sizeof(why));
+	CHECK(dc != NULL);
+	if (!dc)
+		return;
+	/* Part of a block: the whole block is fetched through a bounce buffer in the budget. */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 100, 300000, 300000), 0);
+	CHECK_INT(f.ngets, 1);
+	CHECK_INT(f.get_len[0], 1 << 20);
+	CHECK_INT(membudget_used(mb), 0);
+	CHECK_INT(membudget_peak(mb), 1 << 20);
+	/* A whole block in the caller's buffer needs none. */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 1 << 20, 1 << 20, 1 << 20), 0);
+	CHECK_INT(membudget_peak(mb), 1 << 20);
+
+	/* With the budget all taken: */
+	all = membudget_alloc(mb, 4 << 20);
+	CHECK(all != NULL);
+	gets = f.ngets;
+	/* cached blocks, whole or in part, are checked without a buffer of their own; */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 5000, 4096, 4096), 0);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, (1 << 20) + 12345, 200000, 200000), 0);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 0, 2 << 20, 2 << 20), 0);
+	CHECK_INT(f.ngets, gets);
+	/* part of a missing block is fetched alone and not cached; */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, (2 << 20) + 4096, 8192, 8192), 0);
+	CHECK_INT(f.ngets, gets + 1);
+	CHECK_INT(f.get_off[gets], (2 << 20) + 4096);
+	CHECK_INT(f.get_len[gets], 8192);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, (2 << 20) + 4096, 8192, 8192), 0);
+	CHECK_INT(f.ngets, gets + 2);
+	/* the short last block too (the object ends inside the range). */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, 5 << 20, 4096, 777), 0);
+	CHECK_INT(f.ngets, gets + 3);
+	membudget_release(mb, all, 4 << 20);
+	/* Room again: the last block is fetched whole, then found on disk. */
+	CHECK_INT(check_read(dc, "\"v0\"", 0, (5 << 20) + 10, 4096, 767), 0);
+	CHECK_INT(check_read(dc, "\"v0\"", 0, (5 << 20) + 700, 4096, 77), 0);
+	CHECK_INT(f.ngets, gets + 4);
+	CHECK(membudget_peak(mb) <= 4 << 20);
+	store_destroy(dc);
+	CHECK_INT(membudget_used(mb), 0);
+	membudget_free(mb);
+	rmdir(dir);
+	rmdir(tmpl);
 	pthread_mutex_destroy(&f.lock);
 }
 
@@ -734,5 +799,6 @@ int main(void)
 	RUN(concurrent_reads_on_one_handle);
 	RUN(close_before_the_span_is_released);
 	RUN(disk_cache_hits_checks_and_limits);
+	RUN(disk_cache_buffers_are_in_the_budget);
 	return harness_done();
 }

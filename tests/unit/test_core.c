@@ -1,10 +1,16 @@
-/* Unit tests for core/: buf, strutil, err (the errno table). */
+/* Unit tests for core/: buf, strutil, err (the errno table), the log sink, redact. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "core/redact.h"
 #include "core/strutil.h"
 #include "harness.h"
 
@@ -168,6 +174,282 @@ TEST(retryable)
 	CHECK(!err_is_retryable(&e));
 }
 
+/* What log_msg wrote to stderr: stderr goes to a temporary file meanwhile. */
+static char *capture_log(enum log_format f, int level, const char *msg)
+{
+	static char out[16384];
+	FILE *tmp = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	if (!tmp || saved < 0)
+		return NULL;
+	log_set_format(f);
+	dup2(fileno(tmp), STDERR_FILENO);
+	log_msg(level, "%s", msg);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log_set_format(LOG_FORMAT_TEXT);
+	n = pread(fileno(tmp), out, sizeof(out) - 1, 0);
+	fclose(tmp);
+	out[n > 0 ? n : 0] = '\0';
+	return out;
+}
+
+static size_t count_char(const char *s, char c)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == c;
+	return n;
+}
+
+TEST(log_escape_text)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain ascii", "plain ascii" },
+		{ "x\nirsafs: error: forged", "x\\nirsafs: error: forged" },
+		{ "cr\rtab\tnul-less\x01\x1f del\x7f", "cr\\rtab\\tnul-less\\x01\\x1f del\\x7f" },
+		{ "esc-\x1b[31mred", "esc-\\x1b[31mred" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "c1-\xc2\x9b" "1m-\xc2\x85", "c1-\\u009b1m-\\u0085" },
+		{ "nbsp-\xc2\xa0", "nbsp-\xc2\xa0" },
+		{ "bad-\xff\xfe", "bad-\\xff\\xfe" },
+		{ "cut-\xc3", "cut-\\xc3" },
+		{ "overlong-\xc0\xaf-\xe0\x80\xaf", "overlong-\\xc0\\xaf-\\xe0\\x80\\xaf" },
+		{ "surrogate-\xed\xa0\x80", "surrogate-\\xed\\xa0\\x80" },
+		{ "big-\xf4\x90\x80\x80", "big-\\xf4\\x90\\x80\\x80" },
+		{ "back\\slash \"q\"", "back\\slash \"q\"" },
+	};
+	char out[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		CHECK_INT(log_escape(out, sizeof(out), cases[i].in, 0), strlen(cases[i].out));
+		CHECK_STR(out, cases[i].out);
+	}
+}
+
+TEST(log_escape_json)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "q\"b\\", "q\\\"b\\\\" },
+		{ "x\nirsafs: error: forged", "x\\nirsafs: error: forged" },
+		{ "\x01\x1b\x7f", "\\u0001\\u001b\\u007f" },
+		{ "c1-\xc2\x9b", "c1-\\u009b" },
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },
+		/* JSON has no raw bytes: the text form, backslash escaped. */
+		{ "bad-\xff", "bad-\\\\xff" },
+		{ "cut-\xe2\x82", "cut-\\\\xe2\\\\x82" },
+	};
+	char out[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		log_escape(out, sizeof(out), cases[i].in, 1);
+		CHECK_STR(out, cases[i].out);
+	}
+}
+
+TEST(log_escape_cuts_between_characters)
+{
+	char out[8];
+
+	/* "ab\x01" needs 6 bytes: "ab" + "\x01" would leave a half escape. */
+	CHECK_INT(log_escape(out, 6, "ab\x01z", 0), 2);
+	CHECK_STR(out, "ab");
+	CHECK_INT(log_escape(out, 7, "ab\x01z", 0), 6);
+	CHECK_STR(out, "ab\\x01");
+	/* A 3-byte character is written whole or not at all. */
+	CHECK_INT(log_escape(out, 5, "ab\xe2\x82\xac", 0), 2);
+	CHECK_INT(log_escape(out, 1, "abc", 0), 0);
+	CHECK_STR(out, "");
+}
+
+TEST(log_sink_text_line_cannot_be_forged)
+{
+	const char *got;
+
+	got = capture_log(LOG_FORMAT_TEXT, LOG_WARNING, "GetObject on hostile/x\nirsafs: "
+			  "error: forged\r\x1b[31mred\xc2\x9b\xff denied");
+	CHECK_STR(got, "irsafs: warning: GetObject on hostile/x\\nirsafs: error: forged"
+		       "\\r\\x1b[31mred\\u009b\\xff denied\n");
+	/* A trailing newline from a caller (libfuse's messages) ends the line once. */
+	got = capture_log(LOG_FORMAT_TEXT, LOG_NOTICE, "from fuse\n");
+	CHECK_STR(got, "irsafs: notice: from fuse\n");
+}
+
+TEST(log_sink_json_line_is_valid)
+{
+	const char *got, *msg;
+
+	got = capture_log(LOG_FORMAT_JSON, LOG_ERR, "key a\"b\\c\nd\x1b\xff\xc3\xa9");
+	msg = got ? strstr(got, "\"msg\":\"") : NULL;
+	CHECK(msg != NULL);
+	if (msg)
+		CHECK_STR(msg, "\"msg\":\"key a\\\"b\\\\c\\nd\\u001b\\\\xff\xc3\xa9\"}\n");
+	CHECK(got && strstr(got, "\"level\":\"error\""));
+	CHECK_INT(got ? count_char(got, '\n') : 0, 1);
+}
+
+TEST(log_sink_long_line_stays_one_line)
+{
+	char big[3000];
+	const char *got;
+
+	memset(big, '\n', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[0] = 'x';
+	got = capture_log(LOG_FORMAT_TEXT, LOG_ERR, big);
+	CHECK(got != NULL && strlen(got) < 4096);
+	CHECK_INT(got ? count_char(got, '\n') : 0, 1);
+	got = capture_log(LOG_FORMAT_JSON, LOG_ERR, big);
+	CHECK_INT(got ? count_char(got, '\n') : 0, 1);
+	CHECK(got != NULL && strlen(got) > 2 && !strcmp(got + strlen(got) - 3, "\"}\n"));
+}
+
+TEST(log_sink_redacts_a_jwt)
+{
+	const char *got;
+
+	got = capture_log(LOG_FORMAT_TEXT, LOG_ERR, "STS said: bad token eyJhbGciOiJSUzI1NiIsImtp"
+			  "ZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW0ifQ.c2lnbmF0dXJl (sorry)");
+	CHECK_STR(got, "irsafs: error: STS said: bad token [redacted] (sorry)\n");
+}
+
+TEST(redact_jwt_shapes)
+{
+	char a[] = "t=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig-_x and more";
+	char b[] = "eyJhbGciOiJSUzI1NiJ9 alone is only a header";
+	char c[] = "short eyJ.x and eyJhbGciOiJSUzI1NiJ9. trailing dot";
+
+	CHECK_INT(redact_jwt(a), 1);
+	CHECK_STR(a, "t=[redacted] and more");
+	CHECK_INT(redact_jwt(b), 0);
+	CHECK_STR(b, "eyJhbGciOiJSUzI1NiJ9 alone is only a header");
+	CHECK_INT(redact_jwt(c), 0);
+}
+
+TEST(redact_text_secrets_whole_and_in_pieces)
+{
+	const char *token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.SIGNATUREsignature0123";
+	const char *key = "ASIAEXAMPLEKEY000001";
+	const char *secrets[] = { token, NULL, key, "short" };
+	char text[512];
+
+	snprintf(text, sizeof(text), "Token %s is not valid for %s; short stays", token, key);
+	CHECK_INT(redact_text(text, sizeof(text), secrets, 4), 2);
+	CHECK_STR(text, "Token [redacted] is not valid for [redacted]; short stays");
+	/* An echo cut short (the first 40 bytes) and a piece from the middle. */
+	snprintf(text, sizeof(text), "got %.40s... and ...%.20s...", token, token + 30);
+	CHECK_INT(redact_text(text, sizeof(text), secrets, 4), 2);
+	CHECK_STR(text, "got [redacted]... and ...[redacted]...");
+	/* Fewer than REDACT_MIN_RUN bytes of a secret are only bytes. */
+	snprintf(text, sizeof(text), "eyJhbGciOiJSUzI1 is 16, eyJhbGciOiJSUzI is 15");
+	CHECK_INT(redact_text(text, sizeof(text), secrets, 4), 1);
+	CHECK_STR(text, "[redacted] is 16, eyJhbGciOiJSUzI is 15");
+	snprintf(text, sizeof(text), "nothing here");
+	CHECK_INT(redact_text(text, sizeof(text), secrets, 4), 0);
+	CHECK_STR(text, "nothing here");
+	/* A text too small for the mark says nothing. */
+	snprintf(text, sizeof(text), "abcdefgh");
+	secrets[3] = "abcdefgh";
+	CHECK_INT(redact_text(text, 9, secrets, 4), 1);
+	CHECK_STR(text, "");
+}
+
+TEST(cleartext_urls)
+{
+	static const struct {
+		const char *url;
+		int remote;
+		const char *host;
+	} cases[] = {
+		{ "http://10.255.255.1:1", 1, "10.255.255.1" },
+		{ "http://s3.internal.example/bucket", 1, "s3.internal.example" },
+		{ "HTTP://Example.COM", 1, "Example.COM" },
+		{ "http://user:pw@minio:9000/", 1, "minio" },
+		{ "http://[fd00::1]:8080/", 1, "[fd00::1]" },
+		{ "http://127.0.0.1:7480", 0, "" },
+		{ "http://127.8.9.10/x", 0, "" },
+		{ "http://localhost:9000", 0, "" },
+		{ "http://LOCALHOST.", 0, "" },
+		{ "http://[::1]:7480/", 0, "" },
+		{ "http://[::ffff:127.0.0.1]/", 0, "" },
+		{ "http://evil@127.0.0.1/", 0, "" },
+		{ "http://127.0.0.1.nip.io/", 1, "127.0.0.1.nip.io" },
+		{ "http://localhost.evil.example/", 1, "localhost.evil.example" },
+		{ "https://s3.example.com", 0, "" },
+		{ "ftp://x", 0, "" },
+	};
+	char host[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		host[0] = '\0';
+		CHECK_INT(url_is_cleartext_remote(cases[i].url, host, sizeof(host)), cases[i].remote);
+		CHECK_STR(host, cases[i].host);
+	}
+}
+
+/* file_read_small never blocks and reads only regular files. */
+TEST(file_read_small_refuses_what_is_not_a_file)
+{
+	char dir[] = "/tmp/irsafs-test-core-XXXXXX", fifo[64], big[64], ok[64];
+	char *data = NULL;
+	size_t len = 0;
+	FILE *f;
+	int fd;
+
+	if (!mkdtemp(dir)) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(big, sizeof(big), "%s/big", dir);
+	snprintf(ok, sizeof(ok), "%s/ok", dir);
+	CHECK_INT(mkfifo(fifo, 0600), 0);
+	/* A hang here is the bug: the alarm ends the test instead of CI. */
+	alarm(10);
+	CHECK_INT(file_read_small(fifo, 1024, &data, &len), -ESPIPE);
+	CHECK_INT(file_read_small(dir, 1024, &data, &len), -EISDIR);
+	CHECK_INT(file_read_small("/dev/zero", 1024, &data, &len), -ESPIPE);
+	CHECK_INT(file_read_small("/dev/null", 1024, &data, &len), -ESPIPE);
+	/* 1 GiB, sparse: refused by its size, unread. */
+	fd = open(big, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, 1LL << 30) == 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_INT(file_read_small(big, 1024, &data, &len), -EFBIG);
+	CHECK_INT(file_check_small(big, 1024), -EFBIG);
+	CHECK_INT(file_check_small(fifo, 1024), -ESPIPE);
+	CHECK_INT(file_check_small(dir, 1024), -EISDIR);
+	CHECK_INT(file_read_small("/nonexistent/x", 1024, &data, &len), -ENOENT);
+	alarm(0);
+	f = fopen(ok, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs("token\n", f);
+		fclose(f);
+	}
+	CHECK_INT(file_check_small(ok, 6), 0);
+	CHECK_INT(file_read_small(ok, 6, &data, &len), 0);
+	CHECK_INT(len, 6);
+	CHECK_STR(data, "token\n");
+	free(data);
+	CHECK_INT(file_read_small(ok, 5, &data, &len), -EFBIG);
+	CHECK_STR(file_read_strerror(-ESPIPE), "it is not a regular file (a FIFO, a socket or a device)");
+	unlink(fifo);
+	unlink(big);
+	unlink(ok);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	RUN(buf_caps_growth);
@@ -178,5 +460,16 @@ int main(void)
 	RUN(trim);
 	RUN(errno_table);
 	RUN(retryable);
+	RUN(cleartext_urls);
+	RUN(file_read_small_refuses_what_is_not_a_file);
+	RUN(log_escape_text);
+	RUN(log_escape_json);
+	RUN(log_escape_cuts_between_characters);
+	RUN(log_sink_text_line_cannot_be_forged);
+	RUN(log_sink_json_line_is_valid);
+	RUN(log_sink_long_line_stays_one_line);
+	RUN(log_sink_redacts_a_jwt);
+	RUN(redact_jwt_shapes);
+	RUN(redact_text_secrets_whole_and_in_pieces);
 	return harness_done();
 }

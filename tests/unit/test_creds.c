@@ -4,6 +4,7 @@
  * refreshing cache (with a fake provider; no network).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -697,6 +698,77 @@ TEST(cache_one_fetch_in_flight)
 	creds_cache_free(c);
 }
 
+/*
+ * Token and profile files that are not files: a FIFO (would block an open
+ * for ever), a directory, /dev/zero, a 1 GiB file. Each is one error naming
+ * the variable, at once; the alarm turns a hang into a failure, not a stuck CI.
+ */
+TEST(hostile_token_and_profile_files)
+{
+	const char *bad[4];
+	char fifo[128], dir[128], big[128], why[CREDS_WHY_LEN];
+	struct creds *cr = NULL;
+	struct profile *prof = NULL;
+	size_t i;
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/token-fifo", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/token-dir", tmpdir);
+	snprintf(big, sizeof(big), "%s/token-big", tmpdir);
+	CHECK_INT(mkfifo(fifo, 0600), 0);
+	CHECK_INT(mkdir(dir, 0700), 0);
+	fd = open(big, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, 1LL << 30) == 0);
+	if (fd >= 0)
+		close(fd);
+	bad[0] = fifo;
+	bad[1] = dir;
+	bad[2] = "/dev/zero";
+	bad[3] = big;
+	alarm(20);
+	for (i = 0; i < 4; i++) {
+		struct webid_config wc = {
+			.role_arn = "arn:aws:iam::1:role/r", .token_file = bad[i],
+			.sts_endpoint = "http://127.0.0.1:9", .timeout_ms = 1000, .budget_ms = 1000,
+		};
+		struct creds_provider *p = creds_webid_new(&wc, NULL);
+
+		CHECK(p != NULL);
+		if (!p)
+			continue;
+		why[0] = '\0';
+		CHECK(p->fetch(p, &cr, why, sizeof(why)) < 0);
+		CHECK(strstr(why, bad[i]) != NULL);
+		CHECK(strstr(why, "; AWS_WEB_IDENTITY_TOKEN_FILE must name the token") != NULL);
+		CHECK(strstr(why, i == 1 ? "is a directory" : i == 3 ? "too large" :
+				  "not a regular file") != NULL);
+		p->destroy(p);
+
+		p = creds_container_new("http://127.0.0.1:9/creds", bad[i], NULL, NULL);
+		CHECK(p != NULL);
+		if (!p)
+			continue;
+		why[0] = '\0';
+		CHECK(p->fetch(p, &cr, why, sizeof(why)) < 0);
+		CHECK(strstr(why, bad[i]) != NULL);
+		CHECK(strstr(why, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") != NULL);
+		p->destroy(p);
+
+		clean_env();
+		setenv(i % 2 ? "AWS_SHARED_CREDENTIALS_FILE" : "AWS_CONFIG_FILE", bad[i], 1);
+		why[0] = '\0';
+		CHECK(profile_load(NULL, &prof, why, sizeof(why)) < 0);
+		CHECK(prof == NULL);
+		CHECK(strstr(why, bad[i]) != NULL);
+		CHECK(strstr(why, i % 2 ? "AWS_SHARED_CREDENTIALS_FILE" : "AWS_CONFIG_FILE") != NULL);
+	}
+	alarm(0);
+	clean_env();
+	unlink(fifo);
+	unlink(big);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/irsafs-test-creds-XXXXXX");
@@ -712,6 +784,7 @@ int main(void)
 	RUN(profile_kinds);
 	RUN(credential_process_output);
 	RUN(near_expiry_window);
+	RUN(hostile_token_and_profile_files);
 	RUN(cache_refreshes_once_per_lifetime);
 	RUN(cache_failures_keep_valid_creds_then_ekeyexpired);
 	RUN(cache_invalidate_forces_one_refresh);
