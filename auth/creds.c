@@ -4,17 +4,27 @@
  * State: `current` (may be NULL), `refresh_at` (when to start refreshing),
  * `refreshing` (one fetch in flight), `stale` (the server rejected current:
  * do not hand it out), `failures` and `retry_at` (the last refresh failed;
- * do not try again before retry_at). Invariants:
+ * do not try again before retry_at), and `probation` (current replaced
+ * credentials a server rejected, and no server has accepted it yet).
+ * Invariants:
  *  - current, when set, is a complete struct creds; it is replaced, never
  *    modified, so a reader holding a reference is never disturbed;
- *  - at most one fetch runs at a time (refreshing = 1), in a caller that had
- *    no valid credentials or in the one background thread;
+ *  - at most one fetch runs at a time (refreshing = 1), in the one
+ *    background thread once background refreshes are allowed, else in a
+ *    caller that had no valid credentials: however many threads saw the
+ *    credentials rejected, one STS call replaces them;
  *  - a caller blocks on `done` only when current is missing, stale or
- *    expired; a caller with valid credentials never waits for a refresh.
+ *    expired, and never past the deadline of its operation; a caller with
+ *    valid credentials never waits for a refresh.
  * A failed refresh keeps the old credentials while they are valid, and is
  * retried after a jittered delay that doubles up to 30 s but never pushes
  * the retry past the credentials' expiry (the provider itself already
- * retried transient STS faults inside its own budget).
+ * retried transient STS faults inside its own budget). Two answers count as
+ * failed refreshes although the provider returned credentials: credentials
+ * that are already expired by our clock (a clock running ahead, or an STS
+ * handing out stale ones), and credentials that S3 rejects as expired right
+ * after they replaced rejected ones (a revoked role, or a clock behind S3's):
+ * without that, every file operation would cost an STS call.
  */
 #include "auth/creds.h"
 
@@ -28,6 +38,7 @@
 #include <openssl/rand.h>
 
 #include "core/log.h"
+#include "core/strutil.h"
 
 static char *strdup_or_null(const char *s, int *fail)
 {
@@ -104,8 +115,9 @@ struct creds_cache {
 	struct creds_provider *provider;
 	long clock_offset;		/* atomic: server time - local time */
 	unsigned long fetches;		/* atomic */
+	int probation;			/* atomic; written under lock (see the top) */
 	pthread_mutex_t lock;	/* guards locked; never held across a fetch */
-	pthread_cond_t done;	/* signalled when a refresh ends */
+	pthread_cond_t done;	/* signalled when a refresh ends (CLOCK_MONOTONIC) */
 	struct {
 		struct creds *current;
 		time_t refresh_at;
@@ -127,12 +139,17 @@ struct creds_cache {
 struct creds_cache *creds_cache_new(struct creds_provider *p)
 {
 	struct creds_cache *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
 
 	if (!c)
 		return NULL;
 	c->provider = p;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->done, NULL);
+	/* Waits end at an operation's deadline, which is on the monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->done, &ca);
+	pthread_condattr_destroy(&ca);
 	return c;
 }
 
@@ -241,13 +258,64 @@ static void log_expired_locked(struct creds_cache *c)
 		c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
 }
 
+static void format_time(time_t t, char out[32])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * Credentials that are over before they are used (by our clock, corrected
+ * by what S3 said about it): a failed fetch, explained. Lock held.
+ */
+static void explain_expired_answer(const struct creds_cache *c, const struct creds *fresh,
+				   time_t now, char *why, size_t whylen)
+{
+	char exp[32], clk[32];
+
+	format_time(fresh->expiration, exp);
+	format_time(now, clk);
+	snprintf(why, whylen, "%s handed out credentials that expire at %s, which is already "
+		 "%lld s past by this node's clock (%s): counted as a failed refresh; check this "
+		 "node's clock (timedatectl, chronyc tracking): if it runs ahead, fix NTP; if it "
+		 "is right, the credentials endpoint hands out stale credentials",
+		 c->provider->name, exp, (long long)(now - fresh->expiration), clk);
+}
+
+/* A refresh failed (why): back off, keep what is still valid, log. Lock held. */
+static void refresh_failed_locked(struct creds_cache *c, const char *why, time_t now)
+{
+	time_t delay;
+	int usable = creds_valid(c->locked.current, now) && !c->locked.stale;
+
+	snprintf(c->locked.last_error, sizeof(c->locked.last_error), "%s", why);
+	c->locked.failures++;
+	delay = retry_delay(c->locked.failures, usable ? RETRY_MAX_S : RETRY_NOCREDS_MAX_S);
+	c->locked.retry_at = now + delay;
+	if (usable) {
+		/* While the old credentials last, retry before they run out. */
+		time_t left = c->locked.current->expiration - now;
+
+		if (c->locked.current->expiration && delay > left / 3)
+			delay = left / 3 > 1 ? left / 3 : 1;
+		c->locked.refresh_at = now + delay;
+		log_msg(LOG_WARNING, "credential refresh from %s failed (still using the "
+			"current credentials for %lld s; next attempt in %lld s): %s",
+			c->provider->name, (long long)left, (long long)delay, why);
+	} else if (c->locked.current) {
+		log_expired_locked(c);
+	}
+}
+
 /* Runs the provider with the lock released; returns with the lock held. */
 static void refresh_locked(struct creds_cache *c)
 {
 	char why[CREDS_WHY_LEN] = "";
 	struct creds *fresh = NULL, *old;
-	time_t now, delay;
-	int rc;
+	time_t now;
+	int rc, forced = c->locked.stale;
 
 	c->locked.refreshing = 1;
 	pthread_mutex_unlock(&c->lock);
@@ -256,47 +324,42 @@ static void refresh_locked(struct creds_cache *c)
 	pthread_mutex_lock(&c->lock);
 	c->locked.refreshing = 0;
 	now = creds_cache_now(c);
+	if (rc == 0 && !creds_valid(fresh, now)) {
+		explain_expired_answer(c, fresh, now, why, sizeof(why));
+		creds_release(fresh);
+		fresh = NULL;
+		rc = -EKEYEXPIRED;
+	}
 	if (rc == 0) {
 		old = c->locked.current;
 		c->locked.current = fresh;
 		c->locked.stale = 0;
 		c->locked.refresh_at = refresh_time(fresh, now);
-		c->locked.last_error[0] = '\0';
-		c->locked.failures = 0;
 		c->locked.retry_at = 0;
-		c->locked.expired_logged = 0;
+		/*
+		 * Replacing rejected credentials, the outage is over only once
+		 * a server accepts the new ones (creds_cache_accepted): until
+		 * then the failures keep counting, so that a session rejected
+		 * again and again backs off further each time.
+		 */
+		if (!forced) {
+			c->locked.last_error[0] = '\0';
+			c->locked.failures = 0;
+			c->locked.expired_logged = 0;
+		}
+		__atomic_store_n(&c->probation, forced, __ATOMIC_RELAXED);
 		creds_release(old);
 		if (fresh->expiration) {
 			char exp[32];
-			struct tm tm;
 
-			gmtime_r(&fresh->expiration, &tm);
-			strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			format_time(fresh->expiration, exp);
 			log_msg(LOG_INFO, "credentials from %s for %s, valid until %s (next refresh "
 				"in %lld s)", c->provider->name,
 				fresh->principal_arn ? fresh->principal_arn : "unknown principal",
 				exp, (long long)(c->locked.refresh_at - now));
 		}
 	} else {
-		snprintf(c->locked.last_error, sizeof(c->locked.last_error), "%s", why);
-		c->locked.failures++;
-		delay = retry_delay(c->locked.failures,
-				    creds_valid(c->locked.current, now) && !c->locked.stale
-					    ? RETRY_MAX_S : RETRY_NOCREDS_MAX_S);
-		c->locked.retry_at = now + delay;
-		/* While the old credentials last, retry before they run out. */
-		if (creds_valid(c->locked.current, now) && !c->locked.stale) {
-			time_t left = c->locked.current->expiration - now;
-
-			if (c->locked.current->expiration && delay > left / 3)
-				delay = left / 3 > 1 ? left / 3 : 1;
-			c->locked.refresh_at = now + delay;
-			log_msg(LOG_WARNING, "credential refresh from %s failed (still using the "
-				"current credentials for %lld s; next attempt in %lld s): %s",
-				c->provider->name, (long long)left, (long long)delay, why);
-		} else if (c->locked.current) {
-			log_expired_locked(c);
-		}
+		refresh_failed_locked(c, why, now);
 	}
 	pthread_cond_broadcast(&c->done);
 }
@@ -331,7 +394,24 @@ static int start_background_locked(struct creds_cache *c)
 	return 0;
 }
 
-int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen)
+/* Wait for the refresh in flight until deadline_ms (0: no deadline). 0, or -ETIMEDOUT. */
+static int wait_locked(struct creds_cache *c, long long deadline_ms)
+{
+	struct timespec ts;
+
+	if (!deadline_ms) {
+		pthread_cond_wait(&c->done, &c->lock);
+		return 0;
+	}
+	if (clock_mono_ms() >= deadline_ms)
+		return -ETIMEDOUT;
+	ts.tv_sec = (time_t)(deadline_ms / 1000);
+	ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+	return pthread_cond_timedwait(&c->done, &c->lock, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, struct creds **out,
+			      char *why, size_t whylen)
 {
 	int tried = 0;
 
@@ -353,8 +433,15 @@ int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, si
 			return 0;
 		}
 		if (c->locked.refreshing) {
-			/* Nothing valid: wait for the refresh in flight. */
-			pthread_cond_wait(&c->done, &c->lock);
+			/* Nothing valid: wait for the refresh in flight, inside our budget. */
+			if (wait_locked(c, deadline_ms) != 0) {
+				snprintf(why, whylen, "the refresh from %s has not answered within "
+					 "the operation's time budget%s%s", c->provider->name,
+					 c->locked.last_error[0] ? "; the last failure: " : "",
+					 c->locked.last_error);
+				pthread_mutex_unlock(&c->lock);
+				return -EKEYEXPIRED;
+			}
 			tried = 1;
 			continue;
 		}
@@ -363,6 +450,9 @@ int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, si
 		/* A refresh that just failed is not retried by every caller at once. */
 		if (c->locked.failures && now < c->locked.retry_at)
 			break;
+		/* In the background when allowed, so that the wait can end at our deadline. */
+		if (start_background_locked(c) == 0)
+			continue;
 		refresh_locked(c);
 		tried = 1;
 	}
@@ -374,13 +464,67 @@ int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, si
 	return -EKEYEXPIRED;
 }
 
-void creds_cache_invalidate(struct creds_cache *c, const struct creds *seen)
+int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen)
 {
+	return creds_cache_acquire_until(c, 0, out, why, whylen);
+}
+
+int creds_cache_invalidate(struct creds_cache *c, const struct creds *seen, const char *reason)
+{
+	time_t now, delay;
+	int again = 1;
+
 	pthread_mutex_lock(&c->lock);
-	if (c->locked.current == seen) {
-		c->locked.stale = 1;
+	if (c->locked.current != seen) {
+		/* Replaced already (or being replaced): the caller may try the new ones. */
+		goto out;
+	}
+	if (c->locked.stale) {
+		/* Another thread saw the same rejection first. */
+		again = c->locked.failures == 0;
+		goto out;
+	}
+	now = creds_cache_now(c);
+	c->locked.stale = 1;
+	if (!__atomic_load_n(&c->probation, __ATOMIC_RELAXED)) {
 		/* A forced refresh is worth one attempt now, whatever failed before. */
 		c->locked.retry_at = 0;
+		c->locked.failures = 0;
+		log_msg(LOG_NOTICE, "the server rejected the credentials from %s (%s): refreshing "
+			"them now", c->provider->name, reason ? reason : "expired");
+		goto out;
+	}
+	/*
+	 * These replaced rejected credentials a moment ago, and the server
+	 * rejects them too: refreshing again at once would cost an STS call per
+	 * file operation. A failed refresh, with its backoff.
+	 */
+	again = 0;
+	__atomic_store_n(&c->probation, 0, __ATOMIC_RELAXED);
+	snprintf(c->locked.last_error, sizeof(c->locked.last_error), "the server rejects the "
+		 "credentials from %s even right after a refresh (%s): the role session is "
+		 "revoked, or this node's clock is far behind the server's (check timedatectl, "
+		 "chronyc tracking)", c->provider->name, reason ? reason : "expired");
+	c->locked.failures++;
+	delay = retry_delay(c->locked.failures, RETRY_NOCREDS_MAX_S);
+	c->locked.retry_at = now + delay;
+	log_expired_locked(c);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return again;
+}
+
+void creds_cache_accepted(struct creds_cache *c, const struct creds *seen)
+{
+	/* One relaxed load per request; the lock only while on probation. */
+	if (!__atomic_load_n(&c->probation, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (c->locked.current == seen) {
+		__atomic_store_n(&c->probation, 0, __ATOMIC_RELAXED);
+		c->locked.last_error[0] = '\0';
+		c->locked.failures = 0;
+		c->locked.expired_logged = 0;
 	}
 	pthread_mutex_unlock(&c->lock);
 }

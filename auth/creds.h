@@ -181,13 +181,15 @@ char *creds_profile_region(void);
 
 /*
  * The refreshing cache. Refreshes ahead of expiry by min(5 minutes, a quarter
- * of the credentials' lifetime); one refresh in flight at a time. While
- * credentials are still valid, a due refresh runs in a background thread
- * (once creds_cache_background() allowed it) and callers keep using the old
- * ones; a caller waits only when there are no valid credentials. A failed
+ * of the credentials' lifetime); one refresh in flight at a time, however
+ * many threads need one. While credentials are still valid, a due refresh
+ * runs in a background thread (once creds_cache_background() allowed it)
+ * and callers keep using the old ones; a caller waits only when there are no
+ * valid credentials, and never past its operation's deadline. A failed
  * refresh is retried with jittered, growing delays; while there are no valid
  * credentials and the last attempt failed moments ago, callers fail at once
- * with -EKEYEXPIRED instead of queueing on STS. Thread-safe.
+ * with -EKEYEXPIRED instead of queueing on STS. Credentials that arrive
+ * already expired count as a failed refresh. Thread-safe.
  */
 struct creds_cache;
 
@@ -205,15 +207,39 @@ void creds_cache_background(struct creds_cache *c);
 
 /*
  * A reference to valid credentials in *out (release it), or -EKEYEXPIRED with
- * why filled when none can be had.
+ * why filled when none can be had. Waits for a refresh for as long as it
+ * takes: for startup, not for file operations.
  */
 int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen);
 
 /*
- * The server says seen no longer works (a 403 near expiry): stop handing it
- * out, so the next acquire refreshes (or waits for the refresh in flight).
+ * The same, for an operation with a budget: a wait for a refresh ends at
+ * deadline_ms (clock_mono_ms()'s clock; 0: none) with -EKEYEXPIRED, so that
+ * waiting for credentials counts inside the operation's budget. (Before
+ * creds_cache_background, a refresh runs in the caller and is bounded only by
+ * the provider's own budget.)
  */
-void creds_cache_invalidate(struct creds_cache *c, const struct creds *seen);
+int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, struct creds **out,
+			      char *why, size_t whylen);
+
+/*
+ * The server rejected seen as expired or revoked (ExpiredToken, InvalidToken,
+ * or a 403 near expiry): stop handing it out, so the next acquire refreshes
+ * (once, whichever thread asks) or waits for the refresh in flight. reason
+ * names the answer for the log (no secret). Returns 1 when the caller should
+ * try again with fresh credentials, 0 when not: seen replaced rejected
+ * credentials a moment ago and no server has accepted it since, so the
+ * rejection is counted as a failed refresh, with its backoff, and file
+ * operations fail with EKEYEXPIRED meanwhile.
+ */
+int creds_cache_invalidate(struct creds_cache *c, const struct creds *seen, const char *reason);
+
+/*
+ * A server answered a request signed with seen without rejecting the
+ * credentials: they work. Cheap (one atomic load) unless seen is on
+ * probation after a rejection.
+ */
+void creds_cache_accepted(struct creds_cache *c, const struct creds *seen);
 
 /* The provider's name ("web identity"). */
 const char *creds_cache_source(const struct creds_cache *c);

@@ -112,65 +112,72 @@ out:
 	return rc;
 }
 
+/* One GET of a small credentials document: what the attempts share. */
+struct json_get {
+	struct http_client *http;
+	struct http_request req;
+	const char *what;
+	int *status;
+	struct buf *body;
+	char *why;
+	size_t whylen;
+};
+
+static int json_get_attempt(void *arg, struct retry *r, struct s3_error *e)
+{
+	struct json_get *g = arg;
+	struct http_response resp;
+	int rc;
+
+	err_clear(e);
+	http_response_init(&resp);
+	g->req.timeout_ms = retry_attempt_ms(r);
+	rc = http_perform(g->http, &g->req, &resp, e);
+	if (rc == -EMSGSIZE) {
+		snprintf(g->why, g->whylen, "%s sent more than %d bytes", g->what, CREDS_JSON_MAX);
+		rc = -EPROTO;
+	} else if (rc == 0) {
+		e->http_status = resp.status;
+		err_set_ids(e, resp.request_id, resp.host_id);
+		/* 5xx and 429 are worth another attempt (the table says so); the rest is the caller's. */
+		if (!err_is_retryable(e)) {
+			*g->status = resp.status;
+			buf_reset(g->body);
+			rc = buf_append(g->body, resp.body.data ? resp.body.data : "", resp.body.len);
+			if (rc)
+				snprintf(g->why, g->whylen, "out of memory");
+		} else {
+			rc = -EIO;
+		}
+	}
+	buf_cleanse(&resp.body);
+	http_response_cleanup(&resp);
+	return rc;
+}
+
 int creds_http_get(struct http_client *http, const char *method, const char *url,
 		   const char *const *headers, size_t nheaders, const char *what, int *status,
 		   struct buf *body, char *why, size_t whylen)
 {
 	static const struct retry_policy policy = {
 		.max_attempts = 4, .base_ms = 100, .max_backoff_ms = 2000, .budget_ms = 15000,
+		.attempt_ms = 5000,
 	};
-	struct http_request req = {
-		.method = method, .url = url, .headers = headers, .nheaders = nheaders,
-		.max_body = CREDS_JSON_MAX,
+	struct json_get g = {
+		.http = http,
+		.req = { .method = method, .url = url, .headers = headers, .nheaders = nheaders,
+			 .max_body = CREDS_JSON_MAX },
+		.what = what, .status = status, .body = body, .why = why, .whylen = whylen,
 	};
-	struct http_response resp;
+	char desc[320], ids[256];
 	struct s3_error e;
 	struct retry r;
-	char desc[320];
-	long sleep_ms;
 	int rc;
 
-	retry_begin(&r, &policy);
-	for (;;) {
-		err_clear(&e);
-		http_response_init(&resp);
-		req.timeout_ms = retry_remaining_ms(&r);
-		if (req.timeout_ms > 5000)
-			req.timeout_ms = 5000;
-		if (req.timeout_ms < 1000)
-			req.timeout_ms = 1000;
-		rc = http_perform(http, &req, &resp, &e);
-		if (rc == -EMSGSIZE) {
-			buf_cleanse(&resp.body);
-			http_response_cleanup(&resp);
-			snprintf(why, whylen, "%s sent more than %d bytes", what, CREDS_JSON_MAX);
-			return -EPROTO;
-		}
-		if (rc == 0) {
-			e.http_status = resp.status;
-			if (resp.status < 500 && resp.status != 429) {
-				*status = resp.status;
-				buf_reset(body);
-				rc = buf_append(body, resp.body.data ? resp.body.data : "",
-						resp.body.len);
-				buf_cleanse(&resp.body);
-				http_response_cleanup(&resp);
-				if (rc) {
-					snprintf(why, whylen, "out of memory");
-					return rc;
-				}
-				return 0;
-			}
-		}
-		buf_cleanse(&resp.body);
-		http_response_cleanup(&resp);
-		err_describe(&e, desc, sizeof(desc));
-		snprintf(why, whylen, "%s: %s", what, desc);
-		sleep_ms = retry_next(&r);
-		if (sleep_ms < 0)
-			return -EIO;
-		log_msg(LOG_WARNING, "%s (attempt %d/%d, retry in %ld ms)", why, r.attempt,
-			policy.max_attempts, sleep_ms);
-		retry_sleep_ms(sleep_ms);
-	}
+	retry_begin(&r, &policy, NULL);
+	rc = retry_run(&r, json_get_attempt, &g, &e, what);
+	if (rc && rc != -EPROTO && rc != -ENOMEM)
+		snprintf(why, whylen, "%s: %s%s", what, err_describe(&e, desc, sizeof(desc)),
+			 err_ids(&e, ids, sizeof(ids)));
+	return rc ? (rc == -EPROTO || rc == -ENOMEM ? rc : -EIO) : 0;
 }

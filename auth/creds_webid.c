@@ -132,14 +132,12 @@ static void warn_cleartext(const char *endpoint)
 			"when that is unset)", endpoint, host);
 }
 
-static int sts_retryable(const struct s3_error *e)
-{
-	return err_is_retryable(e) || !strcmp(e->code, "IDPCommunicationError");
-}
-
-/* One STS call. 0 with *out set; -EAGAIN when worth retrying; else -errno. */
+/*
+ * One STS call. 0 with *out set, else a negative errno with why filled; e
+ * holds the answer, whose class (core/err.c) says whether to try again.
+ */
 static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, char *why,
-			 size_t whylen)
+			 size_t whylen, struct s3_error *e)
 {
 	static const char *const headers[] = {
 		"Content-Type: application/x-www-form-urlencoded; charset=utf-8",
@@ -155,13 +153,12 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	};
 	struct http_response resp;
 	struct sts_result res;
-	struct s3_error e;
 	struct buf form;
 	char *token = NULL;
 	size_t toklen = 0;
 	int rc;
 
-	err_clear(&e);
+	err_clear(e);
 	buf_init(&form, TOKEN_MAX * 3 + 4096);
 	http_response_init(&resp);
 
@@ -202,10 +199,10 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	}
 	req.body = form.data;
 	req.body_len = form.len;
-	rc = http_perform(w->http, &req, &resp, &e);
+	rc = http_perform(w->http, &req, &resp, e);
 	if (rc && rc != -EMSGSIZE) {
-		explain(w, &e, why, whylen);
-		rc = -EAGAIN;
+		explain(w, e, why, whylen);
+		rc = -EIO;
 		goto out;
 	}
 	if (rc == -EMSGSIZE) {
@@ -227,10 +224,11 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 		rc = *out ? 0 : -ENOMEM;
 		goto out;
 	}
-	xml_parse_error(resp.body.data, resp.body.len, &e);
-	e.http_status = resp.status;
-	explain(w, &e, why, whylen);
-	rc = sts_retryable(&e) ? -EAGAIN : -EACCES;
+	err_set_ids(e, resp.request_id, resp.host_id);
+	xml_parse_error(resp.body.data, resp.body.len, e);
+	e->http_status = resp.status;
+	explain(w, e, why, whylen);
+	rc = err_is_retryable(e) ? -EIO : -EACCES;
 out:
 	if (rc && token) {
 		/* why may quote STS: never let it quote the token, raw or form-encoded. */
@@ -238,6 +236,11 @@ out:
 		const char *secrets[] = { token, enc ? enc + 17 : NULL };
 
 		redact_text(why, whylen, secrets, 2);
+		/* e reaches the retry loop's log lines: the same for what it quotes. */
+		redact_text(e->message, sizeof(e->message), secrets, 2);
+		redact_text(e->code, sizeof(e->code), secrets, 2);
+		redact_text(e->request_id, sizeof(e->request_id), secrets, 2);
+		redact_text(e->host_id, sizeof(e->host_id), secrets, 2);
 	}
 	if (token) {
 		OPENSSL_cleanse(token, toklen);
@@ -250,35 +253,47 @@ out:
 	return rc;
 }
 
+/* One fetch: what its attempts share. */
+struct webid_call {
+	struct webid *w;
+	struct creds **out;
+	char *why;
+	size_t whylen;
+};
+
+static int webid_try(void *arg, struct retry *r, struct s3_error *e)
+{
+	struct webid_call *call = arg;
+
+	return webid_attempt(call->w, retry_attempt_ms(r), call->out, call->why, call->whylen, e);
+}
+
 static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, size_t whylen)
 {
-	static const struct retry_policy policy = {
-		.max_attempts = 4, .base_ms = 200, .max_backoff_ms = 3000,
-	};
 	struct webid *w = (struct webid *)p;
-	struct retry_policy pol = policy;
+	struct retry_policy pol = {
+		.max_attempts = 4, .base_ms = 200, .max_backoff_ms = 3000,
+		.budget_ms = w->budget_ms, .attempt_ms = w->timeout_ms,
+	};
+	struct webid_call call = { .w = w, .out = out, .why = why, .whylen = whylen };
+	char what[600], ids[256];
+	struct s3_error e;
 	struct retry r;
-	long sleep_ms, timeout;
+	size_t n;
 	int rc;
 
-	pol.budget_ms = w->budget_ms;
-	retry_begin(&r, &pol);
-	for (;;) {
-		timeout = retry_remaining_ms(&r);
-		if (timeout > w->timeout_ms)
-			timeout = w->timeout_ms;
-		if (timeout < 1000)
-			timeout = 1000;
-		rc = webid_attempt(w, timeout, out, why, whylen);
-		if (rc != -EAGAIN)
-			return rc;
-		sleep_ms = retry_next(&r);
-		if (sleep_ms < 0)
-			return -EIO;
-		log_msg(LOG_WARNING, "%s (attempt %d/%d, retry in %ld ms)", why, r.attempt,
-			pol.max_attempts, sleep_ms);
-		retry_sleep_ms(sleep_ms);
+	snprintf(what, sizeof(what), "AssumeRoleWithWebIdentity for role %s at %s", w->role_arn,
+		 w->endpoint);
+	retry_begin(&r, &pol, NULL);
+	rc = retry_run(&r, webid_try, &call, &e, what);
+	if (rc) {
+		/* Say which request failed: STS's request id ends the explanation. */
+		err_ids(&e, ids, sizeof(ids));
+		n = strlen(why);
+		if (ids[0] && n + strlen(ids) < whylen)
+			memcpy(why + n, ids, strlen(ids) + 1);
 	}
+	return rc;
 }
 
 static void webid_destroy(struct creds_provider *p)

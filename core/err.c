@@ -1,3 +1,7 @@
+/*
+ * The one errno table (see err.h for the whole of it) and the texts that name
+ * a failed request in logs.
+ */
 #include "core/err.h"
 
 #include <errno.h>
@@ -16,12 +20,29 @@ static int code_is(const struct s3_error *e, const char *code)
 	return strcmp(e->code, code) == 0;
 }
 
+/* curl codes that mean "the peer's certificate is not trusted" (or the CA file is bad). */
+static int curl_is_tls(int cc)
+{
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 enum err_class err_classify(const struct s3_error *e)
 {
 	int s = e->http_status;
 
 	if (e->curl_code != 0 && s == 0)
-		return ERR_TRANSPORT;
+		return curl_is_tls(e->curl_code) ? ERR_TLS : ERR_TRANSPORT;
 	if (code_is(e, "SlowDown") || code_is(e, "Throttling") || code_is(e, "ThrottlingException") ||
 	    code_is(e, "RequestLimitExceeded") || code_is(e, "TooManyRequestsException") || s == 429)
 		return ERR_THROTTLED;
@@ -30,10 +51,18 @@ enum err_class err_classify(const struct s3_error *e)
 		return ERR_THROTTLED;
 	if (code_is(e, "RequestTimeTooSkewed"))
 		return ERR_SKEW;
+	/*
+	 * The session is over (revoked, or expired by S3's clock): a refresh
+	 * heals it. NoCredentials is ours: none could be had at all.
+	 */
 	if (code_is(e, "ExpiredToken") || code_is(e, "ExpiredTokenException") ||
-	    code_is(e, "InvalidToken") || code_is(e, "InvalidAccessKeyId") ||
-	    code_is(e, "SignatureDoesNotMatch") || code_is(e, "TokenRefreshRequired"))
-		return ERR_CREDENTIALS;
+	    code_is(e, "InvalidToken") || code_is(e, "TokenRefreshRequired") ||
+	    code_is(e, "NoCredentials"))
+		return ERR_CREDS_EXPIRED;
+	/* Not expired: a key S3 does not know, a signature it does not accept. */
+	if (code_is(e, "InvalidAccessKeyId") || code_is(e, "InvalidClientTokenId") ||
+	    code_is(e, "SignatureDoesNotMatch"))
+		return ERR_CREDS_REJECTED;
 	if (code_is(e, "NoSuchBucket"))
 		return ERR_NO_BUCKET;
 	if (code_is(e, "PermanentRedirect") || code_is(e, "AuthorizationHeaderMalformed") ||
@@ -41,8 +70,12 @@ enum err_class err_classify(const struct s3_error *e)
 		return e->region[0] || s == 301 || s == 307 ? ERR_REDIRECT : ERR_BAD_REQUEST;
 	if (s >= 200 && s < 300 && !e->code[0])
 		return ERR_OK;
+	/* Archived (GLACIER, DEEP_ARCHIVE, an Intelligent-Tiering archive tier). */
 	if (code_is(e, "InvalidObjectState"))
-		return ERR_DENIED;
+		return ERR_ARCHIVED;
+	/* STS could not reach the identity provider: transient. */
+	if (code_is(e, "IDPCommunicationError"))
+		return ERR_SERVER;
 	switch (s) {
 	case 403:
 		return ERR_DENIED;
@@ -69,6 +102,7 @@ int err_to_errno(const struct s3_error *e)
 	case ERR_OK:
 		return 0;
 	case ERR_DENIED:
+	case ERR_ARCHIVED:
 		return EACCES;
 	case ERR_NOT_FOUND:
 	case ERR_NO_BUCKET:
@@ -77,18 +111,20 @@ int err_to_errno(const struct s3_error *e)
 		return ESTALE;
 	case ERR_RANGE:
 		return ENXIO; /* callers treat it as end of file */
-	case ERR_THROTTLED:
-		return EAGAIN;
-	case ERR_CREDENTIALS:
+	case ERR_CREDS_EXPIRED:
 		return EKEYEXPIRED;
+	case ERR_CREDS_REJECTED:
+		return EKEYREJECTED;
 	case ERR_TRANSPORT:
-		switch (e->curl_code) {
-		case CURLE_OPERATION_TIMEDOUT:
-			return ETIMEDOUT;
-		default:
-			return EIO;
-		}
+		return e->curl_code == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EIO;
+	case ERR_THROTTLED:
+		/*
+		 * Not EAGAIN: a blocking read that says "try again" is taken
+		 * for "no data yet" (Python's buffered I/O returns None, and
+		 * shutil.copyfile wrote an empty copy). Retries are spent: EIO.
+		 */
 	case ERR_SERVER:
+	case ERR_TLS:
 	case ERR_REDIRECT:
 	case ERR_SKEW:
 	case ERR_BAD_REQUEST:
@@ -110,10 +146,23 @@ int err_is_retryable(const struct s3_error *e)
 	}
 }
 
+int err_is_timeout(const struct s3_error *e)
+{
+	return e->http_status == 0 && e->curl_code == CURLE_OPERATION_TIMEDOUT;
+}
+
 const char *err_describe(const struct s3_error *e, char *out, unsigned len)
 {
-	if (e->http_status == 0 && e->curl_code)
+	if (e->http_status == 0 && e->curl_code && curl_is_tls(e->curl_code))
+		snprintf(out, len, "TLS error: %s (is the CA that signed the server's certificate "
+			 "in AWS_CA_BUNDLE, and does the certificate name this host?)",
+			 curl_easy_strerror((CURLcode)e->curl_code));
+	else if (e->http_status == 0 && e->curl_code)
 		snprintf(out, len, "transport error: %s", curl_easy_strerror((CURLcode)e->curl_code));
+	else if (e->http_status == 0 && e->code[0])
+		/* Ours, not a server's (NoCredentials): no status to show. */
+		snprintf(out, len, "%s%s%s%s", e->code, e->message[0] ? " (" : "", e->message,
+			 e->message[0] ? ")" : "");
 	else if (e->code[0] && e->message[0])
 		snprintf(out, len, "%d %s (%s)", e->http_status, e->code, e->message);
 	else if (e->code[0])
@@ -121,4 +170,25 @@ const char *err_describe(const struct s3_error *e, char *out, unsigned len)
 	else
 		snprintf(out, len, "HTTP %d", e->http_status);
 	return out;
+}
+
+const char *err_ids(const struct s3_error *e, char *out, unsigned len)
+{
+	if (e->request_id[0] && e->host_id[0])
+		snprintf(out, len, " [request id %s, id-2 %s]", e->request_id, e->host_id);
+	else if (e->request_id[0])
+		snprintf(out, len, " [request id %s]", e->request_id);
+	else if (e->host_id[0])
+		snprintf(out, len, " [id-2 %s]", e->host_id);
+	else if (len)
+		out[0] = '\0';
+	return out;
+}
+
+void err_set_ids(struct s3_error *e, const char *request_id, const char *host_id)
+{
+	if (!e->request_id[0] && request_id)
+		snprintf(e->request_id, sizeof(e->request_id), "%s", request_id);
+	if (!e->host_id[0] && host_id)
+		snprintf(e->host_id, sizeof(e->host_id), "%s", host_id);
 }

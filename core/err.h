@@ -3,12 +3,35 @@
  * into an errno.
  *
  * struct s3_error carries the detail of a failed HTTP exchange (transport
- * error, HTTP status, the S3/STS <Code>, <Message>, request id and, for
- * redirects, the region the server named). Every layer fills it; only
- * err_to_errno() decides which errno a user sees. That is irsafs's promise:
- * a denial is EACCES, a missing key ENOENT, a changed object ESTALE, a
- * throttled or broken server EAGAIN/EIO once retries are spent - never the
- * other way round.
+ * error, HTTP status, the S3/STS <Code>, <Message>, the request ids and, for
+ * redirects and archived objects, the region or storage class the server
+ * named). Every layer fills it; only err_to_errno() decides which errno a
+ * user sees, and only err_is_retryable() decides what another attempt may
+ * heal. That is irsafs's promise: a denial is EACCES, a missing key ENOENT, a
+ * changed object ESTALE, a throttled or broken server EIO once retries are
+ * spent - never the other way round, and never EAGAIN, EWOULDBLOCK or EINTR,
+ * which applications take for "no data yet" or "call again" (Python's
+ * buffered reader returns None on EAGAIN: shutil.copyfile then writes an
+ * empty copy and reports success).
+ *
+ * The table (err_to_errno):
+ *   ERR_DENIED          EACCES       403 AccessDenied (and any other 403)
+ *   ERR_ARCHIVED        EACCES       403 InvalidObjectState: not restored;
+ *                                    never a denial (fs/ does not mark it)
+ *   ERR_NOT_FOUND       ENOENT       404 NoSuchKey, 404
+ *   ERR_NO_BUCKET       ENOENT       404 NoSuchBucket
+ *   ERR_PRECONDITION    ESTALE       412: the object changed (If-Match)
+ *   ERR_RANGE           ENXIO        416: callers take it as end of file
+ *   ERR_CREDS_EXPIRED   EKEYEXPIRED  ExpiredToken, InvalidToken,
+ *                                    TokenRefreshRequired (after one refresh),
+ *                                    or no valid credentials at all
+ *   ERR_CREDS_REJECTED  EKEYREJECTED InvalidAccessKeyId, InvalidClientTokenId,
+ *                                    SignatureDoesNotMatch
+ *   ERR_TRANSPORT       ETIMEDOUT for a timeout, else EIO
+ *   ERR_THROTTLED, ERR_SERVER, ERR_TLS, ERR_REDIRECT, ERR_SKEW,
+ *   ERR_BAD_REQUEST, ERR_PROTOCOL     EIO
+ * Retryable: ERR_TRANSPORT, ERR_THROTTLED, ERR_SERVER. A TLS certificate
+ * error is not: no attempt can make an untrusted certificate trusted.
  */
 #ifndef IRSAFS_CORE_ERR_H
 #define IRSAFS_CORE_ERR_H
@@ -16,14 +39,17 @@
 enum err_class {
 	ERR_OK = 0,
 	ERR_TRANSPORT,		/* no HTTP answer: refused, reset, timeout, DNS */
+	ERR_TLS,		/* the server's certificate failed verification */
 	ERR_DENIED,		/* 403 AccessDenied and friends */
+	ERR_ARCHIVED,		/* 403 InvalidObjectState: archived, not restored */
 	ERR_NOT_FOUND,		/* 404 NoSuchKey / plain 404 */
 	ERR_NO_BUCKET,		/* 404 NoSuchBucket */
 	ERR_PRECONDITION,	/* 412: the object changed (If-Match) */
 	ERR_RANGE,		/* 416: range starts past the end */
 	ERR_THROTTLED,		/* 503 SlowDown, 429, Throttling */
-	ERR_SERVER,		/* other 5xx */
-	ERR_CREDENTIALS,	/* no usable credentials (expired, STS refused) */
+	ERR_SERVER,		/* other 5xx, IDPCommunicationError */
+	ERR_CREDS_EXPIRED,	/* expired or revoked session, or no credentials */
+	ERR_CREDS_REJECTED,	/* a key S3 does not know, a signature it rejects */
 	ERR_REDIRECT,		/* 301/307/400 naming another region */
 	ERR_SKEW,		/* RequestTimeTooSkewed */
 	ERR_BAD_REQUEST,	/* any other 4xx */
@@ -35,8 +61,11 @@ struct s3_error {
 	int curl_code;		/* CURLcode, 0 when the transport worked */
 	char code[64];		/* <Code>, "" when none */
 	char message[256];	/* <Message>, "" when none */
-	char request_id[96];
+	char request_id[96];	/* x-amz-request-id / <RequestId> */
+	char host_id[128];	/* x-amz-id-2 / <HostId> */
 	char region[32];	/* region named by a redirect, "" when none */
+	char storage_class[32];	/* <StorageClass> of InvalidObjectState */
+	char access_tier[32];	/* <AccessTier> of InvalidObjectState */
 };
 
 void err_clear(struct s3_error *e);
@@ -44,13 +73,29 @@ void err_clear(struct s3_error *e);
 /* Classify an error (transport, status and code together). */
 enum err_class err_classify(const struct s3_error *e);
 
-/* The one errno table. ERR_OK gives 0. */
+/* The one errno table. ERR_OK gives 0. Never EAGAIN, EWOULDBLOCK or EINTR. */
 int err_to_errno(const struct s3_error *e);
 
 /* May another attempt of the same request succeed? */
 int err_is_retryable(const struct s3_error *e);
 
-/* Short text for logs: "403 AccessDenied", "transport: Connection refused". */
+/* Was it a timeout (a retry of it costs more of the shared retry budget)? */
+int err_is_timeout(const struct s3_error *e);
+
+/*
+ * Short text for logs: "403 AccessDenied (message)", "transport error: ...".
+ * A TLS error says to check AWS_CA_BUNDLE. Never the request ids (see
+ * err_ids), so that a text logged once stays one text.
+ */
 const char *err_describe(const struct s3_error *e, char *out, unsigned len);
+
+/*
+ * The request ids AWS support asks for, as " [request id X, id-2 Y]", or ""
+ * when the answer carried none. Meant to end a log line.
+ */
+const char *err_ids(const struct s3_error *e, char *out, unsigned len);
+
+/* Fill the request ids from response headers where the body gave none. */
+void err_set_ids(struct s3_error *e, const char *request_id, const char *host_id);
 
 #endif

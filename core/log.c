@@ -314,3 +314,14 @@ void log_once(int level, const char *fmt, ...)
 	if (once_record(fnv1a(text)))
 		log_msg(level, "%s", text);
 }
+
+void log_once_key(int level, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level) || !once_record(fnv1a(key)))
+		return;
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}

@@ -71,4 +71,12 @@ size_t log_escape(char *out, size_t cap, const char *msg, int json);
  */
 void log_once(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Like log_once, but "once" is decided by key, not by the text: for a line
+ * that ends with something that differs every time (a request id) while the
+ * event it reports is the same (one denial of one key).
+ */
+void log_once_key(int level, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

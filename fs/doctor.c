@@ -551,9 +551,14 @@ static void check_list(struct doctor *d, struct store *st)
 		    d->strict ? "With --strict the mount fails." : "A mount still works: "
 		    "listing gives EACCES, paths the role may read stay reachable by name.");
 		return;
-	case ERR_CREDENTIALS:
-		add(d, "list", ST_FAIL, NULL, "S3 did not accept the credentials (%s): check the "
-		    "region and the clock", what);
+	case ERR_CREDS_EXPIRED:
+		add(d, "list", ST_FAIL, NULL, "the credentials have expired or were rejected as "
+		    "expired (%s): check the clock and the credential source", what);
+		return;
+	case ERR_CREDS_REJECTED:
+		add(d, "list", ST_FAIL, NULL, "S3 rejected the credentials (%s): the key is "
+		    "unknown to this endpoint or the signature does not match; check that STS and "
+		    "S3 are the same partition and endpoint, and the region", what);
 		return;
 	case ERR_REDIRECT:
 		add(d, "list", ST_FAIL, NULL, "the bucket is in another region (%s%s%s): set "
@@ -564,6 +569,21 @@ static void check_list(struct doctor *d, struct store *st)
 		    d->prefix, what);
 		return;
 	}
+}
+
+/*
+ * A GET denied to a role that has s3:GetObject: S3 says so for an SSE-KMS
+ * object whose key the role may not use. Its message names KMS on AWS; a
+ * HEAD, which needs s3:GetObject but not kms:Decrypt, tells it anywhere.
+ */
+static int kms_denial(struct store *st, const char *key, const struct s3_error *e)
+{
+	struct store_attr a;
+	struct s3_error he;
+
+	if (strcasestr(e->message, "kms"))
+		return 1;
+	return store_stat(st, key, &a, &he) == 0;
 }
 
 /* read: one byte of the first object found. */
@@ -587,7 +607,21 @@ static void check_read(struct doctor *d, struct store *st)
 		return;
 	}
 	err_describe(&e, what, sizeof(what));
-	if (rc == -EACCES)
+	if (err_classify(&e) == ERR_ARCHIVED)
+		/* Not a denial: no policy change reads it. */
+		add(d, "read", ST_WARN, NULL, "s3://%s/%s is archived%s%s and not restored (%s): "
+		    "restore it first (s3:RestoreObject); objects that are not archived read "
+		    "normally", d->bucket, d->first_key, e.storage_class[0] ? " in storage class " :
+		    "", e.storage_class, what);
+	else if (rc == -EACCES && kms_denial(st, d->first_key, &e))
+		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s), though the "
+		    "role has s3:GetObject on it (a HEAD works, or S3 names KMS): the object is "
+		    "encrypted with SSE-KMS and the role may not use the key. Add kms:Decrypt on "
+		    "the key, with the condition kms:ViaService = s3.%s.amazonaws.com, to the "
+		    "role's policy (packaging/kubernetes/iam-policy-kms.json). A mount still "
+		    "works, but reading such files gives EACCES", d->bucket, d->first_key, what,
+		    d->region ? d->region : "REGION");
+	else if (rc == -EACCES)
 		add(d, "read", ST_WARN, NULL, "GetObject s3://%s/%s is denied (%s): add "
 		    "s3:GetObject on arn:aws:s3:::%s/%s* to the role's policy. A mount still "
 		    "works, but reading files gives EACCES", d->bucket, d->first_key, what,

@@ -86,16 +86,17 @@ static int reader_dying(pid_t tid)
  * libfuse calls this when the kernel interrupts the opendir: its reader got a
  * signal. A reader that is being killed waits in D state for our answer, so
  * it gets EINTR at once. Any other signal (a handler ran: SIGINT in Python,
- * Go's preemption signal, a profiler's timer) must not turn into an error
- * (issue 13.1): the opendir goes on and is answered by the fetch. A reader
- * whose pid we cannot see (pid 0: another PID namespace, as the app
- * container of a Pod) is released, since a killed one is the case to fix.
+ * Go's preemption signal, a profiler's timer) must not turn into an error:
+ * no file operation returns EINTR (README, the errno contract). So the
+ * opendir goes on and is answered by the fetch. A reader whose pid we cannot
+ * see (pid 0: another PID namespace, as the app container of a Pod) cannot be
+ * told apart, so it too waits for the fetch, which its bounds end.
  */
 static void dir_open_interrupted(fuse_req_t req, void *data)
 {
 	pid_t tid = fuse_req_ctx(req)->pid;
 
-	if (tid > 0 && !reader_dying(tid))
+	if (tid <= 0 || !reader_dying(tid))
 		return;
 	dirfetch_cancel(data, req);
 }

@@ -8,12 +8,12 @@
  * --lookup-read bytes (a HEAD when that is 0). The GET answers what a HEAD
  * would, and keeps the bytes for an open that follows (cache/headcache.h): a
  * cold `cat path` then costs one round trip before its first byte, not three.
- * Anything else but AccessDenied (an empty or archived object, say) is asked
- * again with a HEAD. The GET's denial is reported only once the probe has
- * said the name is no directory, so a prefix-scoped role walking into its
- * prefix sees no warning about the directory's own name. This
- * keeps a path reachable by its full name even under a directory the role
- * may not list. A name with no node remembers its answer
+ * An empty or archived object is asked again with a HEAD; a GET that failed
+ * for throttling or a server fault is not (that would be a second budget).
+ * The GET's denial is reported only once the probe has said the name is no
+ * directory, so a prefix-scoped role walking into its prefix sees no warning
+ * about the directory's own name. This keeps a path reachable by its full
+ * name even under a directory the role may not list. A name with no node remembers its answer
  * in the table's negative entries: "no such key" for the negative TTL, a
  * denial for the metadata TTL (the kernel caches only the former).
  *
@@ -137,11 +137,84 @@ void fs_reply_negative(fuse_req_t req)
 	fuse_reply_entry(req, &e);
 }
 
+/*
+ * Storage classes whose objects S3 may refuse with InvalidObjectState until
+ * restored: GLACIER, DEEP_ARCHIVE, and Intelligent-Tiering's archive tiers.
+ * (GLACIER_IR reads like STANDARD.)
+ */
+static int archivable_class(const char *sc)
+{
+	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE") ||
+	       !strcmp(sc, "INTELLIGENT_TIERING");
+}
+
+/* Archived, not denied: say so once, with the storage class, never "add it to the policy". */
+static void log_archived(struct irsafs *fs, const char *key, const char *node_class,
+			 const struct s3_error *e)
+{
+	char what[320], ids[256], cls[128], once[1100];
+	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
+
+	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
+		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
+			 e->access_tier[0] ? " (archive tier " : "", e->access_tier,
+			 e->access_tier[0] ? ")" : "");
+	else
+		snprintf(cls, sizeof(cls), "in an archive storage class");
+	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->opts->bucket, key);
+	log_once_key(LOG_WARNING, once, "s3://%s/%s is %s and not restored (%s): restore it first "
+		     "(s3:RestoreObject, then wait for the restore), or read another path%s",
+		     fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
+		     err_ids(e, ids, sizeof(ids)));
+}
+
+/*
+ * Were a file's bytes refused (EACCES, detail e, or NULL when the reader
+ * does not have it) because the object is archived rather than denied? Then
+ * it is logged as such and not marked. A reader through the prefetcher gets
+ * only EACCES: for an object whose class may be archived, one byte is asked
+ * for again to learn which refusal it was (on the failure path only).
+ */
+static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const char *key,
+			      const struct s3_error *e)
+{
+	struct inode_info ii;
+	struct s3_error probe;
+	int have = 0, archived = 0;
+	size_t got = 0;
+	char one;
+
+	if (ino && inode_get(fs->inodes, ino, &ii) == 0) {
+		if (ii.is_dir) {
+			inode_info_cleanup(&ii);
+			return 0;
+		}
+		have = 1;
+	}
+	if (!e && have && archivable_class(ii.attr.storage_class) &&
+	    store_read_range(fs->store, key, ii.attr.etag[0] ? ii.attr.etag : NULL, 0, 1, &one,
+			     &got, &probe) == -EACCES)
+		e = &probe;
+	if (e && err_classify(e) == ERR_ARCHIVED) {
+		log_archived(fs, key, have ? ii.attr.storage_class : "", e);
+		archived = 1;
+	}
+	if (have)
+		inode_info_cleanup(&ii);
+	return archived;
+}
+
 void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
 		    int is_list, const struct s3_error *e)
 {
-	char text[512], what[320], when[21];
+	char text[1600], what[320], when[21], ids[256];
 
+	/* Not restored is not denied: no "----------", no last_denial (README). */
+	if (!is_list && refusal_is_archive(fs, ino, key, e))
+		return;
+	ids[0] = '\0';
+	if (e)
+		err_ids(e, ids, sizeof(ids));
 	if (!e)
 		snprintf(what, sizeof(what), "EACCES");
 	else if (e->http_status == 403 && !e->code[0])
@@ -150,12 +223,12 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 		err_describe(e, what, sizeof(what));
 	time_format_iso8601(time(NULL), when);
 	if (is_list)
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s", when, action,
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s%s", when, action,
 			 fs->opts->bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
-			 what);
+			 what, ids);
 	else
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s", when, action,
-			 fs->opts->bucket, key, what);
+		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s%s", when, action,
+			 fs->opts->bucket, key, what, ids);
 	inode_set_last_denial(fs->inodes, text);
 	if (!ino)
 		return;
@@ -165,7 +238,7 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
-/* Archived storage classes: their bytes cannot be read until restored. */
+/* Always archived until restored (an Intelligent-Tiering object only may be). */
 static int archived_class(const char *sc)
 {
 	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE");
@@ -173,9 +246,9 @@ static int archived_class(const char *sc)
 
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 {
-	char what[320], one;
 	struct s3_error e;
 	size_t got = 0;
+	char one;
 	int rc;
 
 	if (ii->denied)
@@ -184,16 +257,13 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 		return 0;
 	/*
 	 * A restored copy reads normally, and neither the listing nor our HEAD
-	 * says whether there is one: ask for one byte.
+	 * says whether there is one: ask for one byte. Not restored, open fails
+	 * with EACCES, fs_note_denial logs the storage class and "restore it
+	 * first", and the node is not marked denied.
 	 */
 	rc = store_read_range(fs->store, ii->key, ii->attr.etag, 0, 1, &one, &got, &e);
-	if (rc == -EACCES) {
-		log_once(LOG_WARNING, "s3://%s/%s is in storage class %s and not restored (%s): "
-			 "restore it first (s3:RestoreObject) or read another path",
-			 fs->opts->bucket, ii->key, ii->attr.storage_class,
-			 err_describe(&e, what, sizeof(what)));
+	if (rc == -EACCES)
 		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
-	}
 	return rc;
 }
 
@@ -293,6 +363,15 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 			store_report_denial(fs->store, "s3:GetObject", file_key, e);
 		return rc;
 	}
+	/*
+	 * Throttled, broken, unreachable, untrusted or without credentials:
+	 * the GET spent the operation's budget on it, and a HEAD would start a
+	 * second one against the same fault.
+	 */
+	if (err_is_retryable(e) || rc == -EKEYEXPIRED || rc == -EKEYREJECTED ||
+	    err_classify(e) == ERR_TLS)
+		return rc;
+	/* Empty (416), archived (InvalidObjectState) or no usable size: ask with a HEAD. */
 	return store_stat(fs->store, file_key, a, e);
 }
 

@@ -8,7 +8,10 @@
  * Mount root:   user.s3.uri, user.irsafs.principal,
  *               user.irsafs.credential_source, user.irsafs.credentials_expire,
  *               user.irsafs.endpoint, user.irsafs.region, and
- *               user.irsafs.last_denial once a denial has been seen.
+ *               user.irsafs.last_denial once a denial has been seen (an IAM
+ *               denial only: an archived object, expired or rejected
+ *               credentials and server faults are not denials; it ends
+ *               with the request ids of the refused request).
  *
  * A listing says nothing about a file's content type or version, so the first
  * getxattr/listxattr of a file known only from a listing costs one HEAD; the
@@ -76,7 +79,9 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 	struct creds *cr = NULL;
 	int rc = 0;
 
-	if (creds_cache_acquire(fs->creds, &cr, why, sizeof(why)) == 0) {
+	/* Like any operation: a refresh in flight is waited for only within the budget. */
+	if (creds_cache_acquire_until(fs->creds, clock_mono_ms() + fs->opts->budget_ms, &cr, why,
+				      sizeof(why)) == 0) {
 		rc = xs_add(xs, "user.irsafs.principal",
 			    cr->principal_arn ? cr->principal_arn : "unknown");
 		if (cr->expiration)

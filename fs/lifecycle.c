@@ -383,23 +383,3 @@ void lifecycle_release(struct fuse_session *se)
 	if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
 		fuse_session_unmount(se);
 }
-
-void lifecycle_clear_stale(const char *dir)
-{
-	struct statfs sf;
-	int rc;
-
-	/* statfs always asks the daemon; stat may answer from the attribute cache. */
-	if (strncmp(dir, "/dev/fd/", 8) == 0 || statfs(dir, &sf) == 0 || errno != ENOTCONN)
-		return;
-	if (geteuid() == 0)
-		rc = umount2(dir, MNT_DETACH | UMOUNT_NOFOLLOW) == 0 ? 0 : -errno;
-	else
-		rc = fusermount_unmount(dir, 1);
-	if (rc == 0)
-		log_msg(LOG_NOTICE, "%s was a dead mount (transport endpoint not connected): "
-			"detached it before mounting again", dir);
-	else
-		log_msg(LOG_WARNING, "%s is a dead mount and could not be detached: %s", dir,
-			strerror(-rc));
-}

@@ -2,10 +2,9 @@
  * lifecycle: how a mount ends, and what it says while it runs.
  *
  * The exit statuses irsafs documents, the unmount that is clean when it can
- * be and lazy when the mount is busy, the removal of a dead mount left by an
- * earlier irsafs (so a restarted sidecar can mount again on the same
- * directory), and the counters: one line on SIGUSR1 and one summary when the
- * mount ends.
+ * be and lazy when the mount is busy, and the counters: one line on SIGUSR1
+ * and one summary when the mount ends. (The removal of a dead mount left by
+ * an earlier irsafs is in fs/mountpoint.c.)
  *
  * SIGUSR1, SIGTERM, SIGINT and SIGHUP are blocked in every thread
  * (lifecycle_signals_block, called from main before any thread starts, so
@@ -81,13 +80,6 @@ void lifecycle_signals_stop(void);
  */
 enum lifecycle_unmount_result lifecycle_unmount(struct fuse_session *se, const char *mountpoint);
 void lifecycle_release(struct fuse_session *se);
-
-/*
- * Before mounting on dir: when dir is a dead FUSE mount ("Transport endpoint
- * is not connected", left by an irsafs that was killed), detach it so the new
- * mount is the one users see. Quiet when dir is fine; logs what it did.
- */
-void lifecycle_clear_stale(const char *dir);
 
 /* "objects opened N, bytes read N, S3 requests N, listings N" into buf. */
 void lifecycle_counters(const struct irsafs *fs, char *buf, size_t len);

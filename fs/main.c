@@ -33,6 +33,7 @@
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
+#include "fs/mountpoint.h"
 #include "fs/opts.h"
 #include "http/http.h"
 #include "http/xml.h"
@@ -60,7 +61,7 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	const struct opts *o = fs->opts;
 	struct s3_list_page page;
 	struct s3_error e;
-	char what[320];
+	char what[320], ids[256];
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -80,24 +81,26 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
+	/* Say which request failed: each line ends with its request ids. */
 	err_describe(&e, what, sizeof(what));
+	err_ids(&e, ids, sizeof(ids));
 	switch (err_classify(&e)) {
 	case ERR_NO_BUCKET:
 		log_msg(LOG_ERR, "bucket %s does not exist at %s (%s): check the bucket name "
-			"and the endpoint", o->bucket, endpoint, what);
+			"and the endpoint%s", o->bucket, endpoint, what, ids);
 		return 1;
 	case ERR_DENIED:
 		if (o->strict) {
 			log_msg(LOG_ERR, "%s may not list s3://%s/%s (%s), and --strict makes that "
 				"fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
-				"policy, or mount a prefix the role may list", principal, o->bucket,
+				"policy, or mount a prefix the role may list%s", principal, o->bucket,
 				o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
-				: "", o->prefix, *o->prefix ? "*)" : "");
+				: "", o->prefix, *o->prefix ? "*)" : "", ids);
 			return 1;
 		}
 		log_msg(LOG_WARNING, "%s may not list s3://%s/%s (%s): mounting anyway; listing "
 			"that directory will fail with EACCES, paths the role may read stay "
-			"reachable by name", principal, o->bucket, o->prefix, what);
+			"reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
 		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
 		return 0;
@@ -107,8 +110,8 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	if (rc == -EKEYEXPIRED)
 		log_msg(LOG_ERR, "no valid credentials to list s3://%s/%s", o->bucket, o->prefix);
 	else
-		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s", o->bucket, o->prefix,
-			endpoint, what);
+		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s%s", o->bucket, o->prefix,
+			endpoint, what, ids);
 	return 1;
 }
 
@@ -205,7 +208,12 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	char optbuf[512], counters[256];
 	int rc = 1;
 
-	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=irsafs:%s,subtype=irsafs%s",
+	/*
+	 * Type fuse.irsafs (what probes and the dead-mount check look for); the
+	 * source is the bucket, as an fstab line names it, so `mount -a` sees
+	 * that line is mounted already.
+	 */
+	snprintf(optbuf, sizeof(optbuf), "ro,default_permissions,fsname=%s,subtype=irsafs%s",
 		 o->bucket, o->allow_other ? ",allow_other" : "");
 	if (fuse_opt_add_arg(&args, "irsafs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, optbuf) || (o->debug && fuse_opt_add_arg(&args, "-odebug")))
@@ -220,7 +228,6 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	 * which unmount. Before the mount, and before fuse_daemonize forks.
 	 */
 	lifecycle_startup_done();
-	lifecycle_clear_stale(o->mountpoint);
 	fs->mount_path = realpath(o->mountpoint, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
@@ -302,6 +309,8 @@ int main(int argc, char **argv)
 	no_core_dumps();
 	if (argc > 1 && !strcmp(argv[1], "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "probe"))
+		return mountpoint_probe_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)
 		return IRSAFS_EXIT_USAGE;
 	/* Before any thread starts, so that every thread inherits the mask. */
@@ -329,6 +338,9 @@ int main(int argc, char **argv)
 	if (cmd.argv)
 		o.foreground = 1;	/* exec never detaches: it waits for its command */
 	fuse_set_log_func(fuse_log_to_ours);
+	/* Before STS and S3: a dead mount to clear, or a live one already there. */
+	if (mountpoint_prepare(o.mountpoint) != 0)
+		goto out_opts;
 	/* From here main may wait on the network: a stop signal ends it at once. */
 	if (lifecycle_startup_start(cmd.argv != NULL) != 0) {
 		log_msg(LOG_ERR, "cannot start the signal thread");

@@ -158,6 +158,8 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 		W("content-type", content_type),
 		W("content-range", content_range),
 		W("x-amz-request-id", request_id),
+		W("x-amzn-requestid", request_id),	/* STS */
+		W("x-amz-id-2", host_id),
 		W("x-amz-bucket-region", bucket_region),
 		W("x-amz-storage-class", storage_class),
 		W("x-amz-version-id", version_id),

@@ -52,7 +52,8 @@ struct http_response {
 	char last_modified[64];
 	char content_type[128];
 	char content_range[96];
-	char request_id[96];
+	char request_id[96];		/* x-amz-request-id (STS: x-amzn-RequestId) */
+	char host_id[128];		/* x-amz-id-2 */
 	char bucket_region[32];		/* x-amz-bucket-region */
 	char storage_class[32];		/* x-amz-storage-class */
 	char version_id[128];		/* x-amz-version-id */

@@ -6,12 +6,54 @@
 
 #include <openssl/rand.h>
 
+#include "core/err.h"
+#include "core/log.h"
 #include "core/strutil.h"
 
-void retry_begin(struct retry *r, const struct retry_policy *p)
+void retry_bucket_init(struct retry_bucket *b, long capacity)
+{
+	b->capacity = capacity > 0 ? capacity : RETRY_BUCKET_CAPACITY;
+	b->tokens = b->capacity;
+}
+
+long retry_bucket_level(const struct retry_bucket *b)
+{
+	return __atomic_load_n(&b->tokens, __ATOMIC_RELAXED);
+}
+
+/* Take n tokens if there are that many. 1 taken, 0 not. */
+static int bucket_take(struct retry_bucket *b, long n)
+{
+	long have = __atomic_load_n(&b->tokens, __ATOMIC_RELAXED);
+
+	do {
+		if (have < n)
+			return 0;
+	} while (!__atomic_compare_exchange_n(&b->tokens, &have, have - n, 1, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return 1;
+}
+
+static void bucket_give(struct retry_bucket *b, long n)
+{
+	long have = __atomic_load_n(&b->tokens, __ATOMIC_RELAXED), want;
+
+	do {
+		want = have + n > b->capacity ? b->capacity : have + n;
+		if (want == have)
+			return;
+	} while (!__atomic_compare_exchange_n(&b->tokens, &have, want, 1, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+}
+
+void retry_begin(struct retry *r, const struct retry_policy *p, struct retry_bucket *b)
 {
 	r->policy = p;
+	r->bucket = b;
 	r->attempt = 0;
+	r->again = 0;
+	r->held = 0;
+	r->stopped = NULL;
 	r->start_ms = clock_mono_ms();
 }
 
@@ -20,6 +62,20 @@ long retry_remaining_ms(const struct retry *r)
 	long long left = r->policy->budget_ms - (clock_mono_ms() - r->start_ms);
 
 	return left > 0 ? (long)left : 0;
+}
+
+long long retry_deadline_ms(const struct retry *r)
+{
+	return r->start_ms + r->policy->budget_ms;
+}
+
+long retry_attempt_ms(const struct retry *r)
+{
+	long t = retry_remaining_ms(r);
+
+	if (r->policy->attempt_ms > 0 && t > r->policy->attempt_ms)
+		t = r->policy->attempt_ms;
+	return t < 1000 ? 1000 : t;
 }
 
 static long jitter(long cap)
@@ -33,12 +89,14 @@ static long jitter(long cap)
 	return (long)(x % (unsigned long)(cap + 1));
 }
 
-long retry_next(struct retry *r)
+long retry_next(struct retry *r, const struct s3_error *e)
 {
-	long cap, sleep_ms;
+	long cap, sleep_ms, cost;
 	int shift;
 
 	r->attempt++;
+	if (e && !err_is_retryable(e))
+		return -1;
 	if (r->attempt >= r->policy->max_attempts)
 		return -1;
 	shift = r->attempt - 1 < 16 ? r->attempt - 1 : 16;
@@ -49,9 +107,25 @@ long retry_next(struct retry *r)
 	 * always cover at least base * (2^4 - 1) / 2 ms of outage. */
 	sleep_ms = cap / 2 + jitter(cap - cap / 2);
 	/* Keep some budget for the attempt itself. */
-	if (sleep_ms + 100 >= retry_remaining_ms(r))
+	if (sleep_ms + 100 >= retry_remaining_ms(r)) {
+		r->stopped = "the operation's time budget is spent";
 		return -1;
+	}
+	cost = e && err_is_timeout(e) ? RETRY_TIMEOUT_COST : RETRY_COST;
+	if (r->bucket && !bucket_take(r->bucket, cost)) {
+		r->stopped = "no retry: the mount's shared retry budget is spent, requests keep "
+			     "failing";
+		return -1;
+	}
+	r->held += cost;
 	return sleep_ms;
+}
+
+void retry_success(struct retry *r)
+{
+	if (r->bucket)
+		bucket_give(r->bucket, r->held ? r->held : RETRY_SUCCESS_REFUND);
+	r->held = 0;
 }
 
 void retry_sleep_ms(long ms)
@@ -60,4 +134,41 @@ void retry_sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_error *e,
+	      const char *what)
+{
+	char desc[320], ids[256];
+	long sleep_ms;
+	int rc;
+
+	for (;;) {
+		rc = attempt(arg, r, e);
+		if (rc == 0) {
+			retry_success(r);
+			return 0;
+		}
+		if (rc == RETRY_AGAIN) {
+			if (++r->again <= RETRY_AGAIN_MAX && retry_remaining_ms(r) > 0)
+				continue;
+			/* The fix did not take: fail with what the last answer said. */
+			rc = err_to_errno(e) ? -err_to_errno(e) : -EIO;
+			return rc;
+		}
+		if (!err_is_retryable(e))
+			return rc;
+		sleep_ms = retry_next(r, e);
+		err_describe(e, desc, sizeof(desc));
+		err_ids(e, ids, sizeof(ids));
+		if (sleep_ms < 0) {
+			log_msg(LOG_ERR, "%s -> %s (gave up after %d attempt%s%s%s)%s", what, desc,
+				r->attempt, r->attempt == 1 ? "" : "s", r->stopped ? ": " : "",
+				r->stopped ? r->stopped : "", ids);
+			return rc;
+		}
+		log_msg(LOG_WARNING, "%s -> %s (attempt %d/%d, retry in %ld ms)%s", what, desc,
+			r->attempt, r->policy->max_attempts, sleep_ms, ids);
+		retry_sleep_ms(sleep_ms);
+	}
 }

@@ -389,17 +389,17 @@ static int region_ok(const char *s, size_t max)
 }
 
 /*
- * <Code> and <Message> always describe this body and are overwritten (empty
- * when absent). The request id and region are only overwritten when the body
- * has them: the HTTP layer may already have taken them from the
- * x-amz-request-id and x-amz-bucket-region headers, and an <Error> without
+ * <Code>, <Message>, <StorageClass> and <AccessTier> always describe this
+ * body and are overwritten (empty when absent). The request ids and region
+ * are only overwritten when the body has them: the HTTP layer may already have taken them from the
+ * x-amz-request-id, x-amz-id-2 and x-amz-bucket-region headers, and an <Error> without
  * them should not erase that. <Endpoint> (PermanentRedirect) is not mapped to
  * a region: its host name format varies (s3-fips, dualstack, radosgw) and the
  * header is the reliable source.
  */
 int xml_parse_error(const char *body, size_t len, struct s3_error *e)
 {
-	char rid[sizeof(e->request_id)], region[sizeof(e->region) + 1];
+	char rid[sizeof(e->request_id)], region[sizeof(e->region) + 1], hid[sizeof(e->host_id)];
 	xmlNodePtr root, err = NULL;
 	xmlDocPtr doc;
 
@@ -424,6 +424,11 @@ int xml_parse_error(const char *body, size_t len, struct s3_error *e)
 	if (!copy_field(err, "Region", region, sizeof(region)) &&
 	    region_ok(region, sizeof(e->region)))
 		memcpy(e->region, region, sizeof(e->region));
+	/* x-amz-id-2 again, and what InvalidObjectState says about the object. */
+	if (copy_field(err, "HostId", hid, sizeof(hid)) == 0)
+		memcpy(e->host_id, hid, sizeof(hid));
+	copy_field(err, "StorageClass", e->storage_class, sizeof(e->storage_class));
+	copy_field(err, "AccessTier", e->access_tier, sizeof(e->access_tier));
 	xmlFreeDoc(doc);
 	return 0;
 }

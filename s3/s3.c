@@ -1,14 +1,23 @@
 /*
  * The S3 store: addressing, signing, retries, and the three operations.
  *
- * One logical operation (HEAD, a ranged GET, one ListObjectsV2 page) is a
- * loop of attempts inside a time budget. Each attempt takes a reference to
- * the current credentials, signs a fresh request (a new x-amz-date each
- * time), and runs it. What can heal is retried with jittered backoff; a 403
- * that arrives while the credentials are about to expire causes one forced
- * refresh and one more attempt (radosgw reports expired credentials as plain
- * AccessDenied); everything else ends the operation with the errno from the
- * one table in core/err.c.
+ * One logical operation (HEAD, a ranged GET, one ListObjectsV2 page) is one
+ * retry_run (http/retry.h) inside a time budget, sharing the store's retry
+ * token bucket with every other operation. Each attempt takes a reference to
+ * the current credentials (waiting for a refresh only inside the budget),
+ * signs a fresh request (a new x-amz-date each time), and runs it. What can
+ * heal is retried with jittered backoff. Three answers are fixed and the
+ * request sent again at once, each at most once per operation:
+ *  - credentials S3 rejects as expired or revoked (ExpiredToken,
+ *    InvalidToken, TokenRefreshRequired, or a 403 while they are about to
+ *    expire: radosgw says AccessDenied): one refresh, shared by every thread
+ *    that saw the rejection; if the fresh ones are rejected too, EKEYEXPIRED;
+ *  - a redirect naming the bucket's region: this request goes there; the
+ *    mount follows only once a request there has succeeded;
+ *  - a skewed clock: sign with the server's time from now on.
+ * Everything else ends the operation with the errno from the one table in
+ * core/err.c. Every log line about a failed request ends with its request
+ * ids (x-amz-request-id, x-amz-id-2).
  */
 #include "s3/s3.h"
 
@@ -47,11 +56,12 @@ struct s3 {
 	int path_style;
 	int page_size;
 	struct retry_policy policy;
-	long request_timeout_ms;
+	struct retry_bucket retries;	/* the retry budget all operations share */
 	/*
-	 * Where the bucket really is, once a redirect said so. Written once
-	 * under redirect_lock before `redirected` is set (release); readers
-	 * check `redirected` (acquire) and never take the lock.
+	 * Where the bucket really is, once a redirected request succeeded
+	 * there. Written once under redirect_lock before `redirected` is set
+	 * (release); readers check `redirected` (acquire) and never take the
+	 * lock.
 	 */
 	pthread_mutex_t redirect_lock;
 	int redirected;
@@ -131,11 +141,18 @@ static int endpoint_parse(const char *url, char **scheme, char **host, char *why
 	return 0;
 }
 
+/* "GET s3://bucket/key bytes=0-99": the request, as log lines name it. */
+static void describe_req(const struct s3 *s, const struct s3_req *r, char *out, size_t len)
+{
+	snprintf(out, len, "%s s3://%s/%s%s%s", r->method, s->bucket, r->key ? r->key : "",
+		 r->what && r->what[0] ? " " : "", r->what ? r->what : "");
+}
+
 static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds *cr,
 		       const struct s3_error *e)
 {
 	const char *principal = cr && cr->principal_arn ? cr->principal_arn : "this identity";
-	char what[320];
+	char what[320], line[1600], ids[256];
 
 	/*
 	 * A HEAD's 403 has no body; call it what S3 means by it, so that a HEAD
@@ -146,23 +163,53 @@ static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds 
 	else
 		err_describe(e, what, sizeof(what));
 	if (r->key)
-		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s/%s denied to %s (%s): add it to the "
-			 "role's policy or read another path", r->action, s->bucket, r->key,
+		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s/%s denied to %s (%s): add it to "
+			 "the role's policy or read another path", r->action, s->bucket, r->key,
 			 principal, what);
 	else if (!strncmp(r->what, "prefix=", 7) && r->what[7])
-		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s (prefix %s) denied to %s (%s): add "
-			 "it to the role's policy or read another path", r->action, s->bucket,
+		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (prefix %s) denied to %s (%s): "
+			 "add it to the role's policy or read another path", r->action, s->bucket,
 			 r->what + 7, principal, what);
 	else
-		log_once(LOG_WARNING, "%s on arn:aws:s3:::%s (%s) denied to %s (%s): add it to the "
-			 "role's policy or read another path", r->action, s->bucket,
+		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (%s) denied to %s (%s): add it "
+			 "to the role's policy or read another path", r->action, s->bucket,
 			 !strcmp(r->what, "prefix=") ? "no prefix: the bucket's root" : r->what,
 			 principal, what);
+	/* Once per (principal, action, resource): the request id differs every time. */
+	log_once_key(LOG_WARNING, line, "%s%s", line, err_ids(e, ids, sizeof(ids)));
 }
 
-/* Sign and send one attempt. 0 when an HTTP answer arrived. */
+/* S3 does not take these credentials at all (not expired: rejected). */
+static void log_rejected(struct s3 *s, const char *req, const struct creds *cr,
+			 const struct s3_error *e)
+{
+	char what[320], ids[256], key[96];
+	const char *cause;
+
+	if (!strcmp(e->code, "SignatureDoesNotMatch"))
+		cause = "S3 computed another signature: the secret key does not belong to the "
+			"access key (static keys copied wrong, or with a stray character), or "
+			"something between irsafs and S3 (a proxy) rewrites the request";
+	else
+		cause = "S3 does not know the access key: the credentials come from another "
+			"partition or endpoint than the bucket's (AWS_ENDPOINT_URL_STS and the S3 "
+			"endpoint disagree, or a custom endpoint that does not know AWS keys), or "
+			"the key was deleted or deactivated";
+	snprintf(key, sizeof(key), "rejected %s", e->code);
+	log_once_key(LOG_ERR, key, "%s -> %s: the credentials of %s (from %s) were rejected; %s. "
+		     "File operations fail with EKEYREJECTED%s", req,
+		     err_describe(e, what, sizeof(what)),
+		     cr && cr->principal_arn ? cr->principal_arn : "this identity",
+		     creds_cache_source(s->creds), cause, err_ids(e, ids, sizeof(ids)));
+}
+
+/*
+ * Sign and send one attempt, for region at host (NULL: the mount's). 0 when
+ * an HTTP answer arrived; its request ids are then in e.
+ */
 static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *cr,
-		      long timeout_ms, struct http_response *resp, struct s3_error *e)
+		      const char *to_region, const char *to_host, long timeout_ms,
+		      struct http_response *resp, struct s3_error *e)
 {
 	struct sigv4_header sh[6];
 	const char *lines[7];
@@ -173,7 +220,10 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 	const char *region = s->region, *host = s->host;
 	int rc;
 
-	if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE)) {
+	if (to_region) {
+		region = to_region;
+		host = to_host;
+	} else if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE)) {
 		region = s->redirect_region;
 		host = s->redirect_host;
 	}
@@ -240,6 +290,8 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 		if (s->requests)
 			__atomic_add_fetch(s->requests, 1, __ATOMIC_RELAXED);
 		rc = http_perform(s->http, &req, resp, e);
+		if (rc == 0)
+			err_set_ids(e, resp->request_id, resp->host_id);
 	}
 out:
 	for (i = 0; i <= nh && i < 7; i++) {
@@ -256,47 +308,55 @@ out:
 }
 
 /*
- * The bucket lives in another region than configured (301 PermanentRedirect,
- * 400 AuthorizationHeaderMalformed naming <Region>, x-amz-bucket-region):
- * sign for that region from now on (and, on AWS's own endpoints, talk to
- * that region's host). Returns 1 when the request is worth sending again.
+ * Where a redirect points: the host for region (AWS's own endpoints move to
+ * the region's host; any other endpoint keeps its host). malloc'd, NULL when
+ * region is no region or out of memory.
  */
-static int follow_region(struct s3 *s, const char *region)
+static char *region_host(const struct s3 *s, const char *region)
 {
-	const char *cur = __atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE) ? s->redirect_region
-									     : s->region;
 	char *host = NULL;
-	int rc = 0;
 
-	if (!region[0] || !strcmp(region, cur) || strlen(region) >= sizeof(s->redirect_region) ||
+	if (!region[0] || strlen(region) >= sizeof(s->redirect_region) ||
 	    strspn(region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(region))
-		return 0;
+		return NULL;
+	if (!s->aws_endpoint)
+		return strdup(s->host);
+	if (asprintf(&host, "%s%ss3.%s.amazonaws.com%s", s->path_style ? "" : s->bucket,
+		     s->path_style ? "" : ".", region,
+		     strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
+		return NULL;
+	return host;
+}
+
+/* The region requests are signed for now. */
+static const char *current_region(const struct s3 *s)
+{
+	return __atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE) ? s->redirect_region : s->region;
+}
+
+/*
+ * A request succeeded in the region a redirect named: the bucket is there.
+ * Sign for that region from now on (the first such region wins: a bucket
+ * does not move, and a second move would flap).
+ */
+static void adopt_region(struct s3 *s, const char *region, const char *host)
+{
+	char *copy;
+
 	pthread_mutex_lock(&s->redirect_lock);
-	if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE)) {
-		/* Another thread followed already; a second move would flap. */
-		rc = !strcmp(region, s->redirect_region);
+	if (__atomic_load_n(&s->redirected, __ATOMIC_ACQUIRE) || !strcmp(region, s->region))
 		goto out;
-	}
-	if (s->aws_endpoint) {
-		if (asprintf(&host, "%s%ss3.%s.amazonaws.com%s", s->path_style ? "" : s->bucket,
-			     s->path_style ? "" : ".", region,
-			     strncmp(region, "cn-", 3) == 0 ? ".cn" : "") < 0)
-			goto out;
-	} else {
-		host = strdup(s->host);
-		if (!host)
-			goto out;
-	}
+	copy = strdup(host);
+	if (!copy)
+		goto out;
 	snprintf(s->redirect_region, sizeof(s->redirect_region), "%s", region);
-	s->redirect_host = host;
+	s->redirect_host = copy;
 	__atomic_store_n(&s->redirected, 1, __ATOMIC_RELEASE);
-	log_msg(LOG_WARNING, "bucket %s is in region %s, not %s: following it (requests are "
-		"signed for %s from now on; pass --region %s to skip this detour)", s->bucket,
-		region, cur, region, region);
-	rc = 1;
+	/* The redirect itself was logged (once) as a warning; this is its outcome. */
+	log_msg(LOG_NOTICE, "bucket %s answers in region %s: requests are signed for %s from now "
+		"on (pass --region %s to skip this detour)", s->bucket, region, region, region);
 out:
 	pthread_mutex_unlock(&s->redirect_lock);
-	return rc;
 }
 
 /*
@@ -306,6 +366,7 @@ out:
 static int correct_clock(struct s3 *s, const struct s3_error *e, const struct http_response *resp)
 {
 	long old = creds_cache_clock_offset(s->creds), off;
+	char ids[256];
 	time_t server;
 
 	if (!resp->date[0] || time_parse_rfc1123(resp->date, &server) != 0)
@@ -317,10 +378,119 @@ static int correct_clock(struct s3 *s, const struct s3_error *e, const struct ht
 		return 0;
 	creds_cache_set_clock_offset(s->creds, off);
 	log_msg(LOG_WARNING, "the local clock is %ld s %s the server's (%d %s): signing with "
-		"the corrected time from now on; fix the clock (NTP)", labs(off),
+		"the corrected time from now on; fix the clock (NTP)%s", labs(off),
 		off > 0 ? "behind" : "ahead of", e->http_status,
-		e->code[0] ? e->code : "Date header");
+		e->code[0] ? e->code : "Date header", err_ids(e, ids, sizeof(ids)));
 	return 1;
+}
+
+/* One logical request: what its attempts share. */
+struct s3_op {
+	struct s3 *s;
+	const struct s3_req *r;
+	struct http_response *resp;
+	struct creds *cr;		/* the last attempt's credentials (a reference) */
+	int refreshed;			/* rejected credentials were replaced once */
+	int skewed;			/* the clock was corrected once */
+	char region[32];		/* a redirect sent this request here ("": no) */
+	char *host;			/* ... at this host */
+	char what[1400];		/* "GET s3://bucket/key bytes=0-99" */
+};
+
+/*
+ * The answer was a redirect naming a region: send this request there, once,
+ * and say so once per (from, to). 1 when worth sending again.
+ */
+static int follow_redirect(struct s3_op *op, const struct s3_error *e)
+{
+	const char *cur = current_region(op->s);
+	char desc[320], ids[256], key[160];
+
+	if (op->host || !strcmp(e->region, cur))
+		return 0;
+	op->host = region_host(op->s, e->region);
+	if (!op->host)
+		return 0;
+	snprintf(op->region, sizeof(op->region), "%s", e->region);
+	snprintf(key, sizeof(key), "redirect %d %s %s", e->http_status, cur, e->region);
+	log_once_key(LOG_WARNING, key, "%s -> %s: the bucket %s is in region %s, not %s: sending "
+		     "the request there; requests are signed for %s once one succeeds there%s",
+		     op->what, err_describe(e, desc, sizeof(desc)), op->s->bucket, e->region, cur,
+		     e->region, err_ids(e, ids, sizeof(ids)));
+	return 1;
+}
+
+/* One attempt of op (retry_attempt_fn). */
+static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
+{
+	struct s3_op *op = arg;
+	struct s3 *s = op->s;
+	struct http_response *resp = op->resp;
+	char why[CREDS_WHY_LEN], what[320], reason[2000], ids[256];
+	enum err_class cls;
+	int rc;
+
+	err_clear(e);
+	creds_release(op->cr);
+	op->cr = NULL;
+	/* Waiting for a refresh counts inside the operation's budget. */
+	rc = creds_cache_acquire_until(s->creds, retry_deadline_ms(rt), &op->cr, why, sizeof(why));
+	if (rc) {
+		/* The cache logs the outage once; this is per operation. */
+		log_msg(LOG_DEBUG, "%s: no valid credentials: %s", op->what, why);
+		snprintf(e->code, sizeof(e->code), "NoCredentials");
+		snprintf(e->message, sizeof(e->message), "%.255s", why);
+		return -err_to_errno(e);
+	}
+	rc = s3_attempt(s, op->r, op->cr, op->host ? op->region : NULL, op->host,
+			retry_attempt_ms(rt), resp, e);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc == -EMSGSIZE) {
+		log_msg(LOG_ERR, "%s: reply larger than expected%s", op->what,
+			err_ids(e, ids, sizeof(ids)));
+		return -EIO;
+	}
+	if (rc)
+		return rc; /* no answer: e says which transport error */
+	if ((resp->status >= 200 && resp->status < 300) || resp->status == 304) {
+		if (op->host)
+			adopt_region(s, op->region, op->host);
+		creds_cache_accepted(s->creds, op->cr);
+		return 0;
+	}
+	xml_parse_error(resp->body.data, resp->body.len, e);
+	e->http_status = resp->status;
+	if (resp->bucket_region[0] && !e->region[0])
+		snprintf(e->region, sizeof(e->region), "%s", resp->bucket_region);
+	if (log_enabled(LOG_DEBUG))
+		log_msg(LOG_DEBUG, "%s -> %s%s", op->what, err_describe(e, what, sizeof(what)),
+			err_ids(e, ids, sizeof(ids)));
+	cls = err_classify(e);
+	if (cls == ERR_REDIRECT && follow_redirect(op, e))
+		return RETRY_AGAIN;
+	if (!op->skewed && correct_clock(s, e, resp)) {
+		op->skewed = 1;
+		return RETRY_AGAIN;
+	}
+	if (cls == ERR_CREDS_EXPIRED ||
+	    (cls == ERR_DENIED && creds_near_expiry(op->cr, creds_cache_now(s->creds)))) {
+		/*
+		 * Revoked, expired by S3's clock, or (radosgw) a plain 403 just
+		 * before expiry: one refresh for every thread that saw it, and
+		 * this request once more.
+		 */
+		snprintf(reason, sizeof(reason), "%s -> %s%s", op->what,
+			 err_describe(e, what, sizeof(what)), err_ids(e, ids, sizeof(ids)));
+		if (creds_cache_invalidate(s->creds, op->cr, reason) && !op->refreshed) {
+			op->refreshed = 1;
+			return RETRY_AGAIN;
+		}
+		return -err_to_errno(e);
+	}
+	if (cls != ERR_CREDS_REJECTED)
+		creds_cache_accepted(s->creds, op->cr);
+	return -err_to_errno(e);
 }
 
 /*
@@ -330,88 +500,62 @@ static int correct_clock(struct s3 *s, const struct s3_error *e, const struct ht
 static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *resp,
 		 struct s3_error *e)
 {
-	char why[CREDS_WHY_LEN], what[320];
-	struct creds *cr = NULL;
-	int forced = 0, moved = 0, skewed = 0, rc;
+	struct s3_op op = { .s = s, .r = r, .resp = resp };
+	char desc[320], ids[256], key[160];
 	struct retry rt;
-	long sleep_ms, timeout;
+	int rc;
 
-	retry_begin(&rt, &s->policy);
-	for (;;) {
-		err_clear(e);
-		rc = creds_cache_acquire(s->creds, &cr, why, sizeof(why));
-		if (rc) {
-			log_once(LOG_ERR, "%s s3://%s/%s: no valid credentials: %s", r->method,
-				 s->bucket, r->key ? r->key : "", why);
-			snprintf(e->code, sizeof(e->code), "NoCredentials");
-			return -EKEYEXPIRED;
-		}
-		timeout = retry_remaining_ms(&rt);
-		if (timeout > s->request_timeout_ms)
-			timeout = s->request_timeout_ms;
-		if (timeout < 1000)
-			timeout = 1000;
-		rc = s3_attempt(s, r, cr, timeout, resp, e);
-		if (rc == -ENOMEM || rc == -EMSGSIZE) {
-			if (rc == -EMSGSIZE)
-				log_msg(LOG_ERR, "%s s3://%s/%s %s: reply larger than expected",
-					r->method, s->bucket, r->key ? r->key : "", r->what);
-			creds_release(cr);
-			return rc == -ENOMEM ? -ENOMEM : -EIO;
-		}
-		if (rc == 0 && resp->status >= 200 && resp->status < 300)
+	describe_req(s, r, op.what, sizeof(op.what));
+	retry_begin(&rt, &s->policy, &s->retries);
+	rc = retry_run(&rt, s3_try, &op, e, op.what);
+	if (rc) {
+		switch (err_classify(e)) {
+		case ERR_DENIED:
+			if (!r->quiet)
+				log_denial(s, r, op.cr, e);
 			break;
-		if (rc == 0 && resp->status == 304)
+		case ERR_ARCHIVED:
+			/*
+			 * Not a denial, and the caller knows the object: it logs
+			 * the storage class (the answer may not name it) and
+			 * "restore it first" (fs/fs_node.c).
+			 */
 			break;
-		if (rc == 0) {
-			xml_parse_error(resp->body.data, resp->body.len, e);
-			e->http_status = resp->status;
-			if (resp->bucket_region[0] && !e->region[0])
-				snprintf(e->region, sizeof(e->region), "%s", resp->bucket_region);
-		}
-		if (log_enabled(LOG_DEBUG))
-			log_msg(LOG_DEBUG, "%s s3://%s/%s %s -> %s", r->method, s->bucket,
-				r->key ? r->key : "", r->what, err_describe(e, what, sizeof(what)));
-		if (rc == 0 && !moved && err_classify(e) == ERR_REDIRECT &&
-		    follow_region(s, e->region)) {
-			moved = 1;
-			creds_release(cr);
-			continue;
-		}
-		if (rc == 0 && !skewed && correct_clock(s, e, resp)) {
-			skewed = 1;
-			creds_release(cr);
-			continue;
-		}
-		if (err_classify(e) == ERR_DENIED && !forced &&
-		    creds_near_expiry(cr, creds_cache_now(s->creds))) {
-			/* Probably expired credentials reported as AccessDenied. */
-			forced = 1;
-			creds_cache_invalidate(s->creds, cr);
-			creds_release(cr);
-			continue;
-		}
-		if (!err_is_retryable(e))
+		case ERR_CREDS_REJECTED:
+			log_rejected(s, op.what, op.cr, e);
 			break;
-		sleep_ms = retry_next(&rt);
-		if (sleep_ms < 0) {
-			log_msg(LOG_ERR, "%s s3://%s/%s %s -> %s (gave up after %d attempts)",
-				r->method, s->bucket, r->key ? r->key : "", r->what,
-				err_describe(e, what, sizeof(what)), rt.attempt);
+		case ERR_REDIRECT:
+			/* Without a region (or a second one) there is nowhere to go. */
+			snprintf(key, sizeof(key), "redirect %d %s", e->http_status, e->region);
+			log_once_key(LOG_ERR, key, "%s -> %s: S3 redirects the request %s: set "
+				     "--region (or AWS_REGION) to the bucket's region, or "
+				     "--endpoint-url to its endpoint%s", op.what,
+				     err_describe(e, desc, sizeof(desc)),
+				     !e->region[0] ? "without naming a region (no "
+						     "x-amz-bucket-region, no <Region>)"
+				     : op.host ? "again after it was sent where the first "
+						 "redirect said"
+					       : "to a region that cannot be used",
+				     err_ids(e, ids, sizeof(ids)));
+			break;
+		case ERR_TLS:
+			snprintf(key, sizeof(key), "tls %d", e->curl_code);
+			log_once_key(LOG_ERR, key, "%s -> %s", op.what,
+				     err_describe(e, desc, sizeof(desc)));
+			break;
+		case ERR_SKEW:
+		case ERR_BAD_REQUEST:
+		case ERR_PROTOCOL:
+			log_msg(LOG_ERR, "%s -> %s%s", op.what, err_describe(e, desc, sizeof(desc)),
+				err_ids(e, ids, sizeof(ids)));
+			break;
+		default:
+			/* Missing, changed, past the end: normal answers. Retries: logged. */
 			break;
 		}
-		log_msg(LOG_WARNING, "%s s3://%s/%s %s -> %s (attempt %d/%d, retry in %ld ms)",
-			r->method, s->bucket, r->key ? r->key : "", r->what,
-			err_describe(e, what, sizeof(what)), rt.attempt, s->policy.max_attempts,
-			sleep_ms);
-		creds_release(cr);
-		cr = NULL;
-		retry_sleep_ms(sleep_ms);
 	}
-	rc = -err_to_errno(e);
-	if (rc == -EACCES && !r->quiet)
-		log_denial(s, r, cr, e);
-	creds_release(cr);
+	creds_release(op.cr);
+	free(op.host);
 	return rc;
 }
 
@@ -584,7 +728,7 @@ static void s3_report_denial(struct store *st, const char *action, const char *k
 	struct creds *cr = NULL;
 
 	/* The principal named is the one asking now; without credentials, "this identity". */
-	if (creds_cache_acquire(s->creds, &cr, why, sizeof(why)) != 0)
+	if (creds_cache_acquire_until(s->creds, clock_mono_ms(), &cr, why, sizeof(why)) != 0)
 		cr = NULL;
 	log_denial(s, &r, cr, e);
 	creds_release(cr);
@@ -636,7 +780,8 @@ struct store *s3_store_new(const struct s3_config *cfg, struct http_client *http
 		.max_backoff_ms = 2000,
 		.budget_ms = cfg->budget_ms > 0 ? cfg->budget_ms : 20000,
 	};
-	s->request_timeout_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 15000;
+	s->policy.attempt_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 15000;
+	retry_bucket_init(&s->retries, cfg->retry_tokens);
 	s->requests = cfg->requests;
 	s->bucket = strdup(cfg->bucket);
 	s->region = strdup(cfg->region ? cfg->region : "us-east-1");

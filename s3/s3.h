@@ -5,7 +5,8 @@
  * canonical order), signs it with SigV4 using a reference to the current
  * credentials, runs it through http/, and retries what can heal (transport
  * errors, throttling, 5xx) with jittered backoff inside a per-operation
- * budget. Denials are logged once per (principal, action, resource).
+ * budget and a retry token bucket that all operations share. Denials are
+ * logged once per (principal, action, resource).
  * Thread-safe: every operation may run concurrently.
  */
 #ifndef IRSAFS_S3_S3_H
@@ -25,6 +26,7 @@ struct s3_config {
 	int max_attempts;		/* per operation */
 	long budget_ms;			/* per operation, attempts and sleeps */
 	long request_timeout_ms;	/* one request */
+	long retry_tokens;		/* shared retry budget (0: RETRY_BUCKET_CAPACITY) */
 	unsigned long long *requests;	/* if set: +1 (atomic) per request sent */
 };
 

@@ -9,12 +9,12 @@ pkgs=(
 	libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
 	# run
 	fuse3 ca-certificates
-	# testbed: radosgw + a tiny OIDC issuer
-	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl
+	# testbed: radosgw + a tiny OIDC issuer; its AWS mode adds TLS (stunnel4)
+	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl stunnel4
 	# tests
-	python3-pytest attr valgrind findutils coreutils strace
-	# packaging tests: the .deb build, the man page, mount -t
-	debhelper dpkg-dev groff-base man-db util-linux mount
+	python3-pytest python3-yaml attr valgrind findutils coreutils strace
+	# packaging tests: the .deb build and lintian, the man page, mount -t
+	debhelper dpkg-dev lintian groff-base man-db util-linux mount
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -20,8 +20,8 @@ except where a rule says to break one. The faults:
              a 100 MiB error body or an XML bomb, without asking radosgw
 
 A rule matches by request kind ("list" = ListObjectsV2, "head", "get" = an
-object GET, "any"), optionally by regexes on the path and on the query, and
-fires:
+object GET, "sts" = a POST such as AssumeRoleWithWebIdentity, "any"),
+optionally by regexes on the path and on the query, and fires:
   - by rate: rate=r fires on a deterministic 1-in-(1/r) schedule (the k-th
     match fires when floor(k*r) grows), so with r <= 0.5 no two consecutive
     matches both fail; seed=N makes it a seeded random draw instead;
@@ -30,6 +30,9 @@ fires:
     this rule already broke k times in a row: "transient" made exact;
   - for `duration` seconds from now (a time window);
   - or until it is removed.
+pin_header=NAME limits a rule to the requests that carry the value of header
+NAME that the first matching request carried, e.g. "x-amz-security-token":
+one session is revoked, the next one works.
 
 Use it in-process (tests do):
 
@@ -62,7 +65,7 @@ import time
 
 FAULTS = ("slowdown", "internal", "refuse", "reset", "short", "stall", "trickle", "delay",
           "replace")
-KINDS = ("any", "list", "head", "get")
+KINDS = ("any", "list", "head", "get", "sts")
 HEAD_MAX = 64 * 1024
 
 
@@ -74,7 +77,8 @@ def error_body(code, message):
 class Rule:
     def __init__(self, fault, kind="any", path=None, query=None, rate=None, seed=None, count=None,
                  duration=None, delay=3.0, stall=60.0, chunk=4096, interval=0.05,
-                 cut=0.5, status=200, body=b"", repeat=1, max_consecutive=None):
+                 cut=0.5, status=200, body=b"", repeat=1, max_consecutive=None,
+                 pin_header=None):
         if fault not in FAULTS:
             raise ValueError("unknown fault %r (one of %s)" % (fault, ", ".join(FAULTS)))
         if kind not in KINDS:
@@ -96,6 +100,8 @@ class Rule:
         self.body = body.encode() if isinstance(body, str) else body
         self.repeat = repeat
         self.max_consecutive = max_consecutive
+        self.pin_header = pin_header.lower() if pin_header else None
+        self.pinned = None
         self.streak = {}
         self.matched = 0
         self.injected = 0
@@ -105,7 +111,7 @@ class Rule:
             return False
         return self.count is None or self.injected < self.count
 
-    def decide(self, kind, target, ident):
+    def decide(self, kind, target, ident, headers=None):
         """Called under the proxy lock: does this rule break this request?
         ident names the request (method, target, Range), so that
         max_consecutive can spare the next attempt of one that already
@@ -119,6 +125,12 @@ class Rule:
             return False
         if self.query and not self.query.search(query):
             return False
+        if self.pin_header:
+            value = headers.get(self.pin_header) if headers is not None else None
+            if self.pinned is None:
+                self.pinned = value
+            if value != self.pinned:
+                return False
         self.matched += 1
         if self.rate is None:
             fire = True
@@ -153,6 +165,8 @@ def request_kind(method, target):
     path, _, query = target.partition("?")
     if method == "HEAD":
         return "head"
+    if method == "POST":
+        return "sts"
     if method == "GET" and re.search(r"(^|&)list-type=", query):
         return "list"
     if method == "GET" and path.count("/") >= 2 and not path.endswith("/"):
@@ -280,11 +294,11 @@ class FaultProxy:
 
     # ---- data path ----
 
-    def _pick(self, kind, path, ident):
+    def _pick(self, kind, path, ident, headers=None):
         with self.lock:
             self.requests[kind] = self.requests.get(kind, 0) + 1
             for r in self.rules:
-                if r.decide(kind, path, ident):
+                if r.decide(kind, path, ident, headers):
                     key = r.fault + ":" + kind
                     self.injected[key] = self.injected.get(key, 0) + 1
                     return r
@@ -317,7 +331,7 @@ class FaultProxy:
                     body = rfile.read(n)
                 kind = request_kind(method, target)
                 rule = self._pick(kind, target,
-                                  (method, target, headers.get("range")))
+                                  (method, target, headers.get("range")), headers)
                 if rule is not None and rule.fault == "refuse":
                     rst_close(client, rfile)
                     return
@@ -330,7 +344,8 @@ class FaultProxy:
                         eb = error_body("InternalError", "We encountered an internal error.")
                     hdrs = [("Content-Type", "application/xml"),
                             ("Content-Length", str(len(eb))),
-                            ("x-amz-request-id", "faultproxy")]
+                            ("x-amz-request-id", "faultproxy"),
+                            ("x-amz-id-2", "faultproxy-id-2")]
                     client.sendall(self._head_bytes(status, reason, hdrs))
                     if method != "HEAD":
                         client.sendall(eb)
@@ -338,7 +353,8 @@ class FaultProxy:
                 if rule is not None and rule.fault == "replace":
                     total = len(rule.body) * rule.repeat
                     hdrs = [("Content-Type", "application/xml"), ("Content-Length", str(total)),
-                            ("x-amz-request-id", "faultproxy")]
+                            ("x-amz-request-id", "faultproxy"),
+                            ("x-amz-id-2", "faultproxy-id-2")]
                     client.sendall(self._head_bytes(rule.status, "Replaced", hdrs))
                     if method != "HEAD":
                         for _ in range(rule.repeat):

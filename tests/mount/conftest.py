@@ -73,15 +73,16 @@ class Testbed:
         subprocess.run([os.path.join(TESTBED, "mint-token"), "-d", self.dir, "-o", path,
                         *args], check=True, capture_output=True)
 
-    def rgw_log_size(self):
-        return os.path.getsize(os.path.join(self.dir, "log", "rgw.log"))
+    def rgw_log_size(self, log="rgw.log"):
+        return os.path.getsize(os.path.join(self.dir, "log", log))
 
-    def rgw_requests_since(self, offset, agent="irsafs/", settle=0.3):
+    def rgw_requests_since(self, offset, agent="irsafs/", settle=0.3, log="rgw.log"):
         """Access-log request lines ("GET /path HTTP/1.1") made by irsafs after offset.
 
         radosgw writes its access line after the response, so wait until the
-        log has stopped growing for `settle` seconds (at most 5 s)."""
-        path = os.path.join(self.dir, "log", "rgw.log")
+        log has stopped growing for `settle` seconds (at most 5 s). log:
+        rgw-aws.log for the AWS mode's radosgw (tests/testbed/aws-up.sh)."""
+        path = os.path.join(self.dir, "log", log)
         deadline = time.monotonic() + 5
         size = os.path.getsize(path)
         while time.monotonic() < deadline:

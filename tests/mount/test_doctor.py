@@ -4,11 +4,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from conftest import irsafs_bin, pod_env
+from conftest import SRC, irsafs_bin, pod_env
+
+sys.path.insert(0, os.path.join(SRC, "tests"))
+import faultproxy  # noqa: E402
 
 
 def roles(testbed):
@@ -189,3 +193,27 @@ def test_runs_without_privileges(testbed):
         assert proc.returncode == 0, proc.stdout + proc.stderr
     finally:
         shutil.rmtree(d)
+
+
+@pytest.mark.parametrize("message", ["Access Denied",
+                                     "User: arn:aws:sts::111122223333:assumed-role/r/s is not "
+                                     "authorized to perform: kms:Decrypt on the resource "
+                                     "associated with this ciphertext"],
+                         ids=["head-tells", "message-names-kms"])
+def test_a_get_denied_to_a_role_with_getobject_points_at_kms(testbed, message):
+    # radosgw does not check kms:Decrypt, so a proxy answers the object GET
+    # the way S3 does for an SSE-KMS object whose key the role may not use;
+    # the listing and HEAD pass through (the role has s3:GetObject).
+    p = faultproxy.FaultProxy(upstream=("127.0.0.1", 7480)).start()
+    try:
+        p.add("replace", kind="get", status=403,
+              body=faultproxy.error_body("AccessDenied", message))
+        proc = doctor(pod_env(testbed, AWS_ENDPOINT_URL_S3=p.url), "demo-bucket")
+    finally:
+        p.stop()
+    assert proc.returncode == 0, proc.stdout
+    mark, msg = lines(proc)["read"]
+    assert mark == "warn", proc.stdout
+    assert re.search(r"is denied \(403 AccessDenied.*\), though the role has s3:GetObject on it.*"
+                     r"SSE-KMS.*kms:Decrypt on the key, with the condition kms:ViaService = "
+                     r"s3\.us-east-1\.amazonaws\.com.*iam-policy-kms\.json", msg), msg

@@ -393,6 +393,81 @@ def test_mount_helper_fake_mount_does_nothing(testbed, tmp_path):
     assert not os.path.ismount(tmp_path)
 
 
+def help_options():
+    """(name, takes a value) for every long option irsafs --help lists."""
+    out = subprocess.run([irsafs_bin(), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    opts = []
+    for line in out.splitlines():
+        if not line.startswith("  -"):
+            continue
+        term = re.split(r"\s{2,}", line.strip())[0]
+        for m in re.finditer(r"--([a-z][a-z-]*)( [A-Z]+)?", term):
+            opts.append((m.group(1), bool(m.group(2))))
+    assert len(opts) > 20, out
+    return opts
+
+
+# The helper runs irsafs detached; these make no sense as mount options.
+NOT_MOUNT_OPTIONS = {"foreground", "help", "version"}
+
+
+def test_mount_helper_accepts_every_option_irsafs_has(testbed, tmp_path):
+    helper = mount_helper()
+    opts = [(n, v) for n, v in help_options() if n not in NOT_MOUNT_OPTIONS]
+    mapped = []
+    for i, (name, takes_value) in enumerate(opts):
+        # Underscores, as fstab lines spell them; dashes work too.
+        spelled = name.replace("-", "_") if i % 2 else name
+        mapped.append((f"{spelled}=v{i}" if takes_value else spelled,
+                       f"--{name} v{i}" if takes_value else f"--{name}"))
+    proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-v", "-o",
+                           ",".join(o for o, _ in mapped)],
+                          capture_output=True, text=True,
+                          env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
+    assert proc.returncode == 0, proc.stderr
+    for o, flag in mapped:
+        assert f" {flag} " in proc.stdout, (o, flag, proc.stdout)
+    for name in NOT_MOUNT_OPTIONS:
+        proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", name],
+                              capture_output=True, text=True,
+                          env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
+        assert proc.returncode == 2 and f"unknown mount option '{name}'" in proc.stderr
+
+
+def test_mount_helper_refuses_a_value_for_a_flag_and_none_for_an_option(testbed, tmp_path):
+    helper = mount_helper()
+    for o, want in (("strict=yes", "takes no value"), ("prefix", "needs a value")):
+        proc = subprocess.run([helper, "demo-bucket", str(tmp_path), "-f", "-o", o],
+                              capture_output=True, text=True,
+                              env=pod_env(testbed, IRSAFS_BIN=irsafs_bin()))
+        assert proc.returncode == 2 and want in proc.stderr, proc.stderr
+
+
+def test_the_same_mount_twice_leaves_one_mount(testbed, tmp_path):
+    helper = mount_helper()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = pod_env(testbed, IRSAFS_BIN=irsafs_bin())
+    argv = [helper, "demo-bucket", str(mnt), "-o", "prefix=dir,_netdev"]
+    try:
+        first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert first.returncode == 0, first.stderr
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 1
+        assert f"{mnt} is already an irsafs mount (of demo-bucket)" in second.stderr
+        with open("/proc/self/mountinfo") as f:
+            lines = [x for x in f if f" {mnt} " in x]
+        assert len(lines) == 1, lines
+        # Named as the fstab line names it, so mount -a sees it is mounted.
+        assert " - fuse.irsafs demo-bucket " in lines[0]
+        assert sorted(os.listdir(mnt)) == ["a.txt", "sub"]
+    finally:
+        for _ in range(3):
+            if os.path.ismount(mnt):
+                subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
 # --- the IAM templates, applied to the testbed's IAM and STS ---------------
 
 def template(name, **values):
@@ -403,12 +478,37 @@ def template(name, **values):
     return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: values[m.group(1)], text)
 
 
-def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mount, tmp_path):
+# (PREFIX as a user types it, the policy file, the key the role may read,
+# one the role must not read)
+RENDERINGS = [
+    ("team-a", "iam-policy.json", "team-a/x.txt", "team-b/x.txt"),
+    ("team-a/", "iam-policy.json", "team-a/sub/y.txt", "team-b/x.txt"),
+    ("", "iam-policy-bucket.json", "hello.txt", None),
+]
+
+
+def key_prefix(prefix):
+    """What the README derives: one trailing slash, or empty for the whole bucket."""
+    out = subprocess.run(["sh", "-c", "printf %s \"$1\" | sed 's|^/*||; s|/*$||; s|.$|&/|'",
+                          "sh", prefix], capture_output=True, text=True, check=True).stdout
+    return out
+
+
+@pytest.mark.parametrize("prefix,policy_file,allowed,denied", RENDERINGS,
+                         ids=["prefix", "prefix-with-slash", "whole-bucket"])
+def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mount, tmp_path,
+                                                                     prefix, policy_file,
+                                                                     allowed, denied):
     import s3admin
     values = dict(AWS_ACCOUNT_ID="", OIDC_PROVIDER="127.0.0.1:8088", NAMESPACE="demo",
-                  SERVICE_ACCOUNT="irsafs-template", BUCKET="demo-bucket", PREFIX="team-a")
+                  SERVICE_ACCOUNT="irsafs-template", BUCKET="demo-bucket", PREFIX=prefix,
+                  KEY_PREFIX=key_prefix(prefix))
     trust = template("trust-policy.json", **values)
-    policy = template("iam-policy.json", **values)
+    policy = template(policy_file, **values)
+    doc = json.loads(policy)
+    for st in doc["Statement"]:
+        for r in [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]:
+            assert "//" not in r.split(":::", 1)[-1], r
     iam = s3admin.Client.from_env_file(os.path.join(testbed.dir, "state", "iamadmin.env"))
     role = "irsafs-eks-template"
     r = iam.iam("CreateRole", {"RoleName": role, "Path": "/", "AssumeRolePolicyDocument": trust},
@@ -423,16 +523,21 @@ def test_the_iam_and_trust_policy_templates_grant_exactly_the_prefix(testbed, mo
     env = pod_env(testbed, AWS_ROLE_ARN=f"arn:aws:iam:::role/{role}",
                   AWS_WEB_IDENTITY_TOKEN_FILE=token)
 
-    m = mount("demo-bucket", "--prefix", "team-a", env=env)
-    assert sorted(os.listdir(m.dir)) == ["sub", "x.txt"]
-    for rel in ("x.txt", "sub/y.txt"):
-        assert sha256_file(m.path(rel)) == testbed.objects()["team-a/" + rel]["sha256"]
-    # The rest of the bucket is out of reach: listing team-b is denied.
-    proc = subprocess.run([irsafs_bin(), "exec", "--prefix", "team-b", "demo-bucket",
-                           str(tmp_path), "--", "ls", str(tmp_path)],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode != 0
-    assert "Permission denied" in proc.stderr
+    m = mount("demo-bucket", "--prefix", prefix, env=env)
+    mounted = key_prefix(prefix)
+    # Every file's top-level name lists (folder markers add empty directories).
+    want = {x.split("/")[0] for x in testbed.visible_files(prefix=mounted)}
+    assert want <= set(os.listdir(m.dir))
+    rel = allowed[len(mounted):]
+    assert sha256_file(m.path(rel)) == testbed.objects()[allowed]["sha256"]
+    if denied:
+        # The rest of the bucket is out of reach: listing it is denied.
+        rest = denied.rsplit("/", 1)[0]
+        proc = subprocess.run([irsafs_bin(), "exec", "--prefix", rest, "demo-bucket",
+                               str(tmp_path), "--", "ls", str(tmp_path)],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode != 0
+        assert "Permission denied" in proc.stderr
     # The trust policy admits only its service account.
     other = str(tmp_path / "other-token")
     testbed.mint(other, "-s", "system:serviceaccount:demo:someone-else")

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Build the Debian package from packaging/debian with the standard tools
-# (dpkg-buildpackage, debhelper), install it, and mount the testbed bucket
-# with the installed binary and with `mount -t irsafs` (the installed helper).
-# Removes the package afterwards unless it was installed before.
+# (dpkg-buildpackage, debhelper), check it with lintian (no warning allowed),
+# install it, and mount the testbed bucket with the installed binary, with
+# `mount -t irsafs` and `mount -t fuse.irsafs` (the installed helper), and from
+# an fstab line mounted twice (one mount is left). Removes the package
+# afterwards unless it was installed before.
 #   usage: check-deb.sh SRC WORKDIR
 set -eu
 src=$1
@@ -32,7 +34,7 @@ bad() {
 }
 installed=0
 cleanup() {
-	for m in "$work/m1" "$work/m2"; do
+	for m in "$work/m1" "$work/m2" "$work/m3"; do
 		mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null || true
 	done
 	if [ "$installed" = 1 ]; then
@@ -59,9 +61,21 @@ else
 fi
 deb=$(ls "$work"/irsafs_"$version"_*.deb)
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/irsafs ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz; do
+for f in ./usr/bin/irsafs ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz \
+	./usr/share/man/man8/mount.irsafs.8.gz; do
 	printf '%s\n' "$contents" | grep -q " $f\$" && ok || bad "$f is not in the package"
 done
+printf '%s\n' "$contents" | grep -q ' ./usr/sbin/mount.fuse.irsafs -> mount.irsafs$' && ok ||
+	bad "./usr/sbin/mount.fuse.irsafs is not a link to mount.irsafs"
+# lintian: no error and no warning (informational tags are allowed).
+if command -v lintian >/dev/null 2>&1; then
+	if lintian --fail-on error,warning "$deb" >"$work/lintian.log" 2>&1; then ok; else
+		grep -v 'running with root privileges' "$work/lintian.log"
+		bad "lintian found errors or warnings"
+	fi
+else
+	bad "lintian is not installed (tests/deps.sh installs it)"
+fi
 depends=$(dpkg-deb -f "$deb" Depends)
 for p in libfuse3-3 libcurl4 libssl3 libxml2 libjson-c5 fuse3; do
 	printf '%s\n' "$depends" | grep -q "$p" && ok || bad "Depends lacks $p: $depends"
@@ -81,6 +95,7 @@ else
 	exit 1
 fi
 man -w irsafs >/dev/null 2>&1 && ok || bad "man -w irsafs finds no page"
+man -w mount.irsafs >/dev/null 2>&1 && ok || bad "man -w mount.irsafs finds no page"
 [ "$(/usr/bin/irsafs --version)" = "irsafs $version" ] && ok || bad "/usr/bin/irsafs --version"
 
 # The testbed's Pod environment.
@@ -102,6 +117,29 @@ if mount -t irsafs demo-bucket "$work/m2" -o prefix=dir,allow_other,uid=1234,gid
 [ "$(stat -c %u:%g "$work/m2/a.txt")" = "1234:2345" ] && ok || bad "uid/gid through mount -t irsafs"
 grep " $work/m2 " /proc/self/mountinfo | grep -q allow_other && ok || bad "allow_other is not in effect"
 umount "$work/m2" && ok || bad "umount"
+
+# 3. mount -t fuse.irsafs, the type the mounts carry: mount(8) finds
+#    /sbin/mount.fuse.irsafs.
+mkdir -p "$work/m3" "$work/m4"
+if mount -t fuse.irsafs demo-bucket "$work/m3" -o prefix=dir 2>"$work/m3.log"; then ok; else
+	bad "mount -t fuse.irsafs: $(cat "$work/m3.log")"
+fi
+[ "$(ls "$work/m3" | tr '\n' ' ')" = "a.txt sub " ] && ok || bad "listing through mount -t fuse.irsafs"
+umount "$work/m3" && ok || bad "umount of the fuse.irsafs mount"
+
+# 4. One fstab line mounted twice, by its mount point and by mount -a, in a
+#    private mount namespace with its own /etc/fstab: one mount is left.
+printf 'demo-bucket %s irsafs prefix=dir,_netdev,nofail 0 0\n' "$work/m4" >"$work/fstab"
+if unshare -m --propagation private sh -c '
+	mount --bind "$1/fstab" /etc/fstab || exit 10
+	mount "$1/m4" || exit 11
+	if mount "$1/m4" 2>"$1/m4.log"; then exit 12; fi
+	grep -q "is already an irsafs mount" "$1/m4.log" || exit 13
+	mount -a || exit 14
+	[ "$(grep -c " $1/m4 " /proc/self/mountinfo)" = 1 ] || exit 15
+	[ "$(cat "$1/m4/a.txt")" = "dir/a.txt line 1" ] || exit 16
+	umount "$1/m4" || exit 17
+' sh "$work"; then ok; else bad "the fstab line mounted twice (step $?; see $work/m4.log)"; fi
 
 dpkg --purge irsafs >/dev/null 2>&1 && ok || bad "dpkg --purge"
 installed=0

@@ -2,7 +2,8 @@
 # Validate packaging/kubernetes with a real validator: kubernetes-models (the
 # Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
 # package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
-# never the source tree), then validate.mjs.
+# never the source tree), then validate.mjs on three renderings of the
+# templates and negative.mjs (each mistake the validator must catch).
 #   usage: check-k8s.sh SRC IRSAFS WORKDIR
 set -eu
 src=$1
@@ -24,6 +25,18 @@ if ! cmp -s "$vdir/package-lock.json" "$work/package-lock.json" || [ ! -d "$work
 		skip "npm ci failed (is the npm registry reachable?); see $work/npm.log"
 	fi
 fi
-cp "$vdir/validate.mjs" "$work/"
+cp "$vdir/validate.mjs" "$vdir/negative.mjs" "$work/"
 cd "$work"
-exec node validate.mjs "$src/packaging/kubernetes" "$bin" "$src"
+manifests=$src/packaging/kubernetes
+# The shipped examples, then the two renderings a template must also survive:
+# a prefix typed with its trailing slash, and the whole bucket (no prefix).
+status=0
+for set in "" "PREFIX=models/ KEY_PREFIX=models/" "PREFIX= KEY_PREFIX="; do
+	echo "== validate.mjs ${set:-(placeholders.env)}"
+	# shellcheck disable=SC2086 # one word per NAME=VALUE
+	node validate.mjs "$manifests" "$bin" "$src" $set || status=1
+done
+# Each mistake the validator exists for, made on purpose, must be caught.
+echo "== negative.mjs"
+node negative.mjs "$manifests" "$bin" "$src" || status=1
+exit $status

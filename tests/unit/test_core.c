@@ -119,26 +119,45 @@ TEST(errno_table)
 		int curl;
 		const char *code;
 		int want;
+		enum err_class cls;
 	} cases[] = {
-		{ 403, 0, "AccessDenied", EACCES },
-		{ 403, 0, "", EACCES },
-		{ 404, 0, "NoSuchKey", ENOENT },
-		{ 404, 0, "", ENOENT },
-		{ 404, 0, "NoSuchBucket", ENOENT },
-		{ 412, 0, "PreconditionFailed", ESTALE },
-		{ 416, 0, "InvalidRange", ENXIO },
-		{ 503, 0, "SlowDown", EAGAIN },
-		{ 503, 0, "", EAGAIN }, /* a throttled HEAD has no body to name SlowDown */
-		{ 200, 0, "SlowDown", EAGAIN },
-		{ 500, 0, "InternalError", EIO },
-		{ 502, 0, "", EIO },
-		{ 0, 7, "", EIO },
-		{ 0, 28, "", ETIMEDOUT },
-		{ 403, 0, "InvalidObjectState", EACCES },
-		{ 400, 0, "ExpiredToken", EKEYEXPIRED },
-		{ 403, 0, "SignatureDoesNotMatch", EKEYEXPIRED },
-		{ 200, 0, "", 0 },
-		{ 206, 0, "", 0 },
+		{ 403, 0, "AccessDenied", EACCES, ERR_DENIED },
+		{ 403, 0, "", EACCES, ERR_DENIED },
+		{ 404, 0, "NoSuchKey", ENOENT, ERR_NOT_FOUND },
+		{ 404, 0, "", ENOENT, ERR_NOT_FOUND },
+		{ 404, 0, "NoSuchBucket", ENOENT, ERR_NO_BUCKET },
+		{ 412, 0, "PreconditionFailed", ESTALE, ERR_PRECONDITION },
+		{ 416, 0, "InvalidRange", ENXIO, ERR_RANGE },
+		/* Throttling, once retries are spent, is EIO like any server fault: never EAGAIN. */
+		{ 503, 0, "SlowDown", EIO, ERR_THROTTLED },
+		{ 503, 0, "", EIO, ERR_THROTTLED }, /* a throttled HEAD has no body to name SlowDown */
+		{ 200, 0, "SlowDown", EIO, ERR_THROTTLED },
+		{ 429, 0, "", EIO, ERR_THROTTLED },
+		{ 400, 0, "Throttling", EIO, ERR_THROTTLED },
+		{ 500, 0, "InternalError", EIO, ERR_SERVER },
+		{ 502, 0, "", EIO, ERR_SERVER },
+		{ 400, 0, "IDPCommunicationError", EIO, ERR_SERVER },
+		{ 0, 7, "", EIO, ERR_TRANSPORT },
+		{ 0, 28, "", ETIMEDOUT, ERR_TRANSPORT },
+		{ 0, 60, "", EIO, ERR_TLS },	/* CURLE_PEER_FAILED_VERIFICATION */
+		{ 0, 77, "", EIO, ERR_TLS },	/* CURLE_SSL_CACERT_BADFILE */
+		/* Archived: EACCES, but its own class (fs/ does not mark the node denied). */
+		{ 403, 0, "InvalidObjectState", EACCES, ERR_ARCHIVED },
+		/* The session is over: a refresh heals it (s3.c tries one). */
+		{ 400, 0, "ExpiredToken", EKEYEXPIRED, ERR_CREDS_EXPIRED },
+		{ 403, 0, "ExpiredToken", EKEYEXPIRED, ERR_CREDS_EXPIRED },
+		{ 400, 0, "InvalidToken", EKEYEXPIRED, ERR_CREDS_EXPIRED },
+		{ 400, 0, "TokenRefreshRequired", EKEYEXPIRED, ERR_CREDS_EXPIRED },
+		{ 0, 0, "NoCredentials", EKEYEXPIRED, ERR_CREDS_EXPIRED },
+		/* Not expired: rejected. */
+		{ 403, 0, "InvalidAccessKeyId", EKEYREJECTED, ERR_CREDS_REJECTED },
+		{ 403, 0, "SignatureDoesNotMatch", EKEYREJECTED, ERR_CREDS_REJECTED },
+		{ 403, 0, "InvalidClientTokenId", EKEYREJECTED, ERR_CREDS_REJECTED },
+		{ 301, 0, "PermanentRedirect", EIO, ERR_REDIRECT },
+		{ 307, 0, "", EIO, ERR_REDIRECT },
+		{ 400, 0, "AuthorizationHeaderMalformed", EIO, ERR_BAD_REQUEST }, /* no region */
+		{ 200, 0, "", 0, ERR_OK },
+		{ 206, 0, "", 0, ERR_OK },
 	};
 	size_t i;
 
@@ -149,9 +168,45 @@ TEST(errno_table)
 		e.http_status = cases[i].status;
 		e.curl_code = cases[i].curl;
 		snprintf(e.code, sizeof(e.code), "%s", cases[i].code);
-		if (err_to_errno(&e) != cases[i].want)
+		if (err_to_errno(&e) != cases[i].want || err_classify(&e) != cases[i].cls)
 			fprintf(stderr, "case %zu: %d %s\n", i, cases[i].status, cases[i].code);
 		CHECK_INT(err_to_errno(&e), cases[i].want);
+		CHECK_INT(err_classify(&e), cases[i].cls);
+	}
+}
+
+/*
+ * No answer from any server, whatever its status, code or transport error,
+ * becomes an errno that applications take for "no data yet" or "call again".
+ */
+TEST(never_eagain_nor_eintr)
+{
+	static const char *const codes[] = {
+		"", "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+		"TooManyRequestsException", "ServiceUnavailable", "InternalError", "RequestTimeout",
+		"ExpiredToken", "InvalidObjectState", "SlowDownRead", "Busy",
+	};
+	int status, curl;
+	size_t i;
+
+	for (status = 0; status < 600; status++) {
+		for (curl = 0; curl < 100; curl += status ? 100 : 1) {
+			for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+				struct s3_error e;
+				int n;
+
+				err_clear(&e);
+				e.http_status = status;
+				e.curl_code = curl;
+				snprintf(e.code, sizeof(e.code), "%s", codes[i]);
+				n = err_to_errno(&e);
+				if (n == EAGAIN || n == EWOULDBLOCK || n == EINTR) {
+					fprintf(stderr, "%d/%d/%s gives %d\n", status, curl,
+						codes[i], n);
+					CHECK(0);
+				}
+			}
+		}
 	}
 }
 
@@ -172,6 +227,66 @@ TEST(retryable)
 	err_clear(&e);
 	e.http_status = 404;
 	CHECK(!err_is_retryable(&e));
+	/* STS could not reach the IdP: transient, for every caller alike. */
+	err_clear(&e);
+	e.http_status = 400;
+	snprintf(e.code, sizeof(e.code), "IDPCommunicationError");
+	CHECK(err_is_retryable(&e));
+	/* An untrusted certificate stays untrusted: no retry. */
+	err_clear(&e);
+	e.curl_code = 60;
+	CHECK(!err_is_retryable(&e));
+	/* Neither expired nor rejected credentials heal by sending the same again. */
+	err_clear(&e);
+	e.http_status = 400;
+	snprintf(e.code, sizeof(e.code), "ExpiredToken");
+	CHECK(!err_is_retryable(&e));
+	err_clear(&e);
+	e.http_status = 403;
+	snprintf(e.code, sizeof(e.code), "InvalidObjectState");
+	CHECK(!err_is_retryable(&e));
+	err_clear(&e);
+	e.curl_code = 28;
+	CHECK(err_is_timeout(&e));
+	e.curl_code = 7;
+	CHECK(!err_is_timeout(&e));
+}
+
+/* Texts for logs: a TLS error names AWS_CA_BUNDLE; the request ids end a line. */
+TEST(describe_and_ids)
+{
+	char out[512], ids[256];
+	struct s3_error e;
+
+	err_clear(&e);
+	e.curl_code = 60;
+	err_describe(&e, out, sizeof(out));
+	CHECK(strstr(out, "AWS_CA_BUNDLE") != NULL);
+	CHECK(strstr(out, "TLS") != NULL);
+	err_clear(&e);
+	CHECK_STR(err_ids(&e, ids, sizeof(ids)), "");
+	err_set_ids(&e, "4442587FB7D0A2F9", "vlR7PnpV2Ce81puvqLnwPe1cxTQMfp1VVEmW2zwFqQ4=");
+	CHECK_STR(err_ids(&e, ids, sizeof(ids)),
+		  " [request id 4442587FB7D0A2F9, id-2 vlR7PnpV2Ce81puvqLnwPe1cxTQMfp1VVEmW2zwFqQ4=]");
+	/* The body's ids (already set) win over the headers'. */
+	err_set_ids(&e, "other", "other");
+	CHECK_STR(e.request_id, "4442587FB7D0A2F9");
+	err_clear(&e);
+	err_set_ids(&e, "", "only-id-2");
+	CHECK_STR(err_ids(&e, ids, sizeof(ids)), " [id-2 only-id-2]");
+	/* The description never carries the ids: a text logged once stays one text. */
+	err_clear(&e);
+	e.http_status = 403;
+	snprintf(e.code, sizeof(e.code), "AccessDenied");
+	snprintf(e.request_id, sizeof(e.request_id), "RID");
+	err_describe(&e, out, sizeof(out));
+	CHECK_STR(out, "403 AccessDenied");
+	/* Our own code (no server answered): no status 0 in front of it. */
+	err_clear(&e);
+	snprintf(e.code, sizeof(e.code), "NoCredentials");
+	snprintf(e.message, sizeof(e.message), "STS did not answer");
+	err_describe(&e, out, sizeof(out));
+	CHECK_STR(out, "NoCredentials (STS did not answer)");
 }
 
 /* What log_msg wrote to stderr: stderr goes to a temporary file meanwhile. */
@@ -459,7 +574,9 @@ int main(void)
 	RUN(content_range);
 	RUN(trim);
 	RUN(errno_table);
+	RUN(never_eagain_nor_eintr);
 	RUN(retryable);
+	RUN(describe_and_ids);
 	RUN(cleartext_urls);
 	RUN(file_read_small_refuses_what_is_not_a_file);
 	RUN(log_escape_text);
