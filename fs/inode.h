@@ -90,8 +90,22 @@ int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag);
 
 /* The directory's cached listing (a new reference) if younger than max_age_ms. */
 struct listing *inode_get_listing(struct inode_table *t, uint64_t ino, long long max_age_ms);
-/* Replace the directory's cached listing (takes a new reference to l). */
+/*
+ * Replace the directory's cached listing (takes a new reference to l). A
+ * listing that does not fit beside the reservations is not kept.
+ */
 void inode_set_listing(struct inode_table *t, uint64_t ino, struct listing *l);
+
+/*
+ * Listings being fetched share the metadata cache's bytes with the cached
+ * ones (so --metadata-cache-size bounds both). Reserve bytes for one: cached
+ * listings are evicted, oldest first, to make room. 0, or -ENOSPC when the
+ * listings being fetched would hold more than the whole cache. Every
+ * reservation is returned with inode_listing_unreserve, before the finished
+ * listing is handed to inode_set_listing.
+ */
+int inode_listing_reserve(struct inode_table *t, size_t bytes);
+void inode_listing_unreserve(struct inode_table *t, size_t bytes);
 
 /*
  * A denial of node ino was seen now (its listing or its bytes were refused).

@@ -270,6 +270,8 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
+	fs_dir_stop(fs);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
