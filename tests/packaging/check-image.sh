@@ -4,7 +4,7 @@
 #  1. the bases: debian:12 and debian:12-slim stand-ins built from Debian's
 #     packages (packaging/container/debian-base.sh, mmdebstrap) and imported;
 #  2. packaging/Dockerfile built with podman build on those bases (build args);
-#     its OCI labels and `irsafs --version` checked;
+#     its OCI labels, `irsafs --version` and `irsafs-csi --version` checked;
 #  3. the staging Pod (packaging/kubernetes/pod-staging.yaml) run with
 #     `podman kube play`: its init container (`irsafs exec ... cp`) copies the
 #     prefix, and the unprivileged app sees every file with the testbed
@@ -192,6 +192,8 @@ podman image inspect --format '{{json .Labels}}' "$image" | grep -q '"org.openco
 	ok || bad "no source label"
 out=$(podman run --rm --network none "$image" --version 2>&1) || true
 [ "$out" = "irsafs $version" ] && ok || bad "irsafs --version in the image says '$out'"
+out=$(podman run --rm --network none --entrypoint irsafs-csi "$image" --version 2>&1) || true
+[ "$out" = "irsafs-csi $version" ] && ok || bad "irsafs-csi --version in the image says '$out'"
 out=$(podman run --rm --network none --entrypoint sh "$image" -c \
 	'id -u irsafs; grep -cx user_allow_other /etc/fuse.conf; command -v fusermount3; command -v mount.irsafs' \
 	2>&1) || true
