@@ -58,31 +58,6 @@ static void dir_open_done(struct dirfetch_waiter *w, int rc, struct listing *l)
 }
 
 /*
- * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
- * action kills) is pending? The kernel marks that as SIGKILL pending in the
- * thread before it wakes the thread to send us the interrupt. 1 when the
- * thread is gone too; 0 when alive and not dying, or when it cannot be read.
- */
-static int reader_dying(pid_t tid)
-{
-	unsigned long long pending, killed = 1ULL << (SIGKILL - 1);
-	char path[64], line[256];
-	int dying = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT || errno == ESRCH;
-	while (fgets(line, sizeof(line), f))
-		if ((sscanf(line, "SigPnd: %llx", &pending) == 1 ||
-		     sscanf(line, "ShdPnd: %llx", &pending) == 1) && (pending & killed))
-			dying = 1;
-	fclose(f);
-	return dying;
-}
-
-/*
  * libfuse calls this when the kernel interrupts the opendir: its reader got a
  * signal. A reader that is being killed waits in D state for our answer, so
  * it gets EINTR at once. Any other signal (a handler ran: SIGINT in Python,
@@ -96,7 +71,7 @@ static void dir_open_interrupted(fuse_req_t req, void *data)
 {
 	pid_t tid = fuse_req_ctx(req)->pid;
 
-	if (tid <= 0 || !reader_dying(tid))
+	if (tid <= 0 || !fs_reader_dying(tid))
 		return;
 	dirfetch_cancel(data, req);
 }

@@ -9,10 +9,10 @@
  * the prefetched buffers (fuse_reply_iov), without another copy. A file the
  * lookup fetched the first bytes of (--lookup-read) starts with them.
  *
- * A read whose caller is interrupted (the kernel sends FUSE_INTERRUPT when
- * the reading process gets a signal, SIGKILL included) is answered with EINTR
- * at once: its wait for a part ends and its own GET is aborted (ra_read's
- * cancel flag), so a killed reader never waits out a stalled server.
+ * A read whose reader is being killed (the kernel sends FUSE_INTERRUPT, and a
+ * fatal signal is pending) is answered with EINTR at once: its wait for a
+ * part ends and its own GET is aborted (ra_read's cancel flag), so a killed
+ * reader never waits out a stalled server. A live reader's read goes on.
  */
 #include "fs/fs_i.h"
 
@@ -101,10 +101,21 @@ struct read_intr {
 	int cancel;		/* atomic */
 };
 
+/*
+ * The kernel interrupts the read: its reader got a signal. A reader that is
+ * being killed waits in D state for our answer, so its read ends now (EINTR,
+ * its own GET aborted). Any other signal (a handler ran) must not turn into
+ * an error: the read goes on (no file operation returns EINTR to a live
+ * reader). A reader in another PID namespace (pid 0) cannot be told apart
+ * and is answered when its read ends, within its budget (as opendir does).
+ */
 static void on_read_interrupt(fuse_req_t req, void *data)
 {
 	struct read_intr *ri = data;
+	pid_t tid = fuse_req_ctx(req)->pid;
 
+	if (tid <= 0 || !fs_reader_dying(tid))
+		return;
 	__atomic_store_n(&ri->cancel, 1, __ATOMIC_RELEASE);
 	ra_interrupt(ri->rf);
 }

@@ -55,6 +55,15 @@ void fs_tune_readahead(struct irsafs *fs);
 int fs_dir_start(struct irsafs *fs);
 void fs_dir_stop(struct irsafs *fs);
 
+/*
+ * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
+ * action kills) pending? For FUSE interrupt callbacks: only a dying reader's
+ * request is cut short (EINTR); a handled signal (Go's preemption, a
+ * profiler's timer, Python's SIGINT) must not become an error. 1 also when
+ * the thread is gone; 0 when alive and not dying, or when it cannot be read.
+ */
+int fs_reader_dying(pid_t tid);
+
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *forgets);

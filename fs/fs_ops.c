@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -101,6 +102,31 @@ void fs_tune_readahead(struct irsafs *fs)
 	else
 		log_msg(LOG_INFO, "kernel read-ahead left at its default: cannot write %s (%s); "
 			"sequential reads then arrive in smaller requests", path, strerror(errno));
+}
+
+/*
+ * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
+ * action kills) is pending? The kernel marks that as SIGKILL pending in the
+ * thread before it wakes the thread to send us the interrupt. 1 when the
+ * thread is gone too; 0 when alive and not dying, or when it cannot be read.
+ */
+int fs_reader_dying(pid_t tid)
+{
+	unsigned long long pending, killed = 1ULL << (SIGKILL - 1);
+	char path[64], line[256];
+	int dying = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH;
+	while (fgets(line, sizeof(line), f))
+		if ((sscanf(line, "SigPnd: %llx", &pending) == 1 ||
+		     sscanf(line, "ShdPnd: %llx", &pending) == 1) && (pending & killed))
+			dying = 1;
+	fclose(f);
+	return dying;
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
