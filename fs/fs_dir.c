@@ -37,7 +37,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOTDIR;
 	if (rc) {
 		inode_info_cleanup(&ii);
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 		return;
 	}
 	l = ii.denied ? NULL : inode_get_listing(fs->inodes, ino, fs->ttl_ms);
@@ -53,7 +53,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	inode_info_cleanup(&ii);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)l;
@@ -75,13 +75,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	out = malloc(size);
 	if (!out) {
-		fuse_reply_err(req, ENOMEM);
+		fs_reply_err(req, METRICS_FS_READDIR, ENOMEM);
 		return;
 	}
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (rc) {
 		free(out);
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
 		return;
 	}
 	/* Offsets: 0 ".", 1 "..", 2+k the k-th entry; each entry's off is the next one. */
@@ -145,7 +145,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	inode_info_cleanup(&ii);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
 	else
 		fuse_reply_buf(req, out, used);
 	free(out);

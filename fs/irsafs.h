@@ -26,6 +26,9 @@ struct irsafs_counters {
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
+	unsigned long long lookup_hits;	/* lookups answered from a cached listing or a
+					   remembered "no such key", without S3 */
+	unsigned long long lookup_misses;	/* lookups that asked S3 */
 };
 
 struct irsafs {
