@@ -19,6 +19,7 @@ struct membudget;
 struct inode_table;
 struct creds_cache;
 struct workq;
+struct metrics_http;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -47,6 +48,7 @@ struct irsafs {
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
+	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 	struct irsafs_counters counters;
 };
 

@@ -33,6 +33,7 @@
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
+#include "fs/metrics_http.h"
 #include "fs/mountpoint.h"
 #include "fs/opts.h"
 #include "http/http.h"
@@ -262,6 +263,11 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_ERR, "cannot start the signal thread");
 		goto out_loop;
 	}
+	/* Its thread reads fs: started once the mount is up, stopped before fs goes. */
+	if (fs->metrics && metrics_http_start(fs->metrics, fs) != 0) {
+		lifecycle_signals_stop();
+		goto out_loop;
+	}
 	if (cmd) {
 		rc = exec_run(fs, se, loop, cmd);
 	} else {
@@ -270,6 +276,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	metrics_http_stop(fs->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
@@ -357,6 +364,9 @@ int main(int argc, char **argv)
 	fs.ttl = o.metadata_ttl;
 	fs.ttl_ms = (long long)(o.metadata_ttl * 1000);
 	clock_gettime(CLOCK_REALTIME, &fs.mount_time);
+	/* Bound now: a taken port fails the start before STS is asked anything. */
+	if (o.metrics_addr && !(fs.metrics = metrics_http_listen(o.metrics_addr)))
+		goto out_curl;
 
 	snprintf(ua, sizeof(ua), "irsafs/%s", IRSAFS_VERSION);
 	hc = (struct http_config){
@@ -489,6 +499,7 @@ out_http:
 	http_client_free(http);
 	free(region_buf);
 out_curl:
+	metrics_http_free(fs.metrics);
 	curl_global_cleanup();
 out_opts:
 	/* Before the mount (a failed start) the startup thread still runs. */

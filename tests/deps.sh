@@ -7,6 +7,7 @@ pkgs=(
 	# build
 	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 	libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
+	libmicrohttpd-dev
 	# run
 	fuse3 ca-certificates
 	# testbed: radosgw + a tiny OIDC issuer; its AWS mode adds TLS (stunnel4)
