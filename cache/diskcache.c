@@ -1,15 +1,30 @@
 /*
- * The disk block cache. Index: a fixed hash table of entries keyed by the
- * block's identity (SHA-256 of bucket, key, ETag, offset), threaded on one
- * LRU list (head = most recent). Invariants (under lock): every entry's bytes
- * are counted in used; used <= max_bytes; an entry exists from the moment its
- * file is being written until it is evicted or found bad, so a reader that
- * finds an entry but no file (not written yet, or just evicted) treats it as
- * a plain miss.
+ * The disk cache. Index: a fixed hash table of entries, one per block file,
+ * keyed by the block's identity (SHA-256 of bucket, key, ETag, offset) and
+ * threaded on one LRU list (head = most recent). An entry has two maps of its
+ * granules: present (written, recorded and published: readable) and pending
+ * (claimed by one writer, being written).
  *
- * A block file is a struct block_hdr followed by len bytes. Every load checks
- * the magic, the identity, the offset, the length and the SHA-256 of the
- * bytes; any mismatch removes the file and the entry and counts as a miss.
+ * Invariants (under lock): present and pending are disjoint; every entry's
+ * bytes (its header and its present and pending granules, each rounded up to
+ * a page) are counted in used; used <= max_bytes; an entry's file is created
+ * by the entry's first writer and unlinked when the entry goes; block files
+ * are opened only under the lock, so an open file is the file of the entry
+ * that was looked at (an evicted one may be unlinked under it, never replaced);
+ * gen is different for every entry ever made, so a thread that let go of the
+ * lock can tell whether its entry is still the same one.
+ *
+ * A block file: a struct block_hdr at 0, then the granule table (a struct
+ * gran_rec each: length and SHA-256), then granule g's bytes at HDR_SIZE + g *
+ * GRANULE. A granule's bytes and record are written before its present bit is
+ * set and never while it is set, so a reader that saw the bit reads complete
+ * bytes. Writers of one block claim disjoint granules; the header is the same
+ * bytes whoever writes it. A granule shorter than GRANULE is the object's last:
+ * nothing is stored past it, and a read that reaches it ends there.
+ *
+ * Every load checks the magic, the identity, the offset, the geometry, and the
+ * length and SHA-256 of each granule it reads; any mismatch removes the file
+ * and the entry, and the bytes are fetched again.
  */
 #include "cache/diskcache.h"
 
@@ -34,23 +49,43 @@
 #include "s3/store.h"
 
 #define NBUCKETS 4096
-/* A cached block streams through this much stack while it is checked. */
-#define CHECK_CHUNK (32u << 10)
-#define MAGIC "IRSAFSB1"
+#define MAGIC "IRSAFSB2"
 #define LOCK_NAME ".irsafs-cache.lock"
+#define BLOCK ((long long)DISKCACHE_BLOCK)
+#define GRANULE ((long long)DISKCACHE_GRANULE)
+#define NGRAN (DISKCACHE_BLOCK / DISKCACHE_GRANULE)
+/* The header and the granule table; a block's bytes start on a page. */
+#define HDR_SIZE 4096
+#define PAGE 4096
 
 struct block_hdr {
 	char magic[8];
 	unsigned char id[32];
 	uint64_t off;
+	uint32_t granule;
+	uint32_t ngran;
+};
+
+struct gran_rec {
 	uint32_t len;
 	uint32_t pad;
 	unsigned char sum[32];
 };
 
+#define TABLE_OFF ((long long)sizeof(struct block_hdr))
+
+_Static_assert(NGRAN >= 1 && NGRAN <= 64, "a block's granules fit one 64-bit map");
+_Static_assert(DISKCACHE_BLOCK % DISKCACHE_GRANULE == 0, "granules tile a block");
+_Static_assert(sizeof(struct block_hdr) + NGRAN * sizeof(struct gran_rec) <= HDR_SIZE,
+	       "the granule table fits the header");
+
 struct entry {
 	unsigned char id[32];
-	size_t bytes;			/* file size */
+	uint64_t present;		/* granules readable */
+	uint64_t pending;		/* granules being written */
+	unsigned long long gen;
+	size_t bytes;			/* counted in used */
+	int made;			/* the header is written */
 	struct entry *hnext;		/* hash chain */
 	struct entry *prev, *next;	/* LRU list */
 };
@@ -68,14 +103,33 @@ struct diskcache {
 		struct entry *table[NBUCKETS];
 		struct entry *head, *tail;
 		size_t used;
+		unsigned long long gens;
 		struct diskcache_stats stats;
 	} locked;
 };
 
-static void sha256(const void *data, size_t n, unsigned char out[32])
+static long long min_ll(long long a, long long b)
 {
-	if (!EVP_Digest(data, n, out, NULL, EVP_sha256(), NULL))
-		abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
+	return a < b ? a : b;
+}
+
+static long long max_ll(long long a, long long b)
+{
+	return a > b ? a : b;
+}
+
+/* Granules [a, b) of a block as a map. */
+static uint64_t gran_mask(unsigned a, unsigned b)
+{
+	if (b <= a)
+		return 0;
+	return (b - a >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (b - a)) - 1)) << a;
+}
+
+/* What a granule of len bytes counts for on disk. */
+static size_t gran_bytes(long long len)
+{
+	return (size_t)((len + PAGE - 1) / PAGE * PAGE);
 }
 
 static unsigned slot(const unsigned char id[32])
@@ -99,13 +153,55 @@ static void block_id(struct diskcache *dc, const char *key, const char *etag, lo
 	EVP_MD_CTX_free(c);
 }
 
-static void block_path(struct diskcache *dc, const unsigned char id[32], const char *suffix,
-		       char *out, size_t cap)
+static void block_path(struct diskcache *dc, const unsigned char id[32], char *out, size_t cap)
 {
 	char hex[65];
 
 	hex_encode(id, 32, hex);
-	snprintf(out, cap, "%s/%s%s", dc->dir, hex, suffix);
+	snprintf(out, cap, "%s/%s.blk", dc->dir, hex);
+}
+
+static int pread_full(int fd, void *buf, long long n, long long at)
+{
+	char *p = buf;
+
+	while (n > 0) {
+		ssize_t r = pread(fd, p, (size_t)n, (off_t)at);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= r;
+		at += r;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, long long n, long long at)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t r = pwrite(fd, p, (size_t)n, (off_t)at);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= r;
+		at += r;
+	}
+	return 0;
+}
+
+static void stats_add(struct diskcache *dc, unsigned long long *field, unsigned long long n)
+{
+	pthread_mutex_lock(&dc->lock);
+	*field += n;
+	pthread_mutex_unlock(&dc->lock);
 }
 
 static struct entry *find_locked(struct diskcache *dc, const unsigned char id[32])
@@ -142,6 +238,12 @@ static void lru_push_locked(struct diskcache *dc, struct entry *e)
 		dc->locked.tail = e;
 }
 
+static void lru_touch_locked(struct diskcache *dc, struct entry *e)
+{
+	lru_unlink_locked(dc, e);
+	lru_push_locked(dc, e);
+}
+
 /* Drop an entry and its file. */
 static void remove_locked(struct diskcache *dc, struct entry *e)
 {
@@ -153,272 +255,434 @@ static void remove_locked(struct diskcache *dc, struct entry *e)
 	*pp = e->hnext;
 	lru_unlink_locked(dc, e);
 	dc->locked.used -= e->bytes;
-	block_path(dc, e->id, ".blk", path, sizeof(path));
+	block_path(dc, e->id, path, sizeof(path));
 	unlink(path);
 	free(e);
 }
 
-/*
- * Read the h->len bytes of a block file (fd, the block at boff) and check
- * them against h->sum, copying their overlap with [off, end) into dst (which
- * holds [off, end)). The overlap is read straight into dst and hashed there,
- * the rest streams through a small buffer: no block-sized buffer. On a
- * mismatch dst may hold the bad bytes: the caller fetches them again before
- * anything is returned. 0, or -1 when the bytes are short or do not match.
- */
-static int block_stream(int fd, const struct block_hdr *h, long long boff, char *dst,
-			long long off, long long end)
+/* Evict least recently used blocks, never keep, until need more bytes fit. 0, or -1. */
+static int make_room_locked(struct diskcache *dc, size_t need, const struct entry *keep)
 {
-	long long len = h->len, a = boff > off ? boff : off;
-	long long z = boff + len < end ? boff + len : end;
-	unsigned char sum[32];
-	char chunk[CHECK_CHUNK];
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	long long pos = boff;
-	int rc = 0;
+	while (dc->locked.used + need > dc->max_bytes) {
+		struct entry *v = dc->locked.tail;
 
-	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL))
-		abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
-	while (pos < boff + len && !rc) {
-		char *to = chunk;
-		long long stop = boff + len;
-		ssize_t n;
-
-		if (pos >= a && pos < z)
-			to = dst + (pos - off), stop = z;
-		else if (pos < a && a < z)
-			stop = a;
-		if (to == chunk && stop - pos > (long long)CHECK_CHUNK)
-			stop = pos + CHECK_CHUNK;
-		n = pread(fd, to, (size_t)(stop - pos), (off_t)(sizeof(*h) + (pos - boff)));
-		if (n <= 0)
-			rc = -1;
-		else if (!EVP_DigestUpdate(c, to, (size_t)n))
-			abort();
-		pos += n > 0 ? n : 0;
+		if (v == keep && v)
+			v = v->prev;
+		if (!v)
+			return -1;
+		remove_locked(dc, v);
+		dc->locked.stats.evicted++;
 	}
-	if (!EVP_DigestFinal_ex(c, sum, NULL))
-		abort();
-	EVP_MD_CTX_free(c);
-	return rc || memcmp(sum, h->sum, 32) != 0 ? -1 : 0;
+	return 0;
 }
 
 /*
- * Load block id (at boff) and copy its overlap with [off, end) into dst
- * (block_stream). Returns its length (> 0), 0 on a miss, or -1 when the file
- * existed but failed its check (removed).
+ * Check granules [ga, gb) of block file fd (the block at boff, identity id)
+ * and copy their overlap with [off, end) into dst. The overlap is read
+ * straight into dst, in one pread, and hashed there; the rest of the first
+ * and the last granule streams through one granule on the stack: no
+ * block-sized buffer. On a mismatch dst may hold bad bytes: the caller
+ * fetches them again before anything is returned. 0 (*data_end set and *eof
+ * raised when a short granule, the object's last, was met), or -1.
  */
-static long block_load(struct diskcache *dc, const unsigned char id[32], long long boff,
-		       char *dst, long long off, long long end)
+static int granules_check(int fd, const unsigned char id[32], long long boff, unsigned ga,
+			  unsigned gb, char *dst, long long off, long long end, long long *data_end,
+			  int *eof)
 {
+	struct gran_rec recs[NGRAN];
+	char chunk[DISKCACHE_GRANULE];
+	unsigned char sum[32];
 	struct block_hdr h;
+	long long a, z, data_z;
+	EVP_MD_CTX *c;
+	unsigned g;
+	int rc = 0;
+
+	if (pread_full(fd, &h, sizeof(h), 0) || memcmp(h.magic, MAGIC, 8) ||
+	    memcmp(h.id, id, 32) || h.off != (uint64_t)boff || h.granule != GRANULE ||
+	    h.ngran != NGRAN ||
+	    pread_full(fd, recs + ga, (long long)((gb - ga) * sizeof(recs[0])),
+		       TABLE_OFF + (long long)(ga * sizeof(recs[0]))))
+		return -1;
+	/* The bytes end at the first short granule: the object's last. */
+	for (g = ga; g < gb; g++) {
+		if (recs[g].len == 0 || recs[g].len > GRANULE)
+			return -1;
+		if (recs[g].len < GRANULE) {
+			gb = g + 1;
+			break;
+		}
+	}
+	data_z = boff + (long long)(gb - 1) * GRANULE + recs[gb - 1].len;
+	a = max_ll(off, boff + (long long)ga * GRANULE);
+	z = max_ll(a, min_ll(end, data_z));
+	if (z > a && pread_full(fd, dst + (a - off), z - a, HDR_SIZE + (a - boff)))
+		return -1;
+	c = EVP_MD_CTX_new();
+	if (!c)
+		abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
+	for (g = ga; g < gb && !rc; g++) {
+		long long s = boff + (long long)g * GRANULE, t = s + recs[g].len;
+		long long p1 = min_ll(max_ll(a, s), t), p2 = min_ll(max_ll(z, s), t);
+
+		if (!EVP_DigestInit_ex(c, EVP_sha256(), NULL))
+			abort();
+		if (p1 > s && (pread_full(fd, chunk, p1 - s, HDR_SIZE + (s - boff)) ||
+			       !EVP_DigestUpdate(c, chunk, (size_t)(p1 - s))))
+			rc = -1;
+		if (!rc && p2 > p1 && !EVP_DigestUpdate(c, dst + (p1 - off), (size_t)(p2 - p1)))
+			abort();
+		if (!rc && t > p2 && (pread_full(fd, chunk, t - p2, HDR_SIZE + (p2 - boff)) ||
+				      !EVP_DigestUpdate(c, chunk, (size_t)(t - p2))))
+			rc = -1;
+		if (!rc && (!EVP_DigestFinal_ex(c, sum, NULL) || memcmp(sum, recs[g].sum, 32)))
+			rc = -1;
+	}
+	EVP_MD_CTX_free(c);
+	if (!rc && recs[gb - 1].len < GRANULE) {
+		*eof = 1;
+		*data_end = data_z;
+	}
+	return rc;
+}
+
+/*
+ * Serve the run of present granules that starts at pos (in the block at
+ * boff, identity id), up to span_z: those that overlap [off, end) are read
+ * into dst and checked. Returns 1 with *adv, the run's length (*data_end and
+ * *eof set when the object ends in it), 0 when the granule at pos is not
+ * present, or -1 when the block failed its check (removed and counted; the
+ * caller fetches it again).
+ */
+static int run_load(struct diskcache *dc, const unsigned char id[32], long long boff,
+		    long long pos, long long span_z, char *dst, long long off, long long end,
+		    long long *adv, long long *data_end, int *eof)
+{
+	unsigned g0 = (unsigned)((pos - boff) / GRANULE), g1 = g0, ga, gb;
+	unsigned gmax = (unsigned)((min_ll(boff + BLOCK, span_z) - boff) / GRANULE);
+	unsigned long long gen;
 	char path[4096];
 	struct entry *e;
-	ssize_t n;
-	int fd, bad = 0;
+	int fd;
 
 	pthread_mutex_lock(&dc->lock);
 	e = find_locked(dc, id);
-	if (e) {
-		lru_unlink_locked(dc, e);
-		lru_push_locked(dc, e);
-	}
-	pthread_mutex_unlock(&dc->lock);
-	if (!e)
+	if (!e || !(e->present >> g0 & 1)) {
+		pthread_mutex_unlock(&dc->lock);
 		return 0;
-	block_path(dc, id, ".blk", path, sizeof(path));
+	}
+	while (g1 < gmax && e->present >> g1 & 1)
+		g1++;
+	*adv = boff + (long long)g1 * GRANULE - pos;
+	/* Only the granules that overlap what the caller asked for are read. */
+	ga = (unsigned)((max_ll(pos, off) - boff) / GRANULE);
+	gb = (unsigned)((min_ll(boff + (long long)g1 * GRANULE, end) - boff + GRANULE - 1) /
+			GRANULE);
+	if (max_ll(pos, off) >= min_ll(boff + (long long)g1 * GRANULE, end)) {
+		pthread_mutex_unlock(&dc->lock);
+		return 1;
+	}
+	lru_touch_locked(dc, e);
+	gen = e->gen;
+	block_path(dc, id, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0; /* being written, or just evicted */
-	n = pread(fd, &h, sizeof(h), 0);
-	if (n != (ssize_t)sizeof(h) || memcmp(h.magic, MAGIC, 8) || memcmp(h.id, id, 32) ||
-	    h.off != (uint64_t)boff || h.len == 0 || h.len > DISKCACHE_BLOCK)
-		bad = 1;
-	else
-		bad = block_stream(fd, &h, boff, dst, off, end) != 0;
-	close(fd);
-	if (!bad)
-		return (long)h.len;
+	pthread_mutex_unlock(&dc->lock);
+	if (fd >= 0 && !granules_check(fd, id, boff, ga, gb, dst, off, end, data_end, eof)) {
+		close(fd);
+		stats_add(dc, &dc->locked.stats.hits, gb - ga);
+		return 1;
+	}
+	if (fd >= 0)
+		close(fd);
 	pthread_mutex_lock(&dc->lock);
-	dc->locked.stats.bad++;
 	e = find_locked(dc, id);
-	if (e)
+	if (e && e->gen == gen) {
+		dc->locked.stats.bad++;
 		remove_locked(dc, e);
+	}
 	pthread_mutex_unlock(&dc->lock);
 	return -1;
 }
 
-/* Write one block; on any failure the block is simply not cached. */
-static void block_store(struct diskcache *dc, const unsigned char id[32], long long off,
-			const char *data, size_t len)
+/*
+ * Where the run of granules to fetch that starts at pos (missing) ends, at
+ * most at span_z: it takes in every missing granule up to the first stretch
+ * of DISKCACHE_COALESCE cached bytes, so that a few cached granules do not
+ * split one GET into many. A granule being written by another thread counts
+ * as missing (both fetch it; one stores it).
+ */
+static long long missing_run_end(struct diskcache *dc, const char *key, const char *etag,
+				 long long pos, long long span_z)
 {
-	size_t bytes = sizeof(struct block_hdr) + len;
-	char path[4096], tmp[4200];
-	struct block_hdr h;
+	long long z = pos + GRANULE, p, gap = 0, boff = -1;
+	unsigned char id[32];
+	uint64_t present = 0;
+
+	for (p = z; p < span_z; p += GRANULE) {
+		if (p / BLOCK * BLOCK != boff) {
+			struct entry *e;
+
+			boff = p / BLOCK * BLOCK;
+			block_id(dc, key, etag, boff, id);
+			pthread_mutex_lock(&dc->lock);
+			e = find_locked(dc, id);
+			present = e ? e->present : 0;
+			pthread_mutex_unlock(&dc->lock);
+		}
+		if (present >> ((p - boff) / GRANULE) & 1) {
+			gap += GRANULE;
+			if (gap >= (long long)DISKCACHE_COALESCE)
+				break;
+		} else {
+			gap = 0;
+			z = p + GRANULE;
+		}
+	}
+	return z;
+}
+
+/*
+ * Store granules want of the block at boff (identity id) from buf, which
+ * holds the object's bytes [buf_off, data_z). Granules present or being
+ * written already are left alone. On any failure they are simply not cached.
+ */
+static void block_fill(struct diskcache *dc, const unsigned char id[32], long long boff,
+		       uint64_t want, const char *buf, long long buf_off, long long data_z)
+{
+	struct gran_rec recs[NGRAN];
+	size_t need = 0, hdr = 0;
+	unsigned long long gen;
+	uint64_t claim;
+	char path[4096];
 	struct entry *e;
-	int fd, ok;
+	unsigned g, h;
+	int fd, made, ok = 1;
 
-	if (bytes > dc->max_bytes)
-		return;
 	pthread_mutex_lock(&dc->lock);
-	if (find_locked(dc, id)) {
+	e = find_locked(dc, id);
+	claim = e ? want & ~e->present & ~e->pending : want;
+	for (g = 0; g < NGRAN; g++)
+		if (claim >> g & 1)
+			need += gran_bytes(min_ll(GRANULE, data_z - (boff + g * GRANULE)));
+	if (e)
+		lru_touch_locked(dc, e);
+	else
+		hdr = HDR_SIZE;
+	if (!claim || make_room_locked(dc, need + hdr, e) != 0) {
 		pthread_mutex_unlock(&dc->lock);
 		return;
 	}
-	e = calloc(1, sizeof(*e));
 	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&dc->lock);
+			return;
+		}
+		memcpy(e->id, id, 32);
+		e->gen = ++dc->locked.gens;
+		e->bytes = hdr;
+		dc->locked.used += hdr;
+		e->hnext = dc->locked.table[slot(id)];
+		dc->locked.table[slot(id)] = e;
+		lru_push_locked(dc, e);
+	}
+	block_path(dc, id, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (!e->present && !e->pending)
+			remove_locked(dc, e);
 		pthread_mutex_unlock(&dc->lock);
 		return;
 	}
-	while (dc->locked.used + bytes > dc->max_bytes && dc->locked.tail) {
-		remove_locked(dc, dc->locked.tail);
-		dc->locked.stats.evicted++;
-	}
-	memcpy(e->id, id, 32);
-	e->bytes = bytes;
-	e->hnext = dc->locked.table[slot(id)];
-	dc->locked.table[slot(id)] = e;
-	lru_push_locked(dc, e);
-	dc->locked.used += bytes;
+	e->pending |= claim;
+	e->bytes += need;
+	dc->locked.used += need;
+	made = e->made;
+	gen = e->gen;
 	pthread_mutex_unlock(&dc->lock);
 
-	memset(&h, 0, sizeof(h));
-	memcpy(h.magic, MAGIC, 8);
-	memcpy(h.id, id, 32);
-	h.off = (uint64_t)off;
-	h.len = (uint32_t)len;
-	sha256(data, len, h.sum);
-	block_path(dc, id, ".blk", path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp%lx", path, (unsigned long)pthread_self());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ok = fd >= 0 && write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) &&
-	     write(fd, data, len) == (ssize_t)len;
-	if (fd >= 0 && close(fd) != 0)
+	if (!made) {
+		struct block_hdr bh;
+
+		memset(&bh, 0, sizeof(bh));
+		memcpy(bh.magic, MAGIC, 8);
+		memcpy(bh.id, id, 32);
+		bh.off = (uint64_t)boff;
+		bh.granule = (uint32_t)GRANULE;
+		bh.ngran = NGRAN;
+		ok = !pwrite_full(fd, &bh, sizeof(bh), 0);
+	}
+	/* Each stretch of claimed granules: its bytes, then its records. */
+	for (g = 0; g < NGRAN && ok; g = h) {
+		long long s = boff + (long long)g * GRANULE, t;
+
+		if (!(claim >> g & 1)) {
+			h = g + 1;
+			continue;
+		}
+		for (h = g; h < NGRAN && claim >> h & 1; h++) {
+			long long gs = boff + (long long)h * GRANULE;
+
+			memset(&recs[h], 0, sizeof(recs[h]));
+			recs[h].len = (uint32_t)min_ll(GRANULE, data_z - gs);
+			if (!EVP_Digest(buf + (gs - buf_off), recs[h].len, recs[h].sum, NULL,
+					EVP_sha256(), NULL))
+				abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
+		}
+		t = min_ll(boff + (long long)h * GRANULE, data_z);
+		ok = !pwrite_full(fd, buf + (s - buf_off), t - s, HDR_SIZE + (s - boff)) &&
+		     !pwrite_full(fd, &recs[g], (long long)((h - g) * sizeof(recs[0])),
+				  TABLE_OFF + (long long)(g * sizeof(recs[0])));
+	}
+	if (close(fd) != 0)
 		ok = 0;
+
 	pthread_mutex_lock(&dc->lock);
-	/* Still ours (not evicted meanwhile)? Then publish the file. */
-	if (find_locked(dc, id) == e && ok && rename(tmp, path) == 0) {
-		pthread_mutex_unlock(&dc->lock);
-		return;
+	e = find_locked(dc, id);
+	/* Evicted meanwhile: its file is gone, and the bytes with it. */
+	if (e && e->gen == gen) {
+		e->pending &= ~claim;
+		if (ok) {
+			e->present |= claim;
+			e->made = 1;
+		} else {
+			e->bytes -= need;
+			dc->locked.used -= need;
+			if (!e->present && !e->pending)
+				remove_locked(dc, e);
+		}
 	}
-	unlink(tmp);
-	if (find_locked(dc, id) == e)
-		remove_locked(dc, e);
 	pthread_mutex_unlock(&dc->lock);
 }
 
-/* Copy the overlap of block [boff, boff+blen) with [off, end) into dst. */
-static void copy_overlap(char *dst, long long off, long long end, const char *blk,
-			 long long boff, long long blen)
+/*
+ * Cache what a GET brought: the object's bytes [buf_off, data_z) in buf,
+ * eof when the object ends at data_z. Whole granules are stored, and the
+ * object's last one, short; a granule the bytes cover only in part is not.
+ */
+static void run_store(struct diskcache *dc, const char *key, const char *etag, const char *buf,
+		      long long buf_off, long long data_z, int eof)
 {
-	long long a = boff > off ? boff : off;
-	long long z = boff + blen < end ? boff + blen : end;
+	unsigned char id[32];
+	long long boff;
 
-	if (z > a)
-		memcpy(dst + (a - off), blk + (a - boff), (size_t)(z - a));
+	for (boff = buf_off / BLOCK * BLOCK; boff < data_z; boff += BLOCK) {
+		uint64_t want = 0;
+		unsigned g;
+
+		for (g = 0; g < NGRAN; g++) {
+			long long s = boff + (long long)g * GRANULE;
+
+			if (s >= buf_off && s < data_z && (s + GRANULE <= data_z || eof))
+				want |= gran_mask(g, g + 1);
+		}
+		if (!want)
+			continue;
+		block_id(dc, key, etag, boff, id);
+		block_fill(dc, id, boff, want, buf, buf_off, data_z);
+	}
 }
 
+/*
+ * Fetch the granules [a, z) with one GET and cache them, copying their
+ * overlap with [off, end) into dst. In place when they lie inside the
+ * caller's range, else through a bounce buffer in the budget; when the
+ * budget is short, only the caller's part of them. *data_end and *eof are
+ * set when the object ends before z.
+ */
+static int run_fetch(struct diskcache *dc, const char *key, const char *etag, long long a,
+		     long long z, char *dst, long long off, long long end, long long *data_end,
+		     int *eof, struct s3_error *e)
+{
+	struct membuf bounce = MEMBUF_EMPTY;
+	size_t rgot = 0;
+	int rc, bounced = 0;
+	char *buf;
+
+	if (a >= off && z <= end) {
+		buf = dst + (a - off);
+	} else if (dc->mb && membudget_get(dc->mb, (size_t)(z - a), &bounce) == 0) {
+		buf = bounce.p;
+		bounced = 1;
+	} else {
+		/* The budget is short: only the caller's bytes. */
+		a = max_ll(a, off);
+		z = min_ll(z, end);
+		buf = dst + (a - off);
+	}
+	rc = store_read_range(dc->inner, key, etag, a, (size_t)(z - a), buf, &rgot, e);
+	pthread_mutex_lock(&dc->lock);
+	dc->locked.stats.gets++;
+	if (!rc)
+		dc->locked.stats.misses +=
+			(unsigned long long)((z + GRANULE - 1) / GRANULE - a / GRANULE);
+	pthread_mutex_unlock(&dc->lock);
+	if (!rc) {
+		long long data_z = a + (long long)rgot;
+
+		if ((long long)rgot < z - a) {
+			*eof = 1;
+			*data_end = data_z;
+		}
+		run_store(dc, key, etag, buf, a, data_z, *eof);
+		if (bounced) {
+			long long s = max_ll(a, off), t = min_ll(data_z, end);
+
+			if (t > s)
+				memcpy(dst + (s - off), buf + (s - a), (size_t)(t - s));
+		}
+	}
+	membudget_put(dc->mb, &bounce);
+	return rc;
+}
+
+/*
+ * A read of [off, end): the granules it touches (from offset 0 for the
+ * read-ahead's first part after a lookup's bytes) are walked in order; each
+ * run of present granules is loaded (what overlaps the caller's range) and
+ * each run of missing ones that overlaps the caller's range is fetched whole
+ * and cached. Missing runs outside it are left for the reads that want them.
+ */
 static int dc_read_range(struct store *st, const char *key, const char *etag, long long off,
 			 size_t len, char *dst, size_t *got, struct s3_error *e)
 {
 	struct diskcache *dc = (struct diskcache *)st;
-	const long long bs = DISKCACHE_BLOCK;
-	long long end = off + (long long)len, b, b0, b1, data_end = end;
+	long long end = off + (long long)len, pos, span_z, data_end = end;
 	unsigned char id[32];
-	int rc = 0;
+	int eof = 0;
 
 	*got = 0;
 	if (!etag || !*etag || len == 0)
 		return store_read_range(dc->inner, key, etag, off, len, dst, got, e);
 	err_clear(e);
-	b0 = off / bs;
-	b1 = (end - 1) / bs;
-	for (b = b0; b <= b1;) {
-		struct membuf bounce = MEMBUF_EMPTY;
-		long long j, run_off, run_len, get_off, get_len;
-		size_t rgot = 0;
-		int inplace, cache = 1;
-		char *buf;
-		long n;
+	pos = len >= DISKCACHE_HEAD_PART && off < BLOCK ? 0 : off / GRANULE * GRANULE;
+	span_z = (end + GRANULE - 1) / GRANULE * GRANULE;
+	while (pos < span_z && !eof) {
+		long long boff = pos / BLOCK * BLOCK, adv = 0, z;
+		int r;
 
-		block_id(dc, key, etag, b * bs, id);
-		n = block_load(dc, id, b * bs, dst, off, end);
-		if (n < 0)
-			log_msg(LOG_WARNING, "disk cache: block at %lld of s3://%s/%s failed its "
-				"check; removed, fetching it again", b * bs, dc->bucket, key);
-		if (n > 0) {
-			pthread_mutex_lock(&dc->lock);
-			dc->locked.stats.hits++;
-			pthread_mutex_unlock(&dc->lock);
-			if (n < bs) {
-				data_end = b * bs + n;
-				break;
-			}
-			b++;
+		block_id(dc, key, etag, boff, id);
+		r = run_load(dc, id, boff, pos, span_z, dst, off, end, &adv, &data_end, &eof);
+		if (r > 0) {
+			pos += adv;
 			continue;
 		}
-		/* A run of missing blocks: one GET. */
-		for (j = b; j < b1; j++) {
-			unsigned char nid[32];
-			int present;
+		if (r < 0)
+			log_msg(LOG_WARNING, "disk cache: block at %lld of s3://%s/%s failed its "
+				"check; removed, fetching it again", boff, dc->bucket, key);
+		z = missing_run_end(dc, key, etag, pos, span_z);
+		if (z > off && pos < end) {
+			int rc = run_fetch(dc, key, etag, pos, z, dst, off, end, &data_end, &eof, e);
 
-			block_id(dc, key, etag, (j + 1) * bs, nid);
-			pthread_mutex_lock(&dc->lock);
-			present = find_locked(dc, nid) != NULL;
-			pthread_mutex_unlock(&dc->lock);
-			if (present)
-				break;
+			if (rc)
+				return rc;
 		}
-		run_off = b * bs;
-		run_len = (j - b + 1) * bs;
-		get_off = run_off;
-		get_len = run_len;
-		/* Aligned with the caller's buffer: fetch in place, else bounce. */
-		inplace = run_off >= off && run_off + run_len <= end;
-		if (inplace) {
-			buf = dst + (run_off - off);
-		} else if (dc->mb && membudget_get(dc->mb, (size_t)run_len, &bounce) == 0) {
-			buf = bounce.p;
-		} else {
-			/* The budget is short: only the caller's bytes, and none cached. */
-			get_off = run_off > off ? run_off : off;
-			get_len = (run_off + run_len < end ? run_off + run_len : end) - get_off;
-			buf = dst + (get_off - off);
-			cache = 0;
-		}
-		rc = store_read_range(dc->inner, key, etag, get_off, (size_t)get_len, buf, &rgot, e);
-		if (!rc) {
-			long long k;
-
-			pthread_mutex_lock(&dc->lock);
-			dc->locked.stats.misses += (unsigned long long)(j - b + 1);
-			pthread_mutex_unlock(&dc->lock);
-			for (k = b; k <= j && cache; k++) {
-				long long boff = (k - b) * bs;
-				long long blen = (long long)rgot - boff;
-
-				if (blen <= 0)
-					break;
-				if (blen > bs)
-					blen = bs;
-				block_id(dc, key, etag, k * bs, id);
-				block_store(dc, id, k * bs, buf + boff, (size_t)blen);
-				if (!inplace)
-					copy_overlap(dst, off, end, buf + boff, k * bs, blen);
-			}
-		}
-		membudget_put(dc->mb, &bounce);
-		if (rc)
-			break;
-		if ((long long)rgot < get_len) {
-			data_end = get_off + (long long)rgot;
-			break;
-		}
-		b = j + 1;
+		pos = z;
 	}
-	if (rc)
-		return rc;
-	*got = data_end > off ? (size_t)((data_end < end ? data_end : end) - off) : 0;
+	if (eof)
+		*got = data_end > off ? (size_t)(min_ll(data_end, end) - off) : 0;
+	else
+		*got = len;
 	return 0;
 }
 
@@ -511,9 +775,9 @@ struct store *diskcache_new(struct store *inner, struct membudget *mb, const cha
 		snprintf(why, whylen, "out of memory");
 		goto fail;
 	}
-	if (max_bytes < sizeof(struct block_hdr) + DISKCACHE_BLOCK) {
-		snprintf(why, whylen, "--max-cache-size must hold at least one %u-byte block",
-			 DISKCACHE_BLOCK);
+	if (max_bytes < HDR_SIZE + DISKCACHE_BLOCK) {
+		snprintf(why, whylen, "--max-cache-size must hold at least one block file "
+			 "(%u bytes)", HDR_SIZE + DISKCACHE_BLOCK);
 		goto fail;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

@@ -5,12 +5,18 @@
  * pages and no HEAD per entry. A refused listing is remembered on the node
  * for the TTL: the directory then shows d--x--x--x and opendir answers
  * EACCES without asking S3 again.
+ *
+ * The listing is fetched off the FUSE threads (fs/dirfetch.h): opendirs of
+ * one directory share one fetch, a bad directory never holds a FUSE worker,
+ * and an interrupted opendir is answered EINTR at once. The fetch's bounds
+ * (pages, time, memory, tokens) are fs/listing.h's.
  */
 #include "fs/fs_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,47 +25,166 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
+#include "fs/dirfetch.h"
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "s3/store.h"
 
+/* One opendir waiting for its directory's fetch (fs/dirfetch.h). */
+struct dir_open {
+	struct dirfetch_waiter w;	/* first: the waiter is cast back */
+	fuse_req_t req;
+	struct fuse_file_info fi;
+};
+
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct listing *l)
+{
+	fi->fh = (uint64_t)(uintptr_t)l;
+	fi->cache_readdir = 0;
+	/* -ENOENT: the request was interrupted and is gone; no RELEASEDIR will come. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		listing_release(l);
+}
+
+static void dir_open_done(struct dirfetch_waiter *w, int rc, struct listing *l)
+{
+	struct dir_open *o = (struct dir_open *)w;
+
+	if (rc)
+		fs_reply_err(o->req, METRICS_FS_OPENDIR, -rc);
+	else
+		reply_open(o->req, &o->fi, l);
+	free(o);
+}
+
+/*
+ * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
+ * action kills) is pending? The kernel marks that as SIGKILL pending in the
+ * thread before it wakes the thread to send us the interrupt. 1 when the
+ * thread is gone too; 0 when alive and not dying, or when it cannot be read.
+ */
+static int reader_dying(pid_t tid)
+{
+	unsigned long long pending, killed = 1ULL << (SIGKILL - 1);
+	char path[64], line[256];
+	int dying = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH;
+	while (fgets(line, sizeof(line), f))
+		if ((sscanf(line, "SigPnd: %llx", &pending) == 1 ||
+		     sscanf(line, "ShdPnd: %llx", &pending) == 1) && (pending & killed))
+			dying = 1;
+	fclose(f);
+	return dying;
+}
+
+/*
+ * libfuse calls this when the kernel interrupts the opendir: its reader got a
+ * signal. A reader that is being killed waits in D state for our answer, so
+ * it gets EINTR at once. Any other signal (a handler ran: SIGINT in Python,
+ * Go's preemption signal, a profiler's timer) must not turn into an error:
+ * no file operation returns EINTR (README, the errno contract). So the
+ * opendir goes on and is answered by the fetch. A reader whose pid we cannot
+ * see (pid 0: another PID namespace, as the app container of a Pod) cannot be
+ * told apart, so it too waits for the fetch, which its bounds end.
+ */
+static void dir_open_interrupted(fuse_req_t req, void *data)
+{
+	pid_t tid = fuse_req_ctx(req)->pid;
+
+	if (tid <= 0 || !reader_dying(tid))
+		return;
+	dirfetch_cancel(data, req);
+}
+
+/* Once per fetch that ended, before its waiters are answered. */
+static void dir_fetched(void *ctx, uint64_t ino, const char *key, int rc,
+			const struct s3_error *e)
+{
+	if (rc == -EACCES)
+		fs_note_denial(ctx, ino, "s3:ListBucket", key, 1, e);
+}
+
+int fs_dir_start(struct irsafs *fs)
+{
+	const struct opts *o = fs->opts;
+	struct dirfetch_config cfg = {
+		.store = fs->store,
+		.inodes = fs->inodes,
+		.page_size = o->list_page_size,
+		.timeout_ms = o->list_timeout_ms,
+		.max_bytes = o->metadata_cache_size,
+		.finished = dir_fetched,
+		.ctx = fs,
+	};
+
+	fs->dirs = dirfetch_new(&cfg);
+	return fs->dirs ? 0 : -ENOMEM;
+}
+
+void fs_dir_stop(struct irsafs *fs)
+{
+	dirfetch_free(fs->dirs);
+	fs->dirs = NULL;
+}
+
+/*
+ * A fresh cached listing is answered at once. Otherwise the opendir joins
+ * its directory's fetch and this FUSE thread goes back to the loop; the fetch
+ * thread answers it (fs/dirfetch.h), or the interrupt callback does when the
+ * reader is killed first.
+ */
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct irsafs *fs = fs_of(req);
 	struct inode_info ii;
+	struct dir_open *o;
 	struct listing *l;
-	struct s3_error e;
 	int rc;
 
 	fs_tune_readahead(fs);
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (!rc && !ii.is_dir)
 		rc = -ENOTDIR;
-	if (rc) {
-		inode_info_cleanup(&ii);
-		fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
-		return;
-	}
-	l = ii.denied ? NULL : inode_get_listing(fs->inodes, ino, fs->ttl_ms);
-	if (ii.denied) {
+	if (!rc && ii.denied)
 		rc = -EACCES;
-	} else if (!l) {
-		fs_count(&fs->counters.listings, 1);
-		rc = listing_fetch(fs->store, ii.key, fs->opts->list_page_size, &l, &e);
-		if (!rc)
-			inode_set_listing(fs->inodes, ino, l);
-		else if (rc == -EACCES)
-			fs_note_denial(fs, ino, "s3:ListBucket", ii.key, 1, &e);
+	if (rc)
+		goto fail;
+	l = inode_get_listing(fs->inodes, ino, fs->ttl_ms);
+	if (l) {
+		inode_info_cleanup(&ii);
+		reply_open(req, fi, l);
+		return;
 	}
+	o = calloc(1, sizeof(*o));
+	if (!o || !fs->dirs) {
+		free(o);
+		rc = -ENOMEM;
+		goto fail;
+	}
+	o->w.done = dir_open_done;
+	o->w.tag = req;
+	o->req = req;
+	o->fi = *fi;
+	rc = dirfetch_join(fs->dirs, ino, ii.key, &o->w);
 	inode_info_cleanup(&ii);
-	if (rc) {
+	if (rc < 0) {
+		free(o);
 		fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)l;
-	fi->cache_readdir = 0;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		listing_release(l);
+	if (rc == 1)
+		fs_count(&fs->counters.listings, 1);
+	fuse_req_interrupt_func(req, dir_open_interrupted, fs->dirs);
+	dirfetch_arm(fs->dirs, &o->w);
+	return;
+fail:
+	inode_info_cleanup(&ii);
+	fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

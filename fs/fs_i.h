@@ -54,6 +54,10 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
  */
 void fs_tune_readahead(struct irsafs *fs);
 
+/* Start / stop the directory fetches (FUSE init and destroy). 0 or -ENOMEM. */
+int fs_dir_start(struct irsafs *fs);
+void fs_dir_stop(struct irsafs *fs);
+
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *forgets);

@@ -114,6 +114,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+	if (fs_dir_start(userdata) != 0)
+		log_msg(LOG_ERR, "out of memory: directories cannot be listed");
+}
+
+/* From fuse_session_destroy, before the session goes: answer and stop the listings. */
+static void op_destroy(void *userdata)
+{
+	fs_dir_stop(userdata);
 }
 
 /* Write-type operations: a read-only file system says EROFS to each. */
@@ -185,6 +193,7 @@ static void op_erofs_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off
 
 const struct fuse_lowlevel_ops irsafs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = fs_op_lookup,
 	.forget = fs_op_forget,
 	.forget_multi = fs_op_forget_multi,

@@ -8,8 +8,11 @@
  *  - a node's key and is_dir never change, so its place in the key table is
  *    fixed for its life;
  *  - listing_bytes is the sum of the nodes' listing_bytes, each of which is
- *    0 exactly when the node has no listing; it never exceeds
- *    max_listing_bytes after inode_set_listing returns;
+ *    0 exactly when the node has no listing;
+ *  - building is the sum of the reservations of listings being fetched; it
+ *    never exceeds max_listing_bytes, and listing_bytes + building does not
+ *    either after inode_listing_reserve or inode_set_listing returns (cached
+ *    listings are evicted, oldest first, to keep it so);
  *  - neg_count is the length of the FIFO and the number of entries in the
  *    negative table, and never exceeds max_negative.
  */
@@ -62,6 +65,7 @@ struct inode_table {
 	struct node *root;
 	struct inode_limits lim;
 	size_t listing_bytes;
+	size_t building;		/* reserved by listings being fetched */
 	struct neg *neg_buckets[NEG_BUCKETS];
 	struct neg *neg_oldest, *neg_newest;
 	unsigned long neg_count;
@@ -167,6 +171,14 @@ struct inode_table *inode_table_new(const char *root_key)
 	t->root = root;
 	insert_locked(t, root);
 	return t;
+}
+
+void inode_table_set_first_ino(struct inode_table *t, uint64_t first)
+{
+	pthread_mutex_lock(&t->lock);
+	if (first > t->next_ino)
+		t->next_ino = first;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void inode_table_free(struct inode_table *t)
@@ -382,14 +394,10 @@ int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag)
 	return same;
 }
 
-/* What a listing costs in memory, roughly: the entries, their names and their strings. */
+/* What a listing costs in memory: the entries, their names and their strings. */
 static size_t listing_cost(const struct listing *l)
 {
-	size_t bytes = sizeof(*l) + l->cap * sizeof(l->e[0]), i;
-
-	for (i = 0; i < l->n; i++)
-		bytes += strlen(l->e[i].name) + 1 + store_attr_packed_bytes(&l->e[i].attr);
-	return bytes;
+	return l->bytes;
 }
 
 /* Drop n's listing; the caller releases *old after unlocking. */
@@ -437,10 +445,46 @@ static struct node *oldest_listing_locked(struct inode_table *t, const struct no
 	return best;
 }
 
+/* Evict the oldest listings (but keep's) until `need` more bytes fit beside building. */
+static void make_room_locked(struct inode_table *t, const struct node *keep, size_t need)
+{
+	struct listing *evicted;
+	struct node *victim;
+
+	while (t->listing_bytes + t->building + need > t->lim.max_listing_bytes &&
+	       (victim = oldest_listing_locked(t, keep))) {
+		drop_listing_locked(t, victim, &evicted);
+		/* Others may hold references; ours is dropped without sleeping. */
+		listing_release(evicted);
+	}
+}
+
+int inode_listing_reserve(struct inode_table *t, size_t bytes)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (bytes > t->lim.max_listing_bytes - t->building) {
+		rc = -ENOSPC;
+	} else {
+		t->building += bytes;
+		make_room_locked(t, NULL, 0);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void inode_listing_unreserve(struct inode_table *t, size_t bytes)
+{
+	pthread_mutex_lock(&t->lock);
+	t->building -= bytes < t->building ? bytes : t->building;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void inode_set_listing(struct inode_table *t, uint64_t ino, struct listing *l)
 {
-	struct listing *old = NULL, *evicted;
-	struct node *n, *victim;
+	struct listing *old = NULL;
+	struct node *n;
 	size_t cost = listing_cost(l);
 
 	pthread_mutex_lock(&t->lock);
@@ -456,12 +500,9 @@ void inode_set_listing(struct inode_table *t, uint64_t ino, struct listing *l)
 			 t->lim.max_listing_bytes);
 		goto out;
 	}
-	while (t->listing_bytes + cost > t->lim.max_listing_bytes &&
-	       (victim = oldest_listing_locked(t, n))) {
-		drop_listing_locked(t, victim, &evicted);
-		/* Others may hold references; ours is dropped without sleeping. */
-		listing_release(evicted);
-	}
+	if (cost > t->lim.max_listing_bytes - t->building)
+		goto out; /* no room beside the listings being built: served, not kept */
+	make_room_locked(t, n, cost);
 	n->listing = listing_ref(l);
 	n->listing_bytes = cost;
 	t->listing_bytes += cost;

@@ -59,6 +59,14 @@ void inode_table_free(struct inode_table *t);
 /* Set the limits (call before serving; a 0 size keeps the default). */
 void inode_table_set_limits(struct inode_table *t, const struct inode_limits *lim);
 
+/*
+ * Number new nodes from first on (the root stays 1). A server that takes
+ * over a FUSE connection from one that died (fs/resume.c) starts above every
+ * number its predecessors gave out: the kernel still holds those, and must
+ * never see one name a different file. Call before serving.
+ */
+void inode_table_set_first_ino(struct inode_table *t, uint64_t first);
+
 /* Copy node ino into *out. 0 or -ENOENT (unknown inode: a kernel bug or a race). */
 int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out);
 void inode_info_cleanup(struct inode_info *i);
@@ -82,8 +90,22 @@ int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag);
 
 /* The directory's cached listing (a new reference) if younger than max_age_ms. */
 struct listing *inode_get_listing(struct inode_table *t, uint64_t ino, long long max_age_ms);
-/* Replace the directory's cached listing (takes a new reference to l). */
+/*
+ * Replace the directory's cached listing (takes a new reference to l). A
+ * listing that does not fit beside the reservations is not kept.
+ */
 void inode_set_listing(struct inode_table *t, uint64_t ino, struct listing *l);
+
+/*
+ * Listings being fetched share the metadata cache's bytes with the cached
+ * ones (so --metadata-cache-size bounds both). Reserve bytes for one: cached
+ * listings are evicted, oldest first, to make room. 0, or -ENOSPC when the
+ * listings being fetched would hold more than the whole cache. Every
+ * reservation is returned with inode_listing_unreserve, before the finished
+ * listing is handed to inode_set_listing.
+ */
+int inode_listing_reserve(struct inode_table *t, size_t bytes);
+void inode_listing_unreserve(struct inode_table *t, size_t bytes);
 
 /*
  * A denial of node ino was seen now (its listing or its bytes were refused).

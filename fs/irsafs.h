@@ -19,6 +19,7 @@ struct membudget;
 struct inode_table;
 struct creds_cache;
 struct workq;
+struct dirfetch;
 struct metrics_http;
 
 struct irsafs_counters {
@@ -41,6 +42,7 @@ struct irsafs {
 	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
 	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
+	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */
 	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */
 	long long ttl_ms;		/* listings and attributes trusted this long */

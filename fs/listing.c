@@ -24,14 +24,28 @@ struct listing *listing_new(void)
 	if (l) {
 		l->refs = 1;
 		l->fetched_ms = clock_mono_ms();
+		l->bytes = sizeof(*l);
 	}
 	return l;
+}
+
+size_t listing_max_pages(int page_size)
+{
+	size_t n = LISTING_MAX_PAGE_KEYS / (size_t)(page_size > 0 ? page_size : 1000);
+
+	return n < 1000 ? 1000 : n;
 }
 
 struct listing *listing_ref(struct listing *l)
 {
 	__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
 	return l;
+}
+
+/* What an entry holds besides its slot in l->e. */
+static size_t entry_bytes(const struct listing_entry *ent)
+{
+	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
 }
 
 static void entry_clear(struct listing_entry *ent)
@@ -63,6 +77,7 @@ static int add_entry(struct listing *l, const char *name, size_t len, int is_dir
 
 		if (!e)
 			return -ENOMEM;
+		l->bytes += (cap - l->cap) * sizeof(*e);
 		l->e = e;
 		l->cap = cap;
 	}
@@ -74,6 +89,7 @@ static int add_entry(struct listing *l, const char *name, size_t len, int is_dir
 		return -ENOMEM;
 	}
 	ent->is_dir = is_dir;
+	l->bytes += entry_bytes(ent);
 	l->n++;
 	return 0;
 }
@@ -83,11 +99,33 @@ static void hidden(const char *key, const char *why)
 	log_once(LOG_NOTICE, "hiding s3 key '%s': %s", key, why);
 }
 
+/* The parser's dropped entries, once each: they would otherwise vanish without a word. */
+static void log_drops(const char *dir_key, const struct s3_list_page *page)
+{
+	size_t i;
+
+	for (i = 0; i < page->ndrops; i++) {
+		const struct s3_list_drop *d = &page->drops[i];
+
+		if (d->key[0])
+			log_once(LOG_NOTICE, "hiding s3 key '%s' (as the listing of '%s' sent it): %s",
+				 d->key, dir_key, d->why);
+		else
+			log_once(LOG_NOTICE, "hiding an entry of the listing of '%s': %s", dir_key,
+				 d->why);
+	}
+	if (page->dropped > page->ndrops)
+		log_msg(LOG_NOTICE, "hiding %zu more entries of one page of the listing of '%s' "
+			"(only the first %zu are named)", page->dropped - page->ndrops, dir_key,
+			page->ndrops);
+}
+
 int listing_add_page(struct listing *l, const char *dir_key, const struct s3_list_page *page)
 {
 	size_t dlen = strlen(dir_key), i, len;
 	int rc;
 
+	log_drops(dir_key, page);
 	for (i = 0; i < page->nobjects; i++) {
 		const struct s3_list_object *o = &page->objects[i];
 		struct store_attr a;
@@ -155,6 +193,7 @@ void listing_finish(struct listing *l, const char *dir_key)
 			if (l->e[w - 1].is_dir && !l->e[r].is_dir)
 				log_once(LOG_NOTICE, "s3 key '%s%s' is hidden by the directory "
 					 "'%s%s/'", dir_key, l->e[r].name, dir_key, l->e[r].name);
+			l->bytes -= entry_bytes(&l->e[r]);
 			entry_clear(&l->e[r]);
 			continue;
 		}
@@ -181,43 +220,188 @@ const struct listing_entry *listing_find(const struct listing *l, const char *na
 	return NULL;
 }
 
-int listing_fetch(struct store *st, const char *dir_key, int page_size, struct listing **out,
-		  struct s3_error *e)
+/*
+ * The continuation tokens a listing was given, as 64-bit hashes in an
+ * open-addressed table kept at most half full. A false "seen" needs two of a
+ * listing's (at most a few thousand) tokens to share a hash: about 1 in 10^12.
+ */
+struct token_set {
+	unsigned long long *slot;	/* 0: empty */
+	size_t cap, n;
+};
+
+static unsigned long long token_hash(const char *s)
 {
-	struct listing *l = listing_new();
+	unsigned long long h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+/* Add token: 0, 1 when it was there already, or -ENOMEM. */
+static int token_set_add(struct token_set *ts, const char *token)
+{
+	unsigned long long h = token_hash(token);
+	size_t i;
+
+	if (2 * (ts->n + 1) > ts->cap) {
+		struct token_set bigger = { .cap = ts->cap ? ts->cap * 2 : 64 };
+
+		bigger.slot = calloc(bigger.cap, sizeof(*bigger.slot));
+		if (!bigger.slot)
+			return -ENOMEM;
+		for (i = 0; i < ts->cap; i++) {
+			size_t j = ts->slot[i] % bigger.cap;
+
+			if (!ts->slot[i])
+				continue;
+			while (bigger.slot[j])
+				j = (j + 1) % bigger.cap;
+			bigger.slot[j] = ts->slot[i];
+		}
+		bigger.n = ts->n;
+		free(ts->slot);
+		*ts = bigger;
+	}
+	for (i = h % ts->cap; ts->slot[i]; i = (i + 1) % ts->cap)
+		if (ts->slot[i] == h)
+			return 1;
+	ts->slot[i] = h;
+	ts->n++;
+	return 0;
+}
+
+/* One listing_fetch in progress. */
+struct fetch {
+	const char *dir_key;
+	const struct listing_bounds *b;
+	struct listing *l;
+	struct token_set tokens;
+	size_t pages;
+	size_t charged;			/* bytes already passed to b->charge */
+};
+
+/* Before a page: cancelled, out of pages, out of time? 0 or the errno to end with. */
+static int fetch_may_go_on(struct fetch *f, size_t max_pages)
+{
+	const struct listing_bounds *b = f->b;
+
+	if (b->cancelled && b->cancelled(b->ctx))
+		return -EINTR;
+	if (f->pages >= max_pages) {
+		log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): no "
+			"directory needs more than %zu pages, the server keeps saying there is "
+			"more; the listing fails (EIO)", f->dir_key, f->pages, f->l->n, max_pages);
+		return -EIO;
+	}
+	if (b->deadline_ms && clock_mono_ms() >= b->deadline_ms) {
+		log_msg(LOG_ERR, "listing of '%s' is not done within --list-timeout (%zu pages, "
+			"%zu entries so far): the listing fails (EIO); raise --list-timeout if the "
+			"directory is this large and the server this slow", f->dir_key, f->pages,
+			f->l->n);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* After a page: the memory bound. 0 or -EIO. */
+static int fetch_charge(struct fetch *f)
+{
+	const struct listing_bounds *b = f->b;
+	size_t now = f->l->bytes + f->tokens.n * LISTING_TOKEN_BYTES;
+
+	if (b->max_bytes && now > b->max_bytes) {
+		log_msg(LOG_ERR, "listing of '%s' needs more than --metadata-cache-size (%zu MiB) "
+			"after %zu pages (%zu entries): the listing fails (EIO); raise "
+			"--metadata-cache-size to list this directory", f->dir_key,
+			b->max_bytes >> 20, f->pages, f->l->n);
+		return -EIO;
+	}
+	if (b->charge && now > f->charged) {
+		if (b->charge(b->ctx, now - f->charged)) {
+			log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): the "
+				"listings being built at once hold all of --metadata-cache-size; the "
+				"listing fails (EIO); raise --metadata-cache-size", f->dir_key,
+				f->pages, f->l->n);
+			return -EIO;
+		}
+		f->charged = now;
+	}
+	return 0;
+}
+
+/* The token that continues after page: 0 with *token set, or -EIO / -ENOMEM. */
+static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **token)
+{
+	size_t len;
+	int rc;
+
+	if (!page->next_token || !*page->next_token) {
+		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu is truncated but has no "
+			"continuation token; the listing fails (EIO)", f->dir_key, f->pages);
+		return -EIO;
+	}
+	len = strlen(page->next_token);
+	if (len > LISTING_MAX_TOKEN) {
+		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu has a continuation token of "
+			"%zu bytes, more than %d; the listing fails (EIO)", f->dir_key, f->pages,
+			len, LISTING_MAX_TOKEN);
+		return -EIO;
+	}
+	rc = token_set_add(&f->tokens, page->next_token);
+	if (rc == 1) {
+		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu repeats a continuation token "
+			"this listing was already given, so the server would loop for ever; the "
+			"listing fails (EIO)", f->dir_key, f->pages);
+		return -EIO;
+	}
+	if (rc)
+		return rc;
+	*token = page->next_token;
+	page->next_token = NULL;
+	return 0;
+}
+
+int listing_fetch(struct store *st, const char *dir_key, int page_size,
+		  const struct listing_bounds *bounds, struct listing **out, struct s3_error *e)
+{
+	static const struct listing_bounds none;
+	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none };
+	size_t max_pages = f.b->max_pages ? f.b->max_pages : listing_max_pages(page_size);
 	struct s3_list_page page;
 	char *token = NULL;
-	int rc = 0;
+	int rc;
 
-	if (!l)
+	f.l = listing_new();
+	if (!f.l)
 		return -ENOMEM;
 	for (;;) {
+		rc = fetch_may_go_on(&f, max_pages);
+		if (rc)
+			break;
 		rc = store_list_page(st, dir_key, token, page_size, &page, e);
 		free(token);
 		token = NULL;
 		if (rc)
 			break;
-		rc = listing_add_page(l, dir_key, &page);
-		if (!rc && page.truncated) {
-			if (!page.next_token || !*page.next_token) {
-				log_msg(LOG_ERR, "ListObjectsV2 under '%s': truncated page without a "
-					"continuation token", dir_key);
-				rc = -EIO;
-			} else {
-				token = page.next_token;
-				page.next_token = NULL;
-			}
-		}
+		f.pages++;
+		rc = listing_add_page(f.l, dir_key, &page);
+		if (!rc && page.truncated)
+			rc = fetch_next_token(&f, &page, &token);
+		if (!rc)
+			rc = fetch_charge(&f);
 		s3_list_page_cleanup(&page);
 		if (rc || !token)
 			break;
 	}
 	free(token);
+	free(f.tokens.slot);
 	if (rc) {
-		listing_release(l);
+		listing_release(f.l);
 		return rc;
 	}
-	listing_finish(l, dir_key);
-	*out = l;
+	listing_finish(f.l, dir_key);
+	*out = f.l;
 	return 0;
 }

@@ -36,6 +36,8 @@
 #include "fs/metrics_http.h"
 #include "fs/mountpoint.h"
 #include "fs/opts.h"
+#include "fs/resume.h"
+#include "fs/serve.h"
 #include "http/http.h"
 #include "http/xml.h"
 #include "s3/s3.h"
@@ -232,7 +234,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	 */
 	lifecycle_startup_done();
 	fs->mount_path = realpath(o->mountpoint, NULL);
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
+	if (resume_session_mount(fs, se, o->mountpoint) != 0) {
 		log_msg(LOG_ERR, "cannot mount on %s (does it exist, is it a directory, and is "
 			"/dev/fuse available?)", o->mountpoint);
 		goto out_session;
@@ -276,6 +278,8 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
+	fs_dir_stop(fs);
 	metrics_http_stop(fs->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
@@ -316,6 +320,8 @@ int main(int argc, char **argv)
 	no_core_dumps();
 	if (argc > 1 && !strcmp(argv[1], "doctor"))
 		return doctor_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "serve"))
+		return serve_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "probe"))
 		return mountpoint_probe_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "exec") && exec_split(&argc, &argv, &cmd) != 0)

@@ -42,6 +42,7 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_INSTANCE_ROLE,
 	OPT_UNLISTED_DIRS,
+	OPT_LIST_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -61,6 +62,7 @@ static const struct option long_opts[] = {
 	{ "metadata-cache-size", required_argument, NULL, OPT_MD_CACHE },
 	{ "strict", no_argument, NULL, OPT_STRICT },
 	{ "list-page-size", required_argument, NULL, OPT_PAGE_SIZE },
+	{ "list-timeout", required_argument, NULL, OPT_LIST_TIMEOUT },
 	{ "credential-duration", required_argument, NULL, OPT_CRED_DURATION },
 	{ "operation-timeout", required_argument, NULL, OPT_BUDGET },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
@@ -87,6 +89,7 @@ void opts_usage(FILE *f)
 		"       irsafs exec [OPTIONS] BUCKET MOUNTPOINT -- COMMAND [ARGS...]\n"
 		"       irsafs doctor BUCKET [--prefix P] [--json] [--strict]\n"
 		"       irsafs probe MOUNTPOINT [--timeout S]\n"
+		"       irsafs serve [OPTIONS] DIR   (the Pod side of irsafs-csi)\n"
 		"\n"
 		"Mount an S3 bucket read-only, as the IAM role the Pod was given (IRSA).\n"
 		"\n"
@@ -113,6 +116,8 @@ void opts_usage(FILE *f)
 		"                           role without s3:ListBucket reaches nested keys by\n"
 		"                           their full path; a missing name then shows as one\n"
 		"  --list-page-size N       keys per ListObjectsV2 page, 1-1000 (default 1000)\n"
+		"  --list-timeout S         give up listing one directory after S seconds\n"
+		"                           (default 600)\n"
 		"  --credential-duration S  ask STS for credentials lasting S seconds\n"
 		"  --allow-instance-role    allow the instance role (IMDSv2) as the last\n"
 		"                           credential source; off by default, because on EKS\n"
@@ -128,7 +133,7 @@ void opts_usage(FILE *f)
 		"  --kernel-readahead SIZE  the kernel's read-ahead for this mount, so that it asks\n"
 		"                           for larger reads; 0 = leave it (default 512K; needs a\n"
 		"                           writable /sys)\n"
-		"  --cache-dir DIR          keep 1 MiB blocks of read objects in DIR (created 0700,\n"
+		"  --cache-dir DIR          keep what was read in DIR, checked on every read (0700,\n"
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
 		"  --debug                  log every request and FUSE operation\n"
@@ -231,6 +236,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->negative_ttl = -1;
 	o->metadata_cache_size = 64u << 20;
 	o->list_page_size = 1000;
+	o->list_timeout_ms = 600000;
 	o->budget_ms = 20000;
 	o->max_memory = 256u << 20;
 	o->read_part_size = 8u << 20;
@@ -316,6 +322,11 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			if (parse_long(optarg, 1, 1000, &v))
 				return bad("--list-page-size", optarg, "expected a number from 1 to 1000");
 			o->list_page_size = (int)v;
+			break;
+		case OPT_LIST_TIMEOUT:
+			if (parse_long(optarg, 1, 86400, &v))
+				return bad("--list-timeout", optarg, "expected seconds from 1 to 86400");
+			o->list_timeout_ms = (long long)v * 1000;
 			break;
 		case OPT_CRED_DURATION:
 			if (parse_long(optarg, 60, 43200, &v))

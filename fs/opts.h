@@ -35,6 +35,7 @@ struct opts {
 	int strict;			/* any denial of the mount-time listing fails the mount */
 	int unlisted_dirs;		/* neither listed nor readable: a traverse-only directory */
 	int list_page_size;
+	long long list_timeout_ms;	/* one directory's whole listing */
 	long credential_duration;
 	int allow_instance_role;	/* IMDS may be the last credential source */
 	long budget_ms;

@@ -22,6 +22,12 @@
  *
  * Element lookups match the local name only, so the S3 and STS namespaces
  * (and their absence, as radosgw sends) read alike.
+ *
+ * xml_stream_parse() keeps every rule above but builds no tree: libxml2's
+ * push parser is fed the body in 64 KiB chunks and calls our SAX handlers,
+ * which keep one element's text at most (XML_TEXT_MAX). The depth limit is
+ * ours there (XML_MAX_DEPTH): libxml2 counts depth only while building a
+ * tree, and without one a deep document would still grow its name stack.
  */
 #include "http/xml.h"
 
@@ -32,6 +38,7 @@
 #include <libxml/parser.h>
 #include <libxml/xmlerror.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/strutil.h"
 
@@ -82,6 +89,143 @@ xmlDocPtr xml_parse(const char *body, size_t len)
 	}
 	xmlFreeParserCtxt(ctxt);
 	return doc;
+}
+
+/* ---- streaming ---------------------------------------------------------------------------- */
+
+#define XML_STREAM_CHUNK (64 * 1024)
+
+struct stream {
+	const struct xml_stream *h;
+	xmlParserCtxtPtr ctxt;
+	int depth;
+	int collect_depth;		/* depth of the element whose text is kept; 0: none */
+	struct buf text;		/* its text so far, at most XML_TEXT_MAX */
+	size_t text_len;		/* its full length */
+	int rc;				/* first failure */
+};
+
+static void stream_fail(struct stream *st, int rc)
+{
+	if (!st->rc)
+		st->rc = rc;
+	xmlStopParser(st->ctxt);
+}
+
+static void stream_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+			 const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+			 int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+	struct stream *st = ctx;
+	int rc;
+
+	(void)prefix;
+	(void)uri;
+	(void)nb_namespaces;
+	(void)namespaces;
+	(void)nb_attributes;
+	(void)nb_defaulted;
+	(void)attributes;
+	if (st->rc)
+		return;
+	if (++st->depth > XML_MAX_DEPTH) {
+		stream_fail(st, -EPROTO);
+		return;
+	}
+	rc = st->h->open(st->h->ctx, (const char *)localname, st->depth);
+	if (rc < 0) {
+		stream_fail(st, rc);
+	} else if (rc == 1 && !st->collect_depth) {
+		st->collect_depth = st->depth;
+		buf_reset(&st->text);
+		st->text_len = 0;
+	}
+}
+
+static void stream_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+		       const xmlChar *uri)
+{
+	struct stream *st = ctx;
+	const char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	(void)prefix;
+	(void)uri;
+	if (st->rc)
+		return;
+	if (st->collect_depth == st->depth) {
+		len = st->text_len;
+		text = len <= XML_TEXT_MAX ? (st->text.data ? st->text.data : "") : NULL;
+		st->collect_depth = 0;
+	}
+	rc = st->h->close(st->h->ctx, (const char *)localname, st->depth, text, len);
+	st->depth--;
+	if (rc < 0)
+		stream_fail(st, rc);
+}
+
+/* Text and CDATA: kept only when they are direct children of the collected element. */
+static void stream_text(void *ctx, const xmlChar *ch, int len)
+{
+	struct stream *st = ctx;
+
+	if (st->rc || !st->collect_depth || st->depth != st->collect_depth || len <= 0)
+		return;
+	st->text_len += (size_t)len;
+	if (st->text_len <= XML_TEXT_MAX && buf_append(&st->text, ch, (size_t)len) == -ENOMEM)
+		stream_fail(st, -ENOMEM);
+}
+
+/* Any DOCTYPE: stop before its internal subset is read (see xml_refuse_doctype). */
+static void stream_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id,
+			   const xmlChar *system_id)
+{
+	(void)name;
+	(void)external_id;
+	(void)system_id;
+	stream_fail(ctx, -EPROTO);
+}
+
+int xml_stream_parse(const char *body, size_t len, const struct xml_stream *h)
+{
+	struct stream st;
+	xmlSAXHandler sax;
+	size_t off, n;
+	int rc;
+
+	if (!body || len == 0 || len > XML_MAX_BODY)
+		return -EPROTO;
+	memset(&st, 0, sizeof(st));
+	st.h = h;
+	buf_init(&st.text, XML_TEXT_MAX);
+	/* Only our handlers: nothing builds a tree, nothing resolves an entity. */
+	memset(&sax, 0, sizeof(sax));
+	sax.initialized = XML_SAX2_MAGIC;
+	sax.startElementNs = stream_start;
+	sax.endElementNs = stream_end;
+	sax.characters = stream_text;
+	sax.cdataBlock = stream_text;
+	sax.internalSubset = stream_doctype;
+	sax.serror = xml_quiet;
+	st.ctxt = xmlCreatePushParserCtxt(&sax, &st, NULL, 0, NULL);
+	if (!st.ctxt) {
+		buf_cleanup(&st.text);
+		return -ENOMEM;
+	}
+	xmlCtxtUseOptions(st.ctxt, XML_PARSE_FLAGS);
+	for (off = 0; off < len && !st.rc && st.ctxt->wellFormed; off += n) {
+		n = len - off < XML_STREAM_CHUNK ? len - off : XML_STREAM_CHUNK;
+		xmlParseChunk(st.ctxt, body + off, (int)n, 0);
+	}
+	if (!st.rc && st.ctxt->wellFormed)
+		xmlParseChunk(st.ctxt, NULL, 0, 1);
+	rc = st.rc;
+	if (!rc && (!st.ctxt->wellFormed || st.depth != 0))
+		rc = -EPROTO;
+	xmlFreeParserCtxt(st.ctxt);
+	buf_cleanup(&st.text);
+	return rc;
 }
 
 static int xml_is(xmlNodePtr node, const char *name)
@@ -183,6 +327,16 @@ static size_t utf8_cut(const char *s, size_t k)
 		return k;
 	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
 	return i - 1 + need > k ? i - 1 : k;
+}
+
+void xml_text_copy(const char *text, size_t len, char *out, size_t outlen)
+{
+	size_t n = len < outlen - 1 ? len : outlen - 1;
+
+	memcpy(out, text, n);
+	out[n] = '\0';
+	if (n < len)
+		out[utf8_cut(out, n)] = '\0';
 }
 
 int xml_child_copy(xmlNodePtr parent, const char *name, char *out, size_t outlen)

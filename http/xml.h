@@ -20,6 +20,10 @@ struct s3_error;
 
 /* Hard cap on any XML body irsafs parses (list pages are the largest). */
 #define XML_MAX_BODY (8u * 1024 * 1024)
+/* Nesting deeper than this is refused (libxml2's own default for documents). */
+#define XML_MAX_DEPTH 256
+/* Text of one element that xml_stream_parse keeps; longer text is reported as too long. */
+#define XML_TEXT_MAX (16u * 1024)
 
 void xml_global_init(void);
 
@@ -47,6 +51,46 @@ char *xml_child_text(xmlNodePtr parent, const char *name);
 
 /* Like xml_child_text, copied into out (truncated, NUL-terminated); 0 if found. */
 int xml_child_copy(xmlNodePtr parent, const char *name, char *out, size_t outlen);
+
+/*
+ * A streaming parse, for the documents that can be large (list pages): the
+ * same rules as xml_parse (size cap, no DTD, no entities, no network, no
+ * output), but no tree is built. libxml2's tree of a list page costs about 14
+ * times the page; this costs the parser's small state plus one element's
+ * text, whatever the document's shape.
+ *
+ * open() is called when an element starts, with its local name and depth
+ * (the root is 1). It returns 1 to have the element's text collected, 0 not
+ * to, or a negative errno to stop the parse with that value. Only one
+ * element's text is collected at a time: inside an element being collected,
+ * a request to collect a child is ignored.
+ *
+ * close() is called when an element ends. For an element whose text was
+ * collected, text is its direct text and CDATA (NUL-terminated, len bytes),
+ * or NULL with len the full length when that exceeded XML_TEXT_MAX; markup
+ * nested inside it contributes nothing, as in xml_node_text. For any other
+ * element text is NULL and len 0. It returns 0, or a negative errno to stop.
+ */
+struct xml_stream {
+	int (*open)(void *ctx, const char *name, int depth);
+	int (*close)(void *ctx, const char *name, int depth, const char *text, size_t len);
+	void *ctx;
+};
+
+/*
+ * Parse body[0..len) calling h's callbacks. Returns 0 for a well-formed
+ * document, the first negative errno a callback returned, or -EPROTO (over
+ * XML_MAX_BODY, not well-formed, a DOCTYPE, deeper than XML_MAX_DEPTH).
+ * Callbacks may have run before an error is found: the caller discards what
+ * they built when this fails.
+ */
+int xml_stream_parse(const char *body, size_t len, const struct xml_stream *h);
+
+/*
+ * Copy text (len bytes) into out, truncated to outlen - 1 bytes without
+ * cutting a UTF-8 sequence, NUL-terminated. outlen > 0.
+ */
+void xml_text_copy(const char *text, size_t len, char *out, size_t outlen);
 
 /*
  * Parse an S3 or STS error document into e->code, e->message, e->request_id

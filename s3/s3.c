@@ -708,7 +708,13 @@ static int s3_list_page(struct store *st, const char *prefix, const char *token,
 	if (rc)
 		goto out;
 	rc = s3_xml_parse_list(resp.body.data, resp.body.len, page);
-	if (rc) {
+	if (rc == -E2BIG) {
+		log_msg(LOG_ERR, "ListObjectsV2 s3://%s/%s: one page holds more than %d entries "
+			"(max-keys was %d): the reply is refused", s->bucket, prefix,
+			S3_LIST_MAX_ENTRIES, max_keys > 0 ? max_keys : s->page_size);
+		snprintf(e->code, sizeof(e->code), "MalformedReply");
+		rc = -EIO;
+	} else if (rc && rc != -ENOMEM) {
 		log_msg(LOG_ERR, "ListObjectsV2 s3://%s/%s: the reply is not a ListBucketResult",
 			s->bucket, prefix);
 		snprintf(e->code, sizeof(e->code), "MalformedReply");

@@ -8,9 +8,13 @@
  * (radosgw encodes Key but sends Prefix and CommonPrefixes/Prefix unencoded
  * even with encoding-type=url; a prefix that is not a valid encoding, or holds
  * a space, control or non-ASCII byte, is kept as sent, so its only loss is a
- * literal '+' or '%XX' in a prefix.) A key that does not decode, or decodes
- * to hold a NUL, is dropped from the page (counted in `dropped`). Returns
- * -ENOMEM when memory runs out. Thread-safe.
+ * literal '+' or '%XX' in a prefix.) An entry that cannot be represented (a
+ * key that does not decode or decodes to hold a NUL, no <Key> or <Size>, a
+ * size outside 0..S3_LIST_MAX_SIZE) is dropped from the page: counted in
+ * `dropped`, and the first S3_LIST_MAX_DROPS of them described in `drops` for
+ * the caller's log. The page is parsed as a stream (no document tree), so
+ * its memory follows what it holds: at most S3_LIST_MAX_ENTRIES entries.
+ * Thread-safe.
  */
 #ifndef IRSAFS_S3_S3_XML_H
 #define IRSAFS_S3_S3_XML_H
@@ -26,6 +30,27 @@ struct s3_list_object {
 	char storage_class[32];		/* "STANDARD" when absent */
 };
 
+/*
+ * Object sizes above 2^53 (8 PiB; S3's largest object is a few TB) are
+ * refused: below it every offset and size sum fits a long long, and a double.
+ */
+#define S3_LIST_MAX_SIZE (1LL << 53)
+/*
+ * Entries (Contents and CommonPrefixes) one page may hold. S3 and every
+ * compatible server send at most 1,000 (max-keys), but a server that ignores
+ * max-keys is served as long as its page is within the body cap. This bounds
+ * what the smallest entries (~50 bytes of XML, ~110 bytes parsed) can cost:
+ * about 14 MiB for a page at the 8 MiB body cap, whatever its shape.
+ */
+#define S3_LIST_MAX_ENTRIES 100000
+#define S3_LIST_MAX_DROPS 16
+
+/* A dropped entry, for the log. */
+struct s3_list_drop {
+	char *key;			/* as sent (undecoded), cut to 256 bytes; "" when absent */
+	char why[96];			/* what was wrong with it */
+};
+
 struct s3_list_page {
 	struct s3_list_object *objects;
 	size_t nobjects;
@@ -34,9 +59,16 @@ struct s3_list_page {
 	int truncated;			/* IsTruncated */
 	char *next_token;		/* NextContinuationToken, raw; NULL if none */
 	size_t dropped;			/* entries that could not be represented */
+	struct s3_list_drop drops[S3_LIST_MAX_DROPS];	/* the first ndrops of them */
+	size_t ndrops;
 };
 
-/* Returns 0 and fills page, or -EPROTO (page left empty). */
+/*
+ * Returns 0 and fills page; -EPROTO when the body is not a ListBucketResult
+ * (not well-formed, a DTD, too deep, over XML_MAX_BODY, a bad IsTruncated or
+ * EncodingType); -E2BIG over S3_LIST_MAX_ENTRIES; -ENOMEM. On error the page
+ * is left empty.
+ */
 int s3_xml_parse_list(const char *body, size_t len, struct s3_list_page *page);
 
 void s3_list_page_cleanup(struct s3_list_page *page);

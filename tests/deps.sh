@@ -8,12 +8,16 @@ pkgs=(
 	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 	libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
 	libmicrohttpd-dev
+	# build: irsafs-csi (HTTP/2 and the CSI messages)
+	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	# run
 	fuse3 ca-certificates
 	# testbed: radosgw + a tiny OIDC issuer; its AWS mode adds TLS (stunnel4)
 	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl stunnel4
 	# tests
 	python3-pytest python3-yaml attr valgrind findutils coreutils strace
+	# tests: the CSI plugin, driven as the kubelet does (gRPC stubs made at test time)
+	python3-grpcio python3-grpc-tools procps
 	# packaging tests: the .deb build and lintian, the man page, mount -t
 	debhelper dpkg-dev lintian groff-base man-db util-linux mount
 )

@@ -12,5 +12,6 @@ ninja -C "$build" >/dev/null
 meson test -C "$build" --suite unit --print-errorlogs >/dev/null
 DESTDIR=$dest meson install -C "$build" --no-rebuild >/dev/null
 test -x "$dest/usr/bin/irsafs"
+test -x "$dest/usr/bin/irsafs-csi"
 test -x "$dest/usr/sbin/mount.irsafs"
 test -f "$dest/usr/share/man/man1/irsafs.1"

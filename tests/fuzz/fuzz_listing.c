@@ -6,7 +6,8 @@
  * Keys may hold any byte but newline: control characters, invalid UTF-8,
  * CR, '.', '..', empty segments, very long names. Invariants after
  * listing_finish: every name passes listing_name_ok, names are strictly
- * increasing (unique), and listing_find finds each one.
+ * increasing (unique), listing_find finds each one, and l->bytes (what the
+ * memory bounds count) is exactly what the listing holds.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,10 +65,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	l = listing_new();
 	if (l && listing_add_page(l, dir, &page) == 0) {
+		size_t bytes = sizeof(*l) + l->cap * sizeof(l->e[0]);
+
 		listing_finish(l, dir);
 		for (i = 0; i < l->n; i++) {
 			const char *name = l->e[i].name;
 
+			bytes += strlen(name) + 1 + store_attr_packed_bytes(&l->e[i].attr);
 			if (!listing_name_ok(name, strlen(name)))
 				abort();
 			if (i && strcmp(l->e[i - 1].name, name) >= 0)
@@ -75,6 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (listing_find(l, name) != &l->e[i])
 				abort();
 		}
+		if (bytes != l->bytes)
+			abort();
 	}
 	listing_release(l);
 	for (i = 0; i < page.nobjects; i++)

@@ -3,8 +3,10 @@
  *
  * Invariants: no crash or leak; a refused page comes back empty; an accepted
  * one holds only what the filesystem can use: non-empty keys and prefixes, a
- * non-negative size, a terminated storage class and an ETag with no control
- * characters (it goes into an If-Match header).
+ * size from 0 to S3_LIST_MAX_SIZE, a terminated storage class and an ETag with
+ * no control characters (it goes into an If-Match header); at most
+ * S3_LIST_MAX_ENTRIES entries; each described drop is counted, with its key
+ * cut to 256 bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,20 +41,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (s3_xml_parse_list((const char *)data, size, &page)) {
 		if (page.objects || page.nobjects || page.prefixes || page.nprefixes ||
-		    page.next_token || page.truncated || page.dropped)
+		    page.next_token || page.truncated || page.dropped || page.ndrops)
 			abort();
 		return 0;
 	}
 	for (i = 0; i < page.nobjects; i++) {
 		const struct s3_list_object *o = &page.objects[i];
 
-		if (!o->key || !o->key[0] || o->size < 0 ||
+		if (!o->key || !o->key[0] || o->size < 0 || o->size > S3_LIST_MAX_SIZE ||
 		    !memchr(o->storage_class, '\0', sizeof(o->storage_class)) ||
 		    !o->storage_class[0] || (o->etag && has_control(o->etag)))
 			abort();
 	}
 	for (i = 0; i < page.nprefixes; i++)
 		if (!page.prefixes[i] || !page.prefixes[i][0])
+			abort();
+	if (page.nobjects + page.nprefixes + page.dropped > S3_LIST_MAX_ENTRIES ||
+	    page.ndrops > page.dropped || page.ndrops > S3_LIST_MAX_DROPS)
+		abort();
+	for (i = 0; i < page.ndrops; i++)
+		if (!page.drops[i].key || strlen(page.drops[i].key) > 256 ||
+		    !memchr(page.drops[i].why, '\0', sizeof(page.drops[i].why)))
 			abort();
 	s3_list_page_cleanup(&page);
 	return 0;

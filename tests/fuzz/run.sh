@@ -75,6 +75,22 @@ put fuzz_creds_json bad '\000{"AccessKeyId":1,"SecretAccessKey":null,"Expiration
 put fuzz_creds_json deep '\001[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]'
 put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODgiLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVtbzpyZWFkZXIiLCJhdWQiOlsic3RzLmFtYXpvbmF3cy5jb20iXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMH0.c2ln'
 put fuzz_jwt bad 'a.b.c\n'
+# CSI requests (first byte: the method; 5 is NodePublishVolume, 6 Unpublish) and a
+# handoff message (first byte 0x80). The publish seed is a whole valid request.
+mkdir -p "$work/seed-fuzz_csi"
+python3 - "$work/seed-fuzz_csi/publish" <<'PY'
+import sys
+def f(n, b): return bytes([n << 3 | 2, len(b)]) + b
+def entry(k, v): return f(8, f(1, k.encode()) + f(2, v.encode()))
+cap = f(2, b"") + f(3, bytes([8, 2]))
+req = (f(1, b"csi-1") + f(4, b"/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/d/mount") +
+       f(5, cap) + bytes([6 << 3, 1]) + entry("bucket", "b") + entry("prefix", "p") +
+       entry("csi.storage.k8s.io/pod.uid", "abc-123"))
+open(sys.argv[1], "wb").write(bytes([5]) + req)
+PY
+put fuzz_csi unpublish '\006\012\001v\022\002/t'
+put fuzz_csi info '\003'
+put fuzz_csi handoff '\200irsafs-handoff 1\nvolume_id=v\nbucket=b\nprefix=p/\ngeneration=2\n'
 put fuzz_headers range 'bytes 0-131071/1073741824'
 put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
 put fuzz_headers iso '2026-11-28T15:17:00.123Z'

@@ -338,6 +338,21 @@ def block_files(d):
     return [os.path.join(d, n) for n in os.listdir(d) if n.endswith(".blk")]
 
 
+def block_at(d, off):
+    """The block file of the block at off (its header: magic, identity, offset)."""
+    for p in block_files(d):
+        with open(p, "rb") as f:
+            h = f.read(48)
+        if h[:8] == b"IRSAFSB2" and int.from_bytes(h[40:48], "little") == off:
+            return p
+    raise AssertionError(f"no block file for offset {off} in {d}")
+
+
+def disk_bytes(paths):
+    """What the (sparse) block files take on disk."""
+    return sum(os.stat(p).st_blocks * 512 for p in paths)
+
+
 def odirect_sha(path):
     h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
@@ -357,7 +372,10 @@ def odirect_sha(path):
 def test_disk_cache_hits_verifies_and_empties(testbed, rmount, data, tmp_path):
     cdir = str(tmp_path / "cache")
     want = hashlib.sha256(data["seq.bin"]).hexdigest()
-    m = rmount("--cache-dir", cdir, expect_log=[r"disk cache: block at \d+ of s3://\S+ failed"])
+    # A metadata TTL that outlives the test under load: a re-lookup would GET the first
+    # 128 KiB again, and that is not what this test counts.
+    m = rmount("--cache-dir", cdir, "--metadata-ttl", "30",
+               expect_log=[r"disk cache: block at \d+ of s3://\S+ failed"])
     assert os.stat(cdir).st_mode & 0o777 == 0o700
     assert odirect_sha(m.path("seq.bin")) == want
     assert len(block_files(cdir)) == 13  # 12 MiB + 12345 bytes in 1 MiB blocks
@@ -365,8 +383,8 @@ def test_disk_cache_hits_verifies_and_empties(testbed, rmount, data, tmp_path):
     before = testbed.rgw_log_size()
     assert odirect_sha(m.path("seq.bin")) == want
     assert gets_since(testbed, before, "seq.bin") == []
-    # A corrupted block is a miss: detected, logged, fetched again (one block).
-    victim = sorted(block_files(cdir))[0]
+    # A corrupted block is a miss: detected, logged, fetched again (that block only).
+    victim = block_at(cdir, 5 * MiB)
     with open(victim, "r+b") as f:
         f.seek(5000)
         b = f.read(1)
@@ -375,8 +393,38 @@ def test_disk_cache_hits_verifies_and_empties(testbed, rmount, data, tmp_path):
     before = testbed.rgw_log_size()
     assert odirect_sha(m.path("seq.bin")) == want
     gets = gets_since(testbed, before, "seq.bin")
-    assert len(gets) == 1 and gets[0][1] - gets[0][0] == MiB, gets
+    assert [(a, b) for a, b, _ in gets] == [(5 * MiB, 6 * MiB)], gets
     assert "failed its check" in m.log()
+    m.unmount()
+    assert os.listdir(cdir) == []
+
+
+def test_disk_cache_random_reads_fetch_granules(testbed, rmount, data, tmp_path):
+    """Random 4 KiB reads with --cache-dir fetch a 16 KiB granule each, not a 1 MiB
+    block, and a second pass over the same ranges is served from disk."""
+    ref = data["seq.bin"]
+    cdir = str(tmp_path / "cache")
+    m = rmount("--cache-dir", cdir, "--metadata-ttl", "30")
+    rng = random.Random(17)
+    offs = [rng.randrange(32, len(ref) // 4096) * 4096 for _ in range(80)]
+    fd = os.open(m.path("seq.bin"), os.O_RDONLY | os.O_DIRECT)
+    try:
+        before = testbed.rgw_log_size()  # after the lookup's GET
+        for off in offs:
+            assert odirect_pread(fd, 4096, off) == ref[off:off + 4096], off
+        first = gets_since(testbed, before, "seq.bin")
+        before = testbed.rgw_log_size()
+        for off in reversed(offs):
+            assert odirect_pread(fd, 4096, off) == ref[off:off + 4096], off
+        second = gets_since(testbed, before, "seq.bin")
+    finally:
+        os.close(fd)
+    asked = len(offs) * 4096
+    granules = {off // (16 << 10) for off in offs}
+    assert all(status == 206 and b - a == 16 << 10 for a, b, status in first), first
+    assert len(first) == len(granules), first
+    assert sum(b - a for a, b, _ in first) <= 4 * asked
+    assert second == []
     m.unmount()
     assert os.listdir(cdir) == []
 
@@ -387,7 +435,7 @@ def test_disk_cache_size_limit_and_exclusive_dir(testbed, rmount, data, tmp_path
     m = rmount("--cache-dir", cdir, "--max-cache-size", "3M")
     for _ in range(2):
         assert odirect_sha(m.path("seq.bin")) == want
-        assert sum(os.path.getsize(p) for p in block_files(cdir)) <= 3 * MiB
+        assert disk_bytes(block_files(cdir)) <= 3 * MiB
     # A second mount may not use the same directory at the same time.
     import subprocess
     from conftest import irsafs_bin

@@ -6,7 +6,7 @@
 #  - every package in its lists exists in Debian 12 (apt-cache);
 #  - the build stage's step (container/build.sh) builds, tests and installs;
 #  - the runtime packages cover every shared library the installed irsafs
-#    loads (ldd, dpkg -S, apt-cache depends --recurse);
+#    and irsafs-csi load (ldd, dpkg -S, apt-cache depends --recurse);
 #  - the runtime layout step (container/runtime-setup.sh) on a scratch root.
 #   usage: check-container.sh SRC WORKDIR
 set -eu
@@ -70,6 +70,7 @@ else
 	exit 1
 fi
 check "the installed irsafs runs" "$work/out/usr/bin/irsafs" --version
+check "the installed irsafs-csi runs" "$work/out/usr/bin/irsafs-csi" --version
 IRSAFS_BIN=$work/out/usr/bin/irsafs check "the installed mount.irsafs runs" \
 	"$work/out/usr/sbin/mount.irsafs" b /mnt -f -o prefix=x
 
@@ -77,7 +78,8 @@ IRSAFS_BIN=$work/out/usr/bin/irsafs check "the installed mount.irsafs runs" \
 closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
 	--no-replaces --no-enhances $(pkgs "$c/runtime-packages.txt") 2>/dev/null |
 	grep -v '^ ' | sed 's/:.*//' | sort -u)
-for lib in $(ldd "$work/out/usr/bin/irsafs" | awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do
+for lib in $(ldd "$work/out/usr/bin/irsafs" "$work/out/usr/bin/irsafs-csi" |
+	awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u); do
 	owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "/usr$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || true)
 	owner=$(printf '%s' "$owner" | head -1 | sed 's/:.*//')
 	if [ -z "$owner" ]; then

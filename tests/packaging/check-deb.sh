@@ -61,8 +61,8 @@ else
 fi
 deb=$(ls "$work"/irsafs_"$version"_*.deb)
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/irsafs ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz \
-	./usr/share/man/man8/mount.irsafs.8.gz; do
+for f in ./usr/bin/irsafs ./usr/bin/irsafs-csi ./usr/sbin/mount.irsafs ./usr/share/man/man1/irsafs.1.gz \
+	./usr/share/man/man8/mount.irsafs.8.gz ./usr/share/man/man8/irsafs-csi.8.gz; do
 	printf '%s\n' "$contents" | grep -q " $f\$" && ok || bad "$f is not in the package"
 done
 printf '%s\n' "$contents" | grep -q ' ./usr/sbin/mount.fuse.irsafs -> mount.irsafs$' && ok ||
@@ -77,7 +77,7 @@ else
 	bad "lintian is not installed (tests/deps.sh installs it)"
 fi
 depends=$(dpkg-deb -f "$deb" Depends)
-for p in libfuse3-3 libcurl4 libssl3 libxml2 libjson-c5 fuse3; do
+for p in libfuse3-3 libcurl4 libssl3 libxml2 libjson-c5 libnghttp2-14 libprotobuf-c1 fuse3; do
 	printf '%s\n' "$depends" | grep -q "$p" && ok || bad "Depends lacks $p: $depends"
 done
 # Every dependency resolves from Debian 12 itself.
@@ -97,6 +97,7 @@ fi
 man -w irsafs >/dev/null 2>&1 && ok || bad "man -w irsafs finds no page"
 man -w mount.irsafs >/dev/null 2>&1 && ok || bad "man -w mount.irsafs finds no page"
 [ "$(/usr/bin/irsafs --version)" = "irsafs $version" ] && ok || bad "/usr/bin/irsafs --version"
+[ "$(/usr/bin/irsafs-csi --version)" = "irsafs-csi $version" ] && ok || bad "/usr/bin/irsafs-csi --version"
 
 # The testbed's Pod environment.
 tbdir=${IRSAFS_TESTBED_DIR:-/tmp/irsafs-testbed}

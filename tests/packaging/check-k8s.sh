@@ -3,12 +3,15 @@
 # Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
 # package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
 # never the source tree), then validate.mjs on three renderings of the
-# templates and negative.mjs (each mistake the validator must catch).
-#   usage: check-k8s.sh SRC IRSAFS WORKDIR
+# templates and negative.mjs (each mistake the validator must catch), and
+# validate-csi.mjs for the CSI driver's manifests in packaging/kubernetes/csi
+# (with unknown-field checks).
+#   usage: check-k8s.sh SRC IRSAFS WORKDIR IRSAFS_CSI
 set -eu
 src=$1
 bin=$(readlink -f "$2")
 work=$3
+csi=$(readlink -f "$4")
 skip() {
 	echo "SKIP: $*"
 	exit 77
@@ -25,7 +28,7 @@ if ! cmp -s "$vdir/package-lock.json" "$work/package-lock.json" || [ ! -d "$work
 		skip "npm ci failed (is the npm registry reachable?); see $work/npm.log"
 	fi
 fi
-cp "$vdir/validate.mjs" "$vdir/negative.mjs" "$work/"
+cp "$vdir/validate.mjs" "$vdir/negative.mjs" "$vdir/validate-csi.mjs" "$work/"
 cd "$work"
 manifests=$src/packaging/kubernetes
 # The shipped examples, then the two renderings a template must also survive:
@@ -39,4 +42,9 @@ done
 # Each mistake the validator exists for, made on purpose, must be caught.
 echo "== negative.mjs"
 node negative.mjs "$manifests" "$bin" "$src" || status=1
+for set in "" "PREFIX=models/" "PREFIX="; do
+	echo "== validate-csi.mjs ${set:-(placeholders.env)}"
+	# shellcheck disable=SC2086 # one word per NAME=VALUE
+	node validate-csi.mjs "$manifests/csi" "$bin" "$csi" $set || status=1
+done
 exit $status

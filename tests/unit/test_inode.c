@@ -202,6 +202,52 @@ TEST(listings_are_bounded_oldest_first)
 	listing_release(l3);
 }
 
+/*
+ * Listings being fetched reserve their bytes from the same cache: cached
+ * listings make room for them, and the reservations together never exceed
+ * the cache. A finished listing is kept only beside what is still reserved.
+ */
+TEST(reservations_share_the_cache)
+{
+	struct listing *l1 = listing_of(100), *l2 = listing_of(100), *got;
+	size_t one = l1->bytes;
+	struct inode_table *t = table(HOUR_MS, HOUR_MS, one * 3, 0);
+	uint64_t d1 = inode_lookup_ref(t, "pre/d1/", 1, NULL);
+	uint64_t d2 = inode_lookup_ref(t, "pre/d2/", 1, NULL);
+
+	CHECK(one > 100 * sizeof(struct listing_entry));
+	l2->fetched_ms = l1->fetched_ms + 1;
+	inode_set_listing(t, d1, l1);
+	inode_set_listing(t, d2, l2);
+	CHECK_INT(inode_listing_bytes(t), 2 * one);
+	/* A fetch of a third of the cache fits; the next third evicts the oldest. */
+	CHECK_INT(inode_listing_reserve(t, one), 0);
+	CHECK_INT(inode_listing_bytes(t), 2 * one);
+	CHECK_INT(inode_listing_reserve(t, one), 0);
+	CHECK_INT(inode_listing_bytes(t), one);
+	got = inode_get_listing(t, d1, HOUR_MS);
+	CHECK(got == NULL);
+	/* More than what is left is refused, and changes nothing. */
+	CHECK_INT(inode_listing_reserve(t, one + 1), -ENOSPC);
+	CHECK_INT(inode_listing_reserve(t, one), 0);
+	CHECK_INT(inode_listing_bytes(t), 0);
+	CHECK_INT(inode_listing_reserve(t, 1), -ENOSPC);
+	/* With the whole cache reserved, a finished listing is served but not kept. */
+	inode_set_listing(t, d1, l1);
+	CHECK_INT(inode_listing_bytes(t), 0);
+	inode_listing_unreserve(t, 2 * one);
+	inode_set_listing(t, d1, l1);
+	CHECK_INT(inode_listing_bytes(t), one);
+	/* Returning more than is reserved cannot wrap the count. */
+	inode_listing_unreserve(t, 5 * one);
+	CHECK_INT(inode_listing_reserve(t, 3 * one), 0);
+	CHECK_INT(inode_listing_bytes(t), 0);
+	CHECK_INT(inode_listing_reserve(t, 1), -ENOSPC);
+	inode_table_free(t);
+	listing_release(l1);
+	listing_release(l2);
+}
+
 TEST(stale_listing_is_freed_when_seen)
 {
 	struct inode_table *t = table(0, 0, 1 << 20, 0);
@@ -236,6 +282,7 @@ int main(void)
 	RUN(negative_entries);
 	RUN(many_negative_entries_stay_bounded);
 	RUN(listings_are_bounded_oldest_first);
+	RUN(reservations_share_the_cache);
 	RUN(stale_listing_is_freed_when_seen);
 	RUN(last_denial);
 	return harness_done();

@@ -6,8 +6,10 @@
  * 19/39-character keys, nanosecond expirations), encoding-type=url pages and
  * hostile documents. The shared fixtures (real S3/STS bodies from
  * AWS-maintained suites; expectations taken from the .json beside them where
- * there is one) come from $IRSAFS_FIXTURES or SHARED_FIXTURES_DIR; without
- * them those tests are skipped and the inline ones still run.
+ * there is one) come from $IRSAFS_FIXTURES or SHARED_FIXTURES_DIR, and are
+ * run by `test_xml fixtures` (meson test xml-fixtures) only: without them
+ * that run says why and exits 77 (skipped), never 0, while the inline tests
+ * (`test_xml`, meson test xml) run everywhere.
  *
  * Parsers always get an exact-size heap copy with no terminating NUL, so ASan
  * catches a read past `len`.
@@ -656,16 +658,177 @@ TEST(list_object_fields)
 		"<IsTruncated> TRUE </IsTruncated>"
 		OBJ("<Key> spaced key </Key><Size> 7 </Size><LastModified>yesterday</LastModified>"
 		    "<ETag>\"a&#13;&#10;X-Evil: 1\"</ETag><StorageClass>  </StorageClass>")
-		OBJ("<Key>k</Key><Size>9223372036854775807</Size><ETag> \"t\" </ETag>"
-		    "<StorageClass>GLACIER</StorageClass>"));
+		OBJ("<Key>k</Key><Size>9007199254740992</Size><ETag> \"t\" </ETag>"
+		    "<StorageClass>GLACIER</StorageClass>")
+		OBJ("<Key>huge</Key><Size>9223372036854775807</Size>")
+		OBJ("<Key>over</Key><Size>9007199254740993</Size>"));
 	struct s3_list_page p;
 
 	CHECK_INT(list_n(doc, sizeof(doc) - 1, &p), 0);
 	CHECK(p.truncated == 1 && p.next_token == NULL && p.nobjects == 2);
 	/* keys are taken exactly; an ETag that would break If-Match is dropped */
 	check_obj(&p, 0, " spaced key ", 7, "", 0, "STANDARD");
-	check_obj(&p, 1, "k", 9223372036854775807LL, "\"t\"", 0, "GLACIER");
+	/* 2^53 is the largest size taken: 2^63-1 overflowed offset arithmetic (UBSan) */
+	check_obj(&p, 1, "k", 9007199254740992LL, "\"t\"", 0, "GLACIER");
+	CHECK_INT(p.dropped, 2);
+	CHECK_INT(p.ndrops, 2);
+	if (p.ndrops == 2) {
+		CHECK_STR(p.drops[0].key, "huge");
+		CHECK(strstr(p.drops[0].why, "'9223372036854775807' is not a size") != NULL);
+		CHECK_STR(p.drops[1].key, "over");
+	}
 	s3_list_page_cleanup(&p);
+}
+
+/* Each dropped entry is described (for the log), the first S3_LIST_MAX_DROPS of them. */
+TEST(list_drops_described)
+{
+	static const char doc[] = LIST(
+		OBJ("<Key>nul%00byte.txt</Key><Size>1</Size>") OBJ("<Key>bad%zz</Key><Size>1</Size>")
+		OBJ("<Key>nosize</Key>") OBJ("<Size>1</Size>") OBJ("<Key>neg</Key><Size>-1</Size>")
+		OBJ("<Key>ok.txt</Key><Size>1</Size>") "<CommonPrefixes/>"
+		/* AWS sends EncodingType after the entries: the keys above are still decoded */
+		"<EncodingType>url</EncodingType>");
+	static const struct {
+		const char *key, *why;
+	} want[] = {
+		{ "nosize", "it has no <Size>" }, { "", "an entry has no <Key>" },
+		{ "neg", "its <Size> '-1' is not a size from 0 to 2^53" },
+		{ "", "a <CommonPrefixes> has no <Prefix>" },
+		{ "nul%00byte.txt", "its key holds %00, a NUL byte no file name can hold" },
+		{ "bad%zz", "its key is not a valid URL encoding" },
+	};
+	struct s3_list_page p;
+	struct buf many;
+	size_t i;
+	int k;
+
+	CHECK_INT(list_n(doc, sizeof(doc) - 1, &p), 0);
+	CHECK_INT(p.nobjects, 1);
+	CHECK_INT(p.dropped, N(want));
+	CHECK_INT(p.ndrops, N(want));
+	for (i = 0; i < N(want) && i < p.ndrops; i++) {
+		CHECK_STR(p.drops[i].key, want[i].key);
+		CHECK_STR(p.drops[i].why, want[i].why);
+	}
+	s3_list_page_cleanup(&p);
+
+	/* 40 bad entries: all counted, 16 described, the logged key cut to 256 bytes */
+	buf_init(&many, (size_t)-2);
+	buf_puts(&many, "<ListBucketResult><EncodingType>url</EncodingType>");
+	for (k = 0; k < 40; k++) {
+		buf_puts(&many, "<Contents><Key>");
+		for (i = 0; i < 100; i++)
+			buf_puts(&many, "%00");
+		buf_printf(&many, "%d</Key><Size>1</Size></Contents>", k);
+	}
+	buf_puts(&many, "</ListBucketResult>");
+	CHECK_INT(list_n(many.data, many.len, &p), 0);
+	CHECK_INT(p.nobjects, 0);
+	CHECK_INT(p.dropped, 40);
+	CHECK_INT(p.ndrops, S3_LIST_MAX_DROPS);
+	CHECK_INT(strlen(p.drops[0].key), 256);
+	s3_list_page_cleanup(&p);
+	buf_cleanup(&many);
+}
+
+/* A page of more than S3_LIST_MAX_ENTRIES entries is refused whole (-E2BIG). */
+TEST(list_entry_cap)
+{
+	struct s3_list_page p;
+	struct buf b;
+	int k;
+
+	buf_init(&b, (size_t)-2);
+	buf_puts(&b, "<ListBucketResult>");
+	for (k = 0; k < S3_LIST_MAX_ENTRIES; k++)
+		buf_printf(&b, k % 2 ? "<Contents><Key>%d</Key><Size>1</Size></Contents>"
+			       : "<CommonPrefixes><Prefix>%d/</Prefix></CommonPrefixes>", k);
+	buf_puts(&b, "</ListBucketResult>");
+	CHECK_INT(list_n(b.data, b.len, &p), 0);
+	CHECK_INT(p.nobjects + p.nprefixes, S3_LIST_MAX_ENTRIES);
+	s3_list_page_cleanup(&p);
+	b.len -= strlen("</ListBucketResult>");
+	buf_puts(&b, "<Contents/></ListBucketResult>");
+	CHECK_INT(list_n(b.data, b.len, &p), -E2BIG);
+	buf_cleanup(&b);
+}
+
+/*
+ * The stream reads what a tree lookup read: the first element of a name
+ * wins, a value's text is its direct text (markup inside adds nothing), and
+ * a token too long to send back refuses the page.
+ */
+TEST(list_stream_shapes)
+{
+	static const char doc[] = LIST(
+		"<IsTruncated>true</IsTruncated><IsTruncated>nonsense</IsTruncated>"
+		"<NextContinuationToken>t1</NextContinuationToken>"
+		"<NextContinuationToken>t2</NextContinuationToken>"
+		OBJ("<Key>a<b>x</b>c</Key><Key>second</Key><Size>1</Size><Size>2</Size>"
+		    "<Deep><Key>no</Key></Deep>")
+		"<Wrapper>" OBJ("<Key>nested</Key><Size>1</Size>") "</Wrapper>"
+		"<CommonPrefixes><Prefix>p<![CDATA[&]]>/</Prefix><Prefix>q/</Prefix>"
+		"</CommonPrefixes>");
+	struct s3_list_page p;
+	struct buf b;
+	int k;
+
+	CHECK_INT(list_n(doc, sizeof(doc) - 1, &p), 0);
+	CHECK(p.truncated == 1);
+	CHECK_STR(p.next_token, "t1");
+	CHECK_INT(p.nobjects, 1);
+	check_obj(&p, 0, "ac", 1, "", 0, "STANDARD");
+	CHECK(p.nprefixes == 1 && !strcmp(p.prefixes[0], "p&/"));
+	s3_list_page_cleanup(&p);
+
+	/* a token over XML_TEXT_MAX could not go back whole */
+	buf_init(&b, (size_t)-2);
+	buf_puts(&b, "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>");
+	for (k = 0; k <= (int)XML_TEXT_MAX; k++)
+		buf_puts(&b, "t");
+	buf_puts(&b, "</NextContinuationToken></ListBucketResult>");
+	CHECK_INT(list_n(b.data, b.len, &p), -EPROTO);
+	buf_cleanup(&b);
+
+	/* 200 deep inside a page is fine; the 10,000-deep refusal is in hostile_documents */
+	buf_init(&b, (size_t)-2);
+	buf_puts(&b, "<ListBucketResult>");
+	for (k = 0; k < 2 * 200; k++)
+		buf_puts(&b, k < 200 ? "<a>" : "</a>");
+	buf_puts(&b, OBJ("<Key>k</Key><Size>1</Size>") "</ListBucketResult>");
+	CHECK_INT(list_n(b.data, b.len, &p), 0);
+	CHECK_INT(p.nobjects, 1);
+	s3_list_page_cleanup(&p);
+	buf_cleanup(&b);
+}
+
+/*
+ * A page near the 8 MiB cap, of 1,000 large entries: every key comes back, and
+ * the parse builds no tree (checked by ASan/valgrind runs for leaks; the
+ * mount test test_hostile_lists measures the RSS).
+ */
+TEST(list_big_page)
+{
+	struct s3_list_page p;
+	struct buf b;
+	int k, j;
+
+	buf_init(&b, (size_t)-2);
+	buf_puts(&b, "<ListBucketResult><EncodingType>url</EncodingType>");
+	for (k = 0; k < 1000; k++) {
+		buf_printf(&b, "<Contents><Key>%04d-", k);
+		for (j = 0; j < 2700; j++)
+			buf_puts(&b, "%41");
+		buf_puts(&b, "</Key><Size>1</Size></Contents>");
+	}
+	buf_puts(&b, "</ListBucketResult>");
+	CHECK(b.len <= XML_MAX_BODY);
+	CHECK_INT(list_n(b.data, b.len, &p), 0);
+	CHECK_INT(p.nobjects, 1000);
+	CHECK(p.nobjects == 1000 && !strncmp(p.objects[999].key, "0999-AAA", 8));
+	s3_list_page_cleanup(&p);
+	buf_cleanup(&b);
 }
 
 /* botocore's expected parse (the .json); list fixtures not named here hold no objects */
@@ -916,10 +1079,15 @@ TEST(quiet)
 		fclose(tmp);
 }
 
-int main(void)
+/*
+ * `test_xml`: the inline tests. `test_xml fixtures`: the shared fixtures only,
+ * 77 (skipped, with the reason) when they are not there.
+ */
+int main(int argc, char **argv)
 {
 	const char *root = getenv("IRSAFS_FIXTURES");
 	struct stat st;
+	int rc;
 
 #ifdef SHARED_FIXTURES_DIR
 	if (!root || !*root)
@@ -929,6 +1097,20 @@ int main(void)
 		fixtures = root;
 	xml_global_init();
 
+	if (argc > 1 && !strcmp(argv[1], "fixtures")) {
+		if (fixtures) {
+			RUN(sts_fixtures);
+			RUN(fixtures_sweep);
+		} else {
+			fprintf(stderr, "test_xml: fixtures %s not found (set IRSAFS_FIXTURES to "
+				"../shared/fixtures/xml): skipped\n",
+				root && *root ? root : "(no directory set)");
+			harness_skip("no fixtures: sts_fixtures, fixtures_sweep");
+		}
+		rc = harness_done();
+		xmlCleanupParser();
+		return rc;
+	}
 	RUN(helpers);
 	RUN(errors_inline);
 	RUN(errors_keep_header_fields);
@@ -937,16 +1119,13 @@ int main(void)
 	RUN(list_url_encoded);
 	RUN(list_cases);
 	RUN(list_object_fields);
+	RUN(list_drops_described);
+	RUN(list_entry_cap);
+	RUN(list_stream_shapes);
+	RUN(list_big_page);
 	RUN(hostile_documents);
 	RUN(hostile_truncated);
 	RUN(quiet);
-	if (fixtures) {
-		RUN(sts_fixtures);
-		RUN(fixtures_sweep);
-	} else {
-		harness_skip("no fixtures (set IRSAFS_FIXTURES or define SHARED_FIXTURES_DIR): "
-			     "sts_fixtures, fixtures_sweep");
-	}
 	xmlCleanupParser();
 	return harness_done();
 }
