@@ -199,15 +199,17 @@ static void prepare(char *msg)
 
 /*
  * ,"name":"value" with value cut to max bytes, JWT-redacted and escaped,
- * written only when set and when it fits cap. Returns the length written.
+ * written only when set (not NULL; not "" unless empty_ok) and when it fits
+ * cap. Returns the length written.
  */
-static size_t json_str(char *out, size_t cap, const char *name, const char *val, size_t max)
+static size_t json_str(char *out, size_t cap, const char *name, const char *val, size_t max,
+		       int empty_ok)
 {
 	char v[LOG_FIELD_MAX + 1];
 	size_t n;
 	int w;
 
-	if (!val || !*val)
+	if (!val || (!*val && !empty_ok))
 		return 0;
 	snprintf(v, max < sizeof(v) ? max + 1 : sizeof(v), "%s", val);
 	redact_jwt(v);
@@ -233,23 +235,23 @@ static size_t json_fields(char *out, size_t cap, const struct log_fields *f)
 
 	if (cap > LOG_FIELDS_MAX)
 		cap = LOG_FIELDS_MAX;
-	n += json_str(out + n, cap - n, "op", f->op, 32);
-	n += json_str(out + n, cap - n, "bucket", f->bucket, 64);
-	n += json_str(out + n, cap - n < LOG_KEY_MAX ? cap - n : LOG_KEY_MAX, "key", f->key, 1024);
+	n += json_str(out + n, cap - n, "op", f->op, 32, 0);
+	n += json_str(out + n, cap - n, "bucket", f->bucket, 64, 0);
+	n += json_str(out + n, cap - n < LOG_KEY_MAX ? cap - n : LOG_KEY_MAX, "key", f->key, 1024, 1);
 	if (f->status > 0 && cap - n > 24) {
 		w = snprintf(out + n, cap - n, ",\"status\":%d", f->status);
 		n += w > 0 ? (size_t)w : 0;
 	}
-	n += json_str(out + n, cap - n, "code", f->code, 64);
+	n += json_str(out + n, cap - n, "code", f->code, 64, 0);
 	if (f->err > 0) {
 		if (!name) {
 			snprintf(num, sizeof(num), "%d", f->err);
 			name = num;
 		}
-		n += json_str(out + n, cap - n, "errno", name, 15);
+		n += json_str(out + n, cap - n, "errno", name, 15, 0);
 	}
-	n += json_str(out + n, cap - n, "request_id", f->request_id, 96);
-	n += json_str(out + n, cap - n, "id2", f->id2, 128);
+	n += json_str(out + n, cap - n, "request_id", f->request_id, 96, 0);
+	n += json_str(out + n, cap - n, "id2", f->id2, 128, 0);
 	if (f->latency_us > 0 && cap - n > 40) {
 		w = snprintf(out + n, cap - n, ",\"latency_ms\":%lld.%03lld", f->latency_us / 1000,
 			     f->latency_us % 1000);

@@ -72,11 +72,12 @@ void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(prin
 size_t log_escape(char *out, size_t cap, const char *msg, int json);
 
 /*
- * The facts of one operation, for log_op. Unset members (NULL, "", 0) are
- * left out of the line.
+ * The facts of one operation, for log_op. Unset members (NULL, 0, "") are
+ * left out of the line; key is written when not NULL, even "" (a listing of
+ * the bucket's root).
  *   op          the S3 or STS request ("HEAD", "GET", "LIST", "STS"), or the
  *               file-system operation ("lookup", "open", "read", ...)
- *   bucket, key the object (for LIST: key is the prefix listed)
+ *   bucket, key the object (for LIST: key is the prefix listed, "" for the root)
  *   status      HTTP status of the last answer (0: none came)
  *   code        S3/STS <Code> ("AccessDenied"), or irsafs's own
  *               ("NoCredentials", "MalformedReply")

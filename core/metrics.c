@@ -119,7 +119,7 @@ static int render_histogram(struct buf *out, const struct metrics_family *f,
 {
 	double scale = f->scale > 0 ? f->scale : 1;
 	const char *sep = labels[0] ? "," : "";
-	unsigned long long cum = 0;
+	unsigned long long cum = 0, sum;
 	unsigned b;
 	int rc = 0;
 
@@ -132,15 +132,26 @@ static int render_histogram(struct buf *out, const struct metrics_family *f,
 			rc = buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", f->name, labels,
 					sep, cum);
 	}
+	sum = __atomic_load_n(&c[f->nbounds + 1], __ATOMIC_RELAXED);
 	if (!rc)
 		rc = buf_printf(out, "%s_sum%s%s%s %.6f\n", f->name, labels[0] ? "{" : "", labels,
-				labels[0] ? "}" : "",
-				(double)__atomic_load_n(&c[f->nbounds + 1], __ATOMIC_RELAXED) / scale);
+				labels[0] ? "}" : "", (double)sum / scale);
 	/* The buckets' total, not a counter of its own: +Inf and _count always agree. */
 	if (!rc)
 		rc = buf_printf(out, "%s_count%s%s%s %llu\n", f->name, labels[0] ? "{" : "", labels,
 				labels[0] ? "}" : "", cum);
 	return rc;
+}
+
+static int render_value(struct buf *out, const struct metrics_family *f,
+			const unsigned long long *c, const char *labels)
+{
+	unsigned long long v = __atomic_load_n(c, __ATOMIC_RELAXED);
+
+	if (f->type == METRICS_GAUGE)
+		return metrics_write_value(out, f->name, labels, (long long)v);
+	return buf_printf(out, "%s%s%s%s %llu\n", f->name, labels[0] ? "{" : "", labels,
+			  labels[0] ? "}" : "", v);
 }
 
 /* Has series c counted anything (a gauge: is it not 0)? */
@@ -170,12 +181,8 @@ int metrics_render_family(struct buf *out, const struct metrics_family *f)
 			label_text(f, i, j, labels, sizeof(labels));
 			if (f->type == METRICS_HISTOGRAM)
 				rc = render_histogram(out, f, c, labels);
-			else if (f->type == METRICS_GAUGE)
-				rc = metrics_write_value(out, f->name, labels, metrics_value(f, i, j));
 			else
-				rc = buf_printf(out, "%s%s%s%s %llu\n", f->name, labels[0] ? "{" : "",
-						labels, labels[0] ? "}" : "",
-						__atomic_load_n(c, __ATOMIC_RELAXED));
+				rc = render_value(out, f, c, labels);
 		}
 	}
 	return rc;
@@ -220,7 +227,7 @@ static const struct metrics_dim errno_dim = {
 	"errno", errno_values, sizeof(errno_values) / sizeof(errno_values[0]),
 };
 
-/* Latency buckets, in microseconds: 1 ms to a minute (the longest --operation-timeout is an hour). */
+/* Latency buckets, in microseconds: 1 ms to a minute (an --operation-timeout may be longer). */
 static const unsigned long long latency_bounds[] = {
 	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
 	1000000, 2500000, 5000000, 10000000, 20000000, 60000000,
@@ -404,7 +411,8 @@ int metrics_render(struct buf *out, metrics_extra_fn extra, void *arg)
 		rc = metrics_write_head(out, "irsafs_build_info", "gauge",
 					"Always 1; the version irsafs was built as");
 	if (!rc)
-		rc = metrics_write_value(out, "irsafs_build_info", "version=\"" IRSAFS_VERSION "\"", 1);
+		rc = metrics_write_value(out, "irsafs_build_info",
+					 "version=\"" IRSAFS_VERSION "\"", 1);
 	if (!rc && extra)
 		rc = extra(out, arg);
 	return rc;

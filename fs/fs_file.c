@@ -107,11 +107,13 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			log_op_once(LOG_WARNING, &(struct log_fields){ .op = "read", .err = ESTALE,
 				    .bucket = fs->opts->bucket, .key = fh->key },
 				    "s3://%s/%s changed since it was opened: reads on that handle "
-				    "fail with ESTALE; open the file again", fs->opts->bucket, fh->key);
+				    "fail with ESTALE; open the file again", fs->opts->bucket,
+				    fh->key);
 		fs_reply_err(req, METRICS_FS_READ, -rc);
 		return;
 	}
 	fs_count(&fs->counters.bytes_read, sp.len);
+	fs_count(&fs->counters.reads, 1);
 	if (sp.niov)
 		fuse_reply_iov(req, sp.iov, sp.niov);
 	else

@@ -25,6 +25,7 @@ struct metrics_http;
 struct irsafs_counters {
 	unsigned long long opens;
 	unsigned long long bytes_read;
+	unsigned long long reads;	/* FUSE reads answered with bytes (or end of file) */
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */

@@ -222,8 +222,13 @@ static int render_fs(struct buf *out, void *arg)
 	struct irsafs *fs = arg;
 	int rc;
 
-	rc = one(out, "irsafs_read_bytes_total", "counter",
-		 "Bytes returned to applications by read", (long long)load(&fs->counters.bytes_read));
+	rc = one(out, "irsafs_read_bytes_total", "counter", "Bytes returned to applications by read",
+		 (long long)load(&fs->counters.bytes_read));
+	if (!rc)
+		rc = one(out, "irsafs_reads_total", "counter",
+			 "Reads answered (the kernel's requests, up to --kernel-readahead each); "
+			 "beside irsafs_read_requests_total, how many reads each GET served",
+			 (long long)load(&fs->counters.reads));
 	if (!rc)
 		rc = one(out, "irsafs_opens_total", "counter", "Files opened",
 			 (long long)load(&fs->counters.opens));

@@ -142,7 +142,7 @@ void retry_sleep_ms(long ms)
 int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_error *e,
 	      const char *what)
 {
-	struct log_fields f = { 0 };
+	struct log_fields f = { 0 }, *lf;
 	char desc[320], ids[256];
 	long sleep_ms;
 	int rc;
@@ -167,6 +167,7 @@ int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_er
 		sleep_ms = retry_next(r, e);
 		err_describe(e, desc, sizeof(desc));
 		err_ids(e, ids, sizeof(ids));
+		lf = r->log ? &f : NULL;
 		if (r->log) {
 			f = *r->log;
 			err_log_fields(e, &f);
@@ -174,15 +175,15 @@ int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_er
 		}
 		if (sleep_ms < 0) {
 			metrics_gave_up(r->op);
-			log_op(LOG_ERR, r->log ? &f : NULL, "%s -> %s (gave up after %d attempt%s%s%s)%s",
-			       what, desc, r->attempt, r->attempt == 1 ? "" : "s",
-			       r->stopped ? ": " : "", r->stopped ? r->stopped : "", ids);
+			log_op(LOG_ERR, lf, "%s -> %s (gave up after %d attempt%s%s%s)%s", what,
+			       desc, r->attempt, r->attempt == 1 ? "" : "s", r->stopped ? ": " : "",
+			       r->stopped ? r->stopped : "", ids);
 			return rc;
 		}
 		metrics_retry(r->op);
 		f.err = 0; /* not failed yet: a retry line carries no errno */
-		log_op(LOG_WARNING, r->log ? &f : NULL, "%s -> %s (attempt %d/%d, retry in %ld ms)%s",
-		       what, desc, r->attempt, r->policy->max_attempts, sleep_ms, ids);
+		log_op(LOG_WARNING, lf, "%s -> %s (attempt %d/%d, retry in %ld ms)%s", what, desc,
+		       r->attempt, r->policy->max_attempts, sleep_ms, ids);
 		retry_sleep_ms(sleep_ms);
 	}
 }

@@ -160,7 +160,7 @@ static void req_fields(const struct s3 *s, const struct s3_req *r, struct log_fi
 	if (r->key)
 		f->key = r->key;
 	else if (r->what && !strncmp(r->what, "prefix=", 7))
-		f->key = r->what + 7;
+		f->key = r->what + 7;	/* "" for the root: still a key field */
 }
 
 /* "GET s3://bucket/key bytes=0-99": the request, as log lines name it. */
@@ -605,8 +605,8 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 		case ERR_REDIRECT:
 			/* Without a region (or a second one) there is nowhere to go. */
 			snprintf(key, sizeof(key), "redirect %d %s", e->http_status, e->region);
-			log_op_once_key(LOG_ERR, key, &f, "%s -> %s: S3 redirects the request %s: set "
-					"--region (or AWS_REGION) to the bucket's region, or "
+			log_op_once_key(LOG_ERR, key, &f, "%s -> %s: S3 redirects the request %s: "
+					"set --region (or AWS_REGION) to the bucket's region, or "
 					"--endpoint-url to its endpoint%s", op.what,
 					err_describe(e, desc, sizeof(desc)),
 					!e->region[0] ? "without naming a region (no "
@@ -624,8 +624,8 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 		case ERR_SKEW:
 		case ERR_BAD_REQUEST:
 		case ERR_PROTOCOL:
-			log_op(LOG_ERR, &f, "%s -> %s%s", op.what, err_describe(e, desc, sizeof(desc)),
-			       err_ids(e, ids, sizeof(ids)));
+			log_op(LOG_ERR, &f, "%s -> %s%s", op.what,
+			       err_describe(e, desc, sizeof(desc)), err_ids(e, ids, sizeof(ids)));
 			break;
 		default:
 			/* Missing, changed, past the end: normal answers. Retries: logged. */

@@ -57,10 +57,10 @@ def test_a_denied_read_logs_its_facts_as_json_fields(testbed, mount):
     assert r["request_id"].startswith("tx") and r["request_id"] in r["msg"], r
     assert r["id2"] and r["id2"] in r["msg"], r
     assert isinstance(r["latency_ms"], float) and 0 < r["latency_ms"] < 20000, r
-    # The mount's own listing was denied too: a LIST of the root (no prefix, so no key).
+    # The mount's own listing was denied too: a LIST of the root (the prefix "").
     listing = [r for r in recs if r["msg"].startswith("s3:ListBucket on arn:aws:s3:::other-bucket")]
     assert listing and listing[0]["op"] == "LIST" and listing[0]["status"] == 403, recs
-    assert "key" not in listing[0] and listing[0]["errno"] == "EACCES", listing[0]
+    assert listing[0]["key"] == "" and listing[0]["errno"] == "EACCES", listing[0]
     # Lines about no operation stay as they were: four members.
     mounted = [r for r in recs if r["msg"].startswith("mounted s3://other-bucket/")]
     assert mounted and set(mounted[0]) == {"time", "level", "tag", "msg"}, mounted

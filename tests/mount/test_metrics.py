@@ -183,6 +183,7 @@ def test_metrics_count_what_the_mount_did(testbed, mount, tmp_path):
 
     d = step(cat)
     assert d("irsafs_read_bytes_total") == size
+    assert d("irsafs_reads_total") >= 1
     assert d("irsafs_opens_total") == 1
     # ls -l gave the kernel the entry (readdirplus): no lookup; the read is one GET.
     assert d("irsafs_lookups_total") == 0

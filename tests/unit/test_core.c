@@ -482,10 +482,15 @@ TEST(log_op_fields_are_json_members)
 	got = capture_op(LOG_FORMAT_TEXT, &f, "denied");
 	CHECK_STR(got, "irsafs: warning: denied\n");
 	/* Unset fields are left out; an errno without a name is its number. */
-	f = (struct log_fields){ .op = "STS", .err = 4095 };
+	f = (struct log_fields){ .op = "STS", .err = 4095, .code = "" };
 	got = capture_op(LOG_FORMAT_JSON, &f, "x");
 	p = got ? strstr(got, ",\"op\"") : NULL;
 	CHECK(p && !strcmp(p, ",\"op\":\"STS\",\"errno\":\"4095\",\"msg\":\"x\"}\n"));
+	/* A key may be "": the listing of a bucket's root. */
+	f = (struct log_fields){ .op = "LIST", .bucket = "b", .key = "" };
+	got = capture_op(LOG_FORMAT_JSON, &f, "x");
+	p = got ? strstr(got, ",\"op\"") : NULL;
+	CHECK(p && !strcmp(p, ",\"op\":\"LIST\",\"bucket\":\"b\",\"key\":\"\",\"msg\":\"x\"}\n"));
 	got = capture_op(LOG_FORMAT_JSON, NULL, "y");
 	CHECK(got && strstr(got, "\"tag\":\"irsafs\",\"msg\":\"y\"}\n"));
 }
