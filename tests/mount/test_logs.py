@@ -16,8 +16,11 @@ import errno
 import hashlib
 import json
 import os
+import subprocess
 
 import pytest
+
+from conftest import irsafs_bin
 
 B = "hostile-bucket"
 
@@ -159,3 +162,25 @@ def test_a_kms_denial_says_the_role_needs_kms_decrypt(hostile, hostile_mount):
     # A plain denial keeps its advice, and says nothing of KMS.
     assert "add it to the role's policy or read another path" in plain[0]["msg"], plain[0]
     assert "KMS" not in plain[0]["msg"], plain[0]
+
+
+def test_an_sts_refusal_logs_its_facts_as_json_fields(hostile, tmp_path):
+    hostile.create_bucket(B)
+    hostile.add("sts_error", status=403, code="AccessDenied", message="Not authorized: ")
+    proc = subprocess.run([irsafs_bin(), "-f", "--log-format", "json", B, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=hostile.env(),
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr
+    recs = records(proc.stderr)
+    failed = [r for r in recs if r["msg"].startswith("cannot get credentials from web identity: "
+                                                     "STS refused AssumeRoleWithWebIdentity")]
+    assert len(failed) == 1, recs
+    r = failed[0]
+    assert r["level"] == "error" and r["op"] == "STS", r
+    assert r["status"] == 403 and r["code"] == "AccessDenied", r
+    assert r["request_id"] == "hostile" and r["latency_ms"] > 0, r
+    assert "bucket" not in r and "key" not in r and "errno" not in r, r
+    # The token STS echoed is not there, in the message or in a field.
+    with open(hostile.env()["AWS_WEB_IDENTITY_TOKEN_FILE"]) as f:
+        token = f.read().strip()
+    assert token[:40] not in proc.stderr and "[redacted]" in r["msg"], r

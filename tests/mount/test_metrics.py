@@ -304,3 +304,57 @@ def test_a_name_that_does_not_resolve_fails_the_start(testbed, tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "--metrics-addr no-such-host.invalid:9100: cannot resolve no-such-host.invalid" \
         in lines[0] and "give an IP address" in lines[0], lines[0]
+
+
+# --- credentials, against the hostile STS (tests/hostile.py) ---------------
+
+HB = "hostile-bucket"
+
+
+def test_credentials_expiry_and_refresh_failures(hostile, hostile_mount):
+    hostile.create_bucket(HB)
+    hostile.put(HB, "f.txt", b"data\n")
+    # 20 s credentials: refreshed a quarter of their life (5 s) before they expire.
+    hostile.set_sts(expires_in=20)
+    port = free_port()
+    m = hostile_mount(HB, "--metrics-addr", f"127.0.0.1:{port}", "--metadata-ttl", "0",
+                      expect_log=[r"credential refresh from web identity failed",
+                                  r"AssumeRoleWithWebIdentity .* -> 503 ServiceUnavailable",
+                                  r"no valid credentials", r"-> NoCredentials"])
+    s = parse(fetch(port)[2])
+    expiry = int(hostile.issued[-1][1])   # the Expiration STS wrote, in whole seconds
+    assert value(s, "irsafs_credentials_expiry_timestamp_seconds") == expiry
+    assert value(s, "irsafs_credential_refreshes_total") == 1
+    assert value(s, "irsafs_requests_total", op="STS", status="200") == 1
+    # From now on STS refuses: the refresh that comes due fails, and is counted.
+    hostile.add("sts_error", status=503, code="ServiceUnavailable", message="down")
+    deadline = time.monotonic() + 60
+    while value(s, "irsafs_credential_refresh_failures_total") < 1:
+        assert time.monotonic() < deadline, "no failed refresh counted within 60 s:\n" + m.log()
+        try:
+            os.stat(m.path("f.txt"))      # TTL 0: each stat asks S3, so credentials
+        except OSError:
+            pass
+        time.sleep(0.2)
+        s = parse(fetch(port)[2])
+    # The failed STS calls, by status, with their retries; the gauge still names the
+    # credentials in use, which have not been replaced.
+    assert value(s, "irsafs_requests_total", op="STS", status="503") >= 1
+    assert value(s, "irsafs_retries_total", op="STS") >= 1
+    assert value(s, "irsafs_throttled_total", op="STS") == 0
+    assert value(s, "irsafs_credentials_expiry_timestamp_seconds") == expiry
+    assert value(s, "irsafs_credential_refreshes_total") == 1
+    assert value(s, "irsafs_operation_duration_seconds_count", op="STS") >= 2
+    # STS answers again: the next refresh works and the gauge moves on.
+    hostile.clear()
+    deadline = time.monotonic() + 60
+    while value(s, "irsafs_credential_refreshes_total") < 2:
+        assert time.monotonic() < deadline, "no refresh within 60 s:\n" + m.log()
+        try:
+            os.stat(m.path("f.txt"))
+        except OSError:
+            pass
+        time.sleep(0.2)
+        s = parse(fetch(port)[2])
+    assert value(s, "irsafs_credentials_expiry_timestamp_seconds") == \
+        int(hostile.issued[-1][1]) > expiry
