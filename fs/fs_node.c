@@ -138,7 +138,6 @@ void fs_reply_negative(fuse_req_t req)
 	struct fuse_entry_param e;
 
 	metrics_fs_error(METRICS_FS_LOOKUP, ENOENT);
-
 	/* ino 0 with a timeout lets the kernel cache the miss, for the negative TTL. */
 	memset(&e, 0, sizeof(e));
 	e.entry_timeout = fs_of(req)->opts->negative_ttl;

@@ -237,9 +237,9 @@ static void log_rejected(struct s3 *s, const char *req, const struct log_fields 
 	snprintf(key, sizeof(key), "rejected %s", e->code);
 	log_op_once_key(LOG_ERR, key, f, "%s -> %s: the credentials of %s (from %s) were "
 			"rejected; %s. File operations fail with EKEYREJECTED%s", req,
-		     err_describe(e, what, sizeof(what)),
-		     cr && cr->principal_arn ? cr->principal_arn : "this identity",
-		     creds_cache_source(s->creds), cause, err_ids(e, ids, sizeof(ids)));
+			err_describe(e, what, sizeof(what)),
+			cr && cr->principal_arn ? cr->principal_arn : "this identity",
+			creds_cache_source(s->creds), cause, err_ids(e, ids, sizeof(ids)));
 }
 
 /*
