@@ -20,6 +20,10 @@ pkgs=(
 	python3-grpcio python3-grpc-tools procps
 	# packaging tests: the .deb build and lintian, the man page, mount -t
 	debhelper dpkg-dev lintian groff-base man-db util-linux mount
+	# the image test: a Debian base from packages, podman build and kube play
+	# (catatonit: the Pod's infra container; runc: crun refuses a cgroup v1
+	# host whose cgroup2 hierarchy has controllers)
+	mmdebstrap podman catatonit runc
 )
 
 if [ "$(id -u)" != 0 ]; then

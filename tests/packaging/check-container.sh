@@ -1,8 +1,11 @@
 #!/bin/sh
-# No Docker engine runs in CI, so check packaging/Dockerfile with what runs on
-# a Debian 12 host:
-#  - its shape: a debian:12 build stage, a debian:12-slim runtime stage,
-#    irsafs as the entrypoint, every COPY source present;
+# Check packaging/Dockerfile with what runs on a Debian 12 host, without a
+# container engine (check-image.sh builds and runs the image itself):
+#  - its shape: a build stage and a runtime stage on bases passed as build
+#    arguments, defaulting to debian:12 and debian:12-slim pinned by digest;
+#    irsafs as the entrypoint, every COPY source present; the OCI labels, with
+#    meson.build's version and license; a .dockerignore that keeps .git and
+#    build trees out of the context but nothing the build needs;
 #  - every package in its lists exists in Debian 12 (apt-cache);
 #  - the build stage's step (container/build.sh) builds, tests and installs;
 #  - the runtime packages cover every shared library the installed irsafs
@@ -37,17 +40,54 @@ check() { # description, command...
 	if "$@" >/dev/null 2>&1; then ok; else bad "$d"; fi
 }
 
-# Shape.
+# Shape: two stages on bases given as build arguments, whose defaults are the
+# official Debian 12 images pinned by the digest of their multi-arch index.
 froms=$(grep -E '^FROM ' "$df" | tr -s ' ')
-[ "$(printf '%s\n' "$froms" | sed -n 1p)" = "FROM debian:12 AS build" ] && ok || bad "first stage is not 'FROM debian:12 AS build'"
-[ "$(printf '%s\n' "$froms" | sed -n 2p)" = "FROM debian:12-slim" ] && ok || bad "runtime stage is not 'FROM debian:12-slim'"
+[ "$(printf '%s\n' "$froms" | sed -n 1p)" = 'FROM ${BUILD_IMAGE} AS build' ] && ok ||
+	bad "first stage is not 'FROM \${BUILD_IMAGE} AS build'"
+[ "$(printf '%s\n' "$froms" | sed -n 2p)" = 'FROM ${RUNTIME_IMAGE}' ] && ok ||
+	bad "runtime stage is not 'FROM \${RUNTIME_IMAGE}'"
 [ "$(printf '%s\n' "$froms" | wc -l)" = 2 ] && ok || bad "expected two stages"
+check "BUILD_IMAGE defaults to debian:12 pinned by digest" \
+	grep -qxE 'ARG BUILD_IMAGE=docker\.io/library/debian:12@sha256:[0-9a-f]{64}' "$df"
+check "RUNTIME_IMAGE defaults to debian:12-slim pinned by digest" \
+	grep -qxE 'ARG RUNTIME_IMAGE=docker\.io/library/debian:12-slim@sha256:[0-9a-f]{64}' "$df"
 check "entrypoint is /usr/bin/irsafs" grep -qx 'ENTRYPOINT \["/usr/bin/irsafs"\]' "$df"
 check "runtime copies only /out/usr from the build stage" grep -qx 'COPY --from=build /out/usr/ /usr/' "$df"
 for f in $(grep -E '^COPY ' "$df" | grep -v -- '--from' | awk '{for (i = 2; i < NF; i++) print $i}'); do
 	[ "$f" = . ] && continue
 	check "COPY source $f exists" test -e "$src/$f"
 done
+
+# OCI labels (check-image.sh checks their values in a built image).
+for l in title description version revision source licenses base.name; do
+	check "label org.opencontainers.image.$l" grep -q "org\.opencontainers\.image\.$l=" "$df"
+done
+mversion=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$src/meson.build" | head -1)
+mlicense=$(sed -n "s/^ *license *: *'\([^']*\)'.*/\1/p" "$src/meson.build" | head -1)
+check "ARG VERSION defaults to meson.build's version ($mversion)" grep -qx "ARG VERSION=$mversion" "$df"
+check "the licenses label is meson.build's license ($mlicense)" \
+	grep -q "org\.opencontainers\.image\.licenses=\"$mlicense\"" "$df"
+
+# .dockerignore keeps .git and build trees out, and nothing the build needs.
+di=$src/.dockerignore
+for p in .git build 'build-*'; do
+	check ".dockerignore excludes $p" grep -qxF "$p" "$di"
+done
+needed=$(cd "$src" && find . \( -path ./.git -o -path ./build -o -path './build-*' \) -prune -o \
+	\( -name meson.build -o -name meson_options.txt -o -path './packaging/container/*' \) -print |
+	sed 's|^\./||')
+# (A pattern is a glob: no file name expansion while the loop reads them.)
+set -f
+for p in $(grep -v -e '^#' -e '^$' "$di"); do
+	hit=
+	for f in $needed; do
+		# shellcheck disable=SC2254 # the pattern is meant to match
+		case $f in $p | $p/*) hit=$f ;; esac
+	done
+	[ -z "$hit" ] && ok || bad ".dockerignore pattern '$p' drops $hit, which the build needs"
+done
+set +f
 for s in build.sh runtime-setup.sh build-packages.txt runtime-packages.txt; do
 	check "the Dockerfile uses container/$s" grep -q "$s" "$df"
 done
