@@ -38,6 +38,7 @@
 #include <openssl/rand.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/strutil.h"
 
 static char *strdup_or_null(const char *s, int *fail)
@@ -247,15 +248,30 @@ static time_t retry_delay(int failures, time_t cap)
 	return d < 1 ? 1 : d;
 }
 
+void creds_cache_failure_fields(const struct creds_cache *c, struct log_fields *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->op = c->provider->op;
+	if (!f->op)
+		return;
+	err_log_fields(&c->provider->failure, f);
+	/* The credential source failed; which errno a file operation gets is said apart. */
+	f->err = 0;
+}
+
 /* Once per outage: why file operations now fail. */
 static void log_expired_locked(struct creds_cache *c)
 {
+	struct log_fields f;
+
 	if (c->locked.expired_logged)
 		return;
 	c->locked.expired_logged = 1;
-	log_msg(LOG_ERR, "no valid credentials from %s: file operations fail with EKEYEXPIRED "
-		"until a refresh works (retried every few seconds): %s", c->provider->name,
-		c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
+	creds_cache_failure_fields(c, &f);
+	f.err = EKEYEXPIRED;
+	log_op(LOG_ERR, &f, "no valid credentials from %s: file operations fail with EKEYEXPIRED "
+	       "until a refresh works (retried every few seconds): %s", c->provider->name,
+	       c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
 }
 
 static void format_time(time_t t, char out[32])
@@ -289,7 +305,9 @@ static void refresh_failed_locked(struct creds_cache *c, const char *why, time_t
 {
 	time_t delay;
 	int usable = creds_valid(c->locked.current, now) && !c->locked.stale;
+	struct log_fields f;
 
+	metrics_creds_refresh_failed();
 	snprintf(c->locked.last_error, sizeof(c->locked.last_error), "%s", why);
 	c->locked.failures++;
 	delay = retry_delay(c->locked.failures, usable ? RETRY_MAX_S : RETRY_NOCREDS_MAX_S);
@@ -301,9 +319,10 @@ static void refresh_failed_locked(struct creds_cache *c, const char *why, time_t
 		if (c->locked.current->expiration && delay > left / 3)
 			delay = left / 3 > 1 ? left / 3 : 1;
 		c->locked.refresh_at = now + delay;
-		log_msg(LOG_WARNING, "credential refresh from %s failed (still using the "
-			"current credentials for %lld s; next attempt in %lld s): %s",
-			c->provider->name, (long long)left, (long long)delay, why);
+		creds_cache_failure_fields(c, &f);
+		log_op(LOG_WARNING, &f, "credential refresh from %s failed (still using the "
+		       "current credentials for %lld s; next attempt in %lld s): %s",
+		       c->provider->name, (long long)left, (long long)delay, why);
 	} else if (c->locked.current) {
 		log_expired_locked(c);
 	}
@@ -349,6 +368,8 @@ static void refresh_locked(struct creds_cache *c)
 		}
 		__atomic_store_n(&c->probation, forced, __ATOMIC_RELAXED);
 		creds_release(old);
+		metrics_creds_refreshed();
+		metrics_creds_expiry(fresh->expiration);
 		if (fresh->expiration) {
 			char exp[32];
 
@@ -500,6 +521,7 @@ int creds_cache_invalidate(struct creds_cache *c, const struct creds *seen, cons
 	 * file operation. A failed refresh, with its backoff.
 	 */
 	again = 0;
+	metrics_creds_refresh_failed();
 	__atomic_store_n(&c->probation, 0, __ATOMIC_RELAXED);
 	snprintf(c->locked.last_error, sizeof(c->locked.last_error), "the server rejects the "
 		 "credentials from %s even right after a refresh (%s): the role session is "

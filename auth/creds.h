@@ -20,7 +20,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "core/err.h"
+
 struct http_client;
+struct log_fields;
 
 struct creds {
 	int refs;			/* atomic */
@@ -57,6 +60,15 @@ struct creds_provider {
 	const char *name;		/* "environment", "web identity" */
 	creds_fetch_fn fetch;		/* 0 or negative errno with why filled */
 	creds_destroy_fn destroy;
+	/*
+	 * For the fields of the log lines about a failed fetch (log_op): the
+	 * request it makes ("STS"; NULL for a source that asks no server) and
+	 * the last failed fetch's answer (status, code, request ids, latency;
+	 * redacted like why). Written by fetch, read after it returned: the
+	 * cache runs one fetch at a time.
+	 */
+	const char *op;
+	struct s3_error failure;
 };
 
 /* Static keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN. */
@@ -252,6 +264,14 @@ const char *creds_cache_source(const struct creds_cache *c);
 void creds_cache_set_clock_offset(struct creds_cache *c, long seconds);
 long creds_cache_clock_offset(const struct creds_cache *c);
 time_t creds_cache_now(const struct creds_cache *c);
+
+/*
+ * The fields of a log line about the last failed fetch (op "STS", status,
+ * code, errno, request ids, latency; only the op when the source asks no
+ * server). The strings point into the cache: use them before the next
+ * refresh can run (at startup, or with no background refresh).
+ */
+void creds_cache_failure_fields(const struct creds_cache *c, struct log_fields *f);
 
 /* How many times the provider was asked for credentials (for logs and tests). */
 unsigned long creds_cache_fetches(const struct creds_cache *c);

@@ -31,6 +31,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/redact.h"
 #include "core/strutil.h"
 #include "http/http.h"
@@ -200,6 +201,7 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	req.body = form.data;
 	req.body_len = form.len;
 	rc = http_perform(w->http, &req, &resp, e);
+	metrics_request(METRICS_OP_STS, resp.status);
 	if (rc && rc != -EMSGSIZE) {
 		explain(w, e, why, whylen);
 		rc = -EIO;
@@ -276,6 +278,8 @@ static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, 
 		.budget_ms = w->budget_ms, .attempt_ms = w->timeout_ms,
 	};
 	struct webid_call call = { .w = w, .out = out, .why = why, .whylen = whylen };
+	struct log_fields f = { .op = "STS" };
+	long long start = metrics_now_us();
 	char what[600], ids[256];
 	struct s3_error e;
 	struct retry r;
@@ -285,7 +289,16 @@ static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, 
 	snprintf(what, sizeof(what), "AssumeRoleWithWebIdentity for role %s at %s", w->role_arn,
 		 w->endpoint);
 	retry_begin(&r, &pol, NULL);
+	r.op = METRICS_OP_STS;
+	r.log = &f;
 	rc = retry_run(&r, webid_try, &call, &e, what);
+	e.latency_us = metrics_now_us() - start;
+	metrics_latency(METRICS_OP_STS, e.latency_us);
+	/* For the fields of the cache's log lines; e is redacted already (webid_attempt). */
+	if (rc)
+		p->failure = e;
+	else
+		err_clear(&p->failure);
 	if (rc) {
 		/* Say which request failed: STS's request id ends the explanation. */
 		err_ids(&e, ids, sizeof(ids));
@@ -316,6 +329,7 @@ struct creds_provider *creds_webid_new(const struct webid_config *cfg, struct ht
 	if (!w)
 		return NULL;
 	w->base.name = "web identity";
+	w->base.op = "STS";
 	w->base.fetch = webid_fetch;
 	w->base.destroy = webid_destroy;
 	w->http = http;

@@ -17,8 +17,9 @@ struct head {
 struct headcache {
 	struct membudget *mb;
 	unsigned nslots;
-	pthread_mutex_t lock;	/* guards clock and slots */
+	pthread_mutex_t lock;	/* guards clock, slots and the counts */
 	unsigned long long clock;
+	unsigned long long hits, misses;	/* takes that found their bytes, or not */
 	struct head slots[];
 };
 
@@ -123,6 +124,18 @@ int headcache_take(struct headcache *hc, const char *key, const char *etag, stru
 		head_clear(hc, h);
 		break;
 	}
+	if (found)
+		hc->hits++;
+	else
+		hc->misses++;
 	pthread_mutex_unlock(&hc->lock);
 	return found;
+}
+
+void headcache_stats(struct headcache *hc, unsigned long long *hits, unsigned long long *misses)
+{
+	pthread_mutex_lock(&hc->lock);
+	*hits = hc->hits;
+	*misses = hc->misses;
+	pthread_mutex_unlock(&hc->lock);
 }

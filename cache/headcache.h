@@ -52,4 +52,7 @@ void headcache_put(struct headcache *hc, const char *key, const char *etag, char
 int headcache_take(struct headcache *hc, const char *key, const char *etag, struct membuf *out,
 		   size_t *got);
 
+/* How many takes found their bytes (hits) and how many did not (misses). */
+void headcache_stats(struct headcache *hc, unsigned long long *hits, unsigned long long *misses);
+
 #endif

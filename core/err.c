@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "core/log.h"
+
 void err_clear(struct s3_error *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -199,4 +201,36 @@ void err_set_ids(struct s3_error *e, const char *request_id, const char *host_id
 		snprintf(e->request_id, sizeof(e->request_id), "%s", request_id);
 	if (!e->host_id[0] && host_id)
 		snprintf(e->host_id, sizeof(e->host_id), "%s", host_id);
+}
+
+#define ERRNO_NAME(e) { e, #e }
+
+const char *err_errno_name(int errnum)
+{
+	static const struct {
+		int n;
+		const char *name;
+	} names[] = {
+		ERRNO_NAME(EACCES), ERRNO_NAME(ENOENT), ERRNO_NAME(EIO), ERRNO_NAME(ETIMEDOUT),
+		ERRNO_NAME(ESTALE), ERRNO_NAME(EKEYEXPIRED), ERRNO_NAME(EKEYREJECTED),
+		ERRNO_NAME(EROFS), ERRNO_NAME(ENAMETOOLONG), ERRNO_NAME(ENOTDIR), ERRNO_NAME(EISDIR),
+		ERRNO_NAME(ENOMEM), ERRNO_NAME(EINVAL), ERRNO_NAME(ENODATA), ERRNO_NAME(ERANGE),
+		ERRNO_NAME(EOPNOTSUPP), ERRNO_NAME(ENXIO), ERRNO_NAME(EPROTO), ERRNO_NAME(EMSGSIZE),
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].n == errnum)
+			return names[i].name;
+	return NULL;
+}
+
+void err_log_fields(const struct s3_error *e, struct log_fields *f)
+{
+	f->status = e->http_status;
+	f->code = e->code;
+	f->err = err_to_errno(e);
+	f->request_id = e->request_id;
+	f->id2 = e->host_id;
+	f->latency_us = e->latency_us;
 }

@@ -66,6 +66,8 @@ struct s3_error {
 	char region[32];	/* region named by a redirect, "" when none */
 	char storage_class[32];	/* <StorageClass> of InvalidObjectState */
 	char access_tier[32];	/* <AccessTier> of InvalidObjectState */
+	long long latency_us;	/* the whole operation, every attempt and wait
+				   (set by whoever ran it; 0: not known) */
 };
 
 void err_clear(struct s3_error *e);
@@ -97,5 +99,19 @@ const char *err_ids(const struct s3_error *e, char *out, unsigned len);
 
 /* Fill the request ids from response headers where the body gave none. */
 void err_set_ids(struct s3_error *e, const char *request_id, const char *host_id);
+
+/*
+ * The symbolic name of an errno irsafs can return ("EACCES", "ENOENT", ...),
+ * or NULL for one it never does. The same names label metrics and log fields.
+ */
+const char *err_errno_name(int errnum);
+
+struct log_fields;
+/*
+ * Fill a log line's fields from e (core/log.h): status, code, errno (from the
+ * one table), request ids, latency. op, bucket and key are the caller's. The
+ * strings point into e.
+ */
+void err_log_fields(const struct s3_error *e, struct log_fields *f);
 
 #endif

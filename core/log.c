@@ -7,11 +7,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/err.h"
 #include "core/redact.h"
 
 #define LOG_ONCE_SLOTS 4096
 #define LOG_MSG_MAX 2048	/* a formatted message, before escaping */
 #define LOG_LINE_MAX 4096	/* an escaped line: longer ones are cut */
+#define LOG_FIELDS_MAX 2048	/* a JSON line's fields, escaped */
+#define LOG_KEY_MAX 1280	/* ... of which the key, escaped */
+#define LOG_FIELD_MAX 1024	/* one field's value, before escaping */
 
 static int log_level = LOG_INFO;
 static int log_syslog;
@@ -194,10 +198,75 @@ static void prepare(char *msg)
 }
 
 /*
- * One JSON object: time (UTC, milliseconds), level, tag and the message,
- * escaped by log_escape. Returns the length, newline included.
+ * ,"name":"value" with value cut to max bytes, JWT-redacted and escaped,
+ * written only when set (not NULL; not "" unless empty_ok) and when it fits
+ * cap. Returns the length written.
  */
-static size_t json_line(char *out, size_t cap, int level, const char *msg)
+static size_t json_str(char *out, size_t cap, const char *name, const char *val, size_t max,
+		       int empty_ok)
+{
+	char v[LOG_FIELD_MAX + 1];
+	size_t n;
+	int w;
+
+	if (!val || (!*val && !empty_ok))
+		return 0;
+	snprintf(v, max < sizeof(v) ? max + 1 : sizeof(v), "%s", val);
+	redact_jwt(v);
+	w = snprintf(out, cap, ",\"%s\":\"", name);
+	if (w < 0 || (size_t)w + 2 >= cap)
+		return 0;
+	n = (size_t)w;
+	n += log_escape(out + n, cap - n - 1, v, 1);
+	out[n++] = '"';
+	return n;
+}
+
+/*
+ * The fields of f as JSON members, each bounded (the message keeps at least
+ * LOG_LINE_MAX - LOG_FIELDS_MAX bytes). Returns the length written.
+ */
+static size_t json_fields(char *out, size_t cap, const struct log_fields *f)
+{
+	const char *name = f->err ? err_errno_name(f->err) : NULL;
+	char num[16];
+	size_t n = 0;
+	int w;
+
+	if (cap > LOG_FIELDS_MAX)
+		cap = LOG_FIELDS_MAX;
+	n += json_str(out + n, cap - n, "op", f->op, 32, 0);
+	n += json_str(out + n, cap - n, "bucket", f->bucket, 64, 0);
+	n += json_str(out + n, cap - n < LOG_KEY_MAX ? cap - n : LOG_KEY_MAX, "key", f->key, 1024, 1);
+	if (f->status > 0 && cap - n > 24) {
+		w = snprintf(out + n, cap - n, ",\"status\":%d", f->status);
+		n += w > 0 ? (size_t)w : 0;
+	}
+	n += json_str(out + n, cap - n, "code", f->code, 64, 0);
+	if (f->err > 0) {
+		if (!name) {
+			snprintf(num, sizeof(num), "%d", f->err);
+			name = num;
+		}
+		n += json_str(out + n, cap - n, "errno", name, 15, 0);
+	}
+	n += json_str(out + n, cap - n, "request_id", f->request_id, 96, 0);
+	n += json_str(out + n, cap - n, "id2", f->id2, 128, 0);
+	if (f->latency_us > 0 && cap - n > 40) {
+		w = snprintf(out + n, cap - n, ",\"latency_ms\":%lld.%03lld", f->latency_us / 1000,
+			     f->latency_us % 1000);
+		n += w > 0 ? (size_t)w : 0;
+	}
+	return n;
+}
+
+/*
+ * One JSON object: time (UTC, milliseconds), level, tag, the fields of f
+ * (when not NULL) and the message, escaped by log_escape. Returns the length,
+ * newline included.
+ */
+static size_t json_line(char *out, size_t cap, int level, const struct log_fields *f,
+			const char *msg)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -207,12 +276,16 @@ static size_t json_line(char *out, size_t cap, int level, const char *msg)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	w = snprintf(out, cap, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
-		     "\"level\":\"%s\",\"tag\":\"%s\",\"msg\":\"", tm.tm_year + 1900,
+		     "\"level\":\"%s\",\"tag\":\"%s\"", tm.tm_year + 1900,
 		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 		     ts.tv_nsec / 1000000, level_name(level), log_tag);
-	if (w < 0 || (size_t)w + 4 >= cap)
+	if (w < 0 || (size_t)w + 16 >= cap)
 		return 0;
 	n = (size_t)w;
+	if (f)
+		n += json_fields(out + n, cap - n - 16, f);
+	memcpy(out + n, ",\"msg\":\"", 8);
+	n += 8;
 	n += log_escape(out + n, cap - n - 3, msg, 1);
 	out[n++] = '"';
 	out[n++] = '}';
@@ -224,9 +297,10 @@ static size_t json_line(char *out, size_t cap, int level, const char *msg)
  * Every line is built here, whatever the destination: the values callers
  * format in (key names, ARNs, a server's message) may hold anything, and no
  * byte of them may end a line, start a forged one or reach a terminal as a
- * control sequence.
+ * control sequence. Fields (f, may be NULL) appear in JSON lines only.
  */
-void log_vmsg(int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void emit(int level, const struct log_fields *f,
+						      const char *fmt, va_list ap)
 {
 	char msg[LOG_MSG_MAX], line[LOG_LINE_MAX];
 	size_t n;
@@ -243,7 +317,7 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 		return;
 	}
 	if (log_format == LOG_FORMAT_JSON) {
-		n = json_line(line, sizeof(line), level, msg);
+		n = json_line(line, sizeof(line), level, f, msg);
 	} else {
 		w = snprintf(line, sizeof(line), "%s: %s: ", log_tag, level_name(level));
 		if (w < 0 || (size_t)w + 2 >= sizeof(line))
@@ -255,6 +329,20 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 	/* One write per line so that lines from threads never interleave. */
 	if (n && write(STDERR_FILENO, line, n) < 0)
 		return;
+}
+
+void log_vmsg(int level, const char *fmt, va_list ap)
+{
+	emit(level, NULL, fmt, ap);
+}
+
+void log_op(int level, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, f, fmt, ap);
+	va_end(ap);
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -315,6 +403,20 @@ void log_once(int level, const char *fmt, ...)
 		log_msg(level, "%s", text);
 }
 
+void log_op_once(int level, const struct log_fields *f, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (once_record(fnv1a(text)))
+		log_op(level, f, "%s", text);
+}
+
 void log_once_key(int level, const char *key, const char *fmt, ...)
 {
 	va_list ap;
@@ -322,6 +424,17 @@ void log_once_key(int level, const char *key, const char *fmt, ...)
 	if (!log_enabled(level) || !once_record(fnv1a(key)))
 		return;
 	va_start(ap, fmt);
-	log_vmsg(level, fmt, ap);
+	emit(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void log_op_once_key(int level, const char *key, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level) || !once_record(fnv1a(key)))
+		return;
+	va_start(ap, fmt);
+	emit(level, f, fmt, ap);
 	va_end(ap);
 }

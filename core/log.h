@@ -12,6 +12,13 @@
  * a terminal escape (log_escape says how). This holds for stderr, JSON and
  * syslog alike; no caller needs to escape anything itself.
  *
+ * A line about one operation may also carry its facts as fields (log_op):
+ * in JSON they are members of the object beside "msg", so a log pipeline can
+ * select on them (op, bucket, key, status, code, errno, request_id, id2,
+ * latency_ms) without parsing the text; text and syslog lines are the same
+ * as log_msg's, the facts staying in the message. Field values are redacted
+ * and escaped like the message.
+ *
  * Nothing secret may be passed to log_msg: callers format only names, keys,
  * status codes and ARNs. auth/ keeps secrets in struct creds, which has no
  * formatting helper on purpose, and takes known secrets out of a server's
@@ -63,6 +70,46 @@ void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(prin
  * inside an escape. Pure; used by the sink for every line.
  */
 size_t log_escape(char *out, size_t cap, const char *msg, int json);
+
+/*
+ * The facts of one operation, for log_op. Unset members (NULL, 0, "") are
+ * left out of the line; key is written when not NULL, even "" (a listing of
+ * the bucket's root).
+ *   op          the S3 or STS request ("HEAD", "GET", "LIST", "STS"), or the
+ *               file-system operation ("lookup", "open", "read", ...)
+ *   bucket, key the object (for LIST: key is the prefix listed, "" for the root)
+ *   status      HTTP status of the last answer (0: none came)
+ *   code        S3/STS <Code> ("AccessDenied"), or irsafs's own
+ *               ("NoCredentials", "MalformedReply")
+ *   err         the errno the operation fails with, positive; written as
+ *               its name ("EACCES"), see err_errno_name
+ *   request_id, id2   x-amz-request-id and x-amz-id-2
+ *   latency_us  the whole operation, retries included; written as
+ *               latency_ms with microsecond precision
+ */
+struct log_fields {
+	const char *op;
+	const char *bucket;
+	const char *key;
+	int status;
+	const char *code;
+	int err;
+	const char *request_id;
+	const char *id2;
+	long long latency_us;
+};
+
+/* log_msg with fields (f may be NULL: then exactly log_msg). */
+void log_op(int level, const struct log_fields *f, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* log_once with fields ("once" by the text, as there). */
+void log_op_once(int level, const struct log_fields *f, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* log_once_key with fields. */
+void log_op_once_key(int level, const char *key, const struct log_fields *f, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /*
  * Log a message only the first time this exact text is seen (bounded memory:

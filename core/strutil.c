@@ -174,6 +174,56 @@ int url_is_cleartext_remote(const char *url, char *host, size_t hostlen)
 	return 1;
 }
 
+int hostport_split(const char *s, char *host, size_t hostlen, unsigned *port, char *why,
+		   size_t whylen)
+{
+	const char *h = s, *colon, *p;
+	unsigned long v = 0;
+	size_t n;
+
+	if (*s == '[') {
+		colon = strchr(s, ']');
+		if (!colon || colon[1] != ':') {
+			snprintf(why, whylen, "expected [IPV6]:PORT, such as [::1]:9100");
+			return -EINVAL;
+		}
+		h = s + 1;
+		n = (size_t)(colon - h);
+		colon++;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon) {
+			snprintf(why, whylen, "no port: expected HOST:PORT, such as 127.0.0.1:9100");
+			return -EINVAL;
+		}
+		if (memchr(s, ':', (size_t)(colon - s))) {
+			snprintf(why, whylen, "an IPv6 address goes in brackets: [ADDRESS]:PORT, "
+				 "such as [::1]:9100");
+			return -EINVAL;
+		}
+		n = (size_t)(colon - s);
+	}
+	if (n == 0) {
+		snprintf(why, whylen, "no host: expected HOST:PORT, such as 127.0.0.1:9100 (or "
+			 "0.0.0.0:9100 for every address)");
+		return -EINVAL;
+	}
+	if (n >= hostlen) {
+		snprintf(why, whylen, "the host is longer than %zu bytes", hostlen - 1);
+		return -EINVAL;
+	}
+	for (p = colon + 1; *p >= '0' && *p <= '9' && v <= 65535; p++)
+		v = v * 10 + (unsigned long)(*p - '0');
+	if (p == colon + 1 || *p || v < 1 || v > 65535) {
+		snprintf(why, whylen, "the port must be a number from 1 to 65535");
+		return -EINVAL;
+	}
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (unsigned)v;
+	return 0;
+}
+
 int str_has_prefix_ci(const char *s, const char *prefix)
 {
 	return strncasecmp(s, prefix, strlen(prefix)) == 0;

@@ -47,6 +47,15 @@ int url_host_is_loopback(const char *host, size_t n);
  */
 int url_is_cleartext_remote(const char *url, char *host, size_t hostlen);
 
+/*
+ * Split "HOST:PORT" or "[IPV6]:PORT" into host (without brackets) and port
+ * (1-65535, decimal). 0, or -EINVAL with why saying what is wrong (no port,
+ * a port out of range, no host, an IPv6 address without brackets, a host
+ * longer than hostlen). Nothing is resolved.
+ */
+int hostport_split(const char *s, char *host, size_t hostlen, unsigned *port, char *why,
+		   size_t whylen);
+
 /* Case-insensitive prefix test. */
 int str_has_prefix_ci(const char *s, const char *prefix);
 

@@ -51,7 +51,7 @@ static void dir_open_done(struct dirfetch_waiter *w, int rc, struct listing *l)
 	struct dir_open *o = (struct dir_open *)w;
 
 	if (rc)
-		fuse_reply_err(o->req, -rc);
+		fs_reply_err(o->req, METRICS_FS_OPENDIR, -rc);
 	else
 		reply_open(o->req, &o->fi, l);
 	free(o);
@@ -149,7 +149,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	inode_info_cleanup(&ii);
 	if (rc < 0) {
 		free(o);
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 		return;
 	}
 	if (rc == 1)
@@ -159,7 +159,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	return;
 fail:
 	inode_info_cleanup(&ii);
-	fuse_reply_err(req, -rc);
+	fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -175,13 +175,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	out = malloc(size);
 	if (!out) {
-		fuse_reply_err(req, ENOMEM);
+		fs_reply_err(req, METRICS_FS_READDIR, ENOMEM);
 		return;
 	}
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (rc) {
 		free(out);
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
 		return;
 	}
 	/* Offsets: 0 ".", 1 "..", 2+k the k-th entry; each entry's off is the next one. */
@@ -245,7 +245,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	inode_info_cleanup(&ii);
 	if (rc)
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
 	else
 		fuse_reply_buf(req, out, used);
 	free(out);

@@ -47,7 +47,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT))) {
-		fuse_reply_err(req, EROFS);
+		fs_reply_err(req, METRICS_FS_OPEN, EROFS);
 		return;
 	}
 	rc = inode_get(fs->inodes, ino, &ii);
@@ -92,7 +92,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	return;
 fail:
 	inode_info_cleanup(&ii);
-	fuse_reply_err(req, -rc);
+	fs_reply_err(req, METRICS_FS_OPEN, -rc);
 }
 
 /* A read's interrupt state: set from libfuse's thread, read by the reader. */
@@ -139,13 +139,16 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (rc == -EACCES) /* show it as "----------" (fs_node.c) */
 			fs_note_denial(fs, ino, "s3:GetObject", fh->key, 0, NULL);
 		if (rc == -ESTALE)
-			log_once(LOG_WARNING, "s3://%s/%s changed since it was opened: reads on "
-				 "that handle fail with ESTALE; open the file again",
-				 fs->opts->bucket, fh->key);
-		fuse_reply_err(req, -rc);
+			log_op_once(LOG_WARNING, &(struct log_fields){ .op = "read", .err = ESTALE,
+				    .bucket = fs->opts->bucket, .key = fh->key },
+				    "s3://%s/%s changed since it was opened: reads on that handle "
+				    "fail with ESTALE; open the file again", fs->opts->bucket,
+				    fh->key);
+		fs_reply_err(req, METRICS_FS_READ, -rc);
 		return;
 	}
 	fs_count(&fs->counters.bytes_read, sp.len);
+	fs_count(&fs->counters.reads, 1);
 	if (sp.niov)
 		fuse_reply_iov(req, sp.iov, sp.niov);
 	else

@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 
+#include "core/metrics.h"
 #include "s3/store.h"
 
 struct irsafs *fs_of(fuse_req_t req);
@@ -22,8 +23,10 @@ void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struc
 		  struct stat *st);
 /* Reply to a lookup with (key, is_dir, a), adding one lookup reference. */
 void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a);
-/* A cacheable "no such entry". */
+/* A cacheable "no such entry" (counted as lookup ENOENT). */
 void fs_reply_negative(fuse_req_t req);
+/* Answer req with errno err (positive), counted under fs_op (enum metrics_fs_op). */
+void fs_reply_err(fuse_req_t req, int fs_op, int err);
 struct inode_info;
 /* Refresh a file's attributes with a HEAD when older than the TTL. 0 or -errno. */
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);

@@ -102,7 +102,7 @@ static void reply_entry(fuse_req_t req, const char *key, int is_dir, const struc
 
 	ino = inode_lookup_ref(fs->inodes, key, is_dir, a);
 	if (!ino) {
-		fuse_reply_err(req, ENOMEM);
+		fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
 		return;
 	}
 	if (denied)
@@ -127,10 +127,17 @@ void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct st
 	reply_entry(req, key, is_dir, a, 0);
 }
 
+void fs_reply_err(fuse_req_t req, int fs_op, int err)
+{
+	metrics_fs_error(fs_op, err);
+	fuse_reply_err(req, err);
+}
+
 void fs_reply_negative(fuse_req_t req)
 {
 	struct fuse_entry_param e;
 
+	metrics_fs_error(METRICS_FS_LOOKUP, ENOENT);
 	/* ino 0 with a timeout lets the kernel cache the miss, for the negative TTL. */
 	memset(&e, 0, sizeof(e));
 	e.entry_timeout = fs_of(req)->opts->negative_ttl;
@@ -154,6 +161,7 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 {
 	char what[320], ids[256], cls[128], once[1100];
 	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
+	struct log_fields f = { .op = "GET", .bucket = fs->opts->bucket, .key = key };
 
 	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
 		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
@@ -162,10 +170,11 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 	else
 		snprintf(cls, sizeof(cls), "in an archive storage class");
 	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->opts->bucket, key);
-	log_once_key(LOG_WARNING, once, "s3://%s/%s is %s and not restored (%s): restore it first "
-		     "(s3:RestoreObject, then wait for the restore), or read another path%s",
-		     fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
-		     err_ids(e, ids, sizeof(ids)));
+	err_log_fields(e, &f);
+	log_op_once_key(LOG_WARNING, once, &f, "s3://%s/%s is %s and not restored (%s): restore "
+			"it first (s3:RestoreObject, then wait for the restore), or read another "
+			"path%s", fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
+			err_ids(e, ids, sizeof(ids)));
 }
 
 /*
@@ -427,20 +436,21 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fs_tune_readahead(fs);
 	fs_count(&fs->counters.lookups, 1);
 	if (len > NAME_MAX_BYTES) {
-		fuse_reply_err(req, ENAMETOOLONG);
+		fs_reply_err(req, METRICS_FS_LOOKUP, ENAMETOOLONG);
 		return;
 	}
 	if (!listing_name_ok(name, len)) {
-		fuse_reply_err(req, ENOENT);
+		fs_reply_err(req, METRICS_FS_LOOKUP, ENOENT);
 		return;
 	}
 	rc = inode_get(fs->inodes, parent, &pi);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 		return;
 	}
 	l = inode_get_listing(fs->inodes, parent, fs->ttl_ms);
 	if (l) {
+		fs_count(&fs->counters.lookup_hits, 1);
 		ent = listing_find(l, name);
 		if (!ent) {
 			fs_reply_negative(req);
@@ -451,7 +461,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			if (key)
 				fs_reply_entry(req, key, ent->is_dir, &a);
 			else
-				fuse_reply_err(req, ENOMEM);
+				fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
 			free(key);
 		}
 		listing_release(l);
@@ -461,16 +471,17 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dir_key = fs_join(pi.key, name, "/");
 	file_key = fs_join(pi.key, name, "");
 	if (!dir_key || !file_key) {
-		fuse_reply_err(req, ENOMEM);
+		fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
 		goto out;
 	}
 	rc = inode_neg_get(fs->inodes, file_key);
+	fs_count(rc ? &fs->counters.lookup_hits : &fs->counters.lookup_misses, 1);
 	if (rc == -ENOENT) {
 		fs_reply_negative(req);
 		goto out;
 	}
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 		goto out;
 	}
 	rc = probe_name(fs, dir_key, file_key, &list_rc, &a, &e);
@@ -480,7 +491,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	if (list_rc < 0 && list_rc != -EACCES) {
-		fuse_reply_err(req, -list_rc);
+		fs_reply_err(req, METRICS_FS_LOOKUP, -list_rc);
 		goto out;
 	}
 	if (rc == 0) {
@@ -500,7 +511,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (rc == -ENOENT && list_rc == -EACCES) {
 		/* Not a file, and we may not look for a directory: it may be one. */
 		inode_neg_put(fs->inodes, file_key, -EACCES);
-		fuse_reply_err(req, EACCES);
+		fs_reply_err(req, METRICS_FS_LOOKUP, EACCES);
 	} else if (rc == -ENOENT) {
 		inode_neg_put(fs->inodes, file_key, -ENOENT);
 		fs_reply_negative(req);
@@ -509,7 +520,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
 			inode_neg_put(fs->inodes, file_key, -EACCES);
 		}
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 	}
 out:
 	free(dir_key);
@@ -567,7 +578,7 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!rc)
 		rc = fs_refresh_attr(fs, &ii);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_GETATTR, -rc);
 	} else {
 		fs_fill_stat(fs, ino, ii.is_dir, &ii.attr, &st);
 		if (ii.denied)

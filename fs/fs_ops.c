@@ -160,68 +160,68 @@ static void op_destroy(void *userdata)
 /* Write-type operations: a read-only file system says EROFS to each. */
 static void op_erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
 			    const char *nn, unsigned int f)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_setattr(fuse_req_t req, fuse_ino_t i, struct stat *a, int s,
 			     struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o,
 			   struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v,
 			      size_t s, int f)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
 			    struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 static void op_erofs_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l,
 			       struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, EROFS);
+	fs_reply_err(req, METRICS_FS_WRITE, EROFS);
 }
 
 const struct fuse_lowlevel_ops irsafs_ops = {

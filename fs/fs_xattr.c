@@ -176,29 +176,29 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	int rc;
 
 	if (strncmp(name, "user.", 5)) {
-		fuse_reply_err(req, EOPNOTSUPP);
+		fs_reply_err(req, METRICS_FS_GETXATTR, EOPNOTSUPP);
 		return;
 	}
 	if (strncmp(name, "user.s3.", 8) && strncmp(name, "user.irsafs.", 12)) {
-		fuse_reply_err(req, ENODATA);
+		fs_reply_err(req, METRICS_FS_GETXATTR, ENODATA);
 		return;
 	}
 	rc = collect(fs_of(req), ino, &xs);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_GETXATTR, -rc);
 		return;
 	}
 	for (i = 0; i < xs.n; i++)
 		if (!strcmp(xs.name[i], name))
 			break;
 	if (i == xs.n) {
-		fuse_reply_err(req, ENODATA);
+		fs_reply_err(req, METRICS_FS_GETXATTR, ENODATA);
 	} else {
 		len = strlen(xs.value[i]);
 		if (size == 0)
 			fuse_reply_xattr(req, len);
 		else if (size < len)
-			fuse_reply_err(req, ERANGE);
+			fs_reply_err(req, METRICS_FS_GETXATTR, ERANGE);
 		else
 			fuse_reply_buf(req, xs.value[i], len);
 	}
@@ -214,7 +214,7 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	rc = collect(fs_of(req), ino, &xs);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fs_reply_err(req, METRICS_FS_LISTXATTR, -rc);
 		return;
 	}
 	/* Names, each with its NUL, one after another. */
@@ -228,7 +228,7 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (size == 0)
 		fuse_reply_xattr(req, len);
 	else if (size < len)
-		fuse_reply_err(req, ERANGE);
+		fs_reply_err(req, METRICS_FS_LISTXATTR, ERANGE);
 	else
 		fuse_reply_buf(req, buf, len);
 	xs_cleanup(&xs);

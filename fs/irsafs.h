@@ -20,13 +20,18 @@ struct inode_table;
 struct creds_cache;
 struct workq;
 struct dirfetch;
+struct metrics_http;
 
 struct irsafs_counters {
 	unsigned long long opens;
 	unsigned long long bytes_read;
+	unsigned long long reads;	/* FUSE reads answered with bytes (or end of file) */
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
+	unsigned long long lookup_hits;	/* lookups answered from a cached listing or a
+					   remembered "no such key", without S3 */
+	unsigned long long lookup_misses;	/* lookups that asked S3 */
 };
 
 struct irsafs {
@@ -46,6 +51,7 @@ struct irsafs {
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
+	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 	struct irsafs_counters counters;
 };
 

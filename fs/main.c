@@ -33,6 +33,7 @@
 #include "fs/inode.h"
 #include "fs/listing.h"
 #include "fs/lifecycle.h"
+#include "fs/metrics_http.h"
 #include "fs/mountpoint.h"
 #include "fs/opts.h"
 #include "fs/resume.h"
@@ -61,6 +62,7 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 static int mount_check(struct irsafs *fs, const char *principal, const char *endpoint)
 {
 	const struct opts *o = fs->opts;
+	struct log_fields f = { .op = "LIST", .bucket = o->bucket, .key = o->prefix };
 	struct s3_list_page page;
 	struct s3_error e;
 	char what[320], ids[256];
@@ -86,23 +88,24 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 	/* Say which request failed: each line ends with its request ids. */
 	err_describe(&e, what, sizeof(what));
 	err_ids(&e, ids, sizeof(ids));
+	err_log_fields(&e, &f);
 	switch (err_classify(&e)) {
 	case ERR_NO_BUCKET:
-		log_msg(LOG_ERR, "bucket %s does not exist at %s (%s): check the bucket name "
-			"and the endpoint%s", o->bucket, endpoint, what, ids);
+		log_op(LOG_ERR, &f, "bucket %s does not exist at %s (%s): check the bucket name "
+		       "and the endpoint%s", o->bucket, endpoint, what, ids);
 		return 1;
 	case ERR_DENIED:
 		if (o->strict) {
-			log_msg(LOG_ERR, "%s may not list s3://%s/%s (%s), and --strict makes that "
-				"fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
-				"policy, or mount a prefix the role may list%s", principal, o->bucket,
-				o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
-				: "", o->prefix, *o->prefix ? "*)" : "", ids);
+			log_op(LOG_ERR, &f, "%s may not list s3://%s/%s (%s), and --strict makes "
+			       "that fatal: add s3:ListBucket on arn:aws:s3:::%s%s%s%s to the role's "
+			       "policy, or mount a prefix the role may list%s", principal, o->bucket,
+			       o->prefix, what, o->bucket, *o->prefix ? " (condition s3:prefix "
+			       : "", o->prefix, *o->prefix ? "*)" : "", ids);
 			return 1;
 		}
-		log_msg(LOG_WARNING, "%s may not list s3://%s/%s (%s): mounting anyway; listing "
-			"that directory will fail with EACCES, paths the role may read stay "
-			"reachable by name%s", principal, o->bucket, o->prefix, what, ids);
+		log_op(LOG_WARNING, &f, "%s may not list s3://%s/%s (%s): mounting anyway; "
+		       "listing that directory will fail with EACCES, paths the role may read stay "
+		       "reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
 		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
 		return 0;
@@ -110,10 +113,10 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		break;
 	}
 	if (rc == -EKEYEXPIRED)
-		log_msg(LOG_ERR, "no valid credentials to list s3://%s/%s", o->bucket, o->prefix);
+		log_op(LOG_ERR, &f, "no valid credentials to list s3://%s/%s", o->bucket, o->prefix);
 	else
-		log_msg(LOG_ERR, "cannot list s3://%s/%s at %s: %s%s", o->bucket, o->prefix,
-			endpoint, what, ids);
+		log_op(LOG_ERR, &f, "cannot list s3://%s/%s at %s: %s%s", o->bucket, o->prefix,
+		       endpoint, what, ids);
 	return 1;
 }
 
@@ -262,6 +265,11 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_ERR, "cannot start the signal thread");
 		goto out_loop;
 	}
+	/* Its thread reads fs: started once the mount is up, stopped before fs goes. */
+	if (fs->metrics && metrics_http_start(fs->metrics, fs) != 0) {
+		lifecycle_signals_stop();
+		goto out_loop;
+	}
 	if (cmd) {
 		rc = exec_run(fs, se, loop, cmd);
 	} else {
@@ -272,6 +280,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	lifecycle_signals_stop();
 	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
 	fs_dir_stop(fs);
+	metrics_http_stop(fs->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
@@ -361,6 +370,9 @@ int main(int argc, char **argv)
 	fs.ttl = o.metadata_ttl;
 	fs.ttl_ms = (long long)(o.metadata_ttl * 1000);
 	clock_gettime(CLOCK_REALTIME, &fs.mount_time);
+	/* Bound now: a taken port fails the start before STS is asked anything. */
+	if (o.metrics_addr && !(fs.metrics = metrics_http_listen(o.metrics_addr)))
+		goto out_curl;
 
 	snprintf(ua, sizeof(ua), "irsafs/%s", IRSAFS_VERSION);
 	hc = (struct http_config){
@@ -398,8 +410,11 @@ int main(int argc, char **argv)
 	}
 	lifecycle_startup_phase("while getting credentials");
 	if (creds_cache_acquire(fs.creds, &cr, why, sizeof(why)) != 0) {
-		log_msg(LOG_ERR, "cannot get credentials from %s: %s",
-			creds_cache_source(fs.creds), why);
+		struct log_fields f;
+
+		creds_cache_failure_fields(fs.creds, &f);
+		log_op(LOG_ERR, &f, "cannot get credentials from %s: %s",
+		       creds_cache_source(fs.creds), why);
 		goto out_creds;
 	}
 	/* Only the name is kept: the cache holds the secrets, and refreshes them. */
@@ -490,6 +505,7 @@ out_http:
 	http_client_free(http);
 	free(region_buf);
 out_curl:
+	metrics_http_free(fs.metrics);
 	curl_global_cleanup();
 out_opts:
 	/* Before the mount (a failed start) the startup thread still runs. */

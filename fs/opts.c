@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "core/log.h"
+#include "core/strutil.h"
 
 enum {
 	OPT_PREFIX = 256,
@@ -37,6 +38,7 @@ enum {
 	OPT_CACHE_DIR,
 	OPT_CACHE_SIZE,
 	OPT_LOG_FORMAT,
+	OPT_METRICS_ADDR,
 	OPT_LOG_LEVEL,
 	OPT_INSTANCE_ROLE,
 	OPT_UNLISTED_DIRS,
@@ -64,6 +66,7 @@ static const struct option long_opts[] = {
 	{ "credential-duration", required_argument, NULL, OPT_CRED_DURATION },
 	{ "operation-timeout", required_argument, NULL, OPT_BUDGET },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+	{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 	{ "read-part-size", required_argument, NULL, OPT_PART_SIZE },
@@ -134,7 +137,11 @@ void opts_usage(FILE *f)
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
 		"  --debug                  log every request and FUSE operation\n"
-		"  --log-format F           text (default) or json: one JSON object per line\n"
+		"  --log-format F           text (default) or json: one JSON object per line,\n"
+		"                           an operation's facts as fields (op, key, status, ...)\n"
+		"  --metrics-addr HOST:PORT\n"
+		"                           serve Prometheus metrics at http://HOST:PORT/metrics\n"
+		"                           (default: off; 0.0.0.0:PORT for every address)\n"
 		"  --log-level L            error, warning, notice, info (default) or debug\n"
 		"  -h, --help               this text\n"
 		"  --version                the version\n"
@@ -345,6 +352,15 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			else
 				return bad("--log-format", optarg, "expected text or json");
 			break;
+		case OPT_METRICS_ADDR: {
+			char host[256], why[160];
+			unsigned port;
+
+			if (hostport_split(optarg, host, sizeof(host), &port, why, sizeof(why)))
+				return bad("--metrics-addr", optarg, why);
+			o->metrics_addr = optarg;
+			break;
+		}
 		case OPT_LOG_LEVEL:
 			o->log_level = log_level_parse(optarg);
 			if (o->log_level < 0)

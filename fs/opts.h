@@ -28,6 +28,7 @@ struct opts {
 	int debug;
 	int log_level;			/* syslog level; -1: default (info, debug with --debug) */
 	int log_json;			/* --log-format json */
+	const char *metrics_addr;	/* --metrics-addr HOST:PORT (syntax checked); NULL: off */
 	double metadata_ttl;		/* seconds */
 	double negative_ttl;		/* seconds a "no such key" is trusted */
 	size_t metadata_cache_size;	/* bytes of cached listings, all directories */

@@ -8,6 +8,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/strutil.h"
 
 void retry_bucket_init(struct retry_bucket *b, long capacity)
@@ -55,6 +56,8 @@ void retry_begin(struct retry *r, const struct retry_policy *p, struct retry_buc
 	r->held = 0;
 	r->stopped = NULL;
 	r->start_ms = clock_mono_ms();
+	r->op = METRICS_OP_NONE;
+	r->log = NULL;
 }
 
 long retry_remaining_ms(const struct retry *r)
@@ -139,6 +142,7 @@ void retry_sleep_ms(long ms)
 int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_error *e,
 	      const char *what)
 {
+	struct log_fields f = { 0 }, *lf;
 	char desc[320], ids[256];
 	long sleep_ms;
 	int rc;
@@ -158,17 +162,28 @@ int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_er
 		}
 		if (!err_is_retryable(e))
 			return rc;
+		if (err_classify(e) == ERR_THROTTLED)
+			metrics_throttled(r->op);
 		sleep_ms = retry_next(r, e);
 		err_describe(e, desc, sizeof(desc));
 		err_ids(e, ids, sizeof(ids));
+		lf = r->log ? &f : NULL;
+		if (r->log) {
+			f = *r->log;
+			err_log_fields(e, &f);
+			f.latency_us = (clock_mono_ms() - r->start_ms) * 1000;
+		}
 		if (sleep_ms < 0) {
-			log_msg(LOG_ERR, "%s -> %s (gave up after %d attempt%s%s%s)%s", what, desc,
-				r->attempt, r->attempt == 1 ? "" : "s", r->stopped ? ": " : "",
-				r->stopped ? r->stopped : "", ids);
+			metrics_gave_up(r->op);
+			log_op(LOG_ERR, lf, "%s -> %s (gave up after %d attempt%s%s%s)%s", what,
+			       desc, r->attempt, r->attempt == 1 ? "" : "s", r->stopped ? ": " : "",
+			       r->stopped ? r->stopped : "", ids);
 			return rc;
 		}
-		log_msg(LOG_WARNING, "%s -> %s (attempt %d/%d, retry in %ld ms)%s", what, desc,
-			r->attempt, r->policy->max_attempts, sleep_ms, ids);
+		metrics_retry(r->op);
+		f.err = 0; /* not failed yet: a retry line carries no errno */
+		log_op(LOG_WARNING, lf, "%s -> %s (attempt %d/%d, retry in %ld ms)%s", what, desc,
+		       r->attempt, r->policy->max_attempts, sleep_ms, ids);
 		retry_sleep_ms(sleep_ms);
 	}
 }

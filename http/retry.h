@@ -30,6 +30,7 @@
 #define IRSAFS_HTTP_RETRY_H
 
 struct s3_error;
+struct log_fields;
 
 #define RETRY_BUCKET_CAPACITY 500	/* tokens: 100 plain retries */
 #define RETRY_COST 5			/* tokens a retry takes */
@@ -61,6 +62,9 @@ struct retry {
 	long held;		/* tokens this operation's retries took */
 	long long start_ms;	/* monotonic */
 	const char *stopped;	/* why retries stopped early, for the log; NULL */
+	/* Set by the caller after retry_begin (defaults: none): */
+	int op;			/* metrics op (core/metrics.h) retries count under */
+	const struct log_fields *log;	/* op, bucket, key of the retry loop's lines */
 };
 
 void retry_begin(struct retry *r, const struct retry_policy *p, struct retry_bucket *b);
@@ -106,8 +110,11 @@ typedef int (*retry_attempt_fn)(void *arg, struct retry *r, struct s3_error *e);
  * The retry loop: run attempt until it succeeds, fails for good, or the
  * budget says stop. Every retry is logged at warning level and the final
  * failure of a retryable error at error level, each line naming what (e.g.
- * "GET s3://bucket/key bytes=0-99"), the error and its request ids. Returns
- * 0 or the last attempt's negative errno; e holds the last error.
+ * "GET s3://bucket/key bytes=0-99"), the error and its request ids, with
+ * r->log's fields plus the answer's (status, code, request ids, the time so
+ * far; errno on the final line). Retries, throttled answers and give-ups are
+ * counted under r->op. Returns 0 or the last attempt's negative errno; e
+ * holds the last error.
  */
 int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_error *e,
 	      const char *what);

@@ -19,7 +19,9 @@ BEGIN { state = 0 }
 	n = match(line, /  +/)
 	if (n) { term = substr(line, 1, n - 1); desc = substr(line, n + RLENGTH) }
 	else { term = line; desc = "" }
-	printf ".TP\n.B %s\n%s\n", esc(term), esc(desc) > "/dev/stderr"
+	printf ".TP\n.B %s\n", esc(term) > "/dev/stderr"
+	# A term too long for its column has its text on the next lines.
+	if (desc != "") print esc(desc) > "/dev/stderr"
 	next
 }
 state == 1 && /^          / { sub(/^ +/, ""); print esc($0) > "/dev/stderr"; next }

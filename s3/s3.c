@@ -34,6 +34,8 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "core/redact.h"
 #include "core/strutil.h"
 #include "http/http.h"
 #include "http/retry.h"
@@ -142,6 +144,26 @@ static int endpoint_parse(const char *url, char **scheme, char **host, char *why
 	return 0;
 }
 
+/* What r is, for metrics and log fields: HEAD, GET of an object, or LIST. */
+static int req_op(const struct s3_req *r)
+{
+	if (!strcmp(r->method, "HEAD"))
+		return METRICS_OP_HEAD;
+	return r->key ? METRICS_OP_GET : METRICS_OP_LIST;
+}
+
+/* The op, bucket and key (a listing's prefix) of r, for log_op. */
+static void req_fields(const struct s3 *s, const struct s3_req *r, struct log_fields *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->op = metrics_op_name(req_op(r));
+	f->bucket = s->bucket;
+	if (r->key)
+		f->key = r->key;
+	else if (r->what && !strncmp(r->what, "prefix=", 7))
+		f->key = r->what + 7;	/* "" for the root: still a key field */
+}
+
 /* "GET s3://bucket/key bytes=0-99": the request, as log lines name it. */
 static void describe_req(const struct s3 *s, const struct s3_req *r, char *out, size_t len)
 {
@@ -149,11 +171,23 @@ static void describe_req(const struct s3 *s, const struct s3_req *r, char *out, 
 		 r->what && r->what[0] ? " " : "", r->what ? r->what : "");
 }
 
+/*
+ * A GetObject denied although the role may have s3:GetObject: AWS names KMS
+ * in the message when the object is SSE-KMS encrypted and the role may not
+ * use its key ("... is not authorized to perform: kms:Decrypt ...").
+ */
+static int denial_is_kms(const struct s3_req *r, const struct s3_error *e)
+{
+	return r->key && !strcmp(r->action, "s3:GetObject") && strcasestr(e->message, "kms");
+}
+
 static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds *cr,
 		       const struct s3_error *e)
 {
 	const char *principal = cr && cr->principal_arn ? cr->principal_arn : "this identity";
+	const char *fix = "add it to the role's policy or read another path";
 	char what[320], line[1600], ids[256];
+	struct log_fields f;
 
 	/*
 	 * A HEAD's 403 has no body; call it what S3 means by it, so that a HEAD
@@ -163,26 +197,31 @@ static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds 
 		snprintf(what, sizeof(what), "403 AccessDenied");
 	else
 		err_describe(e, what, sizeof(what));
+	if (denial_is_kms(r, e))
+		fix = "the object is encrypted with SSE-KMS: the role also needs kms:Decrypt on its "
+		      "key (packaging/kubernetes/iam-policy-kms.json)";
 	if (r->key)
-		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s/%s denied to %s (%s): add it to "
-			 "the role's policy or read another path", r->action, s->bucket, r->key,
-			 principal, what);
+		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s/%s denied to %s (%s): %s",
+			 r->action, s->bucket, r->key, principal, what, fix);
 	else if (!strncmp(r->what, "prefix=", 7) && r->what[7])
 		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (prefix %s) denied to %s (%s): "
-			 "add it to the role's policy or read another path", r->action, s->bucket,
-			 r->what + 7, principal, what);
+			 "%s", r->action, s->bucket, r->what + 7, principal, what, fix);
 	else
-		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (%s) denied to %s (%s): add it "
-			 "to the role's policy or read another path", r->action, s->bucket,
+		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (%s) denied to %s (%s): %s",
+			 r->action, s->bucket,
 			 !strcmp(r->what, "prefix=") ? "no prefix: the bucket's root" : r->what,
-			 principal, what);
+			 principal, what, fix);
+	req_fields(s, r, &f);
+	err_log_fields(e, &f);
+	if (!f.code[0] && e->http_status == 403)
+		f.code = "AccessDenied";
 	/* Once per (principal, action, resource): the request id differs every time. */
-	log_once_key(LOG_WARNING, line, "%s%s", line, err_ids(e, ids, sizeof(ids)));
+	log_op_once_key(LOG_WARNING, line, &f, "%s%s", line, err_ids(e, ids, sizeof(ids)));
 }
 
 /* S3 does not take these credentials at all (not expired: rejected). */
-static void log_rejected(struct s3 *s, const char *req, const struct creds *cr,
-			 const struct s3_error *e)
+static void log_rejected(struct s3 *s, const char *req, const struct log_fields *f,
+			 const struct creds *cr, const struct s3_error *e)
 {
 	char what[320], ids[256], key[96];
 	const char *cause;
@@ -197,11 +236,11 @@ static void log_rejected(struct s3 *s, const char *req, const struct creds *cr,
 			"endpoint disagree, or a custom endpoint that does not know AWS keys), or "
 			"the key was deleted or deactivated";
 	snprintf(key, sizeof(key), "rejected %s", e->code);
-	log_once_key(LOG_ERR, key, "%s -> %s: the credentials of %s (from %s) were rejected; %s. "
-		     "File operations fail with EKEYREJECTED%s", req,
-		     err_describe(e, what, sizeof(what)),
-		     cr && cr->principal_arn ? cr->principal_arn : "this identity",
-		     creds_cache_source(s->creds), cause, err_ids(e, ids, sizeof(ids)));
+	log_op_once_key(LOG_ERR, key, f, "%s -> %s: the credentials of %s (from %s) were "
+			"rejected; %s. File operations fail with EKEYREJECTED%s", req,
+			err_describe(e, what, sizeof(what)),
+			cr && cr->principal_arn ? cr->principal_arn : "this identity",
+			creds_cache_source(s->creds), cause, err_ids(e, ids, sizeof(ids)));
 }
 
 /*
@@ -291,6 +330,7 @@ static int s3_attempt(struct s3 *s, const struct s3_req *r, const struct creds *
 		if (s->requests)
 			__atomic_add_fetch(s->requests, 1, __ATOMIC_RELAXED);
 		rc = http_perform(s->http, &req, resp, e);
+		metrics_request(req_op(r), resp->status);
 		if (rc == 0)
 			err_set_ids(e, resp->request_id, resp->host_id);
 	}
@@ -421,6 +461,30 @@ static int follow_redirect(struct s3_op *op, const struct s3_error *e)
 	return 1;
 }
 
+/*
+ * A server's words (its Code, Message, request ids, a region) reach log lines
+ * and the root's last_denial xattr: take the credentials the request was
+ * signed with out of them first, so that a server, or a proxy, that echoes
+ * the request cannot put the keys or the session token into a log.
+ */
+static void redact_creds(struct s3_error *e, const struct creds *cr)
+{
+	const char *secrets[] = { cr->access_key_id, cr->secret_access_key, cr->session_token };
+	struct {
+		char *text;
+		size_t cap;
+	} said[] = {
+		{ e->code, sizeof(e->code) }, { e->message, sizeof(e->message) },
+		{ e->request_id, sizeof(e->request_id) }, { e->host_id, sizeof(e->host_id) },
+		{ e->region, sizeof(e->region) }, { e->storage_class, sizeof(e->storage_class) },
+		{ e->access_tier, sizeof(e->access_tier) },
+	};
+	size_t k;
+
+	for (k = 0; k < sizeof(said) / sizeof(said[0]); k++)
+		redact_text(said[k].text, said[k].cap, secrets, 3);
+}
+
 /* One attempt of op (retry_attempt_fn). */
 static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 {
@@ -448,8 +512,13 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc == -EMSGSIZE) {
-		log_msg(LOG_ERR, "%s: reply larger than expected%s", op->what,
-			err_ids(e, ids, sizeof(ids)));
+		struct log_fields f;
+
+		req_fields(s, op->r, &f);
+		err_log_fields(e, &f);
+		f.err = EIO;
+		log_op(LOG_ERR, &f, "%s: reply larger than expected%s", op->what,
+		       err_ids(e, ids, sizeof(ids)));
 		return -EIO;
 	}
 	if (rc == -EPROTO)
@@ -466,6 +535,7 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 	e->http_status = resp->status;
 	if (resp->bucket_region[0] && !e->region[0])
 		snprintf(e->region, sizeof(e->region), "%s", resp->bucket_region);
+	redact_creds(e, op->cr);
 	if (log_enabled(LOG_DEBUG))
 		log_msg(LOG_DEBUG, "%s -> %s%s", op->what, err_describe(e, what, sizeof(what)),
 			err_ids(e, ids, sizeof(ids)));
@@ -505,13 +575,21 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 {
 	struct s3_op op = { .s = s, .r = r, .resp = resp };
 	char desc[320], ids[256], key[160];
+	long long start = metrics_now_us();
+	struct log_fields f;
 	struct retry rt;
 	int rc;
 
 	describe_req(s, r, op.what, sizeof(op.what));
+	req_fields(s, r, &f);
 	retry_begin(&rt, &s->policy, &s->retries);
+	rt.op = req_op(r);
+	rt.log = &f;
 	rc = retry_run(&rt, s3_try, &op, e, op.what);
+	e->latency_us = metrics_now_us() - start;
+	metrics_latency(rt.op, e->latency_us);
 	if (rc) {
+		err_log_fields(e, &f);
 		switch (err_classify(e)) {
 		case ERR_DENIED:
 			if (!r->quiet)
@@ -525,31 +603,31 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 			 */
 			break;
 		case ERR_CREDS_REJECTED:
-			log_rejected(s, op.what, op.cr, e);
+			log_rejected(s, op.what, &f, op.cr, e);
 			break;
 		case ERR_REDIRECT:
 			/* Without a region (or a second one) there is nowhere to go. */
 			snprintf(key, sizeof(key), "redirect %d %s", e->http_status, e->region);
-			log_once_key(LOG_ERR, key, "%s -> %s: S3 redirects the request %s: set "
-				     "--region (or AWS_REGION) to the bucket's region, or "
-				     "--endpoint-url to its endpoint%s", op.what,
-				     err_describe(e, desc, sizeof(desc)),
-				     !e->region[0] ? "without naming a region (no "
-						     "x-amz-bucket-region, no <Region>)"
-				     : op.host ? "again after it was sent where the first "
-						 "redirect said"
-					       : "to a region that cannot be used",
-				     err_ids(e, ids, sizeof(ids)));
+			log_op_once_key(LOG_ERR, key, &f, "%s -> %s: S3 redirects the request %s: "
+					"set --region (or AWS_REGION) to the bucket's region, or "
+					"--endpoint-url to its endpoint%s", op.what,
+					err_describe(e, desc, sizeof(desc)),
+					!e->region[0] ? "without naming a region (no "
+							"x-amz-bucket-region, no <Region>)"
+					: op.host ? "again after it was sent where the first "
+						    "redirect said"
+						  : "to a region that cannot be used",
+					err_ids(e, ids, sizeof(ids)));
 			break;
 		case ERR_TLS:
 			snprintf(key, sizeof(key), "tls %d", e->curl_code);
-			log_once_key(LOG_ERR, key, "%s -> %s", op.what,
-				     err_describe(e, desc, sizeof(desc)));
+			log_op_once_key(LOG_ERR, key, &f, "%s -> %s", op.what,
+					err_describe(e, desc, sizeof(desc)));
 			break;
 		case ERR_SKEW:
 		case ERR_BAD_REQUEST:
-			log_msg(LOG_ERR, "%s -> %s%s", op.what, err_describe(e, desc, sizeof(desc)),
-				err_ids(e, ids, sizeof(ids)));
+			log_op(LOG_ERR, &f, "%s -> %s%s", op.what,
+			       err_describe(e, desc, sizeof(desc)), err_ids(e, ids, sizeof(ids)));
 			break;
 		default:
 			/*

@@ -7,6 +7,7 @@ pkgs=(
 	# build
 	meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 	libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libjson-c-dev
+	libmicrohttpd-dev
 	# build: irsafs-csi (HTTP/2 and the CSI messages)
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	# run

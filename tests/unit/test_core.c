@@ -473,6 +473,136 @@ TEST(log_sink_redacts_a_jwt)
 	CHECK_STR(got, "irsafs: error: STS said: bad token [redacted] (sorry)\n");
 }
 
+/* What log_op wrote to stderr (text or JSON), like capture_log. */
+static char *capture_op(enum log_format fmt, const struct log_fields *f, const char *msg)
+{
+	static char out[16384];
+	FILE *tmp = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	if (!tmp || saved < 0)
+		return NULL;
+	log_set_format(fmt);
+	dup2(fileno(tmp), STDERR_FILENO);
+	log_op(LOG_WARNING, f, "%s", msg);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log_set_format(LOG_FORMAT_TEXT);
+	n = pread(fileno(tmp), out, sizeof(out) - 1, 0);
+	fclose(tmp);
+	out[n > 0 ? n : 0] = '\0';
+	return out;
+}
+
+TEST(log_op_fields_are_json_members)
+{
+	struct log_fields f = {
+		.op = "GET", .bucket = "b", .key = "dir/a\"b\n\xff", .status = 403,
+		.code = "AccessDenied", .err = EACCES, .request_id = "tx0001", .id2 = "host/2",
+		.latency_us = 12345,
+	};
+	const char *got, *p;
+
+	got = capture_op(LOG_FORMAT_JSON, &f, "s3:GetObject on arn:aws:s3:::b/k denied");
+	CHECK(got != NULL);
+	p = got ? strstr(got, ",\"op\"") : NULL;
+	CHECK(p != NULL);
+	if (p)
+		CHECK_STR(p, ",\"op\":\"GET\",\"bucket\":\"b\",\"key\":\"dir/a\\\"b\\n\\\\xff\","
+			     "\"status\":403,\"code\":\"AccessDenied\",\"errno\":\"EACCES\","
+			     "\"request_id\":\"tx0001\",\"id2\":\"host/2\",\"latency_ms\":12.345,"
+			     "\"msg\":\"s3:GetObject on arn:aws:s3:::b/k denied\"}\n");
+	CHECK_INT(got ? count_char(got, '\n') : 0, 1);
+	/* Text lines are log_msg's: the facts stay in the message only. */
+	got = capture_op(LOG_FORMAT_TEXT, &f, "denied");
+	CHECK_STR(got, "irsafs: warning: denied\n");
+	/* Unset fields are left out; an errno without a name is its number. */
+	f = (struct log_fields){ .op = "STS", .err = 4095, .code = "" };
+	got = capture_op(LOG_FORMAT_JSON, &f, "x");
+	p = got ? strstr(got, ",\"op\"") : NULL;
+	CHECK(p && !strcmp(p, ",\"op\":\"STS\",\"errno\":\"4095\",\"msg\":\"x\"}\n"));
+	/* A key may be "": the listing of a bucket's root. */
+	f = (struct log_fields){ .op = "LIST", .bucket = "b", .key = "" };
+	got = capture_op(LOG_FORMAT_JSON, &f, "x");
+	p = got ? strstr(got, ",\"op\"") : NULL;
+	CHECK(p && !strcmp(p, ",\"op\":\"LIST\",\"bucket\":\"b\",\"key\":\"\",\"msg\":\"x\"}\n"));
+	got = capture_op(LOG_FORMAT_JSON, NULL, "y");
+	CHECK(got && strstr(got, "\"tag\":\"irsafs\",\"msg\":\"y\"}\n"));
+}
+
+TEST(log_op_fields_are_bounded_and_redacted)
+{
+	char key[3000], msg[1500];
+	struct log_fields f = { .op = "GET", .key = key, .code = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ."
+								"eyJzdWIiOiJzeXN0ZW0ifQ.c2ln" };
+	const char *got;
+
+	/* A key of control bytes is 6 times longer escaped: the line stays one valid line. */
+	memset(key, '\x01', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	memset(msg, 'm', sizeof(msg) - 1);
+	msg[sizeof(msg) - 1] = '\0';
+	got = capture_op(LOG_FORMAT_JSON, &f, msg);
+	CHECK(got != NULL && strlen(got) <= 4096);
+	CHECK_INT(got ? count_char(got, '\n') : 0, 1);
+	CHECK(got && !strcmp(got + strlen(got) - 3, "\"}\n"));
+	CHECK(got && strstr(got, "\"code\":\"[redacted]\""));
+	/* The message keeps its room: all of it is there. */
+	CHECK(got && strstr(got, msg));
+}
+
+TEST(errno_names)
+{
+	CHECK_STR(err_errno_name(EACCES), "EACCES");
+	CHECK_STR(err_errno_name(EKEYEXPIRED), "EKEYEXPIRED");
+	CHECK(err_errno_name(0) == NULL);
+	CHECK(err_errno_name(EPIPE) == NULL);
+}
+
+TEST(hostport)
+{
+	static const struct {
+		const char *in, *host;
+		unsigned port;
+		const char *why;	/* a word of the reason, for the bad ones */
+	} cases[] = {
+		{ "127.0.0.1:9100", "127.0.0.1", 9100, NULL },
+		{ "localhost:1", "localhost", 1, NULL },
+		{ "[::1]:65535", "::1", 65535, NULL },
+		{ "0.0.0.0:9100", "0.0.0.0", 9100, NULL },
+		{ "127.0.0.1", NULL, 0, "no port" },
+		{ "127.0.0.1:", NULL, 0, "1 to 65535" },
+		{ "127.0.0.1:0", NULL, 0, "1 to 65535" },
+		{ "127.0.0.1:65536", NULL, 0, "1 to 65535" },
+		{ "127.0.0.1:99999999999999999999", NULL, 0, "1 to 65535" },
+		{ "127.0.0.1:9x", NULL, 0, "1 to 65535" },
+		{ "127.0.0.1:-1", NULL, 0, "1 to 65535" },
+		{ ":9100", NULL, 0, "no host" },
+		{ "[]:9100", NULL, 0, "no host" },
+		{ "::1:9100", NULL, 0, "brackets" },
+		{ "[::1]9100", NULL, 0, "[IPV6]:PORT" },
+	};
+	char host[64], why[160];
+	unsigned port;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = hostport_split(cases[i].in, host, sizeof(host), &port, why, sizeof(why));
+
+		if (cases[i].host) {
+			CHECK_INT(rc, 0);
+			CHECK_STR(host, cases[i].host);
+			CHECK_INT(port, cases[i].port);
+		} else {
+			CHECK_INT(rc, -EINVAL);
+			CHECK(strstr(why, cases[i].why) != NULL);
+		}
+	}
+	CHECK_INT(hostport_split("averyveryverylonghostname:80", host, 8, &port, why, sizeof(why)),
+		  -EINVAL);
+}
+
 TEST(redact_jwt_shapes)
 {
 	char a[] = "t=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig-_x and more";
@@ -624,6 +754,10 @@ int main(void)
 	RUN(log_sink_json_line_is_valid);
 	RUN(log_sink_long_line_stays_one_line);
 	RUN(log_sink_redacts_a_jwt);
+	RUN(log_op_fields_are_json_members);
+	RUN(log_op_fields_are_bounded_and_redacted);
+	RUN(errno_names);
+	RUN(hostport);
 	RUN(redact_jwt_shapes);
 	RUN(redact_text_secrets_whole_and_in_pieces);
 	return harness_done();
