@@ -7,7 +7,9 @@
  * Sequential reads are served from a growing window of parallel ranged GETs;
  * a seek fetches just the bytes asked for. The reply is sent straight from
  * the prefetched buffers (fuse_reply_iov), without another copy. A file the
- * lookup fetched the first bytes of (--lookup-read) starts with them.
+ * lookup fetched the first bytes of (--lookup-read), or that was fetched
+ * ahead with the files before it in its directory (fs_ahead.c), starts with
+ * them.
  *
  * A read whose reader is being killed (the kernel sends FUSE_INTERRUPT, and a
  * fatal signal is pending) is answered with EINTR at once: its wait for a
@@ -24,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "cache/headcache.h"
+#include "cache/membudget.h"
 #include "cache/readahead.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -53,6 +56,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (!rc && ii.is_dir)
 		rc = -EISDIR;
+	if (!rc) /* fetched ahead with the directory's others (fs_ahead.c)? */
+		fs_ahead_take(fs, &ii, &head, &got);
 	if (!rc)
 		rc = fs_refresh_attr(fs, &ii);
 	if (!rc)
@@ -68,7 +73,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * The lookup may have brought the first bytes already (cache/headcache.h):
 	 * their reservation moves to the read-ahead, which releases it.
 	 */
-	if (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &got))
+	if (head.n || (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &got)))
 		fh->rf = ra_open_head(fs->ra, ii.key, ii.attr.etag, ii.attr.size, &head, got);
 	else
 		fh->rf = ra_open(fs->ra, ii.key, ii.attr.etag, ii.attr.size);
@@ -91,6 +96,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	inode_info_cleanup(&ii);
 	return;
 fail:
+	membudget_put(fs->mem, &head);
 	inode_info_cleanup(&ii);
 	fs_reply_err(req, METRICS_FS_OPEN, -rc);
 }

@@ -28,6 +28,7 @@ void fs_reply_negative(fuse_req_t req);
 /* Answer req with errno err (positive), counted under fs_op (enum metrics_fs_op). */
 void fs_reply_err(fuse_req_t req, int fs_op, int err);
 struct inode_info;
+struct dirahead_dir_ops;
 /* Refresh a file's attributes with a HEAD when older than the TTL. 0 or -errno. */
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);
 /* a+b+c, malloc'd; NULL on ENOMEM. */
@@ -53,6 +54,25 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
  * -> 512 KiB). Best effort: a read-only /sys only leaves it as it was.
  */
 void fs_tune_readahead(struct irsafs *fs);
+
+struct membuf;
+/*
+ * The open of file ii: when its bytes were fetched ahead with the files
+ * before it in its directory (cache/dirahead.h), 1 with *head (empty before)
+ * holding the first *got of them; its GET may also have refreshed ii's
+ * attributes (then fs_refresh_attr asks nothing). Else 0, *head left empty.
+ */
+int fs_ahead_take(struct irsafs *fs, struct inode_info *ii, struct membuf *head, size_t *got);
+/*
+ * A lookup of name in directory parent (key dir_key): tell the directory
+ * read-ahead, and when parent's listing is stale but the file's GET ahead
+ * was answered within the TTL, answer req from the listing: 1. Else 0 (the
+ * lookup goes on as usual).
+ */
+int fs_ahead_lookup(fuse_req_t req, struct irsafs *fs, fuse_ino_t parent, const char *dir_key,
+		    const char *name);
+/* The directory read-ahead's view of listings (fs_ahead.c). */
+extern const struct dirahead_dir_ops fs_ahead_dir_ops;
 
 /* Start / stop the directory fetches (FUSE init and destroy). 0 or -ENOMEM. */
 int fs_dir_start(struct irsafs *fs);

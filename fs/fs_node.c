@@ -448,6 +448,9 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 		return;
 	}
+	/* A file fetched ahead in listing order may answer it (fs_ahead.c). */
+	if (fs_ahead_lookup(req, fs, parent, pi.key, name))
+		goto out;
 	l = inode_get_listing(fs->inodes, parent, fs->ttl_ms);
 	if (l) {
 		fs_count(&fs->counters.lookup_hits, 1);

@@ -359,6 +359,12 @@ void inode_forget(struct inode_table *t, uint64_t ino, uint64_t nl)
 
 void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr *attr)
 {
+	inode_set_attr_at(t, ino, attr, clock_mono_ms());
+}
+
+void inode_set_attr_at(struct inode_table *t, uint64_t ino, const struct store_attr *attr,
+		       long long ms)
+{
 	struct store_attr_packed packed;
 	struct node *n;
 
@@ -370,7 +376,7 @@ void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr
 		store_attr_packed_clear(&n->attr);
 		n->attr = packed;
 		packed.strings = NULL;
-		n->attr_ms = clock_mono_ms();
+		n->attr_ms = ms;
 	}
 	pthread_mutex_unlock(&t->lock);
 	store_attr_packed_clear(&packed);
@@ -420,11 +426,25 @@ struct listing *inode_get_listing(struct inode_table *t, uint64_t ino, long long
 	if (n && n->listing) {
 		if (clock_mono_ms() - n->listing->fetched_ms < max_age_ms)
 			l = listing_ref(n->listing);
-		else if (clock_mono_ms() - n->listing->fetched_ms >= t->lim.ttl_ms)
+		else if (clock_mono_ms() - n->listing->fetched_ms >= t->lim.ttl_ms &&
+			 __atomic_load_n(&n->listing->refs, __ATOMIC_ACQUIRE) == 1)
 			drop_listing_locked(t, n, &stale); /* no use to anyone: free it */
 	}
 	pthread_mutex_unlock(&t->lock);
 	listing_release(stale);
+	return l;
+}
+
+struct listing *inode_dir_listing(struct inode_table *t, const char *dir_key)
+{
+	struct listing *l = NULL;
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_key_locked(t, dir_key, 1);
+	if (n && n->listing)
+		l = listing_ref(n->listing);
+	pthread_mutex_unlock(&t->lock);
 	return l;
 }
 

@@ -84,12 +84,27 @@ void inode_forget(struct inode_table *t, uint64_t ino, uint64_t n);
 
 /* Update a file's attributes (after a HEAD). */
 void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr *attr);
+/* The same, learned at ms (monotonic) rather than now: a GET that ended then. */
+void inode_set_attr_at(struct inode_table *t, uint64_t ino, const struct store_attr *attr,
+		       long long ms);
 
 /* Remember the ETag of an open; returns 1 if it equals the previous open's. */
 int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag);
 
-/* The directory's cached listing (a new reference) if younger than max_age_ms. */
+/*
+ * The directory's cached listing (a new reference) if younger than
+ * max_age_ms. One older than the TTL that nobody else holds is freed; one
+ * still held (an open directory handle, the directory read-ahead) stays for
+ * inode_dir_listing, as it costs nothing more.
+ */
 struct listing *inode_get_listing(struct inode_table *t, uint64_t ino, long long max_age_ms);
+/*
+ * The cached listing of the directory whose key is dir_key (a new
+ * reference), whatever its age, or NULL. For plans that every answer is
+ * checked against anyway (the directory read-ahead pins each GET to the
+ * listed ETag): never for answers that must be fresh.
+ */
+struct listing *inode_dir_listing(struct inode_table *t, const char *dir_key);
 /*
  * Replace the directory's cached listing (takes a new reference to l). A
  * listing that does not fit beside the reservations is not kept.

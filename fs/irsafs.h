@@ -15,6 +15,7 @@
 
 struct store;
 struct readahead;
+struct dirahead;
 struct membudget;
 struct inode_table;
 struct creds_cache;
@@ -41,6 +42,7 @@ struct irsafs {
 	struct membudget *mem;		/* --max-memory: read-ahead buffers */
 	struct readahead *ra;		/* the read path (cache/readahead.h) */
 	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
+	struct dirahead *ahead;		/* files fetched ahead of a directory's reader, or NULL */
 	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
 	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */

@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 
 #include "auth/creds.h"
+#include "cache/dirahead.h"
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
@@ -204,6 +205,39 @@ static int resolve_region(struct opts *o, struct http_client *http, char **buf)
 	return 1;
 }
 
+/*
+ * The directory read-ahead (cache/dirahead.h): as many GETs at once as the
+ * read-ahead, whole files up to its first window, and at most a quarter of
+ * the budget held, leaving another quarter to the files being read.
+ */
+static int make_dirahead(struct irsafs *fs)
+{
+	const struct opts *o = fs->opts;
+	struct dirahead_config cfg = {
+		.max_inflight = (unsigned)o->read_concurrency,
+		.max_files = (unsigned)o->dir_readahead,
+		.max_bytes = o->max_memory / 4,
+		.keep_free = o->max_memory / 4,
+		.whole_max = 1u << 20,
+	};
+
+	fs->ahead = dirahead_new(fs->disk ? fs->disk : fs->store, fs->mem, &fs_ahead_dir_ops, &cfg);
+	return fs->ahead ? 0 : -ENOMEM;
+}
+
+/* What the directory read-ahead did, once serving has ended. */
+static void log_dirahead(struct irsafs *fs)
+{
+	struct dirahead_stats ds;
+
+	if (!fs->ahead)
+		return;
+	dirahead_stats(fs->ahead, &ds);
+	if (ds.gets || ds.breaks)
+		log_msg(LOG_INFO, "read ahead across files: %llu requests, %llu taken by opens, %llu "
+			"breaks in the order", ds.gets, ds.hits, ds.breaks);
+}
+
 static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 {
 	const struct opts *o = fs->opts;
@@ -249,6 +283,10 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_ERR, "cannot start the read-ahead threads");
 		goto out_unmount;
 	}
+	/* Best effort too: without its threads, files are not fetched ahead. */
+	if (fs->ahead && dirahead_start(fs->ahead) != 0)
+		log_msg(LOG_WARNING, "cannot start the directory read-ahead threads: files are "
+			"read one after another");
 	/* Best effort: without helpers a lookup asks its two questions in turn. */
 	if (workq_start(fs->helpers) != 0)
 		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
@@ -278,6 +316,7 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	log_dirahead(fs);
 	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
 	fs_dir_stop(fs);
 	metrics_http_stop(fs->metrics);
@@ -481,6 +520,10 @@ int main(int argc, char **argv)
 		}
 	}
 	fs.ra = fs.mem ? readahead_new(fs.disk ? fs.disk : fs.store, fs.mem, &ra_cfg) : NULL;
+	if (fs.mem && o.dir_readahead && make_dirahead(&fs) != 0) {
+		log_msg(LOG_ERR, "out of memory");
+		goto out_ra;
+	}
 	fs.helpers = workq_new(LOOKUP_HELPERS);
 	if (!fs.ra || !fs.helpers) {
 		log_msg(LOG_ERR, "out of memory");
@@ -489,6 +532,7 @@ int main(int argc, char **argv)
 	rc = serve(&fs, cmd.argv ? &cmd : NULL);
 out_ra:
 	workq_free(fs.helpers);
+	dirahead_free(fs.ahead);
 	readahead_free(fs.ra);
 	headcache_free(fs.heads);
 	store_destroy(fs.disk);

@@ -67,6 +67,11 @@ size_t store_attr_packed_bytes(const struct store_attr_packed *p)
 	return (size_t)(r - p->strings);
 }
 
+const char *store_attr_packed_etag(const struct store_attr_packed *p)
+{
+	return p->strings ? p->strings : ""; /* packed first (fields[0]) */
+}
+
 void store_attr_packed_clear(struct store_attr_packed *p)
 {
 	free(p->strings);

@@ -19,6 +19,7 @@
 #include "s3/s3_xml.h"
 
 struct s3_error;
+struct store_attr;
 
 /*
  * The largest object size irsafs believes (1 PiB; S3 allows 50 TB). Offsets
@@ -47,6 +48,13 @@ struct store_read {
 	long long size;
 	/* When it reads non-zero the read stops with -EINTR; NULL: never. */
 	const int *cancel;
+	/*
+	 * Optional out (NULL: not wanted): the attributes the answer's headers
+	 * gave, among them the content type and version id a listing lacks.
+	 * Filled only when a GET answered; left as it was when none was needed
+	 * (nothing to read, a disk cache hit).
+	 */
+	struct store_attr *headers;
 };
 
 /* Terms for a read pinned to etag (NULL or "": any version) of size bytes (-1: unknown). */
@@ -76,6 +84,8 @@ struct store_attr_packed {
 int store_attr_pack(struct store_attr_packed *p, const struct store_attr *a);
 /* The store_attr *p was packed from. */
 void store_attr_unpack(const struct store_attr_packed *p, struct store_attr *a);
+/* The ETag *p was packed with, without unpacking the rest ("" when none). */
+const char *store_attr_packed_etag(const struct store_attr_packed *p);
 /* Bytes *p holds besides itself. */
 size_t store_attr_packed_bytes(const struct store_attr_packed *p);
 void store_attr_packed_clear(struct store_attr_packed *p);

@@ -251,14 +251,22 @@ TEST(reservations_share_the_cache)
 TEST(stale_listing_is_freed_when_seen)
 {
 	struct inode_table *t = table(0, 0, 1 << 20, 0);
-	struct listing *l = listing_of(10);
+	struct listing *l = listing_of(10), *got;
 	uint64_t d = inode_lookup_ref(t, "pre/d/", 1, NULL);
 
 	inode_set_listing(t, d, l);
 	CHECK(inode_listing_bytes(t) > 0);
+	/* Still held by someone (a reader, the read-ahead): kept, but not handed out as fresh. */
+	CHECK(inode_get_listing(t, d, 0) == NULL);
+	CHECK(inode_listing_bytes(t) > 0);
+	got = inode_dir_listing(t, "pre/d/");
+	CHECK(got == l);
+	listing_release(got);
+	/* Nobody else holds it: freed when seen. */
+	listing_release(l);
 	CHECK(inode_get_listing(t, d, 0) == NULL);
 	CHECK_INT(inode_listing_bytes(t), 0);
-	listing_release(l);
+	CHECK(inode_dir_listing(t, "pre/d/") == NULL);
 	inode_table_free(t);
 }
 
