@@ -86,7 +86,7 @@ static void dir_fetched(void *ctx, uint64_t ino, const char *key, int rc,
 
 int fs_dir_start(struct irsafs *fs)
 {
-	const struct opts *o = fs->opts;
+	const struct fs_config *o = &fs->cfg;
 	struct dirfetch_config cfg = {
 		.store = fs->store,
 		.inodes = fs->inodes,

@@ -140,9 +140,9 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fs_note_denial(fs, ino, "s3:GetObject", fh->key, 0, NULL);
 		if (rc == -ESTALE)
 			log_op_once(LOG_WARNING, &(struct log_fields){ .op = "read", .err = ESTALE,
-				    .bucket = fs->opts->bucket, .key = fh->key },
+				    .bucket = fs->cfg.bucket, .key = fh->key },
 				    "s3://%s/%s changed since it was opened: reads on that handle "
-				    "fail with ESTALE; open the file again", fs->opts->bucket,
+				    "fail with ESTALE; open the file again", fs->cfg.bucket,
 				    fh->key);
 		fs_reply_err(req, METRICS_FS_READ, -rc);
 		return;

@@ -65,16 +65,16 @@ void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = fs->opts->uid;
-	st->st_gid = fs->opts->gid;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
 	st->st_blksize = 1 << 20;
 	if (is_dir) {
-		st->st_mode = S_IFDIR | fs->opts->dir_mode;
+		st->st_mode = S_IFDIR | fs->cfg.dir_mode;
 		st->st_nlink = 2;
 		st->st_size = 0;
 		st->st_mtim = fs->mount_time;
 	} else {
-		st->st_mode = S_IFREG | fs->opts->file_mode;
+		st->st_mode = S_IFREG | fs->cfg.file_mode;
 		st->st_nlink = 1;
 		st->st_size = a->size;
 		st->st_blocks = (a->size + 511) / 512;
@@ -140,7 +140,7 @@ void fs_reply_negative(fuse_req_t req)
 	metrics_fs_error(METRICS_FS_LOOKUP, ENOENT);
 	/* ino 0 with a timeout lets the kernel cache the miss, for the negative TTL. */
 	memset(&e, 0, sizeof(e));
-	e.entry_timeout = fs_of(req)->opts->negative_ttl;
+	e.entry_timeout = fs_of(req)->cfg.negative_ttl;
 	fuse_reply_entry(req, &e);
 }
 
@@ -161,7 +161,7 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 {
 	char what[320], ids[256], cls[128], once[1100];
 	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
-	struct log_fields f = { .op = "GET", .bucket = fs->opts->bucket, .key = key };
+	struct log_fields f = { .op = "GET", .bucket = fs->cfg.bucket, .key = key };
 
 	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
 		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
@@ -169,11 +169,11 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 			 e->access_tier[0] ? ")" : "");
 	else
 		snprintf(cls, sizeof(cls), "in an archive storage class");
-	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->opts->bucket, key);
+	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->cfg.bucket, key);
 	err_log_fields(e, &f);
 	log_op_once_key(LOG_WARNING, once, &f, "s3://%s/%s is %s and not restored (%s): restore "
 			"it first (s3:RestoreObject, then wait for the restore), or read another "
-			"path%s", fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
+			"path%s", fs->cfg.bucket, key, cls, err_describe(e, what, sizeof(what)),
 			err_ids(e, ids, sizeof(ids)));
 }
 
@@ -235,11 +235,11 @@ void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const c
 	time_format_iso8601(time(NULL), when);
 	if (is_list)
 		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s%s", when, action,
-			 fs->opts->bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
+			 fs->cfg.bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
 			 what, ids);
 	else
 		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s%s", when, action,
-			 fs->opts->bucket, key, what, ids);
+			 fs->cfg.bucket, key, what, ids);
 	inode_set_last_denial(fs->inodes, text);
 	if (!ino)
 		return;
@@ -331,7 +331,7 @@ static void dir_probe_run(struct work *w)
  */
 static int unlisted_dir(const struct irsafs *fs, int list_rc, int rc)
 {
-	return fs->opts->unlisted_dirs && list_rc == -EACCES && (rc == -EACCES || rc == -ENOENT);
+	return fs->cfg.unlisted_dirs && list_rc == -EACCES && (rc == -EACCES || rc == -ENOENT);
 }
 
 /*
@@ -344,7 +344,7 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 		      int *list_rc, struct store_attr *a, struct s3_error *e)
 {
 	struct dir_probe dp = { .w.fn = dir_probe_run, .fs = fs, .dir_key = dir_key };
-	size_t cap = fs->opts->lookup_read, got = 0;
+	size_t cap = fs->cfg.lookup_read, got = 0;
 	char *head = fs->heads ? headcache_buffer(fs->heads, cap) : NULL;
 	int rc;
 
@@ -500,7 +500,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Neither listed nor read: a directory to traverse (--unlisted-dirs). */
 		log_once(LOG_INFO, "s3://%s/%s: S3 refused to list %s and to read %s: shown as a "
 			 "directory that can be traversed, not listed (--unlisted-dirs); if %s is "
-			 "a file, the role needs s3:GetObject on it", fs->opts->bucket, dir_key,
+			 "a file, the role needs s3:GetObject on it", fs->cfg.bucket, dir_key,
 			 dir_key, file_key, file_key);
 		memset(&a, 0, sizeof(a));
 		reply_entry(req, dir_key, 1, &a, 1);

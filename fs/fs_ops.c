@@ -75,7 +75,7 @@ static int mount_device(const char *path, char *dev, size_t devlen)
 
 void fs_tune_readahead(struct irsafs *fs)
 {
-	size_t kb = fs->opts->kernel_readahead >> 10;
+	size_t kb = fs->cfg.kernel_readahead >> 10;
 	char dev[32], path[96], val[24];
 	int fd, n, ok = 0;
 

@@ -82,7 +82,7 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 	int rc = 0;
 
 	/* Like any operation: a refresh in flight is waited for only within the budget. */
-	if (creds_cache_acquire_until(fs->creds, clock_mono_ms() + fs->opts->budget_ms, &cr, why,
+	if (creds_cache_acquire_until(fs->creds, clock_mono_ms() + fs->cfg.budget_ms, &cr, why,
 				      sizeof(why)) == 0) {
 		rc = xs_add(xs, "user.irsafs.principal",
 			    cr->principal_arn ? cr->principal_arn : "unknown");
@@ -102,7 +102,7 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 		rc = xs_add(xs, "user.irsafs.endpoint", s3_store_endpoint(fs->store));
 	if (!rc)
 		rc = xs_add(xs, "user.irsafs.region",
-			    fs->opts->region ? fs->opts->region : "us-east-1");
+			    fs->cfg.region ? fs->cfg.region : "us-east-1");
 	inode_last_denial(fs->inodes, denial, sizeof(denial));
 	if (!rc && denial[0])
 		rc = xs_add(xs, "user.irsafs.last_denial", denial);
@@ -152,7 +152,7 @@ static int collect(struct irsafs *fs, fuse_ino_t ino, struct xattr_set *xs)
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (rc)
 		return rc;
-	if (asprintf(&uri, "s3://%s/%s", fs->opts->bucket, ii.key) < 0) {
+	if (asprintf(&uri, "s3://%s/%s", fs->cfg.bucket, ii.key) < 0) {
 		uri = NULL;
 		rc = -ENOMEM;
 	}

@@ -1,7 +1,8 @@
 /*
- * irsafs: the state of one mount, built in main and handed to FUSE as
- * userdata. Options are immutable after startup; the inode table and the
- * store are thread-safe on their own; counters are updated atomically.
+ * irsafs: the FUSE side of one mount, built by the application (app/) and
+ * handed to FUSE as userdata. Its configuration is immutable after startup;
+ * the inode table and the store are thread-safe on their own; counters are
+ * updated atomically.
  */
 #ifndef IRSAFS_FS_IRSAFS_H
 #define IRSAFS_FS_IRSAFS_H
@@ -9,9 +10,8 @@
 #define FUSE_USE_VERSION 314
 
 #include <fuse_lowlevel.h>
+#include <sys/types.h>
 #include <time.h>
-
-#include "fs/opts.h"
 
 struct store;
 struct readahead;
@@ -20,7 +20,6 @@ struct inode_table;
 struct creds_cache;
 struct workq;
 struct dirfetch;
-struct metrics_http;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -34,8 +33,26 @@ struct irsafs_counters {
 	unsigned long long lookup_misses;	/* lookups that asked S3 */
 };
 
+/* What the FUSE side is told of the command line (the application fills it). */
+struct fs_config {
+	const char *bucket;		/* for log lines and user.s3.uri */
+	const char *region;		/* user.irsafs.region; NULL: us-east-1 */
+	uid_t uid;
+	gid_t gid;
+	mode_t file_mode;
+	mode_t dir_mode;
+	double negative_ttl;		/* seconds the kernel may keep a "no such entry" */
+	size_t lookup_read;		/* bytes a lookup GETs instead of a HEAD; 0: HEAD */
+	int unlisted_dirs;		/* neither listed nor readable: a traverse-only directory */
+	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
+	long budget_ms;			/* one operation's time budget */
+	int list_page_size;
+	long long list_timeout_ms;	/* one directory's whole listing */
+	size_t metadata_cache_size;	/* bytes of cached listings, all directories */
+};
+
 struct irsafs {
-	const struct opts *opts;
+	struct fs_config cfg;
 	struct store *store;
 	struct store *disk;		/* --cache-dir: wraps store, or NULL */
 	struct membudget *mem;		/* --max-memory: read-ahead buffers */
@@ -51,10 +68,25 @@ struct irsafs {
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
-	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 	struct irsafs_counters counters;
 };
 
 extern const struct fuse_lowlevel_ops irsafs_ops;
+
+struct s3_error;
+/*
+ * A denial of action on key (a listing when is_list) was seen: remember it as
+ * the last denial, and when ino is not 0 show it on that node for the TTL.
+ * e may be NULL when the detail is not known. (The application calls it for
+ * the mount-time listing's denial.)
+ */
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
+		    int is_list, const struct s3_error *e);
+
+/*
+ * Stop the directory fetches: their threads answer FUSE requests, so they
+ * stop before the session goes (also called by FUSE destroy; idempotent).
+ */
+void fs_dir_stop(struct irsafs *fs);
 
 #endif

@@ -9,7 +9,7 @@
  * is never read. One polling thread serves them all, so a scrape costs one
  * render at a time; a render is bounded by METRICS_BODY_MAX.
  */
-#include "fs/metrics_http.h"
+#include "app/metrics_http.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -7,7 +7,7 @@
  * of the S3 endpoint, at most a few ListObjectsV2 pages and one ranged GET of
  * one byte. Nothing else, and nothing that writes.
  */
-#include "fs/doctor.h"
+#include "app/doctor.h"
 
 #include <curl/curl.h>
 #include <errno.h>

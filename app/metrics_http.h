@@ -15,8 +15,8 @@
  * It exposes counts for the whole mount by operation, status, errno and
  * cache: never a key, a prefix, a principal or a secret.
  */
-#ifndef IRSAFS_FS_METRICS_HTTP_H
-#define IRSAFS_FS_METRICS_HTTP_H
+#ifndef IRSAFS_APP_METRICS_HTTP_H
+#define IRSAFS_APP_METRICS_HTTP_H
 
 struct irsafs;
 struct metrics_http;
