@@ -19,9 +19,11 @@
 #include "fs/irsafs.h"
 
 struct metrics_http;
+struct creds_cache;
 
 struct app {
 	struct opts *opts;
+	struct creds_cache *creds;	/* the refreshing credentials the S3 store signs with */
 	struct irsafs fs;		/* the FUSE side: userdata of the session */
 	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 };

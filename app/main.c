@@ -55,17 +55,18 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /*
- * List the mount prefix once (and keep the listing when one page holds it). Returns 0 when mounting should go on (also on a
- * denial, which is a warning), or 1 after printing why it must not.
+ * List the mount prefix once (and keep the listing when one page holds it).
+ * Returns 0 when mounting should go on (also on a denial, which is a
+ * warning), or 1 after printing why it must not.
  */
 static int mount_check(struct app *app, const char *principal, const char *endpoint)
 {
 	struct irsafs *fs = &app->fs;
 	const struct opts *o = app->opts;
-	struct log_fields f = { .op = "LIST", .bucket = o->bucket, .key = o->prefix };
-	struct s3_list_page page;
-	struct s3_error e;
-	char what[320], ids[256];
+	const char *what, *ids;
+	struct store_page page;
+	struct store_error e;
+	struct log_fields f;
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -81,15 +82,18 @@ static int mount_check(struct app *app, const char *principal, const char *endpo
 			inode_set_listing(fs->inodes, FUSE_ROOT_ID, l);
 		}
 		listing_release(l);
-		s3_list_page_cleanup(&page);
+		store_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
 	/* Say which request failed: each line ends with its request ids. */
-	err_describe(&e, what, sizeof(what));
-	err_ids(&e, ids, sizeof(ids));
-	err_log_fields(&e, &f);
-	switch (err_classify(&e)) {
+	what = e.what;
+	ids = e.ids;
+	store_error_log_fields(&e, &f);
+	f.op = "LIST";
+	f.bucket = o->bucket;
+	f.key = o->prefix;
+	switch (e.cls) {
 	case ERR_NO_BUCKET:
 		log_op(LOG_ERR, &f, "bucket %s does not exist at %s (%s): check the bucket name "
 		       "and the endpoint%s", o->bucket, endpoint, what, ids);
@@ -107,7 +111,7 @@ static int mount_check(struct app *app, const char *principal, const char *endpo
 		       "listing that directory will fail with EACCES, paths the role may read stay "
 		       "reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
-		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
+		fs_note_denial(fs, FUSE_ROOT_ID, o->prefix, &e);
 		return 0;
 	default:
 		break;
@@ -245,7 +249,7 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	if (!cmd && fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
 	/* Threads do not survive fork: background refreshes start only now. */
-	creds_cache_background(fs->creds);
+	creds_cache_background(app->creds);
 	if (readahead_start(fs->ra) != 0) {
 		log_msg(LOG_ERR, "cannot start the read-ahead threads");
 		goto out_unmount;
@@ -420,19 +424,19 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "%s", why);
 		goto out_http;
 	}
-	fs->creds = creds_cache_new(prov);
-	if (!fs->creds) {
+	app.creds = creds_cache_new(prov);
+	if (!app.creds) {
 		prov->destroy(prov);
 		log_msg(LOG_ERR, "out of memory");
 		goto out_http;
 	}
 	lifecycle_startup_phase("while getting credentials");
-	if (creds_cache_acquire(fs->creds, &cr, why, sizeof(why)) != 0) {
+	if (creds_cache_acquire(app.creds, &cr, why, sizeof(why)) != 0) {
 		struct log_fields f;
 
-		creds_cache_failure_fields(fs->creds, &f);
+		creds_cache_failure_fields(app.creds, &f);
 		log_op(LOG_ERR, &f, "cannot get credentials from %s: %s",
-		       creds_cache_source(fs->creds), why);
+		       creds_cache_source(app.creds), why);
 		goto out_creds;
 	}
 	/* Only the name is kept: the cache holds the secrets, and refreshes them. */
@@ -444,7 +448,7 @@ int main(int argc, char **argv)
 		goto out_creds;
 	}
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
-		creds_cache_source(fs->creds));
+		creds_cache_source(app.creds));
 
 	sc = (struct s3_config){
 		.bucket = o.bucket,
@@ -455,7 +459,7 @@ int main(int argc, char **argv)
 		.budget_ms = o.budget_ms,
 		.requests = &fs->counters.s3_requests,
 	};
-	fs->store = s3_store_new(&sc, http, fs->creds, why, sizeof(why));
+	fs->store = s3_store_new(&sc, http, app.creds, why, sizeof(why));
 	if (!fs->store) {
 		log_msg(LOG_ERR, "%s", why);
 		goto out_creds;
@@ -518,7 +522,7 @@ out_store:
 out_creds:
 	creds_release(cr);
 	free(principal);
-	creds_cache_free(fs->creds);
+	creds_cache_free(app.creds);
 out_http:
 	http_client_free(http);
 	free(region_buf);

@@ -71,6 +71,7 @@ struct ra_part {
 	char *buf;
 	enum part_state state;
 	int rc;
+	struct store_error *err;	/* rc's detail when there is one (malloc'd), or NULL */
 	int cancelled;
 	int linked;			/* in the file's list */
 	int abort;			/* atomic: stop the GET, nobody wants it any more */
@@ -100,6 +101,7 @@ struct ra_file {
 		int rc;
 		long long off, end;
 		long long at_ms;
+		struct store_error *err;	/* its detail (malloc'd), or NULL */
 	} fail;
 };
 
@@ -130,6 +132,7 @@ static void file_put(struct ra_file *f)
 		return;
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
+	free(f->fail.err);
 	free(f->key);
 	free(f);
 	/* Nothing is being read: buffers kept for reuse go back to the kernel. */
@@ -148,6 +151,7 @@ static void part_put_locked(struct ra_part *p)
 		return;
 	}
 	membudget_release(ra->mb, p->buf, p->cap);
+	free(p->err);
 	free(p);
 	if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&ra->lock);
@@ -189,8 +193,31 @@ static void part_forget_locked(struct ra_file *f, struct ra_part *p)
 	}
 }
 
-/* Remember a failed read of [off, end) (RA_FAIL_MEMORY_MS). */
-static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end)
+/* A copy of e to keep with a failure (NULL when there is none, or no memory). */
+static struct store_error *error_keep(const struct store_error *e)
+{
+	struct store_error *k;
+
+	if (!e || e->cls == ERR_OK)
+		return NULL;
+	k = malloc(sizeof(*k));
+	if (k)
+		*k = *e;
+	return k;
+}
+
+/* Hand a kept error's detail (or none) to the caller's e. */
+static void error_give(const struct store_error *kept, struct store_error *e)
+{
+	if (kept)
+		*e = *kept;
+	else
+		store_error_clear(e);
+}
+
+/* Remember a failed read of [off, end) and its detail e (RA_FAIL_MEMORY_MS). */
+static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end,
+				const struct store_error *e)
 {
 	if (rc != -EIO && rc != -ETIMEDOUT && rc != -EAGAIN)
 		return;
@@ -198,14 +225,20 @@ static void note_failure_locked(struct ra_file *f, int rc, long long off, long l
 	f->fail.off = off;
 	f->fail.end = end;
 	f->fail.at_ms = clock_mono_ms();
+	free(f->fail.err);
+	f->fail.err = error_keep(e);
 }
 
-/* The error of a failure just now that overlaps [off, end), else 0. */
-static int recent_failure_locked(struct ra_file *f, long long off, long long end)
+/* The error of a failure just now that overlaps [off, end) (detail in e), else 0. */
+static int recent_failure_locked(struct ra_file *f, long long off, long long end,
+				 struct store_error *e)
 {
 	if (!f->fail.rc || clock_mono_ms() - f->fail.at_ms > RA_FAIL_MEMORY_MS)
 		return 0;
-	return off < f->fail.end && end > f->fail.off ? f->fail.rc : 0;
+	if (off >= f->fail.end || end <= f->fail.off)
+		return 0;
+	error_give(f->fail.err, e);
+	return f->fail.rc;
 }
 
 static void drop_parts_locked(struct ra_file *f)
@@ -320,9 +353,10 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 
 /*
  * An answer's ETag against the file's pin, under f->lock: the first answer
- * of an unpinned file pins it; an answer of another version is -ESTALE.
+ * of an unpinned file pins it; an answer of another version is the object
+ * changed (ERR_PRECONDITION: -ESTALE).
  */
-static int pin_locked(struct ra_file *f, const struct store_read *rd)
+static int pin_locked(struct ra_file *f, const struct store_read *rd, struct store_error *e)
 {
 	if (!rd->etag[0])
 		return 0;
@@ -330,17 +364,29 @@ static int pin_locked(struct ra_file *f, const struct store_read *rd)
 		snprintf(f->etag, sizeof(f->etag), "%s", rd->etag);
 		return 0;
 	}
-	return strcmp(f->etag, rd->etag) ? -ESTALE : 0;
+	if (!strcmp(f->etag, rd->etag))
+		return 0;
+	store_error_clear(e);
+	e->cls = ERR_PRECONDITION;
+	snprintf(e->what, sizeof(e->what), "the ETag changed from %s to %s", f->etag, rd->etag);
+	return -store_error_errno(e);
 }
 
-/* The bytes of [off, off + want) arrived: all of them, or it is an error. */
-static int check_got(struct ra_file *f, long long off, size_t want, size_t got)
+/*
+ * The bytes of [off, off + want) arrived: all of them, or it is a malformed
+ * answer (ERR_PROTOCOL) the store should not have let through.
+ */
+static int check_got(struct ra_file *f, long long off, size_t want, size_t got,
+		     struct store_error *e)
 {
 	if (got == want)
 		return 0;
 	log_msg(LOG_ERR, "read of key %s at %lld: %zu bytes where the object's %lld bytes "
 		"promise %zu; failing the read", f->key, off, got, f->size, want);
-	return -EIO;
+	store_error_clear(e);
+	e->cls = ERR_PROTOCOL;
+	snprintf(e->what, sizeof(e->what), "%zu bytes where %zu were asked for", got, want);
+	return -store_error_errno(e);
 }
 
 static void *fetch_thread(void *arg)
@@ -349,7 +395,7 @@ static void *fetch_thread(void *arg)
 	struct store_read rd;
 	struct ra_part *p;
 	struct ra_file *f;
-	struct s3_error e;
+	struct store_error e;
 	size_t got;
 	int rc, cancelled;
 
@@ -378,6 +424,7 @@ static void *fetch_thread(void *arg)
 		pthread_mutex_unlock(&f->lock);
 
 		got = 0;
+		store_error_clear(&e);
 		if (cancelled) {
 			rc = -ECANCELED;
 			stats_add(ra, &ra->locked.stats.cancelled, 1);
@@ -387,7 +434,7 @@ static void *fetch_thread(void *arg)
 			rc = store_read_range(ra->store, f->key, &rd, p->off, p->len, p->buf, &got,
 					      &e);
 			if (rc == 0)
-				rc = check_got(f, p->off, p->len, got);
+				rc = check_got(f, p->off, p->len, got, &e);
 			pthread_mutex_lock(&ra->lock);
 			if (rc == -EINTR)
 				ra->locked.stats.cancelled++;
@@ -399,8 +446,10 @@ static void *fetch_thread(void *arg)
 
 		pthread_mutex_lock(&f->lock);
 		if (rc == 0)
-			rc = pin_locked(f, &rd);
+			rc = pin_locked(f, &rd, &e);
 		p->rc = rc;
+		if (rc)
+			p->err = error_keep(&e);
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
 		f->inflight--;
@@ -408,7 +457,7 @@ static void *fetch_thread(void *arg)
 			f->stale = 1;
 			drop_parts_locked(f);
 		} else if (rc && rc != -EINTR && rc != -ECANCELED) {
-			note_failure_locked(f, rc, p->off, p->off + (long long)p->len);
+			note_failure_locked(f, rc, p->off, p->off + (long long)p->len, &e);
 			/* Not kept: a later read asks again, the fault may be over. */
 			if (p->linked)
 				part_forget_locked(f, p);
@@ -604,11 +653,12 @@ static int cancelled(const int *cancel)
 /*
  * Collect [off, end) from the parts, waiting for those still in flight.
  * Returns 0 (sp filled), 1 when the parts do not cover the range (the caller
- * fetches it directly), or a negative errno (-EINTR when *cancel was set
- * while waiting). *passed is set when the read reached the end of a part.
+ * fetches it directly), or a negative errno with the part's detail in e
+ * (-EINTR when *cancel was set while waiting). *passed is set when the read
+ * reached the end of a part.
  */
 static int gather_locked(struct ra_file *f, long long off, long long end, const int *cancel,
-			 struct ra_span *sp, int *passed)
+			 struct ra_span *sp, int *passed, struct store_error *e)
 {
 	long long cur = off;
 	struct ra_part *p;
@@ -638,6 +688,7 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 		if (!rc && p->got != p->len)
 			rc = -EIO; /* never short: fetch_thread made it an error */
 		if (rc) {
+			error_give(p->err, e);
 			span_release_locked(sp);
 			return rc;
 		}
@@ -703,13 +754,12 @@ static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
 
 /* Fetch [off, end), rounded out to RA_BLOCK, with one GET by this thread. */
 static int read_direct(struct ra_file *f, long long off, long long end, const int *cancel,
-		       struct ra_span *sp)
+		       struct ra_span *sp, struct store_error *e)
 {
 	struct readahead *ra = f->ra;
 	long long a = off & ~(long long)(RA_BLOCK - 1);
 	long long b = (end + RA_BLOCK - 1) & ~(long long)(RA_BLOCK - 1);
 	struct store_read rd;
-	struct s3_error e;
 	size_t got = 0;
 	int rc;
 
@@ -730,16 +780,16 @@ static int read_direct(struct ra_file *f, long long off, long long end, const in
 	store_read_init(&rd, f->etag, f->size);
 	pthread_mutex_unlock(&f->lock);
 	rd.cancel = cancel;
-	rc = store_read_range(ra->store, f->key, &rd, a, (size_t)(b - a), sp->owned, &got, &e);
+	rc = store_read_range(ra->store, f->key, &rd, a, (size_t)(b - a), sp->owned, &got, e);
 	if (rc == 0)
-		rc = check_got(f, a, (size_t)(b - a), got);
+		rc = check_got(f, a, (size_t)(b - a), got, e);
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stats.direct_gets++;
 	ra->locked.stats.bytes += got;
 	pthread_mutex_unlock(&ra->lock);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0)
-		rc = pin_locked(f, &rd);
+		rc = pin_locked(f, &rd, e);
 	pthread_mutex_unlock(&f->lock);
 	if (rc) {
 		membudget_release(ra->mb, sp->owned, sp->owned_cap);
@@ -782,13 +832,15 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp)
+int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp,
+	    struct store_error *e)
 {
 	const struct ra_config *cfg = &f->ra->cfg;
 	long long end;
 	int rc, seq, passed = 0;
 
 	memset(sp, 0, sizeof(*sp));
+	store_error_clear(e);
 	if (off < 0)
 		return -EINVAL;
 	if (off >= f->size || len == 0)
@@ -797,10 +849,13 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 
 	pthread_mutex_lock(&f->lock);
 	if (f->stale) {
+		/* The object changed since open: every read of this handle says so. */
 		pthread_mutex_unlock(&f->lock);
-		return -ESTALE;
+		e->cls = ERR_PRECONDITION;
+		snprintf(e->what, sizeof(e->what), "the object changed since it was opened");
+		return -store_error_errno(e);
 	}
-	rc = recent_failure_locked(f, off, end);
+	rc = recent_failure_locked(f, off, end, e);
 	if (rc) {
 		pthread_mutex_unlock(&f->lock);
 		return rc;
@@ -830,7 +885,7 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 		 * Out of order but already fetched or in flight (the kernel's
 		 * parallel read-ahead overtaking itself): serve it, keep the window.
 		 */
-		rc = gather_locked(f, off, end, cancel, sp, &passed);
+		rc = gather_locked(f, off, end, cancel, sp, &passed, e);
 		if (rc < 0)
 			goto failed;
 		if (rc == 0) {
@@ -862,7 +917,7 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 		}
 		rc = schedule_locked(f, end, end > f->hi ? end : f->hi);
 		if (rc == 0)
-			rc = gather_locked(f, off, end, cancel, sp, &passed);
+			rc = gather_locked(f, off, end, cancel, sp, &passed, e);
 		else
 			rc = 1;
 		if (rc < 0)
@@ -872,14 +927,14 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 	}
 	pthread_mutex_unlock(&f->lock);
 
-	rc = read_direct(f, off, end, cancel, sp);
+	rc = read_direct(f, off, end, cancel, sp, e);
 	pthread_mutex_lock(&f->lock);
 	if (rc == -ESTALE) {
 		f->stale = 1;
 		drop_parts_locked(f);
 	}
 	if (rc) {
-		note_failure_locked(f, rc, off, end);
+		note_failure_locked(f, rc, off, end, e);
 		goto failed;
 	}
 served:

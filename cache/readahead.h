@@ -61,6 +61,7 @@
 #include <sys/uio.h>
 
 struct store;
+struct store_error;
 struct membudget;
 struct membuf;
 struct readahead;
@@ -129,9 +130,12 @@ void ra_close(struct ra_file *f);
  * only at the end of the object as sized at open, 0 at or past it); the
  * caller replies with sp->iov and then calls ra_span_release. On a negative
  * errno nothing is held (-ESTALE: the object changed since open; -EINTR:
- * *cancel was set). cancel may be NULL.
+ * *cancel was set) and e holds the store's detail of the failure (the GET
+ * that failed, also when the read waited for another reader's part).
+ * cancel may be NULL.
  */
-int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp);
+int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp,
+	    struct store_error *e);
 void ra_span_release(struct ra_file *f, struct ra_span *sp);
 /*
  * Wake the readers of f so that those whose cancel flag is set give up. Safe

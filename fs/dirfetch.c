@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
@@ -158,10 +157,10 @@ static void flight_run(struct flight *fl)
 	};
 	struct dirfetch_waiter *answer;
 	struct listing *l = NULL;
-	struct s3_error e;
+	struct store_error e;
 	int rc;
 
-	err_clear(&e);
+	store_error_clear(&e);
 	rc = listing_fetch(df->cfg.store, fl->key, df->cfg.page_size, &b, &l, &e);
 	/* The reservation becomes the cached listing's own cost (or nothing). */
 	inode_listing_unreserve(df->cfg.inodes, fl->reserved);

@@ -35,7 +35,7 @@
 struct listing;
 struct store;
 struct inode_table;
-struct s3_error;
+struct store_error;
 
 /* Fetch threads per mount: at most this many directories are listed at once. */
 #define DIRFETCH_THREADS 4
@@ -51,7 +51,7 @@ struct dirfetch_config {
 	 * Called once per fetch that ended (not for an abandoned one), on the
 	 * fetch thread, before the waiters are answered; rc 0 or a negative errno.
 	 */
-	void (*finished)(void *ctx, uint64_t ino, const char *key, int rc, const struct s3_error *e);
+	void (*finished)(void *ctx, uint64_t ino, const char *key, int rc, const struct store_error *e);
 	void *ctx;
 };
 

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/dirfetch.h"
@@ -78,10 +77,10 @@ static void dir_open_interrupted(fuse_req_t req, void *data)
 
 /* Once per fetch that ended, before its waiters are answered. */
 static void dir_fetched(void *ctx, uint64_t ino, const char *key, int rc,
-			const struct s3_error *e)
+			const struct store_error *e)
 {
 	if (rc == -EACCES)
-		fs_note_denial(ctx, ino, "s3:ListBucket", key, 1, e);
+		fs_note_denial(ctx, ino, key, e);
 }
 
 int fs_dir_start(struct irsafs *fs)

@@ -25,7 +25,6 @@
 
 #include "cache/headcache.h"
 #include "cache/readahead.h"
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
@@ -127,17 +126,18 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct ra_file *rf = fh->rf;	/* fh may be released once the reply is out */
 	struct irsafs *fs = fs_of(req);
 	struct read_intr ri = { .rf = rf };
+	struct store_error e;
 	struct ra_span sp;
 	int rc;
 
 	/* Runs on_read_interrupt now if the interrupt came first. */
 	fuse_req_interrupt_func(req, on_read_interrupt, &ri);
-	rc = ra_read(rf, off, size, &ri.cancel, &sp);
+	rc = ra_read(rf, off, size, &ri.cancel, &sp, &e);
 	/* After this no callback runs or will run: ri may go. */
 	fuse_req_interrupt_func(req, NULL, NULL);
 	if (rc) {
 		if (rc == -EACCES) /* show it as "----------" (fs_node.c) */
-			fs_note_denial(fs, ino, "s3:GetObject", fh->key, 0, NULL);
+			fs_note_denial(fs, ino, fh->key, &e);
 		if (rc == -ESTALE)
 			log_op_once(LOG_WARNING, &(struct log_fields){ .op = "read", .err = ESTALE,
 				    .bucket = fs->cfg.bucket, .key = fh->key },

@@ -144,24 +144,13 @@ void fs_reply_negative(fuse_req_t req)
 	fuse_reply_entry(req, &e);
 }
 
-/*
- * Storage classes whose objects S3 may refuse with InvalidObjectState until
- * restored: GLACIER, DEEP_ARCHIVE, and Intelligent-Tiering's archive tiers.
- * (GLACIER_IR reads like STANDARD.)
- */
-static int archivable_class(const char *sc)
-{
-	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE") ||
-	       !strcmp(sc, "INTELLIGENT_TIERING");
-}
-
 /* Archived, not denied: say so once, with the storage class, never "add it to the policy". */
 static void log_archived(struct irsafs *fs, const char *key, const char *node_class,
-			 const struct s3_error *e)
+			 const struct store_error *e)
 {
-	char what[320], ids[256], cls[128], once[1100];
 	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
-	struct log_fields f = { .op = "GET", .bucket = fs->cfg.bucket, .key = key };
+	char cls[128], once[1100];
+	struct log_fields f;
 
 	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
 		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
@@ -170,76 +159,35 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 	else
 		snprintf(cls, sizeof(cls), "in an archive storage class");
 	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->cfg.bucket, key);
-	err_log_fields(e, &f);
+	store_error_log_fields(e, &f);
+	f.op = "GET";
+	f.bucket = fs->cfg.bucket;
+	f.key = key;
 	log_op_once_key(LOG_WARNING, once, &f, "s3://%s/%s is %s and not restored (%s): restore "
 			"it first (s3:RestoreObject, then wait for the restore), or read another "
-			"path%s", fs->cfg.bucket, key, cls, err_describe(e, what, sizeof(what)),
-			err_ids(e, ids, sizeof(ids)));
+			"path%s", fs->cfg.bucket, key, cls, e->what, e->ids);
 }
 
-/*
- * Were a file's bytes refused (EACCES, detail e, or NULL when the reader
- * does not have it) because the object is archived rather than denied? Then
- * it is logged as such and not marked. A reader through the prefetcher gets
- * only EACCES: for an object whose class may be archived, one byte is asked
- * for again to learn which refusal it was (on the failure path only).
- */
-static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const char *key,
-			      const struct s3_error *e)
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *key, const struct store_error *e)
 {
-	struct inode_info ii;
-	struct store_read rd;
-	struct s3_error probe;
-	int have = 0, archived = 0;
-	size_t got = 0;
-	char one;
+	char text[2048], when[21];
 
-	if (ino && inode_get(fs->inodes, ino, &ii) == 0) {
-		if (ii.is_dir) {
-			inode_info_cleanup(&ii);
-			return 0;
-		}
-		have = 1;
-	}
-	if (have)
-		store_read_init(&rd, ii.attr.etag, ii.attr.size);
-	if (!e && have && archivable_class(ii.attr.storage_class) &&
-	    store_read_range(fs->store, key, &rd, 0, 1, &one, &got, &probe) == -EACCES)
-		e = &probe;
-	if (e && err_classify(e) == ERR_ARCHIVED) {
+	if (e->cls == ERR_ARCHIVED) {
+		/* Not restored is not denied: no "----------", no last_denial (README). */
+		struct inode_info ii;
+		int have = ino && inode_get(fs->inodes, ino, &ii) == 0;
+
 		log_archived(fs, key, have ? ii.attr.storage_class : "", e);
-		archived = 1;
-	}
-	if (have)
-		inode_info_cleanup(&ii);
-	return archived;
-}
-
-void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
-		    int is_list, const struct s3_error *e)
-{
-	char text[1600], what[320], when[21], ids[256];
-
-	/* Not restored is not denied: no "----------", no last_denial (README). */
-	if (!is_list && refusal_is_archive(fs, ino, key, e))
+		if (have)
+			inode_info_cleanup(&ii);
 		return;
-	ids[0] = '\0';
-	if (e)
-		err_ids(e, ids, sizeof(ids));
-	if (!e)
-		snprintf(what, sizeof(what), "EACCES");
-	else if (e->http_status == 403 && !e->code[0])
-		snprintf(what, sizeof(what), "403 AccessDenied"); /* a HEAD's 403 has no body */
-	else
-		err_describe(e, what, sizeof(what));
+	}
 	time_format_iso8601(time(NULL), when);
-	if (is_list)
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s%s", when, action,
-			 fs->cfg.bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
-			 what, ids);
-	else
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s%s", when, action,
-			 fs->cfg.bucket, key, what, ids);
+	if (e->cls == ERR_DENIED)
+		snprintf(text, sizeof(text), "%s %s on %s: %s%s", when, e->action, e->resource,
+			 e->what, e->ids);
+	else	/* EACCES without the store's words (out of memory on the way) */
+		snprintf(text, sizeof(text), "%s %s: EACCES", when, key);
 	inode_set_last_denial(fs->inodes, text);
 	if (!ino)
 		return;
@@ -258,7 +206,7 @@ static int archived_class(const char *sc)
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	size_t got = 0;
 	char one;
 	int rc;
@@ -276,7 +224,7 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 	store_read_init(&rd, ii->attr.etag, ii->attr.size);
 	rc = store_read_range(fs->store, ii->key, &rd, 0, 1, &one, &got, &e);
 	if (rc == -EACCES)
-		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+		fs_note_denial(fs, ii->ino, ii->key, &e);
 	return rc;
 }
 
@@ -290,16 +238,16 @@ char *fs_join(const char *a, const char *b, const char *c)
 }
 
 /* Does anything exist under dir_key? 1 yes, 0 no, or a negative errno. */
-static int dir_exists(struct irsafs *fs, const char *dir_key, struct s3_error *e)
+static int dir_exists(struct irsafs *fs, const char *dir_key, struct store_error *e)
 {
-	struct s3_list_page page;
+	struct store_page page;
 	int rc, found;
 
 	rc = store_list_page(fs->store, dir_key, NULL, 1, &page, e);
 	if (rc)
 		return rc;
 	found = page.nobjects > 0 || page.nprefixes > 0;
-	s3_list_page_cleanup(&page);
+	store_page_cleanup(&page);
 	return found;
 }
 
@@ -308,7 +256,7 @@ struct dir_probe {
 	struct work w;
 	struct irsafs *fs;
 	const char *dir_key;
-	struct s3_error e;
+	struct store_error e;
 	int rc;
 };
 
@@ -341,7 +289,7 @@ static int unlisted_dir(const struct irsafs *fs, int list_rc, int rc)
  * With --lookup-read both go at once, and the file's first bytes are kept.
  */
 static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_key,
-		      int *list_rc, struct store_attr *a, struct s3_error *e)
+		      int *list_rc, struct store_attr *a, struct store_error *e)
 {
 	struct dir_probe dp = { .w.fn = dir_probe_run, .fs = fs, .dir_key = dir_key };
 	size_t cap = fs->cfg.lookup_read, got = 0;
@@ -370,10 +318,10 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 	headcache_discard(fs->heads, head, cap);
 	if (rc == -ENOENT)
 		return rc;
-	if (rc == -EACCES && !strcmp(e->code, "AccessDenied")) {
+	if (rc == -EACCES && e->cls == ERR_DENIED) {
 		/* Not a directory after all: the denial is this name's, report it. */
 		if (!unlisted_dir(fs, dp.rc, rc)) /* else fs_op_lookup says what it shows */
-			store_report_denial(fs->store, "s3:GetObject", file_key, e);
+			store_error_log_denial(e);
 		return rc;
 	}
 	/*
@@ -383,8 +331,8 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
 	 * wrong range or length (MalformedReply): those answers come at once,
 	 * and say nothing about what a HEAD would (a proxy that breaks ranges).
 	 */
-	if ((err_is_retryable(e) && err_classify(e) != ERR_PROTOCOL) || rc == -EKEYEXPIRED ||
-	    rc == -EKEYREJECTED || err_classify(e) == ERR_TLS)
+	if ((err_class_retryable(e->cls) && e->cls != ERR_PROTOCOL) || rc == -EKEYEXPIRED ||
+	    rc == -EKEYREJECTED || e->cls == ERR_TLS)
 		return rc;
 	/*
 	 * Empty (416), archived (InvalidObjectState), no usable size, or no
@@ -400,15 +348,15 @@ static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_k
  */
 static int file_listed(struct irsafs *fs, const char *file_key, struct store_attr *a)
 {
-	struct s3_list_page page;
-	struct s3_error e;
+	struct store_page page;
+	struct store_error e;
 	int rc, found = 0;
 
 	rc = store_list_page(fs->store, file_key, NULL, 1, &page, &e);
 	if (rc)
 		return rc;
 	if (page.nobjects > 0 && !strcmp(page.objects[0].key, file_key)) {
-		const struct s3_list_object *o = &page.objects[0];
+		const struct store_object *o = &page.objects[0];
 
 		memset(a, 0, sizeof(*a));
 		a->size = o->size;
@@ -417,7 +365,7 @@ static int file_listed(struct irsafs *fs, const char *file_key, struct store_att
 		snprintf(a->storage_class, sizeof(a->storage_class), "%s", o->storage_class);
 		found = 1;
 	}
-	s3_list_page_cleanup(&page);
+	store_page_cleanup(&page);
 	return found;
 }
 
@@ -428,7 +376,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct inode_info pi;
 	struct listing *l;
 	struct store_attr a;
-	struct s3_error e;
+	struct store_error e;
 	char *dir_key = NULL, *file_key = NULL;
 	size_t len = strlen(name);
 	int rc, list_rc;
@@ -506,7 +454,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_entry(req, dir_key, 1, &a, 1);
 	} else if (rc == -EACCES && list_rc == 0 && file_listed(fs, file_key, &a) == 1) {
 		/* Listed but not readable: a file that shows its denial. */
-		fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
+		fs_note_denial(fs, 0, file_key, &e);
 		reply_entry(req, file_key, 0, &a, 1);
 	} else if (rc == -ENOENT && list_rc == -EACCES) {
 		/* Not a file, and we may not look for a directory: it may be one. */
@@ -517,7 +465,7 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_negative(req);
 	} else {
 		if (rc == -EACCES) {
-			fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
+			fs_note_denial(fs, 0, file_key, &e);
 			inode_neg_put(fs->inodes, file_key, -EACCES);
 		}
 		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
@@ -546,7 +494,7 @@ void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *
 /* Refresh a file's attributes with a HEAD when they are older than the TTL. */
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii)
 {
-	struct s3_error e;
+	struct store_error e;
 	int rc;
 
 	/* A denial seen within the TTL stands; asking again would only cost. */
@@ -555,7 +503,7 @@ int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii)
 	rc = store_stat(fs->store, ii->key, &ii->attr, &e);
 	if (rc == -EACCES) {
 		/* Known to exist, refused now: keep the node, show the denial. */
-		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+		fs_note_denial(fs, ii->ino, ii->key, &e);
 		ii->denied = 1;
 		return 0;
 	}

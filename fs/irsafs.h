@@ -17,7 +17,6 @@ struct store;
 struct readahead;
 struct membudget;
 struct inode_table;
-struct creds_cache;
 struct workq;
 struct dirfetch;
 
@@ -61,7 +60,6 @@ struct irsafs {
 	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
 	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */
-	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */
 	long long ttl_ms;		/* listings and attributes trusted this long */
 	struct timespec mount_time;	/* mtime of directories */
@@ -73,15 +71,15 @@ struct irsafs {
 
 extern const struct fuse_lowlevel_ops irsafs_ops;
 
-struct s3_error;
+struct store_error;
 /*
- * A denial of action on key (a listing when is_list) was seen: remember it as
- * the last denial, and when ino is not 0 show it on that node for the TTL.
- * e may be NULL when the detail is not known. (The application calls it for
- * the mount-time listing's denial.)
+ * The store refused key with EACCES, for the reason e gives. An archived
+ * object is not a denial: it is logged as such ("restore it first") and
+ * nothing is marked. A denial is remembered as the last denial (the root's
+ * user.irsafs.last_denial), and when ino is not 0 shown on that node for the
+ * TTL. (The application calls it for the mount-time listing's denial.)
  */
-void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
-		    int is_list, const struct s3_error *e);
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *key, const struct store_error *e);
 
 /*
  * Stop the directory fetches: their threads answer FUSE requests, so they

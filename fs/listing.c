@@ -100,12 +100,12 @@ static void hidden(const char *key, const char *why)
 }
 
 /* The parser's dropped entries, once each: they would otherwise vanish without a word. */
-static void log_drops(const char *dir_key, const struct s3_list_page *page)
+static void log_drops(const char *dir_key, const struct store_page *page)
 {
 	size_t i;
 
 	for (i = 0; i < page->ndrops; i++) {
-		const struct s3_list_drop *d = &page->drops[i];
+		const struct store_drop *d = &page->drops[i];
 
 		if (d->key[0])
 			log_once(LOG_NOTICE, "hiding s3 key '%s' (as the listing of '%s' sent it): %s",
@@ -120,14 +120,14 @@ static void log_drops(const char *dir_key, const struct s3_list_page *page)
 			page->ndrops);
 }
 
-int listing_add_page(struct listing *l, const char *dir_key, const struct s3_list_page *page)
+int listing_add_page(struct listing *l, const char *dir_key, const struct store_page *page)
 {
 	size_t dlen = strlen(dir_key), i, len;
 	int rc;
 
 	log_drops(dir_key, page);
 	for (i = 0; i < page->nobjects; i++) {
-		const struct s3_list_object *o = &page->objects[i];
+		const struct store_object *o = &page->objects[i];
 		struct store_attr a;
 		const char *name;
 
@@ -332,7 +332,7 @@ static int fetch_charge(struct fetch *f)
 }
 
 /* The token that continues after page: 0 with *token set, or -EIO / -ENOMEM. */
-static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **token)
+static int fetch_next_token(struct fetch *f, struct store_page *page, char **token)
 {
 	size_t len;
 	int rc;
@@ -364,12 +364,12 @@ static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **t
 }
 
 int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct listing **out, struct s3_error *e)
+		  const struct listing_bounds *bounds, struct listing **out, struct store_error *e)
 {
 	static const struct listing_bounds none;
 	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none };
 	size_t max_pages = f.b->max_pages ? f.b->max_pages : listing_max_pages(page_size);
-	struct s3_list_page page;
+	struct store_page page;
 	char *token = NULL;
 	int rc;
 
@@ -391,7 +391,7 @@ int listing_fetch(struct store *st, const char *dir_key, int page_size,
 			rc = fetch_next_token(&f, &page, &token);
 		if (!rc)
 			rc = fetch_charge(&f);
-		s3_list_page_cleanup(&page);
+		store_page_cleanup(&page);
 		if (rc || !token)
 			break;
 	}

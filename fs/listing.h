@@ -106,7 +106,7 @@ void listing_release(struct listing *l);
  * Add one page's entries under dir_key (l->bytes grows with them), and log
  * the entries the parser dropped, once each. 0 or -ENOMEM.
  */
-int listing_add_page(struct listing *l, const char *dir_key, const struct s3_list_page *page);
+int listing_add_page(struct listing *l, const char *dir_key, const struct store_page *page);
 
 /* Sort, apply shadowing, drop duplicates (l->bytes shrinks with them). */
 void listing_finish(struct listing *l, const char *dir_key);
@@ -122,6 +122,6 @@ const struct listing_entry *listing_find(const struct listing *l, const char *na
  * filled). Thread-safe: one call per thread, any number at once.
  */
 int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct listing **out, struct s3_error *e);
+		  const struct listing_bounds *bounds, struct listing **out, struct store_error *e);
 
 #endif

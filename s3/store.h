@@ -1,13 +1,22 @@
 /*
- * store: the object-store interface the filesystem sees.
+ * store: the object-store interface every layer above s3/ sees.
  *
- * fs/ knows only this vtable: stat a key, list one page under a prefix, read
- * a byte range of a key pinned to an ETag and a size (struct store_read). The S3 implementation lives in
- * s3.c; later layers (metadata cache, block cache, read-ahead) are stores that
- * wrap a store. Every operation returns 0 or a negative errno chosen by the
- * one table in core/err.c, and fills *e with the detail (status, S3 code) for
- * logs. Every operation is thread-safe and bounded in time by the store's
- * retry budget.
+ * A store is one vtable (struct store_ops) behind a struct store. The S3
+ * store (s3.c) is the bottom of the stack; every cache (cache/) is a store
+ * that wraps the store below it, handles the hooks it is for and forwards
+ * every other hook unchanged, as s3backer's layers do. The application
+ * composes the stack in one place (app/stack.c) and the filesystem (fs/)
+ * holds only its top.
+ *
+ * The interface speaks in its own types: attributes (struct store_attr),
+ * list pages (struct store_page), the terms of a read (struct store_read)
+ * and errors (struct store_error). No layer above s3/ sees an HTTP answer,
+ * an S3 error code or a credential: the S3 store classifies every failure
+ * with core/err.h's classes, and for a denial it names the action, the
+ * resource and the principal that was refused. Every operation returns 0 or
+ * a negative errno; an errno that stands for a remote outcome is the one
+ * table's (core/err.c) for the error's class. Every operation is thread-safe
+ * and bounded in time by the store's retry budget.
  */
 #ifndef IRSAFS_S3_STORE_H
 #define IRSAFS_S3_STORE_H
@@ -16,9 +25,9 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "s3/s3_xml.h"
+#include "core/err.h"
 
-struct s3_error;
+struct log_fields;
 
 /*
  * The largest object size irsafs believes (1 PiB; S3 allows 50 TB). Offsets
@@ -26,6 +35,58 @@ struct s3_error;
  * is a malformed answer.
  */
 #define STORE_SIZE_MAX (1LL << 50)
+
+/*
+ * What went wrong with an operation, as the store says it. cls decides the
+ * errno (err_class_errno) and whether it was a denial; the texts are for log
+ * lines and the mount root's last_denial xattr, and hold no secret (the S3
+ * store takes the credentials it signed with out of whatever the server
+ * said). A store fills it on every failure with a remote cause; after 0, or
+ * an error of its own (-ENOMEM, -EINVAL, -EINTR), cls is ERR_OK or says what
+ * the last request met.
+ */
+struct store_error {
+	enum err_class cls;		/* core/err.h; ERR_OK: nothing remote went wrong */
+	int http_status;		/* 0 when there was no HTTP answer */
+	char code[64];			/* the server's code, for the log field only */
+	char what[320];			/* "403 AccessDenied (Access Denied)", "transport error: ..." */
+	char ids[256];			/* " [request id X, id-2 Y]" (ends a log line), or "" */
+	char request_id[96];
+	char host_id[128];
+	char storage_class[32];		/* an archived object's class, as the answer named it */
+	char access_tier[32];		/* ... and its archive tier */
+	char region[32];		/* the region a redirect named, "" when none */
+	long long latency_us;		/* the whole operation, every attempt and wait */
+	/* The request, for log fields. */
+	char op[8];			/* "HEAD", "GET", "LIST" */
+	char bucket[64];
+	char key[1032];			/* the key, or a listing's prefix */
+	/* A denial (ERR_DENIED): who was refused what, as the store names it. */
+	char action[32];		/* "s3:GetObject", "s3:ListBucket" */
+	char resource[1200];		/* "arn:aws:s3:::b/k", "arn:aws:s3:::b (prefix p/)" */
+	char principal[512];		/* the identity refused; "this identity" when unknown */
+	char hint[200];			/* what to do about it */
+};
+
+void store_error_clear(struct store_error *e);
+
+/* The errno of e's class (the one table); 0 for ERR_OK. */
+static inline int store_error_errno(const struct store_error *e)
+{
+	return err_class_errno(e->cls);
+}
+
+/* Fill a log line's fields from e: op, bucket, key, status, code, errno, ids, latency. */
+void store_error_log_fields(const struct store_error *e, struct log_fields *f);
+
+/*
+ * Log the denial e (ERR_DENIED) at warning level, once per (principal,
+ * action, resource): "s3:GetObject on arn:aws:s3:::b/k denied to ARN
+ * (403 AccessDenied): add it to the role's policy or read another path".
+ * The S3 store does so itself unless the operation keeps denials quiet
+ * (stat_read); then whoever learns that the denial matters says it.
+ */
+void store_error_log_denial(const struct store_error *e);
 
 /*
  * The terms of one read_range: which object the bytes must come from, what
@@ -80,18 +141,65 @@ void store_attr_unpack(const struct store_attr_packed *p, struct store_attr *a);
 size_t store_attr_packed_bytes(const struct store_attr_packed *p);
 void store_attr_packed_clear(struct store_attr_packed *p);
 
+/* One object of a list page. */
+struct store_object {
+	char *key;			/* full key, decoded */
+	long long size;
+	struct timespec mtime;		/* LastModified */
+	char *etag;			/* with its quotes, as S3 sends it */
+	char storage_class[32];		/* "STANDARD" when absent */
+};
+
+#define STORE_PAGE_MAX_DROPS 16
+
+/* An entry the store could not represent, for the caller's log. */
+struct store_drop {
+	char *key;			/* as sent (undecoded), cut to 256 bytes; "" when absent */
+	char why[96];			/* what was wrong with it */
+};
+
+/*
+ * One page of the keys under a prefix, delimited by '/': the objects, and
+ * the common prefixes (the "directories") one level down. A page holds what
+ * the store received, bounded by the store (the S3 store: S3_LIST_MAX_ENTRIES).
+ */
+struct store_page {
+	struct store_object *objects;
+	size_t nobjects;
+	char **prefixes;		/* common prefixes, decoded, each ending in '/' */
+	size_t nprefixes;
+	int truncated;			/* more pages follow */
+	char *next_token;		/* where the next page starts, as sent; NULL if none */
+	size_t dropped;			/* entries that could not be represented */
+	struct store_drop drops[STORE_PAGE_MAX_DROPS];	/* the first ndrops of them */
+	size_t ndrops;
+};
+
+/* Free what page holds and leave it empty. NULL is allowed. */
+void store_page_cleanup(struct store_page *page);
+
+/* Who the store acts as, for the mount root's xattrs. */
+struct store_identity {
+	int have_creds;			/* 0: no valid credentials could be had now */
+	char principal[512];		/* the principal's ARN, or "unknown" */
+	time_t expires;			/* when the credentials expire; 0: never */
+	char source[128];		/* where the credentials come from */
+	char endpoint[512];		/* the endpoint URL requests go to */
+};
+
 struct store;
 
 struct store_ops {
 	/* HEAD: -ENOENT when missing, -EACCES when denied. */
-	int (*stat)(struct store *s, const char *key, struct store_attr *out, struct s3_error *e);
+	int (*stat)(struct store *s, const char *key, struct store_attr *out,
+		    struct store_error *e);
 	/*
-	 * One ListObjectsV2 page of keys starting with prefix, delimited by '/'.
+	 * One page of keys starting with prefix, delimited by '/'.
 	 * token: NULL for the first page, else the previous page's next_token.
 	 * max_keys 0 means the store's default page size. The caller cleans the page.
 	 */
 	int (*list_page)(struct store *s, const char *prefix, const char *token, int max_keys,
-			 struct s3_list_page *page, struct s3_error *e);
+			 struct store_page *page, struct store_error *e);
 	/*
 	 * Up to len bytes of key from off into dst; *got says how many (0 at or
 	 * past the end, short only where rd->size or, when that is unknown, the
@@ -99,18 +207,21 @@ struct store_ops {
 	 * object; -ESTALE if it changed. rd NULL: any version, size unknown.
 	 */
 	int (*read_range)(struct store *s, const char *key, struct store_read *rd, long long off,
-			  size_t len, char *dst, size_t *got, struct s3_error *e);
+			  size_t len, char *dst, size_t *got, struct store_error *e);
 	/*
-	 * Optional (NULL: not offered). A HEAD that also brings the first len
+	 * Optional (NULL: not offered). A stat that also brings the first len
 	 * (> 0) bytes, unpinned: one GET of bytes 0..len-1, *out filled from its
 	 * headers and *got bytes in dst. A denial is not logged (the caller may
-	 * not need the answer). Anything but 0 or -ENOENT means "ask with stat".
+	 * not need the answer: store_error_log_denial says it when it does).
+	 * Anything but 0 or -ENOENT means "ask with stat".
 	 */
 	int (*stat_read)(struct store *s, const char *key, size_t len, char *dst, size_t *got,
-			 struct store_attr *out, struct s3_error *e);
-	/* Optional: report a denial e of action on key that stat_read kept quiet. */
-	void (*report_denial)(struct store *s, const char *action, const char *key,
-			      const struct s3_error *e);
+			 struct store_attr *out, struct store_error *e);
+	/*
+	 * Optional. Who the store acts as now (waiting for a credential refresh
+	 * in flight at most one operation's budget). 0, or -ENOSYS.
+	 */
+	int (*identity)(struct store *s, struct store_identity *out);
 	void (*destroy)(struct store *s);
 };
 
@@ -119,37 +230,37 @@ struct store {
 };
 
 static inline int store_stat(struct store *s, const char *key, struct store_attr *out,
-			     struct s3_error *e)
+			     struct store_error *e)
 {
 	return s->ops->stat(s, key, out, e);
 }
 
 static inline int store_list_page(struct store *s, const char *prefix, const char *token,
-				  int max_keys, struct s3_list_page *page, struct s3_error *e)
+				  int max_keys, struct store_page *page, struct store_error *e)
 {
 	return s->ops->list_page(s, prefix, token, max_keys, page, e);
 }
 
 static inline int store_read_range(struct store *s, const char *key, struct store_read *rd,
 				   long long off, size_t len, char *dst, size_t *got,
-				   struct s3_error *e)
+				   struct store_error *e)
 {
 	return s->ops->read_range(s, key, rd, off, len, dst, got, e);
 }
 
 static inline int store_stat_read(struct store *s, const char *key, size_t len, char *dst,
-				  size_t *got, struct store_attr *out, struct s3_error *e)
+				  size_t *got, struct store_attr *out, struct store_error *e)
 {
 	if (!s->ops->stat_read)
 		return -ENOSYS;
 	return s->ops->stat_read(s, key, len, dst, got, out, e);
 }
 
-static inline void store_report_denial(struct store *s, const char *action, const char *key,
-				       const struct s3_error *e)
+static inline int store_identity(struct store *s, struct store_identity *out)
 {
-	if (s->ops->report_denial)
-		s->ops->report_denial(s, action, key, e);
+	if (!s->ops->identity)
+		return -ENOSYS;
+	return s->ops->identity(s, out);
 }
 
 static inline void store_destroy(struct store *s)
@@ -157,5 +268,25 @@ static inline void store_destroy(struct store *s)
 	if (s)
 		s->ops->destroy(s);
 }
+
+/*
+ * A store that wraps another (every cache/ layer): its struct starts with a
+ * struct store_layer, and its ops name the forwarders below for each hook it
+ * does not handle, so that every hook reaches the store that offers it.
+ */
+struct store_layer {
+	struct store base;		/* first: the store is cast back */
+	struct store *inner;		/* not owned */
+};
+
+int store_fwd_stat(struct store *s, const char *key, struct store_attr *out,
+		   struct store_error *e);
+int store_fwd_list_page(struct store *s, const char *prefix, const char *token, int max_keys,
+			struct store_page *page, struct store_error *e);
+int store_fwd_read_range(struct store *s, const char *key, struct store_read *rd, long long off,
+			 size_t len, char *dst, size_t *got, struct store_error *e);
+int store_fwd_stat_read(struct store *s, const char *key, size_t len, char *dst, size_t *got,
+			struct store_attr *out, struct store_error *e);
+int store_fwd_identity(struct store *s, struct store_identity *out);
 
 #endif

@@ -22,10 +22,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct s3_list_object objs[MAX_KEYS];
+	static struct store_object objs[MAX_KEYS];
 	static char *prefixes[MAX_KEYS];
 	const char *p = (const char *)data, *end = p + size;
-	struct s3_list_page page;
+	struct store_page page;
 	struct listing *l;
 	char *dir = NULL;
 	size_t i;

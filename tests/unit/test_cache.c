@@ -39,19 +39,22 @@ struct fake {
 	int cancelled;		/* reads that saw their cancel flag */
 };
 
+/* The detail of a failed ra_read (each thread its own). */
+static __thread struct store_error ra_err;
+
 static unsigned char byte_at(int version, long long i)
 {
 	return (unsigned char)((i * 2654435761u >> 7) + (unsigned)version * 101);
 }
 
 static int fake_read(struct store *s, const char *key, struct store_read *rd, long long off,
-		     size_t len, char *dst, size_t *got, struct s3_error *e)
+		     size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	struct fake *f = (struct fake *)s;
 	const char *etag = rd ? rd->etag : NULL;
 	long long i, n;
 
-	err_clear(e);
+	store_error_clear(e);
 	pthread_mutex_lock(&f->lock);
 	if (f->ngets < MAX_GETS) {
 		f->get_off[f->ngets] = off;
@@ -143,7 +146,7 @@ static long long read_check(struct ra_file *rf, int version, long long off, size
 	int i, rc, bad = 0;
 	size_t j;
 
-	rc = ra_read(rf, off, len, NULL, &sp);
+	rc = ra_read(rf, off, len, NULL, &sp, &ra_err);
 	if (rc)
 		return rc;
 	for (i = 0; i < sp.niov; i++) {
@@ -505,10 +508,10 @@ TEST(reads_at_and_past_the_end)
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
 	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
-	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
-	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
 	ra_close(rf);
@@ -607,7 +610,7 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 		for (off = 0; off < size; off += n) {
 			long long pos = off;
 
-			rc = ra_read(rf, off, 131072, NULL, &sp);
+			rc = ra_read(rf, off, 131072, NULL, &sp, &ra_err);
 			if (rc || !sp.len)
 				break;
 			/* Every byte served is of one version, the first one's. */
@@ -683,7 +686,7 @@ static void *blocked_reader_main(void *arg)
 	struct blocked_reader *b = arg;
 	struct ra_span sp;
 
-	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp);
+	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp, &ra_err);
 	if (!b->rc)
 		ra_span_release(b->rf, &sp);
 	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
@@ -753,7 +756,7 @@ TEST(direct_reads_are_in_the_budget)
 	env_init(&v, size, 4 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	/* A seek: the reader's own GET, into a buffer counted in the budget. */
-	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 131072);
 	CHECK(sp.owned != NULL);
 	CHECK(membudget_used(v.mb) >= 131072);
@@ -772,10 +775,10 @@ TEST(a_size_past_any_object_is_bounded)
 	/* A listing's <Size> of 2^63-1: offsets near it must not overflow (UBSan). */
 	env_init(&v, 1 << 20, 64 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", 0x7fffffffffffffffLL);
-	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	/* Bounded to STORE_SIZE_MAX; the object is much shorter: an error, not EOF. */
-	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp), -EIO);
+	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp, &ra_err), -EIO);
 	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
 	ra_close(rf);
 	env_cleanup(&v);
@@ -856,7 +859,7 @@ TEST(close_before_the_span_is_released)
 	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
 	for (i = 0; i < 50; i++) {
 		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
-		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp), 0);
+		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp, &ra_err), 0);
 		CHECK_INT(sp.len, 4096);
 		ra_close(rf);
 		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
@@ -928,7 +931,7 @@ static int check_read(struct store *s, const char *etag, int version, long long 
 		      size_t want)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	size_t got = 0, i;
 	char *buf = malloc(len);
 	int rc, bad = 0;

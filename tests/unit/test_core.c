@@ -174,7 +174,7 @@ TEST(errno_table)
 		{ 502, 0, "", EIO, ERR_SERVER },
 		{ 400, 0, "IDPCommunicationError", EIO, ERR_SERVER },
 		{ 0, 7, "", EIO, ERR_TRANSPORT },
-		{ 0, 28, "", ETIMEDOUT, ERR_TRANSPORT },
+		{ 0, 28, "", ETIMEDOUT, ERR_TIMEOUT },
 		{ 0, 60, "", EIO, ERR_TLS },	/* CURLE_PEER_FAILED_VERIFICATION */
 		{ 0, 77, "", EIO, ERR_TLS },	/* CURLE_SSL_CACERT_BADFILE */
 		/* Archived: EACCES, but its own class (fs/ does not mark the node denied). */

@@ -35,14 +35,14 @@ struct gated {
 };
 
 static int gated_list(struct store *st, const char *prefix, const char *token, int max_keys,
-		      struct s3_list_page *page, struct s3_error *e)
+		      struct store_page *page, struct store_error *e)
 {
 	struct gated *g = (struct gated *)st;
 	int n;
 
 	(void)max_keys;
 	(void)token;
-	err_clear(e);
+	store_error_clear(e);
 	memset(page, 0, sizeof(*page));
 	pthread_mutex_lock(&lock);
 	n = g->calls++;
@@ -133,7 +133,7 @@ static void tw_init(struct tw *t)
 
 static int finished_calls, finished_rc;
 
-static void on_finished(void *ctx, uint64_t ino, const char *key, int rc, const struct s3_error *e)
+static void on_finished(void *ctx, uint64_t ino, const char *key, int rc, const struct store_error *e)
 {
 	(void)ctx;
 	(void)ino;

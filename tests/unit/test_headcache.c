@@ -21,17 +21,20 @@
 
 #define CAP (128u << 10)
 
+/* The detail of a failed ra_read (each thread its own). */
+static __thread struct store_error ra_err;
+
 static unsigned char byte_at(long long i)
 {
 	return (unsigned char)(i * 2654435761u >> 9);
 }
 
 static int calc_read(struct store *s, const char *key, struct store_read *rd, long long off,
-		     size_t len, char *dst, size_t *got, struct s3_error *e)
+		     size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	size_t i;
 
-	err_clear(e);
+	store_error_clear(e);
 	for (i = 0; i < len; i++)
 		dst[i] = (char)byte_at(off + (long long)i);
 	*got = len;
@@ -105,7 +108,7 @@ static long long open_read_close(struct env *v, const char *key, const char *eta
 	}
 	if (!rf)
 		return -1;
-	while (ra_read(rf, off, 65536, NULL, &sp) == 0 && sp.len > 0) {
+	while (ra_read(rf, off, 65536, NULL, &sp, &ra_err) == 0 && sp.len > 0) {
 		pos = off;
 		for (i = 0; i < sp.niov; i++)
 			for (j = 0; j < sp.iov[i].iov_len; j++, pos++)

@@ -29,7 +29,7 @@ static struct inode_table *table(long long ttl, long long neg_ttl, size_t max_by
 static struct listing *listing_of(size_t n)
 {
 	struct listing *l = listing_new();
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 
 	memset(&p, 0, sizeof(p));
@@ -43,7 +43,7 @@ static struct listing *listing_of(size_t n)
 	p.nobjects = n;
 	CHECK_INT(listing_add_page(l, "d/", &p), 0);
 	listing_finish(l, "d/");
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	return l;
 }
 

@@ -16,11 +16,12 @@
 #include "fs/listing.h"
 #include "harness.h"
 #include "http/xml.h"
+#include "s3/s3_xml.h"
 
-static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
+static struct store_page page_of(const char *const *keys, size_t nkeys,
 				   const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 
 	memset(&p, 0, sizeof(p));
@@ -42,12 +43,12 @@ static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
 static struct listing *build(const char *dir, const char *const *keys, size_t nkeys,
 			     const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p = page_of(keys, nkeys, prefixes, nprefixes);
+	struct store_page p = page_of(keys, nkeys, prefixes, nprefixes);
 	struct listing *l = listing_new();
 
 	CHECK_INT(listing_add_page(l, dir, &p), 0);
 	listing_finish(l, dir);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	return l;
 }
 
@@ -215,14 +216,14 @@ struct liar {
 };
 
 static int liar_list(struct store *st, const char *prefix, const char *token, int max_keys,
-		     struct s3_list_page *page, struct s3_error *e)
+		     struct store_page *page, struct store_error *e)
 {
 	struct liar *s = (struct liar *)st;
 	int n = s->calls++, k, rc, more;
 	struct buf b;
 
 	(void)max_keys;
-	err_clear(e);
+	store_error_clear(e);
 	snprintf(s->last_token, sizeof(s->last_token), "%s", token ? token : "");
 	if (s->sleep_ms)
 		usleep((useconds_t)s->sleep_ms * 1000);
@@ -300,7 +301,7 @@ static int count_cancelled(void *ctx)
 
 static int fetch(struct liar *s, struct listing_bounds *b, struct listing **out)
 {
-	struct s3_error e;
+	struct store_error e;
 
 	*out = NULL;
 	return listing_fetch(&s->base, "d/", 1000, b, out, &e);
