@@ -685,8 +685,9 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 		if (p->rc == -ECANCELED || p->rc == -EINTR)
 			goto hole;
 		rc = p->rc;
+		/* Never short: fetch_thread made that an error (check_got). */
 		if (!rc && p->got != p->len)
-			rc = -EIO; /* never short: fetch_thread made it an error */
+			rc = -err_class_errno(ERR_PROTOCOL);
 		if (rc) {
 			error_give(p->err, e);
 			span_release_locked(sp);

@@ -10,14 +10,17 @@
  * one table: err_to_errno() is that table applied to an error) and what
  * another attempt may heal (err_is_retryable()). Above s3/ an error travels
  * as its class with the store's words (struct store_error, s3/store.h), and
- * its errno comes from the same table. That is irsafs's promise: a denial is EACCES, a missing key ENOENT, a
+ * its errno comes from the same table. Nowhere else is an errno chosen for
+ * a remote outcome.
+ *
+ * That is irsafs's promise: a denial is EACCES, a missing key ENOENT, a
  * changed object ESTALE, a throttled or broken server EIO once retries are
  * spent - never the other way round, and never EAGAIN, EWOULDBLOCK or EINTR,
  * which applications take for "no data yet" or "call again" (Python's
  * buffered reader returns None on EAGAIN: shutil.copyfile then writes an
  * empty copy and reports success).
  *
- * The table (err_to_errno):
+ * The table (err_class_errno):
  *   ERR_DENIED          EACCES       403 AccessDenied (and any other 403)
  *   ERR_ARCHIVED        EACCES       403 InvalidObjectState: not restored;
  *                                    never a denial (fs/ does not mark it)

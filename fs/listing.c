@@ -280,7 +280,22 @@ struct fetch {
 	struct token_set tokens;
 	size_t pages;
 	size_t charged;			/* bytes already passed to b->charge */
+	struct store_error *e;		/* the caller's */
 };
+
+/*
+ * A listing ends for a bound the server's answers ran into: an answer this
+ * listing cannot use (class cls, why), with the table's errno (EIO).
+ */
+static int fetch_fail(struct fetch *f, enum err_class cls, const char *why)
+{
+	store_error_clear(f->e);
+	f->e->cls = cls;
+	snprintf(f->e->what, sizeof(f->e->what), "%s", why);
+	snprintf(f->e->op, sizeof(f->e->op), "LIST");
+	snprintf(f->e->key, sizeof(f->e->key), "%s", f->dir_key);
+	return -store_error_errno(f->e);
+}
 
 /* Before a page: cancelled, out of pages, out of time? 0 or the errno to end with. */
 static int fetch_may_go_on(struct fetch *f, size_t max_pages)
@@ -293,14 +308,14 @@ static int fetch_may_go_on(struct fetch *f, size_t max_pages)
 		log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): no "
 			"directory needs more than %zu pages, the server keeps saying there is "
 			"more; the listing fails (EIO)", f->dir_key, f->pages, f->l->n, max_pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "too many pages");
 	}
 	if (b->deadline_ms && clock_mono_ms() >= b->deadline_ms) {
 		log_msg(LOG_ERR, "listing of '%s' is not done within --list-timeout (%zu pages, "
 			"%zu entries so far): the listing fails (EIO); raise --list-timeout if the "
 			"directory is this large and the server this slow", f->dir_key, f->pages,
 			f->l->n);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "not done within --list-timeout");
 	}
 	return 0;
 }
@@ -316,7 +331,7 @@ static int fetch_charge(struct fetch *f)
 			"after %zu pages (%zu entries): the listing fails (EIO); raise "
 			"--metadata-cache-size to list this directory", f->dir_key,
 			b->max_bytes >> 20, f->pages, f->l->n);
-		return -EIO;
+		return fetch_fail(f, ERR_TOO_LARGE, "larger than --metadata-cache-size");
 	}
 	if (b->charge && now > f->charged) {
 		if (b->charge(b->ctx, now - f->charged)) {
@@ -324,7 +339,7 @@ static int fetch_charge(struct fetch *f)
 				"listings being built at once hold all of --metadata-cache-size; the "
 				"listing fails (EIO); raise --metadata-cache-size", f->dir_key,
 				f->pages, f->l->n);
-			return -EIO;
+			return fetch_fail(f, ERR_TOO_LARGE, "no room in --metadata-cache-size");
 		}
 		f->charged = now;
 	}
@@ -340,21 +355,21 @@ static int fetch_next_token(struct fetch *f, struct store_page *page, char **tok
 	if (!page->next_token || !*page->next_token) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu is truncated but has no "
 			"continuation token; the listing fails (EIO)", f->dir_key, f->pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a truncated page without a token");
 	}
 	len = strlen(page->next_token);
 	if (len > LISTING_MAX_TOKEN) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu has a continuation token of "
 			"%zu bytes, more than %d; the listing fails (EIO)", f->dir_key, f->pages,
 			len, LISTING_MAX_TOKEN);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a continuation token too long");
 	}
 	rc = token_set_add(&f->tokens, page->next_token);
 	if (rc == 1) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu repeats a continuation token "
 			"this listing was already given, so the server would loop for ever; the "
 			"listing fails (EIO)", f->dir_key, f->pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a continuation token repeated");
 	}
 	if (rc)
 		return rc;
@@ -367,12 +382,13 @@ int listing_fetch(struct store *st, const char *dir_key, int page_size,
 		  const struct listing_bounds *bounds, struct listing **out, struct store_error *e)
 {
 	static const struct listing_bounds none;
-	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none };
+	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none, .e = e };
 	size_t max_pages = f.b->max_pages ? f.b->max_pages : listing_max_pages(page_size);
 	struct store_page page;
 	char *token = NULL;
 	int rc;
 
+	store_error_clear(e);
 	f.l = listing_new();
 	if (!f.l)
 		return -ENOMEM;

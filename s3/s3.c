@@ -530,20 +530,21 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 			retry_attempt_ms(rt), resp, e);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc == -EMSGSIZE) {
+	if (rc && err_classify(e) == ERR_TOO_LARGE) {
 		struct log_fields f;
 
 		req_fields(s, op->r, &f);
 		err_log_fields(e, &f);
-		f.err = EIO;
 		log_op(LOG_ERR, &f, "%s: reply larger than expected%s", op->what,
 		       err_ids(e, ids, sizeof(ids)));
-		return -EIO;
+		return rc;
 	}
-	if (rc == -EPROTO)
-		return -err_to_errno(e); /* an answer, not to this request (http_expect) */
+	/*
+	 * No answer, an answer not to this request (http_expect), or an error
+	 * whose body was over its cap: e says which, rc is the table's.
+	 */
 	if (rc)
-		return rc; /* no answer: e says which transport error */
+		return rc;
 	if ((resp->status >= 200 && resp->status < 300) || resp->status == 304) {
 		if (op->host)
 			adopt_region(s, op->region, op->host);
@@ -708,7 +709,7 @@ static int s3_stat(struct store *st, const char *key, struct store_attr *out,
 	http_response_init(&resp);
 	rc = s3_do(s, &r, &resp, &se, e);
 	if (!rc && size_too_large(s, key, resp.total, &se)) {
-		rc = -EIO;
+		rc = -err_to_errno(&se);
 		error_out(s, &r, NULL, &se, e);
 	}
 	if (!rc)
@@ -763,13 +764,13 @@ static int s3_list(struct store *st, const char *prefix, const char *token, int 
 			"(max-keys was %d): the reply is refused", s->bucket, prefix,
 			S3_LIST_MAX_ENTRIES, max_keys > 0 ? max_keys : s->page_size);
 		snprintf(se.code, sizeof(se.code), "MalformedReply");
-		rc = -EIO;
+		rc = -err_to_errno(&se);
 		error_out(s, &r, NULL, &se, e);
 	} else if (rc && rc != -ENOMEM) {
 		log_msg(LOG_ERR, "ListObjectsV2 s3://%s/%s: the reply is not a ListBucketResult",
 			s->bucket, prefix);
 		snprintf(se.code, sizeof(se.code), "MalformedReply");
-		rc = -EIO;
+		rc = -err_to_errno(&se);
 		error_out(s, &r, NULL, &se, e);
 	}
 out:
@@ -862,7 +863,12 @@ static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst
 	http_response_init(&resp);
 	rc = s3_do(s, &r, &resp, &se, e);
 	if (!rc && (resp.status != 206 || resp.total > STORE_SIZE_MAX)) {
-		rc = -EAGAIN; /* nothing to take a size from: let the caller HEAD it */
+		/* Nothing to take a size from: an answer the caller asks again with stat. */
+		snprintf(se.code, sizeof(se.code), "MalformedReply");
+		snprintf(se.message, sizeof(se.message), "%s", resp.status != 206 ?
+			 "the server ignored the Range" : "a size no object has");
+		rc = -err_to_errno(&se);
+		error_out(s, &r, NULL, &se, e);
 	} else if (!rc) {
 		attr_from_headers(&resp, out);
 		*got = resp.sink_len;

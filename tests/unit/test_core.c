@@ -194,6 +194,9 @@ TEST(errno_table)
 		{ 400, 0, "AuthorizationHeaderMalformed", EIO, ERR_BAD_REQUEST }, /* no region */
 		{ 200, 0, "", 0, ERR_OK },
 		{ 206, 0, "", 0, ERR_OK },
+		/* Ours: an answer not to the request, or larger than its cap. */
+		{ 206, 0, "MalformedReply", EIO, ERR_PROTOCOL },
+		{ 200, 0, "ReplyTooLarge", EIO, ERR_TOO_LARGE },
 	};
 	size_t i;
 

@@ -272,7 +272,8 @@ TEST(stat_read_takes_its_size_from_a_checked_206)
 	/* A 200 with an error document gives no size: ask with a HEAD. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"v3\"\r\nContent-Length: 10\r\n\r\n"
 		     "<Error/>\n\n", -1, NULL);
-	CHECK_INT(store_stat_read(st, "dir/k", 16, buf, &got, &a, &e), -EAGAIN);
+	CHECK_INT(store_stat_read(st, "dir/k", 16, buf, &got, &a, &e), -EIO);
+	CHECK_INT(e.cls, ERR_PROTOCOL);
 }
 
 int main(void)
