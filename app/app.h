@@ -16,6 +16,7 @@
 #define IRSAFS_APP_APP_H
 
 #include "app/opts.h"
+#include "app/stack.h"
 #include "fs/irsafs.h"
 
 struct metrics_http;
@@ -24,6 +25,7 @@ struct creds_cache;
 struct app {
 	struct opts *opts;
 	struct creds_cache *creds;	/* the refreshing credentials the S3 store signs with */
+	struct stack stack;		/* the stores; the filesystem holds its top */
 	struct irsafs fs;		/* the FUSE side: userdata of the session */
 	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 };

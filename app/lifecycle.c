@@ -224,11 +224,11 @@ static void *signal_main(void *arg)
 		}
 		lifecycle_counters(&lc.app->fs, line, sizeof(line));
 		log_msg(LOG_NOTICE, "counters: %s", line);
-		if (lc.app->fs.mem)
+		if (lc.app->stack.mem)
 			log_msg(LOG_NOTICE, "memory: read buffers %zu bytes reserved, %zu kept for "
 				"reuse, peak %zu, ceiling %zu (--max-memory)",
-				membudget_used(lc.app->fs.mem), membudget_pooled(lc.app->fs.mem),
-				membudget_peak(lc.app->fs.mem), membudget_limit(lc.app->fs.mem));
+				membudget_used(lc.app->stack.mem), membudget_pooled(lc.app->stack.mem),
+				membudget_peak(lc.app->stack.mem), membudget_limit(lc.app->stack.mem));
 	}
 	return NULL;
 }

@@ -24,11 +24,8 @@
 #include "app/mountpoint.h"
 #include "app/opts.h"
 #include "app/serve.h"
+#include "app/stack.h"
 #include "auth/creds.h"
-#include "cache/diskcache.h"
-#include "cache/headcache.h"
-#include "cache/membudget.h"
-#include "cache/readahead.h"
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -250,10 +247,8 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		goto out_unmount;
 	/* Threads do not survive fork: background refreshes start only now. */
 	creds_cache_background(app->creds);
-	if (readahead_start(fs->ra) != 0) {
-		log_msg(LOG_ERR, "cannot start the read-ahead threads");
+	if (stack_start(&app->stack) != 0)
 		goto out_unmount;
-	}
 	/* Best effort: without helpers a lookup asks its two questions in turn. */
 	if (workq_start(fs->helpers) != 0)
 		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
@@ -271,7 +266,7 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		goto out_loop;
 	}
 	/* Its thread reads fs: started once the mount is up, stopped before fs goes. */
-	if (app->metrics && metrics_http_start(app->metrics, fs) != 0) {
+	if (app->metrics && metrics_http_start(app->metrics, app) != 0) {
 		lifecycle_signals_stop();
 		goto out_loop;
 	}
@@ -313,8 +308,6 @@ int main(int argc, char **argv)
 	struct creds *cr = NULL;
 	char *region_buf = NULL;
 	struct http_config hc;
-	struct s3_config sc;
-	struct ra_config ra_cfg;
 	struct app app;
 	struct irsafs *fs = &app.fs;
 	struct opts o;
@@ -380,7 +373,6 @@ int main(int argc, char **argv)
 		.file_mode = o.file_mode,
 		.dir_mode = o.dir_mode,
 		.negative_ttl = o.negative_ttl,
-		.lookup_read = o.lookup_read,
 		.unlisted_dirs = o.unlisted_dirs,
 		.kernel_readahead = o.kernel_readahead,
 		.budget_ms = o.budget_ms,
@@ -450,21 +442,13 @@ int main(int argc, char **argv)
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
 		creds_cache_source(app.creds));
 
-	sc = (struct s3_config){
-		.bucket = o.bucket,
-		.endpoint = o.endpoint,
-		.region = o.region,
-		.path_style = o.force_path_style,
-		.page_size = o.list_page_size,
-		.budget_ms = o.budget_ms,
-		.requests = &fs->counters.s3_requests,
-	};
-	fs->store = s3_store_new(&sc, http, app.creds, why, sizeof(why));
-	if (!fs->store) {
+	if (stack_open_s3(&app.stack, &o, http, app.creds, &fs->counters.s3_requests, why,
+			  sizeof(why)) != 0) {
 		log_msg(LOG_ERR, "%s", why);
 		goto out_creds;
 	}
-	warn_cleartext(s3_store_endpoint(fs->store));
+	fs->store = app.stack.top;
+	warn_cleartext(s3_store_endpoint(app.stack.s3));
 	fs->inodes = inode_table_new(o.prefix);
 	if (!fs->inodes) {
 		log_msg(LOG_ERR, "out of memory");
@@ -476,49 +460,25 @@ int main(int argc, char **argv)
 		.max_listing_bytes = o.metadata_cache_size,
 	});
 	lifecycle_startup_phase("while listing the bucket");
-	if (mount_check(&app, principal, s3_store_endpoint(fs->store)))
+	if (mount_check(&app, principal, s3_store_endpoint(app.stack.s3)))
 		goto out_inodes;
-	fs->mem = membudget_new(o.max_memory);
-	ra_cfg = (struct ra_config){
-		.part_size = o.read_part_size,
-		.concurrency = (unsigned)o.read_concurrency,
-	};
-	/* A window never exceeds a quarter of the budget: four files stream at full speed. */
-	ra_cfg.max_window = o.read_part_size * (size_t)o.read_concurrency;
-	if (ra_cfg.max_window > o.max_memory / 4)
-		ra_cfg.max_window = o.max_memory / 4;
-	if (o.cache_dir) {
-		fs->disk = diskcache_new(fs->store, fs->mem, o.bucket, o.cache_dir, o.max_cache_size,
-					why, sizeof(why));
-		if (!fs->disk) {
-			log_msg(LOG_ERR, "%s", why);
-			goto out_ra;
-		}
+	if (stack_open_caches(&app.stack, &o, why, sizeof(why)) != 0) {
+		log_msg(LOG_ERR, "%s", why);
+		goto out_ra;
 	}
-	if (fs->mem && o.lookup_read) {
-		fs->heads = headcache_new(fs->mem, 16);
-		if (!fs->heads) {
-			log_msg(LOG_ERR, "out of memory");
-			goto out_ra;
-		}
-	}
-	fs->ra = fs->mem ? readahead_new(fs->disk ? fs->disk : fs->store, fs->mem, &ra_cfg) : NULL;
+	fs->store = app.stack.top;
 	fs->helpers = workq_new(LOOKUP_HELPERS);
-	if (!fs->ra || !fs->helpers) {
+	if (!fs->helpers) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out_ra;
 	}
 	rc = serve(&app, cmd.argv ? &cmd : NULL);
 out_ra:
 	workq_free(fs->helpers);
-	readahead_free(fs->ra);
-	headcache_free(fs->heads);
-	store_destroy(fs->disk);
-	membudget_free(fs->mem);
 out_inodes:
 	inode_table_free(fs->inodes);
 out_store:
-	store_destroy(fs->store);
+	stack_free(&app.stack);
 out_creds:
 	creds_release(cr);
 	free(principal);

@@ -744,7 +744,14 @@ static const struct store_ops dc_ops = {
 	.list_page = store_fwd_list_page,
 	.read_range = dc_read_range,
 	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
 	.identity = store_fwd_identity,
+	/* Reads are this layer's own: plain files read through it. */
+	.open = store_plain_open,
+	.file_read = store_plain_read,
+	.span_release = store_plain_span_release,
+	.file_interrupt = store_plain_interrupt,
+	.file_close = store_plain_close,
 	.destroy = dc_destroy,
 };
 

@@ -72,6 +72,9 @@ struct ra_part {
 	enum part_state state;
 	int rc;
 	struct store_error *err;	/* rc's detail when there is one (malloc'd), or NULL */
+	/* A head's buffer (ra_open with a head) goes back this way, not to the budget. */
+	void (*release)(void *ctx, char *buf, size_t cap);
+	void *release_ctx;
 	int cancelled;
 	int linked;			/* in the file's list */
 	int abort;			/* atomic: stop the GET, nobody wants it any more */
@@ -81,6 +84,7 @@ struct ra_part {
 };
 
 struct ra_file {
+	struct store_file base;		/* first: the file is cast back */
 	struct readahead *ra;
 	char *key;
 	char etag[128];			/* pinned; "" until the first answer names one */
@@ -106,7 +110,7 @@ struct ra_file {
 };
 
 struct readahead {
-	struct store *store;
+	struct store_layer layer;	/* first: the store is cast back; reads go to its inner */
 	struct membudget *mb;
 	struct ra_config cfg;
 	size_t direct_reserve;		/* budget bytes parts leave to direct reads */
@@ -150,7 +154,10 @@ static void part_put_locked(struct ra_part *p)
 			__atomic_store_n(&p->abort, 1, __ATOMIC_RELEASE);
 		return;
 	}
-	membudget_release(ra->mb, p->buf, p->cap);
+	if (p->release)
+		p->release(p->release_ctx, p->buf, p->cap);
+	else
+		membudget_release(ra->mb, p->buf, p->cap);
 	free(p->err);
 	free(p);
 	if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE)) {
@@ -431,8 +438,8 @@ static void *fetch_thread(void *arg)
 		} else if (!(p->buf = membudget_map(ra->mb, p->cap))) {
 			rc = -ENOMEM;
 		} else {
-			rc = store_read_range(ra->store, f->key, &rd, p->off, p->len, p->buf, &got,
-					      &e);
+			rc = store_read_range(ra->layer.inner, f->key, &rd, p->off, p->len, p->buf,
+					      &got, &e);
 			if (rc == 0)
 				rc = check_got(f, p->off, p->len, got, &e);
 			pthread_mutex_lock(&ra->lock);
@@ -472,14 +479,16 @@ static void *fetch_thread(void *arg)
 	}
 }
 
-struct readahead *readahead_new(struct store *store, struct membudget *mb,
-				const struct ra_config *cfg)
+static const struct store_ops ra_ops;
+
+struct store *readahead_new(struct store *inner, struct membudget *mb, const struct ra_config *cfg)
 {
 	struct readahead *ra = calloc(1, sizeof(*ra));
 
 	if (!ra)
 		return NULL;
-	ra->store = store;
+	ra->layer.base.ops = &ra_ops;
+	ra->layer.inner = inner;
 	ra->mb = mb;
 	ra->cfg = *cfg;
 	/* A quarter of the budget, at most 2 MiB: a few reads of up to 512 KiB. */
@@ -510,11 +519,12 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
 	pthread_cond_init(&ra->mem_cond, NULL);
-	return ra;
+	return &ra->layer.base;
 }
 
-int readahead_start(struct readahead *ra)
+int readahead_start(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 	int rc = 0;
 
@@ -527,12 +537,11 @@ int readahead_start(struct readahead *ra)
 	return ra->nthreads ? 0 : -rc;
 }
 
-void readahead_free(struct readahead *ra)
+static void ra_destroy(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 
-	if (!ra)
-		return;
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stop = 1;
 	pthread_cond_broadcast(&ra->cond);
@@ -546,49 +555,24 @@ void readahead_free(struct readahead *ra)
 	free(ra);
 }
 
-void readahead_stats(struct readahead *ra, struct ra_stats *out)
+void readahead_stats(struct store *s, struct ra_stats *out)
 {
+	struct readahead *ra = (struct readahead *)s;
+
 	pthread_mutex_lock(&ra->lock);
 	*out = ra->locked.stats;
 	pthread_mutex_unlock(&ra->lock);
 }
 
-struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size)
+/* The object's first bytes, already here: the file's first part, done. */
+static void open_with_head(struct ra_file *f, struct store_head *head)
 {
-	struct ra_file *f = calloc(1, sizeof(*f));
+	struct ra_part *p = head->got ? calloc(1, sizeof(*p)) : NULL;
+	size_t got = head->got;
 
-	if (!f)
-		return NULL;
-	f->key = strdup(key);
-	if (!f->key) {
-		free(f);
-		return NULL;
-	}
-	f->ra = ra;
-	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
-	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
-	snprintf(f->etag, sizeof(f->etag), "%s", etag && etag_sendable(etag) ? etag : "");
-	/* Bounded, so that offset arithmetic never overflows. */
-	f->size = size < 0 ? 0 : size > STORE_SIZE_MAX ? STORE_SIZE_MAX : size;
-	f->refs = 1;
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	return f;
-}
-
-struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, struct membuf *head, size_t got)
-{
-	struct membuf h = MEMBUF_EMPTY;
-	struct ra_file *f;
-	struct ra_part *p;
-
-	membudget_transfer(&h, head);
-	f = ra_open(ra, key, etag, size);
-	p = f && got ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
-		membudget_put(ra->mb, &h);
-		return f;
+		store_head_release(head);
+		return;
 	}
 	if ((long long)got > f->size)
 		got = (size_t)f->size;
@@ -596,27 +580,63 @@ struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *
 	p->off = 0;
 	p->len = got;
 	p->got = got;
-	p->cap = h.n;	/* the part owns the reservation from here (part_put_locked) */
-	p->buf = h.p;
+	p->cap = head->cap;	/* the part owns the buffer from here (part_put_locked) */
+	p->buf = head->buf;
+	p->release = head->release;
+	p->release_ctx = head->ctx;
 	p->state = PART_DONE;
 	p->linked = 1;
 	p->refs = 1;		/* the list */
 	f->parts = p;
 	f->sched_end = (long long)got;
-	return f;
+	memset(head, 0, sizeof(*head));
 }
 
-void ra_close(struct ra_file *f)
+/*
+ * Open key pinned to a's ETag ("" = unpinned), a->size bytes long; with head,
+ * the object's first bytes are the first part already. Takes *head in every
+ * case. NULL on ENOMEM.
+ */
+static struct store_file *ra_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head)
 {
-	if (!f)
-		return;
+	struct readahead *ra = (struct readahead *)s;
+	struct ra_file *f = calloc(1, sizeof(*f));
+
+	if (f)
+		f->key = strdup(key);
+	if (!f || !f->key) {
+		free(f);
+		if (head)
+			store_head_release(head);
+		return NULL;
+	}
+	f->base.store = s;
+	f->ra = ra;
+	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
+	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
+	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
+	/* Bounded, so that offset arithmetic never overflows. */
+	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	f->refs = 1;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	if (head)
+		open_with_head(f, head);
+	return &f->base;
+}
+
+static void ra_close(struct store_file *sf)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
 	pthread_mutex_lock(&f->lock);
 	drop_parts_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	file_put(f);
 }
 
-static void span_release_locked(struct ra_span *sp)
+static void span_release_locked(struct store_span *sp)
 {
 	int i;
 
@@ -627,8 +647,10 @@ static void span_release_locked(struct ra_span *sp)
 	sp->len = 0;
 }
 
-void ra_span_release(struct ra_file *f, struct ra_span *sp)
+static void ra_span_release(struct store_file *sf, struct store_span *sp)
 {
+	struct ra_file *f = (struct ra_file *)sf;
+
 	if (sp->nheld) {
 		/* The handle may be closed already: the span's reference keeps f. */
 		pthread_mutex_lock(&f->lock);
@@ -636,9 +658,9 @@ void ra_span_release(struct ra_file *f, struct ra_span *sp)
 		pthread_mutex_unlock(&f->lock);
 		file_put(f);
 	}
-	/* sp->mb, not f->ra: a direct read's span does not keep f alive. */
+	/* sp->owner, not f->ra: a direct read's span does not keep f alive. */
 	if (sp->owned)
-		membudget_release(sp->mb, sp->owned, sp->owned_cap);
+		membudget_release(sp->owner, sp->owned, sp->owned_cap);
 	sp->owned = NULL;
 	sp->owned_cap = 0;
 	sp->niov = 0;
@@ -658,7 +680,7 @@ static int cancelled(const int *cancel)
  * reached the end of a part.
  */
 static int gather_locked(struct ra_file *f, long long off, long long end, const int *cancel,
-			 struct ra_span *sp, int *passed, struct store_error *e)
+			 struct store_span *sp, int *passed, struct store_error *e)
 {
 	long long cur = off;
 	struct ra_part *p;
@@ -670,7 +692,7 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 
 		for (p = f->parts; p && p->off + (long long)p->len <= cur; p = p->next)
 			;
-		if (!p || p->off > cur || sp->niov == RA_IOV_MAX)
+		if (!p || p->off > cur || sp->niov == STORE_IOV_MAX)
 			goto hole;
 		p->refs++;
 		sp->held[sp->nheld++] = p;
@@ -755,7 +777,7 @@ static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
 
 /* Fetch [off, end), rounded out to RA_BLOCK, with one GET by this thread. */
 static int read_direct(struct ra_file *f, long long off, long long end, const int *cancel,
-		       struct ra_span *sp, struct store_error *e)
+		       struct store_span *sp, struct store_error *e)
 {
 	struct readahead *ra = f->ra;
 	long long a = off & ~(long long)(RA_BLOCK - 1);
@@ -776,12 +798,13 @@ static int read_direct(struct ra_file *f, long long off, long long end, const in
 		return -ENOMEM;
 	}
 	sp->owned_cap = (size_t)(b - a);
-	sp->mb = ra->mb;
+	sp->owner = ra->mb;
 	pthread_mutex_lock(&f->lock);
 	store_read_init(&rd, f->etag, f->size);
 	pthread_mutex_unlock(&f->lock);
 	rd.cancel = cancel;
-	rc = store_read_range(ra->store, f->key, &rd, a, (size_t)(b - a), sp->owned, &got, e);
+	rc = store_read_range(ra->layer.inner, f->key, &rd, a, (size_t)(b - a), sp->owned, &got,
+			      e);
 	if (rc == 0)
 		rc = check_got(f, a, (size_t)(b - a), got, e);
 	pthread_mutex_lock(&ra->lock);
@@ -833,9 +856,10 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp,
-	    struct store_error *e)
+static int ra_read(struct store_file *sf, long long off, size_t len, const int *cancel,
+		   struct store_span *sp, struct store_error *e)
 {
+	struct ra_file *f = (struct ra_file *)sf;
 	const struct ra_config *cfg = &f->ra->cfg;
 	long long end;
 	int rc, seq, passed = 0;
@@ -957,8 +981,9 @@ failed:
 	return rc;
 }
 
-void ra_interrupt(struct ra_file *f)
+static void ra_interrupt(struct store_file *sf)
 {
+	struct ra_file *f = (struct ra_file *)sf;
 	struct readahead *ra = f->ra;
 
 	/* Under the lock: a reader checks its flag under it before it waits. */
@@ -969,3 +994,18 @@ void ra_interrupt(struct ra_file *f)
 	pthread_cond_broadcast(&ra->mem_cond);
 	pthread_mutex_unlock(&ra->lock);
 }
+
+static const struct store_ops ra_ops = {
+	.stat = store_fwd_stat,
+	.list_page = store_fwd_list_page,
+	.read_range = store_fwd_read_range,
+	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
+	.identity = store_fwd_identity,
+	.open = ra_open,
+	.file_read = ra_read,
+	.span_release = ra_span_release,
+	.file_interrupt = ra_interrupt,
+	.file_close = ra_close,
+	.destroy = ra_destroy,
+};

@@ -33,8 +33,6 @@
  */
 #include "fs/fs_i.h"
 
-#include "cache/headcache.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -286,36 +284,26 @@ static int unlisted_dir(const struct irsafs *fs, int list_rc, int rc)
  * Ask S3 about a name: *list_rc is the directory probe's answer (1, 0 or a
  * negative errno), the return value the file's (0 with *a filled, or a
  * negative errno; not asked, -ENOENT, when the probe found a directory).
- * With --lookup-read both go at once, and the file's first bytes are kept.
+ * Both go at once; with a head cache the file's is a GET whose first bytes
+ * the store keeps for the open (store_stat_head), else a HEAD.
  */
 static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_key,
 		      int *list_rc, struct store_attr *a, struct store_error *e)
 {
 	struct dir_probe dp = { .w.fn = dir_probe_run, .fs = fs, .dir_key = dir_key };
-	size_t cap = fs->cfg.lookup_read, got = 0;
-	char *head = fs->heads ? headcache_buffer(fs->heads, cap) : NULL;
 	int rc;
 
-	if (!head) {
-		*list_rc = dir_exists(fs, dir_key, e);
-		if (*list_rc == 1 || (*list_rc < 0 && *list_rc != -EACCES))
-			return -ENOENT;
-		return store_stat(fs->store, file_key, a, e);
-	}
 	workq_submit(fs->helpers, &dp.w);
-	rc = store_stat_read(fs->store, file_key, cap, head, &got, a, e);
+	rc = store_stat_head(fs->store, file_key, a, e);
 	/* Waits for the probe, or runs it now when no helper was free. */
 	workq_finish(fs->helpers, &dp.w);
 	*list_rc = dp.rc;
-	if (dp.rc == 1 || (dp.rc < 0 && dp.rc != -EACCES)) {
-		headcache_discard(fs->heads, head, cap);
+	if (dp.rc == 1 || (dp.rc < 0 && dp.rc != -EACCES))
 		return -ENOENT;
-	}
-	if (rc == 0) {
-		headcache_put(fs->heads, file_key, a->etag, head, cap, got);
+	if (rc == -ENOSYS) /* no head cache, or no memory for the bytes: a HEAD */
+		return store_stat(fs->store, file_key, a, e);
+	if (rc == 0)
 		return 0;
-	}
-	headcache_discard(fs->heads, head, cap);
 	if (rc == -ENOENT)
 		return rc;
 	if (rc == -EACCES && e->cls == ERR_DENIED) {

@@ -14,8 +14,6 @@
 #include <time.h>
 
 struct store;
-struct readahead;
-struct membudget;
 struct inode_table;
 struct workq;
 struct dirfetch;
@@ -41,7 +39,6 @@ struct fs_config {
 	mode_t file_mode;
 	mode_t dir_mode;
 	double negative_ttl;		/* seconds the kernel may keep a "no such entry" */
-	size_t lookup_read;		/* bytes a lookup GETs instead of a HEAD; 0: HEAD */
 	int unlisted_dirs;		/* neither listed nor readable: a traverse-only directory */
 	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
 	long budget_ms;			/* one operation's time budget */
@@ -52,11 +49,7 @@ struct fs_config {
 
 struct irsafs {
 	struct fs_config cfg;
-	struct store *store;
-	struct store *disk;		/* --cache-dir: wraps store, or NULL */
-	struct membudget *mem;		/* --max-memory: read-ahead buffers */
-	struct readahead *ra;		/* the read path (cache/readahead.h) */
-	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
+	struct store *store;		/* the top of the store stack: every operation's */
 	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
 	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */

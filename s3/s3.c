@@ -918,6 +918,11 @@ static const struct store_ops s3_ops = {
 	.read_range = s3_read_range,
 	.stat_read = s3_stat_read,
 	.identity = s3_identity,
+	.open = store_plain_open,
+	.file_read = store_plain_read,
+	.span_release = store_plain_span_release,
+	.file_interrupt = store_plain_interrupt,
+	.file_close = store_plain_close,
 	.destroy = s3_destroy,
 };
 

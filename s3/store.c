@@ -1,15 +1,18 @@
 /*
  * What every store shares: packed attributes, the terms of a read, list
- * pages and the words of an error.
+ * pages, the words of an error, the forwarders of a layer, and plain files
+ * (per-open contexts for a store that keeps no per-open state).
  */
 #include "s3/store.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "core/strutil.h"
 
 #define FIELD(name) { offsetof(struct store_attr, name), sizeof(((struct store_attr *)0)->name) }
 
@@ -170,7 +173,161 @@ int store_fwd_stat_read(struct store *s, const char *key, size_t len, char *dst,
 	return store_stat_read(inner_of(s), key, len, dst, got, out, e);
 }
 
+int store_fwd_stat_head(struct store *s, const char *key, struct store_attr *out,
+			struct store_error *e)
+{
+	return store_stat_head(inner_of(s), key, out, e);
+}
+
 int store_fwd_identity(struct store *s, struct store_identity *out)
 {
 	return store_identity(inner_of(s), out);
+}
+
+struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head)
+{
+	return store_open(inner_of(s), key, a, head);
+}
+
+void store_head_release(struct store_head *h)
+{
+	if (h->buf && h->release)
+		h->release(h->ctx, h->buf, h->cap);
+	memset(h, 0, sizeof(*h));
+}
+
+/*
+ * A plain file: the pin and the size, and the head it was opened with.
+ * refs: the handle, and each span served from the head (the head's buffer is
+ * the file's). The pin is set by the first answer when open had no ETag.
+ */
+struct plain_file {
+	struct store_file base;
+	int refs;			/* atomic */
+	char *key;
+	long long size;
+	pthread_mutex_t lock;		/* guards etag */
+	char etag[128];
+	struct store_head head;
+};
+
+static void plain_put(struct plain_file *f)
+{
+	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	store_head_release(&f->head);
+	pthread_mutex_destroy(&f->lock);
+	free(f->key);
+	free(f);
+}
+
+struct store_file *store_plain_open(struct store *s, const char *key, const struct store_attr *a,
+				    struct store_head *head)
+{
+	struct plain_file *f = calloc(1, sizeof(*f));
+
+	if (f)
+		f->key = strdup(key);
+	if (!f || !f->key) {
+		free(f);
+		if (head)
+			store_head_release(head);
+		return NULL;
+	}
+	f->base.store = s;
+	f->refs = 1;
+	pthread_mutex_init(&f->lock, NULL);
+	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
+	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
+	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	if (head) {
+		f->head = *head;
+		memset(head, 0, sizeof(*head));
+		if ((long long)f->head.got > f->size)
+			f->head.got = (size_t)f->size;
+	}
+	return &f->base;
+}
+
+int store_plain_read(struct store_file *sf, long long off, size_t len, const int *cancel,
+		     struct store_span *sp, struct store_error *e)
+{
+	struct plain_file *f = (struct plain_file *)sf;
+	struct store_read rd;
+	size_t got = 0, n;
+	char *buf;
+	int rc;
+
+	memset(sp, 0, sizeof(*sp));
+	store_error_clear(e);
+	if (off < 0)
+		return -EINVAL;
+	if (off >= f->size || len == 0)
+		return 0;
+	n = (long long)len > f->size - off ? (size_t)(f->size - off) : len;
+	if (f->head.buf && off + (long long)n <= (long long)f->head.got) {
+		__atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
+		sp->iov[0].iov_base = f->head.buf + off;
+		sp->iov[0].iov_len = n;
+		sp->niov = 1;
+		sp->len = n;
+		sp->owner = f;
+		return 0;
+	}
+	buf = malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	store_read_init(&rd, f->etag, f->size);
+	pthread_mutex_unlock(&f->lock);
+	rd.cancel = cancel;
+	rc = store_read_range(sf->store, f->key, &rd, off, n, buf, &got, e);
+	if (!rc && got != n) {
+		/* Only the size ends the file: fewer bytes are an answer to refuse. */
+		store_error_clear(e);
+		e->cls = ERR_PROTOCOL;
+		snprintf(e->what, sizeof(e->what), "%zu bytes where %zu were asked for", got, n);
+		rc = -store_error_errno(e);
+	}
+	if (!rc) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->etag[0]) {
+			snprintf(f->etag, sizeof(f->etag), "%s", rd.etag);
+		} else if (rd.etag[0] && strcmp(f->etag, rd.etag)) {
+			e->cls = ERR_PRECONDITION;
+			snprintf(e->what, sizeof(e->what), "the object changed since it was opened");
+			rc = -store_error_errno(e);
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	sp->iov[0].iov_base = buf;
+	sp->iov[0].iov_len = n;
+	sp->niov = 1;
+	sp->len = n;
+	sp->owned = buf;
+	sp->owned_cap = n;
+	return 0;
+}
+
+void store_plain_span_release(struct store_file *sf, struct store_span *sp)
+{
+	free(sp->owned);
+	if (sp->owner)
+		plain_put(sp->owner);
+	memset(sp, 0, sizeof(*sp));
+}
+
+void store_plain_interrupt(struct store_file *sf)
+{
+	/* Nothing waits here: the cancel flag reaches the request itself. */
+}
+
+void store_plain_close(struct store_file *sf)
+{
+	plain_put((struct plain_file *)sf);
 }

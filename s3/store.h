@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "core/err.h"
@@ -187,6 +188,51 @@ struct store_identity {
 	char endpoint[512];		/* the endpoint URL requests go to */
 };
 
+/*
+ * An open file: the per-open state of the layer that opened it (the
+ * read-ahead window and the pinned ETag, in cache/readahead.c). Its hooks are
+ * that layer's: store_file_read and the rest go to f->store's ops, whichever
+ * layer the open was asked of.
+ */
+struct store_file {
+	struct store *store;		/* the layer that opened it */
+};
+
+#define STORE_IOV_MAX 8
+
+/*
+ * The bytes of one read, in place: iov[0..niov) in order, len bytes in all.
+ * The rest is the opening layer's (what the bytes live in until
+ * store_span_release).
+ */
+struct store_span {
+	struct iovec iov[STORE_IOV_MAX];
+	int niov;
+	size_t len;
+	void *held[STORE_IOV_MAX];	/* private to the layer */
+	int nheld;
+	char *owned;
+	size_t owned_cap;
+	void *owner;
+};
+
+/*
+ * The first bytes of an object, fetched before the open (a lookup's GET,
+ * cache/headcache.c) and handed to it: buf holds cap bytes, the first got of
+ * them the object's, and release(ctx, buf, cap) gives the buffer back. Whoever
+ * holds it last releases it, once (store_head_release); {0} is empty.
+ */
+struct store_head {
+	char *buf;
+	size_t cap;
+	size_t got;
+	void (*release)(void *ctx, char *buf, size_t cap);
+	void *ctx;
+};
+
+/* Give h's buffer back (nothing when empty) and leave h empty. */
+void store_head_release(struct store_head *h);
+
 struct store;
 
 struct store_ops {
@@ -218,10 +264,45 @@ struct store_ops {
 	int (*stat_read)(struct store *s, const char *key, size_t len, char *dst, size_t *got,
 			 struct store_attr *out, struct store_error *e);
 	/*
+	 * Optional. A stat for a lookup that also fetches the object's first
+	 * bytes and keeps them for an open of the same ETag (the head cache).
+	 * Quiet about denials, as stat_read. -ENOSYS when not offered now (no
+	 * head cache, or no memory for the bytes): the caller asks with stat.
+	 */
+	int (*stat_head)(struct store *s, const char *key, struct store_attr *out,
+			 struct store_error *e);
+	/*
 	 * Optional. Who the store acts as now (waiting for a credential refresh
 	 * in flight at most one operation's budget). 0, or -ENOSYS.
 	 */
 	int (*identity)(struct store *s, struct store_identity *out);
+
+	/*
+	 * Open key, of the attributes a (its ETag pins every read: a changed
+	 * object is -ESTALE; its size ends the file). head: the object's first
+	 * bytes when a layer above has them (NULL: none); open takes them in
+	 * every case. NULL on ENOMEM. A layer that keeps per-open state opens
+	 * files itself; one whose reads are its own (the disk cache, the S3
+	 * store) opens the plain files of store_plain_open over itself; a layer
+	 * that only passes reads through forwards the open.
+	 */
+	struct store_file *(*open)(struct store *s, const char *key, const struct store_attr *a,
+				   struct store_head *head);
+	/*
+	 * Read up to len bytes at off. On 0, *sp holds the bytes (short only at
+	 * the end of the file as sized at open, 0 at or past it); the caller
+	 * replies from sp->iov and then calls store_span_release. Otherwise
+	 * nothing is held, e says why (-ESTALE: the object changed since open),
+	 * or -EINTR when *cancel was set (cancel may be NULL). Several threads
+	 * may read one file at once.
+	 */
+	int (*file_read)(struct store_file *f, long long off, size_t len, const int *cancel,
+			 struct store_span *sp, struct store_error *e);
+	void (*span_release)(struct store_file *f, struct store_span *sp);
+	/* Wake f's readers so that those whose cancel flag is set give up (any thread). */
+	void (*file_interrupt)(struct store_file *f);
+	/* After every file_read has returned; spans may be released later. */
+	void (*file_close)(struct store_file *f);
 	void (*destroy)(struct store *s);
 };
 
@@ -263,6 +344,42 @@ static inline int store_identity(struct store *s, struct store_identity *out)
 	return s->ops->identity(s, out);
 }
 
+static inline int store_stat_head(struct store *s, const char *key, struct store_attr *out,
+				  struct store_error *e)
+{
+	if (!s->ops->stat_head)
+		return -ENOSYS;
+	return s->ops->stat_head(s, key, out, e);
+}
+
+static inline struct store_file *store_open(struct store *s, const char *key,
+					    const struct store_attr *a, struct store_head *head)
+{
+	return s->ops->open(s, key, a, head);
+}
+
+static inline int store_file_read(struct store_file *f, long long off, size_t len,
+				  const int *cancel, struct store_span *sp, struct store_error *e)
+{
+	return f->store->ops->file_read(f, off, len, cancel, sp, e);
+}
+
+static inline void store_span_release(struct store_file *f, struct store_span *sp)
+{
+	f->store->ops->span_release(f, sp);
+}
+
+static inline void store_file_interrupt(struct store_file *f)
+{
+	f->store->ops->file_interrupt(f);
+}
+
+static inline void store_file_close(struct store_file *f)
+{
+	if (f)
+		f->store->ops->file_close(f);
+}
+
 static inline void store_destroy(struct store *s)
 {
 	if (s)
@@ -287,6 +404,24 @@ int store_fwd_read_range(struct store *s, const char *key, struct store_read *rd
 			 size_t len, char *dst, size_t *got, struct store_error *e);
 int store_fwd_stat_read(struct store *s, const char *key, size_t len, char *dst, size_t *got,
 			struct store_attr *out, struct store_error *e);
+int store_fwd_stat_head(struct store *s, const char *key, struct store_attr *out,
+			struct store_error *e);
 int store_fwd_identity(struct store *s, struct store_identity *out);
+struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head);
+
+/*
+ * Plain files, for a store that keeps no per-open state: each read is one
+ * read_range of the store the file was opened on (s itself, so the reads go
+ * through that layer), pinned to the ETag and size given at open, into a
+ * buffer of its own (or served from the head when it covers the read).
+ */
+struct store_file *store_plain_open(struct store *s, const char *key, const struct store_attr *a,
+				    struct store_head *head);
+int store_plain_read(struct store_file *f, long long off, size_t len, const int *cancel,
+		     struct store_span *sp, struct store_error *e);
+void store_plain_span_release(struct store_file *f, struct store_span *sp);
+void store_plain_interrupt(struct store_file *f);
+void store_plain_close(struct store_file *f);
 
 #endif
