@@ -26,20 +26,18 @@
 #include "app/serve.h"
 #include "app/stack.h"
 #include "auth/creds.h"
+#include "cache/listing.h"
+#include "cache/metacache.h"
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "core/workq.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "fs/resume.h"
 #include "http/http.h"
 #include "http/xml.h"
 #include "s3/s3.h"
 
-/* Cold lookups that can probe in parallel at once; more take two round trips. */
-#define LOOKUP_HELPERS 8
 /* A CA bundle larger than this is not one (Mozilla's is about 200 KiB). */
 #define CA_BUNDLE_MAX (16 << 20)
 
@@ -52,11 +50,12 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /*
- * List the mount prefix once (and keep the listing when one page holds it).
- * Returns 0 when mounting should go on (also on a denial, which is a
- * warning), or 1 after printing why it must not.
+ * List the mount prefix once. Returns 0 when mounting should go on (also on a
+ * denial, which is a warning), with *root the root's listing when one page
+ * held all of it (NULL otherwise), or 1 after printing why it must not.
  */
-static int mount_check(struct app *app, const char *principal, const char *endpoint)
+static int mount_check(struct app *app, const char *principal, const char *endpoint,
+		       struct store_dir **root)
 {
 	struct irsafs *fs = &app->fs;
 	const struct opts *o = app->opts;
@@ -72,13 +71,14 @@ static int mount_check(struct app *app, const char *principal, const char *endpo
 		 * A whole first page is no slower than one key: when it is the
 		 * whole root, it answers the first lookups (within the TTL).
 		 */
-		struct listing *l = page.truncated ? NULL : listing_new();
+		struct store_dir *l = page.truncated ? NULL : store_dir_new();
 
 		if (l && listing_add_page(l, o->prefix, &page) == 0) {
 			listing_finish(l, o->prefix);
-			inode_set_listing(fs->inodes, FUSE_ROOT_ID, l);
+			*root = l;
+			l = NULL;
 		}
-		listing_release(l);
+		store_dir_release(l);
 		store_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
@@ -249,10 +249,6 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	creds_cache_background(app->creds);
 	if (stack_start(&app->stack) != 0)
 		goto out_unmount;
-	/* Best effort: without helpers a lookup asks its two questions in turn. */
-	if (workq_start(fs->helpers) != 0)
-		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
-			"will take two round trips");
 	if (!o->foreground)
 		log_use_syslog();
 	loop = fuse_loop_cfg_create();
@@ -278,8 +274,8 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
-	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
-	fs_dir_stop(fs);
+	/* Listing threads answer FUSE requests: stop them before the fd goes. */
+	stack_stop(&app->stack);
 	metrics_http_stop(app->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
@@ -312,6 +308,7 @@ int main(int argc, char **argv)
 	struct irsafs *fs = &app.fs;
 	struct opts o;
 	struct exec_cmd cmd = { 0 };
+	struct store_dir *root = NULL;
 	char *principal = NULL;
 	int rc = 1;
 
@@ -373,12 +370,7 @@ int main(int argc, char **argv)
 		.file_mode = o.file_mode,
 		.dir_mode = o.dir_mode,
 		.negative_ttl = o.negative_ttl,
-		.unlisted_dirs = o.unlisted_dirs,
 		.kernel_readahead = o.kernel_readahead,
-		.budget_ms = o.budget_ms,
-		.list_page_size = o.list_page_size,
-		.list_timeout_ms = o.list_timeout_ms,
-		.metadata_cache_size = o.metadata_cache_size,
 	};
 	fs->ttl = o.metadata_ttl;
 	fs->ttl_ms = (long long)(o.metadata_ttl * 1000);
@@ -454,28 +446,20 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "out of memory");
 		goto out_store;
 	}
-	inode_table_set_limits(fs->inodes, &(struct inode_limits){
-		.ttl_ms = fs->ttl_ms,
-		.negative_ttl_ms = (long long)(o.negative_ttl * 1000),
-		.max_listing_bytes = o.metadata_cache_size,
-	});
+	inode_table_set_ttl(fs->inodes, fs->ttl_ms);
 	lifecycle_startup_phase("while listing the bucket");
-	if (mount_check(&app, principal, s3_store_endpoint(app.stack.s3)))
+	if (mount_check(&app, principal, s3_store_endpoint(app.stack.s3), &root))
 		goto out_inodes;
 	if (stack_open_caches(&app.stack, &o, why, sizeof(why)) != 0) {
 		log_msg(LOG_ERR, "%s", why);
-		goto out_ra;
+		goto out_inodes;
 	}
+	if (root)
+		metacache_set_dir(app.stack.meta, o.prefix, root);
 	fs->store = app.stack.top;
-	fs->helpers = workq_new(LOOKUP_HELPERS);
-	if (!fs->helpers) {
-		log_msg(LOG_ERR, "out of memory");
-		goto out_ra;
-	}
 	rc = serve(&app, cmd.argv ? &cmd : NULL);
-out_ra:
-	workq_free(fs->helpers);
 out_inodes:
+	store_dir_release(root);
 	inode_table_free(fs->inodes);
 out_store:
 	stack_free(&app.stack);

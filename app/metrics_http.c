@@ -27,6 +27,7 @@
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
+#include "cache/metacache.h"
 #include "cache/readahead.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -127,8 +128,8 @@ static int one(struct buf *out, const char *name, const char *type, const char *
 
 static int render_caches(struct buf *out, struct app *app)
 {
-	struct irsafs *fs = &app->fs;
 	struct stack *st = &app->stack;
+	struct metacache_stats ms;
 	unsigned long long hh = 0, hm = 0;
 	struct diskcache_stats ds;
 	int rc = 0, k;
@@ -141,6 +142,9 @@ static int render_caches(struct buf *out, struct app *app)
 	};
 
 	memset(&ds, 0, sizeof(ds));
+	memset(&ms, 0, sizeof(ms));
+	if (st->meta)
+		metacache_stats(st->meta, &ms);
 	if (st->head)
 		headcache_stats(st->head, &hh, &hm);
 	if (st->disk)
@@ -149,8 +153,7 @@ static int render_caches(struct buf *out, struct app *app)
 		rc = metrics_write_head(out, names[k], "counter", helps[k]);
 		if (!rc)
 			rc = metrics_write_value(out, names[k], "cache=\"metadata\"",
-						 (long long)load(k ? &fs->counters.lookup_misses
-								   : &fs->counters.lookup_hits));
+						 (long long)(k ? ms.lookup_misses : ms.lookup_hits));
 		if (!rc && st->head)
 			rc = metrics_write_value(out, names[k], "cache=\"head\"",
 						 (long long)(k ? hm : hh));
@@ -219,6 +222,16 @@ static int render_memory(struct buf *out, struct app *app)
 	return rc;
 }
 
+static size_t listing_bytes(struct app *app)
+{
+	struct metacache_stats ms;
+
+	if (!app->stack.meta)
+		return 0;
+	metacache_stats(app->stack.meta, &ms);
+	return ms.listing_bytes;
+}
+
 /* metrics_extra_fn: the mount's own counters, caches and memory. */
 static int render_fs(struct buf *out, void *arg)
 {
@@ -252,7 +265,7 @@ static int render_fs(struct buf *out, void *arg)
 	if (!rc)
 		rc = one(out, "irsafs_metadata_cache_bytes", "gauge",
 			 "Bytes of directory listings kept (--metadata-cache-size)",
-			 (long long)inode_listing_bytes(fs->inodes));
+			 (long long)listing_bytes(app));
 	if (!rc)
 		rc = one(out, "irsafs_inodes", "gauge", "Files and directories the kernel knows",
 			 (long long)inode_count(fs->inodes));

@@ -10,6 +10,7 @@
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
+#include "cache/metacache.h"
 #include "cache/readahead.h"
 #include "core/log.h"
 #include "s3/s3.h"
@@ -69,6 +70,18 @@ int stack_open_caches(struct stack *st, const struct opts *o, char *why, size_t 
 			goto nomem;
 		st->top = st->head;
 	}
+	st->meta = metacache_new(st->top, &(struct metacache_config){
+		.bucket = o->bucket,
+		.ttl_ms = (long long)(o->metadata_ttl * 1000),
+		.negative_ttl_ms = (long long)(o->negative_ttl * 1000),
+		.max_listing_bytes = o->metadata_cache_size,
+		.page_size = o->list_page_size,
+		.list_timeout_ms = o->list_timeout_ms,
+		.unlisted_dirs = o->unlisted_dirs,
+	});
+	if (!st->meta)
+		goto nomem;
+	st->top = st->meta;
 	return 0;
 nomem:
 	snprintf(why, whylen, "out of memory");
@@ -81,11 +94,22 @@ int stack_start(struct stack *st)
 		log_msg(LOG_ERR, "cannot start the read-ahead threads");
 		return -1;
 	}
+	/* Best effort: without helpers a lookup asks its two questions in turn. */
+	if (metacache_start(st->meta) != 0)
+		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
+			"will take two round trips");
 	return 0;
+}
+
+void stack_stop(struct stack *st)
+{
+	if (st->meta)
+		metacache_stop(st->meta);
 }
 
 void stack_free(struct stack *st)
 {
+	store_destroy(st->meta);
 	store_destroy(st->head);
 	store_destroy(st->ra);
 	store_destroy(st->disk);

@@ -8,6 +8,9 @@
  *   read-ahead   open files: a window of parallel ranged GETs per file
  *   head cache   --lookup-read: a lookup's GET of the first bytes, kept for
  *                the open that follows and handed down with it
+ *   metadata     what names are: listings by directory and negative
+ *   cache        answers for the TTL, lookups, listings fetched off the
+ *                FUSE threads
  *
  * Why this order: the disk cache keeps only bytes the S3 store verified and
  * must see every ranged GET of object bytes, the read-ahead's parts and a
@@ -16,8 +19,11 @@
  * to an open, so it sits above the layer that opens files; the lookup's GET
  * it sends passes the read-ahead and the disk cache unchanged (their
  * stat_read forwards) and is not cached on disk, as it never was. The
- * filesystem holds only the top (stack.top) and all reads, stats and
- * listings go through it.
+ * metadata cache is on top: a lookup it cannot answer asks the layers below
+ * for a stat with the head (the head cache's) and a one-key listing, and its
+ * listing fetches read pages through them (forwarded to S3). The filesystem
+ * holds only the top (stack.top) and all reads, stats and listings go
+ * through it.
  *
  * Every buffer of the stack is reserved in one memory budget (--max-memory),
  * which the stack owns. Not thread-safe: built, started and freed by main.
@@ -38,7 +44,8 @@ struct stack {
 	struct store *disk;		/* or NULL */
 	struct store *ra;
 	struct store *head;		/* or NULL (--lookup-read 0) */
-	struct store *top;		/* what the filesystem holds */
+	struct store *meta;
+	struct store *top;		/* what the filesystem holds: meta, once open */
 	struct membudget *mem;		/* --max-memory: every buffer above */
 };
 
@@ -55,6 +62,12 @@ int stack_open_caches(struct stack *st, const struct opts *o, char *why, size_t 
 
 /* Start the stack's threads (after any fork). 0, or -1 after logging why. */
 int stack_start(struct stack *st);
+
+/*
+ * Stop answering asynchronous waiters (the metadata cache's listings): they
+ * are FUSE requests, so this runs before the FUSE session goes. Idempotent.
+ */
+void stack_stop(struct stack *st);
 
 /* Free every layer, top down, then the budget. Every file must be closed. */
 void stack_free(struct stack *st);

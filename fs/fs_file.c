@@ -27,7 +27,6 @@
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "s3/store.h"
 
 struct fhandle {

@@ -21,8 +21,6 @@ void fs_count(unsigned long long *c, unsigned long long n);
 /* Attributes of a file (from a) or a directory (a may be NULL). */
 void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struct store_attr *a,
 		  struct stat *st);
-/* Reply to a lookup with (key, is_dir, a), adding one lookup reference. */
-void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a);
 /* A cacheable "no such entry" (counted as lookup ENOENT). */
 void fs_reply_negative(fuse_req_t req);
 /* Answer req with errno err (positive), counted under fs_op (enum metrics_fs_op). */
@@ -46,8 +44,6 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
  */
 void fs_tune_readahead(struct irsafs *fs);
 
-/* Start the directory fetches (FUSE init). 0 or -ENOMEM. */
-int fs_dir_start(struct irsafs *fs);
 
 /*
  * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default

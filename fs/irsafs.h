@@ -15,8 +15,6 @@
 
 struct store;
 struct inode_table;
-struct workq;
-struct dirfetch;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -25,9 +23,6 @@ struct irsafs_counters {
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
-	unsigned long long lookup_hits;	/* lookups answered from a cached listing or a
-					   remembered "no such key", without S3 */
-	unsigned long long lookup_misses;	/* lookups that asked S3 */
 };
 
 /* What the FUSE side is told of the command line (the application fills it). */
@@ -39,22 +34,15 @@ struct fs_config {
 	mode_t file_mode;
 	mode_t dir_mode;
 	double negative_ttl;		/* seconds the kernel may keep a "no such entry" */
-	int unlisted_dirs;		/* neither listed nor readable: a traverse-only directory */
 	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
-	long budget_ms;			/* one operation's time budget */
-	int list_page_size;
-	long long list_timeout_ms;	/* one directory's whole listing */
-	size_t metadata_cache_size;	/* bytes of cached listings, all directories */
 };
 
 struct irsafs {
 	struct fs_config cfg;
 	struct store *store;		/* the top of the store stack: every operation's */
-	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
 	struct inode_table *inodes;
-	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */
 	double ttl;			/* seconds: kernel entry/attr timeouts */
-	long long ttl_ms;		/* listings and attributes trusted this long */
+	long long ttl_ms;		/* attributes trusted this long (then a stat) */
 	struct timespec mount_time;	/* mtime of directories */
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
@@ -73,11 +61,5 @@ struct store_error;
  * TTL. (The application calls it for the mount-time listing's denial.)
  */
 void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *key, const struct store_error *e);
-
-/*
- * Stop the directory fetches: their threads answer FUSE requests, so they
- * stop before the session goes (also called by FUSE destroy; idempotent).
- */
-void fs_dir_stop(struct irsafs *fs);
 
 #endif

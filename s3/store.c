@@ -331,3 +331,83 @@ void store_plain_close(struct store_file *sf)
 {
 	plain_put((struct plain_file *)sf);
 }
+
+int store_fwd_lookup(struct store *s, const char *dir_key, const char *name,
+		     struct store_entry *out, struct store_error *e)
+{
+	return store_lookup(inner_of(s), dir_key, name, out, e);
+}
+
+int store_fwd_dir_join(struct store *s, const char *dir_key, struct store_dir_waiter *w)
+{
+	return store_dir_join(inner_of(s), dir_key, w);
+}
+
+void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w)
+{
+	store_dir_arm(inner_of(s), w);
+}
+
+void store_fwd_dir_cancel(struct store *s, const void *tag)
+{
+	store_dir_cancel(inner_of(s), tag);
+}
+
+int store_name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len > STORE_NAME_MAX)
+		return 0;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return 0;
+	return memchr(name, '/', len) == NULL && memchr(name, '\0', len) == NULL;
+}
+
+struct store_dir *store_dir_new(void)
+{
+	struct store_dir *d = calloc(1, sizeof(*d));
+
+	if (d) {
+		d->refs = 1;
+		d->fetched_ms = clock_mono_ms();
+		d->bytes = sizeof(*d);
+	}
+	return d;
+}
+
+struct store_dir *store_dir_ref(struct store_dir *d)
+{
+	__atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+void store_dir_release(struct store_dir *d)
+{
+	size_t i;
+
+	if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (i = 0; i < d->n; i++) {
+		free(d->e[i].name);
+		store_attr_packed_clear(&d->e[i].attr);
+	}
+	free(d->e);
+	free(d);
+}
+
+const struct store_dirent *store_dir_find(const struct store_dir *d, const char *name)
+{
+	size_t lo = 0, hi = d->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(d->e[mid].name, name);
+
+		if (c == 0)
+			return &d->e[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}

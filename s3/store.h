@@ -179,6 +179,77 @@ struct store_page {
 /* Free what page holds and leave it empty. NULL is allowed. */
 void store_page_cleanup(struct store_page *page);
 
+/* The longest name a directory shows (bytes). */
+#define STORE_NAME_MAX 255
+
+/* Is this a name a directory shows? (non-empty, not . or .., <= 255 bytes, no '/') */
+int store_name_ok(const char *name, size_t len);
+
+/* One entry of a directory listing. */
+struct store_dirent {
+	char *name;
+	int is_dir;
+	struct store_attr_packed attr;	/* files only; store_dirent_attr unpacks it */
+};
+
+/*
+ * A directory's listing: its entries, sorted by name (byte order), unique.
+ * Built by the metadata cache from list pages (cache/listing.h), then
+ * immutable and reference-counted, so open directory handles and lookups
+ * share it without locks.
+ */
+struct store_dir {
+	int refs;			/* atomic */
+	long long fetched_ms;		/* monotonic time of the first page request */
+	size_t n;
+	size_t cap;
+	struct store_dirent *e;
+	size_t bytes;			/* what it holds: the struct, e[cap], names, attributes */
+};
+
+/* An empty listing, fetched now (one reference). NULL on ENOMEM. */
+struct store_dir *store_dir_new(void);
+struct store_dir *store_dir_ref(struct store_dir *d);
+/* Drop a reference; NULL is allowed. */
+void store_dir_release(struct store_dir *d);
+/* Binary search by name; NULL when absent. */
+const struct store_dirent *store_dir_find(const struct store_dir *d, const char *name);
+
+/* The attributes of a listed file (zeros for a directory). */
+static inline void store_dirent_attr(const struct store_dirent *ent, struct store_attr *out)
+{
+	store_attr_unpack(&ent->attr, out);
+}
+
+/* What a name in a directory is (store_lookup). */
+struct store_entry {
+	int is_dir;
+	int denied;			/* seen refused: shown without what it may not do */
+	struct store_attr attr;		/* a file's */
+};
+
+/*
+ * An opendir waiting for its directory's listing (store_dir_join). The
+ * caller fills done and tag; the rest is the store's.
+ */
+struct store_dir_waiter {
+	/*
+	 * rc 0: d is a new reference for the waiter; else d is NULL and e (may
+	 * be NULL) says why. Called exactly once per joined waiter, with no
+	 * lock held; after it the waiter belongs to done (which may free it).
+	 */
+	void (*done)(struct store_dir_waiter *w, int rc, struct store_dir *d,
+		     const struct store_error *e);
+	const void *tag;		/* what store_dir_cancel finds it by (a fuse_req_t) */
+	/* Private to the store that took it. */
+	struct store_dir_waiter *next;
+	void *flight;
+	int state;
+	int rc;
+	struct store_dir *d;
+	struct store_error *err;
+};
+
 /* Who the store acts as, for the mount root's xattrs. */
 struct store_identity {
 	int have_creds;			/* 0: no valid credentials could be had now */
@@ -278,6 +349,31 @@ struct store_ops {
 	int (*identity)(struct store *s, struct store_identity *out);
 
 	/*
+	 * Optional (the metadata cache): what name is in the directory dir_key
+	 * (a key ending in '/', or the mount prefix). 0 with out filled: when
+	 * out->denied and e->cls is ERR_DENIED, e is the denial it shows. -ENOENT
+	 * when there is no such name. Another negative errno otherwise, with e
+	 * saying why (an EACCES whose e is not ERR_DENIED or ERR_ARCHIVED is a
+	 * refusal remembered or inferred: nothing new to say about it).
+	 */
+	int (*lookup)(struct store *s, const char *dir_key, const char *name,
+		      struct store_entry *out, struct store_error *e);
+	/*
+	 * Optional (the metadata cache): the listing of dir_key, asynchronously.
+	 * dir_join adds w to the directory's fetch (starting one when none
+	 * runs; a fresh cached listing answers it at once): 1 when a fetch was
+	 * started, 0 when w joined one or was answered, or a negative errno (w
+	 * was not taken). Until dir_arm the waiter is the caller's: an answer or
+	 * a cancel that comes in between is held and delivered by dir_arm (so the
+	 * caller can register what will call dir_cancel first). dir_cancel: the
+	 * waiter with this tag leaves, answered -EINTR now (or at its arm); a
+	 * fetch nobody waits for is abandoned.
+	 */
+	int (*dir_join)(struct store *s, const char *dir_key, struct store_dir_waiter *w);
+	void (*dir_arm)(struct store *s, struct store_dir_waiter *w);
+	void (*dir_cancel)(struct store *s, const void *tag);
+
+	/*
 	 * Open key, of the attributes a (its ETag pins every read: a changed
 	 * object is -ESTALE; its size ends the file). head: the object's first
 	 * bytes when a layer above has them (NULL: none); open takes them in
@@ -352,6 +448,33 @@ static inline int store_stat_head(struct store *s, const char *key, struct store
 	return s->ops->stat_head(s, key, out, e);
 }
 
+static inline int store_lookup(struct store *s, const char *dir_key, const char *name,
+			       struct store_entry *out, struct store_error *e)
+{
+	if (!s->ops->lookup)
+		return -ENOSYS;
+	return s->ops->lookup(s, dir_key, name, out, e);
+}
+
+static inline int store_dir_join(struct store *s, const char *dir_key,
+				 struct store_dir_waiter *w)
+{
+	if (!s->ops->dir_join)
+		return -ENOSYS;
+	return s->ops->dir_join(s, dir_key, w);
+}
+
+static inline void store_dir_arm(struct store *s, struct store_dir_waiter *w)
+{
+	s->ops->dir_arm(s, w);
+}
+
+static inline void store_dir_cancel(struct store *s, const void *tag)
+{
+	if (s->ops->dir_cancel)
+		s->ops->dir_cancel(s, tag);
+}
+
 static inline struct store_file *store_open(struct store *s, const char *key,
 					    const struct store_attr *a, struct store_head *head)
 {
@@ -407,6 +530,11 @@ int store_fwd_stat_read(struct store *s, const char *key, size_t len, char *dst,
 int store_fwd_stat_head(struct store *s, const char *key, struct store_attr *out,
 			struct store_error *e);
 int store_fwd_identity(struct store *s, struct store_identity *out);
+int store_fwd_lookup(struct store *s, const char *dir_key, const char *name,
+		     struct store_entry *out, struct store_error *e);
+int store_fwd_dir_join(struct store *s, const char *dir_key, struct store_dir_waiter *w);
+void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w);
+void store_fwd_dir_cancel(struct store *s, const void *tag);
 struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
 				  struct store_head *head);
 

@@ -1,4 +1,4 @@
-#include "fs/listing.h"
+#include "cache/listing.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,27 +8,6 @@
 #include "core/log.h"
 #include "core/strutil.h"
 
-int listing_name_ok(const char *name, size_t len)
-{
-	if (len == 0 || len > NAME_MAX_BYTES)
-		return 0;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return 0;
-	return memchr(name, '/', len) == NULL && memchr(name, '\0', len) == NULL;
-}
-
-struct listing *listing_new(void)
-{
-	struct listing *l = calloc(1, sizeof(*l));
-
-	if (l) {
-		l->refs = 1;
-		l->fetched_ms = clock_mono_ms();
-		l->bytes = sizeof(*l);
-	}
-	return l;
-}
-
 size_t listing_max_pages(int page_size)
 {
 	size_t n = LISTING_MAX_PAGE_KEYS / (size_t)(page_size > 0 ? page_size : 1000);
@@ -36,44 +15,26 @@ size_t listing_max_pages(int page_size)
 	return n < 1000 ? 1000 : n;
 }
 
-struct listing *listing_ref(struct listing *l)
-{
-	__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
-	return l;
-}
-
 /* What an entry holds besides its slot in l->e. */
-static size_t entry_bytes(const struct listing_entry *ent)
+static size_t entry_bytes(const struct store_dirent *ent)
 {
 	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
 }
 
-static void entry_clear(struct listing_entry *ent)
+static void entry_clear(struct store_dirent *ent)
 {
 	free(ent->name);
 	store_attr_packed_clear(&ent->attr);
 }
 
-void listing_release(struct listing *l)
-{
-	size_t i;
-
-	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	for (i = 0; i < l->n; i++)
-		entry_clear(&l->e[i]);
-	free(l->e);
-	free(l);
-}
-
-static int add_entry(struct listing *l, const char *name, size_t len, int is_dir,
+static int add_entry(struct store_dir *l, const char *name, size_t len, int is_dir,
 		     const struct store_attr *attr)
 {
-	struct listing_entry *ent;
+	struct store_dirent *ent;
 
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct listing_entry *e = realloc(l->e, cap * sizeof(*e));
+		struct store_dirent *e = realloc(l->e, cap * sizeof(*e));
 
 		if (!e)
 			return -ENOMEM;
@@ -120,7 +81,7 @@ static void log_drops(const char *dir_key, const struct store_page *page)
 			page->ndrops);
 }
 
-int listing_add_page(struct listing *l, const char *dir_key, const struct store_page *page)
+int listing_add_page(struct store_dir *l, const char *dir_key, const struct store_page *page)
 {
 	size_t dlen = strlen(dir_key), i, len;
 	int rc;
@@ -137,8 +98,8 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct store_
 		len = strlen(name);
 		if (len == 0)
 			continue; /* the folder marker of this directory */
-		if (!listing_name_ok(name, len)) {
-			hidden(o->key, len > NAME_MAX_BYTES ? "name longer than 255 bytes"
+		if (!store_name_ok(name, len)) {
+			hidden(o->key, len > STORE_NAME_MAX ? "name longer than 255 bytes"
 							    : "not a valid file name");
 			continue;
 		}
@@ -160,8 +121,8 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct store_
 		len = strlen(name);
 		if (len && name[len - 1] == '/')
 			len--;
-		if (!listing_name_ok(name, len)) {
-			hidden(p, len == 0 ? "empty path segment" : len > NAME_MAX_BYTES
+		if (!store_name_ok(name, len)) {
+			hidden(p, len == 0 ? "empty path segment" : len > STORE_NAME_MAX
 					 ? "name longer than 255 bytes" : "not a valid directory name");
 			continue;
 		}
@@ -174,14 +135,14 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct store_
 
 static int entry_cmp(const void *a, const void *b)
 {
-	const struct listing_entry *x = a, *y = b;
+	const struct store_dirent *x = a, *y = b;
 	int c = strcmp(x->name, y->name);
 
 	/* Directories first among equal names, so they win. */
 	return c ? c : y->is_dir - x->is_dir;
 }
 
-void listing_finish(struct listing *l, const char *dir_key)
+void listing_finish(struct store_dir *l, const char *dir_key)
 {
 	size_t r, w = 0;
 
@@ -200,24 +161,6 @@ void listing_finish(struct listing *l, const char *dir_key)
 		l->e[w++] = l->e[r];
 	}
 	l->n = w;
-}
-
-const struct listing_entry *listing_find(const struct listing *l, const char *name)
-{
-	size_t lo = 0, hi = l->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(l->e[mid].name, name);
-
-		if (c == 0)
-			return &l->e[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
 }
 
 /*
@@ -276,7 +219,7 @@ static int token_set_add(struct token_set *ts, const char *token)
 struct fetch {
 	const char *dir_key;
 	const struct listing_bounds *b;
-	struct listing *l;
+	struct store_dir *l;
 	struct token_set tokens;
 	size_t pages;
 	size_t charged;			/* bytes already passed to b->charge */
@@ -379,7 +322,7 @@ static int fetch_next_token(struct fetch *f, struct store_page *page, char **tok
 }
 
 int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct listing **out, struct store_error *e)
+		  const struct listing_bounds *bounds, struct store_dir **out, struct store_error *e)
 {
 	static const struct listing_bounds none;
 	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none, .e = e };
@@ -389,7 +332,7 @@ int listing_fetch(struct store *st, const char *dir_key, int page_size,
 	int rc;
 
 	store_error_clear(e);
-	f.l = listing_new();
+	f.l = store_dir_new();
 	if (!f.l)
 		return -ENOMEM;
 	for (;;) {
@@ -414,7 +357,7 @@ int listing_fetch(struct store *st, const char *dir_key, int page_size,
 	free(token);
 	free(f.tokens.slot);
 	if (rc) {
-		listing_release(f.l);
+		store_dir_release(f.l);
 		return rc;
 	}
 	listing_finish(f.l, dir_key);
