@@ -346,7 +346,7 @@ static void *fetch_thread(void *arg)
 {
 	struct dirahead *da = arg;
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	struct slot *s;
 	size_t got;
 	char *p;
@@ -651,4 +651,193 @@ void dirahead_stats(struct dirahead *da, struct dirahead_stats *out)
 	*out = da->stats;
 	out->held = da->held;
 	pthread_mutex_unlock(&da->lock);
+}
+
+/* ---- the store layer ---------------------------------------------------------------- */
+
+/*
+ * The layer: the engine above over the metadata cache, lent listings as
+ * struct store_dir (sorted by name, immutable, reference-counted).
+ */
+struct dirstore {
+	struct store_layer layer;	/* first: the store is cast back */
+	struct dirahead *da;
+	struct membudget *mb;
+	long long ttl_ms;
+};
+
+static size_t sd_count(void *dir)
+{
+	return ((struct store_dir *)dir)->n;
+}
+
+static void sd_entry(void *dir, size_t i, struct dirahead_entry *out)
+{
+	const struct store_dirent *e = &((struct store_dir *)dir)->e[i];
+
+	out->name = e->name;
+	out->is_dir = e->is_dir;
+	out->size = e->attr.size;
+	out->etag = store_attr_packed_etag(&e->attr);
+}
+
+static long sd_find(void *dir, const char *name)
+{
+	struct store_dir *d = dir;
+	const struct store_dirent *e = store_dir_find(d, name);
+
+	return e ? (long)(e - d->e) : -1;
+}
+
+static void sd_release(void *dir)
+{
+	store_dir_release(dir);
+}
+
+static const struct dirahead_dir_ops store_dir_ops = {
+	.count = sd_count,
+	.entry = sd_entry,
+	.find = sd_find,
+	.release = sd_release,
+};
+
+/* key = *dir_key (malloc'd: up to and with its last '/', or "") + *name (in key). */
+static int split_key(const char *key, char **dir_key, const char **name)
+{
+	const char *slash = strrchr(key, '/');
+	size_t dlen = slash ? (size_t)(slash - key) + 1 : 0;
+
+	*dir_key = strndup(key, dlen);
+	*name = key + dlen;
+	return *dir_key ? 0 : -ENOMEM;
+}
+
+/* How a buffer handed down with an open is given back: into the budget it came from. */
+static void head_release(void *mb, char *buf, size_t cap)
+{
+	membudget_release(mb, buf, cap);
+}
+
+/*
+ * An open: tell the engine where the reader is, and when the file's first
+ * bytes were fetched ahead (of the ETag and size the open pins), hand them
+ * down with the open, as the head cache does.
+ */
+static struct store_file *ds_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head)
+{
+	struct dirstore *ds = (struct dirstore *)s;
+	struct store_head h = { 0 };
+	struct dirahead_file f;
+	const char *name;
+	char *dir_key;
+
+	if ((head && head->buf) || split_key(key, &dir_key, &name))
+		return store_open(ds->layer.inner, key, a, head);
+	memset(&f, 0, sizeof(f));
+	if (dirahead_open(ds->da, dir_key, name, store_dir_peek(ds->layer.inner, dir_key),
+			  a->etag, a->size, &f) && f.buf.p)
+		h = (struct store_head){ f.buf.p, f.buf.n, f.got, head_release, ds->mb };
+	free(dir_key);
+	return store_open(ds->layer.inner, key, a, h.buf ? &h : head);
+}
+
+/*
+ * A lookup: tell the engine (it does not move the pattern). A directory
+ * listed longer ago than the TTL makes the layer below ask two questions
+ * (the probe and the GET of the head) for every name; a copy that outlives
+ * the TTL looks every file up again. When the file's GET ahead, pinned to
+ * the listed ETag and size, was answered within the TTL, the file is still
+ * what the listing says, as the lookup's own GET would have told: the answer
+ * comes from the listing, with the GET's content type and version id (the
+ * probe's second question, whether a directory of that name appeared since,
+ * is not asked).
+ */
+static int ds_lookup(struct store *s, const char *dir_key, const char *name,
+		     struct store_entry *out, struct store_error *e)
+{
+	struct dirstore *ds = (struct dirstore *)s;
+	struct store_dir *d = store_dir_peek(ds->layer.inner, dir_key);
+	const struct store_dirent *ent = d ? store_dir_find(d, name) : NULL;
+	struct dirahead_file info;
+	struct store_attr a;
+	int fresh;
+
+	if (!ent || ent->is_dir)
+		goto below;
+	fresh = clock_mono_ms() - d->fetched_ms < ds->ttl_ms;
+	store_dirent_attr(ent, &a);
+	memset(&info, 0, sizeof(info));
+	if (!dirahead_lookup(ds->da, dir_key, name, store_dir_ref(d), a.etag, a.size,
+			     fresh ? NULL : &info) ||
+	    clock_mono_ms() - info.fetched_ms >= ds->ttl_ms)
+		goto below;
+	memset(out, 0, sizeof(*out));
+	out->attr = a;
+	if (info.content_type[0])
+		snprintf(out->attr.content_type, sizeof(out->attr.content_type), "%s",
+			 info.content_type);
+	if (info.version_id[0])
+		snprintf(out->attr.version_id, sizeof(out->attr.version_id), "%s",
+			 info.version_id);
+	store_error_clear(e);
+	store_dir_release(d);
+	return 0;
+below:
+	store_dir_release(d);
+	return store_lookup(ds->layer.inner, dir_key, name, out, e);
+}
+
+static void ds_destroy(struct store *s)
+{
+	struct dirstore *ds = (struct dirstore *)s;
+
+	dirahead_free(ds->da);
+	free(ds);
+}
+
+static const struct store_ops ds_ops = {
+	.stat = store_fwd_stat,
+	.list_page = store_fwd_list_page,
+	.read_range = store_fwd_read_range,
+	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
+	.identity = store_fwd_identity,
+	.lookup = ds_lookup,
+	.dir_join = store_fwd_dir_join,
+	.dir_arm = store_fwd_dir_arm,
+	.dir_cancel = store_fwd_dir_cancel,
+	.dir_peek = store_fwd_dir_peek,
+	.open = ds_open,
+	.destroy = ds_destroy,
+};
+
+struct store *dirahead_store_new(struct store *inner, struct membudget *mb,
+				 const struct dirahead_config *cfg, long long ttl_ms)
+{
+	struct dirstore *ds = calloc(1, sizeof(*ds));
+
+	if (!ds)
+		return NULL;
+	/* Its GETs go through the stack below, as every read does (the disk cache sees them). */
+	ds->da = dirahead_new(inner, mb, &store_dir_ops, cfg);
+	if (!ds->da) {
+		free(ds);
+		return NULL;
+	}
+	ds->layer.base.ops = &ds_ops;
+	ds->layer.inner = inner;
+	ds->mb = mb;
+	ds->ttl_ms = ttl_ms;
+	return &ds->layer.base;
+}
+
+int dirahead_store_start(struct store *s)
+{
+	return dirahead_start(((struct dirstore *)s)->da);
+}
+
+void dirahead_store_stats(struct store *s, struct dirahead_stats *out)
+{
+	dirahead_stats(((struct dirstore *)s)->da, out);
 }

@@ -53,13 +53,22 @@
  * the memory budget first, leaving keep_free bytes of it to others. When a
  * reservation does not fit, fetching waits for the next open instead.
  *
+ * The store layer (dirahead_store_new) puts this in the stack right above
+ * the metadata cache (app/stack.c): it sees every open and lookup the
+ * filesystem makes, finds each directory's listing with store_dir_peek (the
+ * metadata cache keeps it, whatever its age: every GET is pinned anyway),
+ * and hands the bytes an open takes down with that open (struct store_head),
+ * to the read-ahead, which starts the file with them. Its GETs are
+ * read_range calls on the store below, so they pass the disk cache as
+ * every read does.
+ *
  * Ownership: the caller lends each directory as an opaque pointer with
- * dirahead_dir_ops (in irsafs, a struct listing reference): a stream holds
- * one reference while it follows that directory and gives it back with
+ * dirahead_dir_ops (the layer lends struct store_dir references): a stream
+ * holds one reference while it follows that directory and gives it back with
  * ops->release. A buffer is reserved by the stream, filled by a fetch thread
  * and handed to the open that takes it (struct dirahead_file), with its
- * reservation (struct membuf): from there it is the caller's (ra_open_head
- * takes it as the file's first part).
+ * reservation (struct membuf): from there it is the caller's (the layer
+ * hands it down as the file's head, released into the same budget).
  *
  * Thread rules: dirahead_new, dirahead_start and dirahead_free are not
  * thread-safe (free: after the last dirahead_open has returned); everything
@@ -163,5 +172,18 @@ int dirahead_lookup(struct dirahead *da, const char *dir_key, const char *name, 
 		    const char *etag, long long size, struct dirahead_file *info);
 
 void dirahead_stats(struct dirahead *da, struct dirahead_stats *out);
+
+/*
+ * The layer over inner (not owned; it must offer dir_peek for anything to be
+ * fetched ahead: the metadata cache), with the engine reading from inner and
+ * reserving in mb (not owned; the layer that opens files below releases the
+ * heads handed down into it). ttl_ms: the metadata TTL, within which a GET
+ * ahead also answers its file's lookup. NULL on ENOMEM. No thread starts yet.
+ */
+struct store *dirahead_store_new(struct store *inner, struct membudget *mb,
+				 const struct dirahead_config *cfg, long long ttl_ms);
+/* Start the fetch threads (after any fork). 0, or -errno when none started. */
+int dirahead_store_start(struct store *s);
+void dirahead_store_stats(struct store *s, struct dirahead_stats *out);
 
 #endif

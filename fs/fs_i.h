@@ -21,28 +21,17 @@ void fs_count(unsigned long long *c, unsigned long long n);
 /* Attributes of a file (from a) or a directory (a may be NULL). */
 void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struct store_attr *a,
 		  struct stat *st);
-/* Reply to a lookup with (key, is_dir, a), adding one lookup reference. */
-void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a);
 /* A cacheable "no such entry" (counted as lookup ENOENT). */
 void fs_reply_negative(fuse_req_t req);
 /* Answer req with errno err (positive), counted under fs_op (enum metrics_fs_op). */
 void fs_reply_err(fuse_req_t req, int fs_op, int err);
 struct inode_info;
-struct dirahead_dir_ops;
 /* Refresh a file's attributes with a HEAD when older than the TTL. 0 or -errno. */
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);
 /* a+b+c, malloc'd; NULL on ENOMEM. */
 char *fs_join(const char *a, const char *b, const char *c);
 /* Strip what a denial takes away: a directory keeps its x bits, a file none. */
 void fs_stat_denied(struct stat *st);
-struct s3_error;
-/*
- * A denial of action on key (a listing when is_list) was seen: remember it as
- * the last denial, and when ino is not 0 show it on that node for the TTL.
- * e may be NULL when the detail is not known.
- */
-void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
-		    int is_list, const struct s3_error *e);
 /* May this file be opened? 0, or -EACCES (denied, or archived and not restored). */
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
 
@@ -55,28 +44,6 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
  */
 void fs_tune_readahead(struct irsafs *fs);
 
-struct membuf;
-/*
- * The open of file ii: when its bytes were fetched ahead with the files
- * before it in its directory (cache/dirahead.h), 1 with *head (empty before)
- * holding the first *got of them; its GET may also have refreshed ii's
- * attributes (then fs_refresh_attr asks nothing). Else 0, *head left empty.
- */
-int fs_ahead_take(struct irsafs *fs, struct inode_info *ii, struct membuf *head, size_t *got);
-/*
- * A lookup of name in directory parent (key dir_key): tell the directory
- * read-ahead, and when parent's listing is stale but the file's GET ahead
- * was answered within the TTL, answer req from the listing: 1. Else 0 (the
- * lookup goes on as usual).
- */
-int fs_ahead_lookup(fuse_req_t req, struct irsafs *fs, fuse_ino_t parent, const char *dir_key,
-		    const char *name);
-/* The directory read-ahead's view of listings (fs_ahead.c). */
-extern const struct dirahead_dir_ops fs_ahead_dir_ops;
-
-/* Start / stop the directory fetches (FUSE init and destroy). 0 or -ENOMEM. */
-int fs_dir_start(struct irsafs *fs);
-void fs_dir_stop(struct irsafs *fs);
 
 /*
  * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default

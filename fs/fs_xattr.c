@@ -16,13 +16,13 @@
  *               with the request ids of the refused request).
  *
  * A listing says nothing about a file's content type or version, so the first
- * listxattr of a file known only from a listing, or getxattr of one of those
- * two, costs one HEAD; the answer is kept on the node like any other
- * attribute. The other attributes come from the node without a request. A
- * file read through a lookup's GET or fetched ahead with its directory
- * (fs_ahead.c) has both from that GET's headers: `cp -a`, which lists and
- * copies every attribute of every file, then makes no HEAD at all. Values carry no
- * trailing NUL, as getfattr expects. setxattr and removexattr are EROFS
+ * getxattr of one of those two of a file known only from a listing costs one
+ * HEAD; the answer is kept on the node like any other attribute. listxattr
+ * never costs a request: it names what the node knows (a file looked up with
+ * a GET, or fetched ahead with its directory, knows both from that GET's
+ * headers). `cp -a` lists and copies every attribute of every file: it must
+ * not cost a HEAD per file. Values carry no trailing NUL, as getfattr
+ * expects. setxattr and removexattr are EROFS
  * (fs_ops.c). No secret is ever an attribute: the credentials give only the
  * principal's ARN and their expiry.
  *
@@ -38,12 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/creds.h"
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
-#include "s3/s3.h"
+#include "s3/store.h"
 
 #define XATTR_MAX 12
 
@@ -81,32 +79,30 @@ static void xs_cleanup(struct xattr_set *xs)
 
 static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 {
-	char why[CREDS_WHY_LEN], when[21], denial[512];
-	struct creds *cr = NULL;
+	struct store_identity id;
+	char when[21], denial[512];
 	int rc = 0;
 
 	/* Like any operation: a refresh in flight is waited for only within the budget. */
-	if (creds_cache_acquire_until(fs->creds, clock_mono_ms() + fs->opts->budget_ms, &cr, why,
-				      sizeof(why)) == 0) {
-		rc = xs_add(xs, "user.irsafs.principal",
-			    cr->principal_arn ? cr->principal_arn : "unknown");
-		if (cr->expiration)
-			time_format_iso8601(cr->expiration, when);
+	if (store_identity(fs->store, &id) != 0)
+		memset(&id, 0, sizeof(id));
+	if (id.have_creds) {
+		rc = xs_add(xs, "user.irsafs.principal", id.principal);
+		if (id.expires)
+			time_format_iso8601(id.expires, when);
 		else
 			snprintf(when, sizeof(when), "never");
 		if (!rc)
 			rc = xs_add(xs, "user.irsafs.credentials_expire", when);
-		creds_release(cr);
 	} else {
 		rc = xs_add(xs, "user.irsafs.principal", "none (no valid credentials)");
 	}
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.credential_source", creds_cache_source(fs->creds));
+		rc = xs_add(xs, "user.irsafs.credential_source", id.source);
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.endpoint", s3_store_endpoint(fs->store));
+		rc = xs_add(xs, "user.irsafs.endpoint", id.endpoint);
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.region",
-			    fs->opts->region ? fs->opts->region : "us-east-1");
+		rc = xs_add(xs, "user.irsafs.region", fs->cfg.region ? fs->cfg.region : "us-east-1");
 	inode_last_denial(fs->inodes, denial, sizeof(denial));
 	if (!rc && denial[0])
 		rc = xs_add(xs, "user.irsafs.last_denial", denial);
@@ -116,7 +112,7 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 static int file_xattrs(struct irsafs *fs, struct inode_info *ii, int headers,
 		       struct xattr_set *xs)
 {
-	struct s3_error e;
+	struct store_error e;
 	char when[21];
 	int rc;
 
@@ -161,7 +157,7 @@ static int collect(struct irsafs *fs, fuse_ino_t ino, int headers, struct xattr_
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (rc)
 		return rc;
-	if (asprintf(&uri, "s3://%s/%s", fs->opts->bucket, ii.key) < 0) {
+	if (asprintf(&uri, "s3://%s/%s", fs->cfg.bucket, ii.key) < 0) {
 		uri = NULL;
 		rc = -ENOMEM;
 	}
@@ -223,7 +219,8 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t i, len = 0, n;
 	int rc;
 
-	rc = collect(fs_of(req), ino, 1, &xs);
+	/* Never a request: cp -a lists the attributes of every file it copies. */
+	rc = collect(fs_of(req), ino, 0, &xs);
 	if (rc) {
 		fs_reply_err(req, METRICS_FS_LISTXATTR, -rc);
 		return;

@@ -53,13 +53,13 @@ static int key_num(const char *key)
 }
 
 static int fake_read(struct store *s, const char *key, struct store_read *rd, long long off,
-		     size_t len, char *dst, size_t *got, struct s3_error *e)
+		     size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	int n = key_num(key), now, t;
 	size_t i;
 
 	(void)s;
-	err_clear(e);
+	store_error_clear(e);
 	*got = 0;
 	if (n < 0 || n >= MAXF)
 		return -ENOENT;
@@ -94,12 +94,12 @@ static int fake_read(struct store *s, const char *key, struct store_read *rd, lo
 	return 0;
 }
 
-static int fake_stat(struct store *s, const char *key, struct store_attr *out, struct s3_error *e)
+static int fake_stat(struct store *s, const char *key, struct store_attr *out, struct store_error *e)
 {
 	int n = key_num(key);
 
 	(void)s;
-	err_clear(e);
+	store_error_clear(e);
 	if (n < 0 || n >= MAXF)
 		return -ENOENT;
 	__atomic_add_fetch(&heads[n], 1, __ATOMIC_RELAXED);

@@ -9,7 +9,7 @@
  * While it runs, a terminal on stderr shows a progress line (files, bytes,
  * rate); the summary line at the end is always printed.
  */
-#include "fs/exec.h"
+#include "app/exec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,8 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "app/lifecycle.h"
 #include "core/log.h"
-#include "fs/lifecycle.h"
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
 #define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
@@ -214,15 +214,15 @@ static int spawn(char **argv, const sigset_t *child_mask, pid_t *pid)
 	return rc;
 }
 
-int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
+int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *loop,
 	     const struct exec_cmd *cmd)
 {
-	const char *mnt = fs->opts->mountpoint;
+	const char *mnt = app->opts->mountpoint;
 	struct sigaction sa, old[NFORWARDED];
 	struct loop_thread t = { .se = se, .loop = loop };
 	sigset_t stops, saved, child_mask;
 	char line[256];
-	int status, rc, started_cmd = 0, showing;
+	int status, rc, started_cmd = 0, showing = 0;
 	struct progress prog;
 	double secs;
 	struct stat st;
@@ -239,7 +239,7 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 		sigaddset(&stops, forwarded[i]);
 	}
 	/*
-	 * main blocked the stop signals for startup (fs/lifecycle.c): with the
+	 * main blocked the stop signals for startup (app/lifecycle.c): with the
 	 * handlers in place, this thread and the loop's threads take them now.
 	 * The command gets irsafs's mask without what main added.
 	 */
@@ -280,9 +280,9 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 	started_cmd = 1;
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	log_msg(LOG_INFO, "exec: running %s (pid %d) with s3://%s/%s on %s", cmd->argv[0],
-		(int)pid, fs->opts->bucket, fs->opts->prefix, mnt);
+		(int)pid, app->opts->bucket, app->opts->prefix, mnt);
 
-	showing = progress_start(&prog, fs);
+	showing = progress_start(&prog, &app->fs);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			log_msg(LOG_ERR, "exec: waiting for %s: %s", cmd->argv[0], strerror(errno));
@@ -305,11 +305,11 @@ out_loop:
 out_signals:
 	for (i = 0; i < NFORWARDED; i++)
 		sigaction(forwarded[i], &old[i], NULL);
-	lifecycle_counters(fs, line, sizeof(line));
+	lifecycle_counters(&app->fs, line, sizeof(line));
 	secs = lifecycle_elapsed(&started);
 	if (started_cmd)
 		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %.1f MB/s, %s exited %d", line, secs,
-			secs > 0 ? __atomic_load_n(&fs->counters.bytes_read, __ATOMIC_RELAXED) /
+			secs > 0 ? __atomic_load_n(&app->fs.counters.bytes_read, __ATOMIC_RELAXED) /
 					   1e6 / secs : 0.0, cmd->argv[0], status);
 	return status;
 }
