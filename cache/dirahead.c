@@ -645,6 +645,37 @@ int dirahead_lookup(struct dirahead *da, const char *dir_key, const char *name, 
 	return found;
 }
 
+void dirahead_follow(struct dirahead *da, const char *dir_key, void *dir)
+{
+	struct stream *st;
+
+	pthread_mutex_lock(&da->lock);
+	expire_locked(da, clock_mono_ms());
+	st = stream_get_locked(da, dir_key, &dir, 1);
+	if (st && !st->run)
+		st->used_ms = clock_mono_ms();
+	if (dir)
+		da->ops->release(dir);
+	pthread_mutex_unlock(&da->lock);
+}
+
+void *dirahead_dir(struct dirahead *da, const char *dir_key)
+{
+	void *dir = NULL;
+	unsigned i;
+
+	if (!da->ops->ref)
+		return NULL;
+	pthread_mutex_lock(&da->lock);
+	for (i = 0; i < NSTREAMS; i++)
+		if (da->streams[i] && !strcmp(da->streams[i]->dir_key, dir_key)) {
+			dir = da->ops->ref(da->streams[i]->dir);
+			break;
+		}
+	pthread_mutex_unlock(&da->lock);
+	return dir;
+}
+
 void dirahead_stats(struct dirahead *da, struct dirahead_stats *out)
 {
 	pthread_mutex_lock(&da->lock);
@@ -694,11 +725,17 @@ static void sd_release(void *dir)
 	store_dir_release(dir);
 }
 
+static void *sd_ref(void *dir)
+{
+	return store_dir_ref(dir);
+}
+
 static const struct dirahead_dir_ops store_dir_ops = {
 	.count = sd_count,
 	.entry = sd_entry,
 	.find = sd_find,
 	.release = sd_release,
+	.ref = sd_ref,
 };
 
 /* key = *dir_key (malloc'd: up to and with its last '/', or "") + *name (in key). */
@@ -757,15 +794,30 @@ static int ds_lookup(struct store *s, const char *dir_key, const char *name,
 		     struct store_entry *out, struct store_error *e)
 {
 	struct dirstore *ds = (struct dirstore *)s;
-	struct store_dir *d = store_dir_peek(ds->layer.inner, dir_key);
-	const struct store_dirent *ent = d ? store_dir_find(d, name) : NULL;
+	struct store_dir *d = dirahead_dir(ds->da, dir_key);
+	const struct store_dirent *ent;
 	struct dirahead_file info;
 	struct store_attr a;
 	int fresh;
 
+	/*
+	 * The stream's listing first: the metadata cache frees a listing past
+	 * its TTL as soon as a lookup in it misses, which a copy outliving the
+	 * TTL does at its first subdirectory.
+	 */
+	if (!d)
+		d = store_dir_peek(ds->layer.inner, dir_key);
+	ent = d ? store_dir_find(d, name) : NULL;
 	if (!ent || ent->is_dir)
 		goto below;
 	fresh = clock_mono_ms() - d->fetched_ms < ds->ttl_ms;
+	/*
+	 * A listing past its TTL that no stream holds yet (rsync lists a
+	 * subdirectory long before it reads it): the layer below frees it at
+	 * this lookup, so a stream takes it now, for the opens that follow.
+	 */
+	if (!fresh)
+		dirahead_follow(ds->da, dir_key, store_dir_ref(d));
 	store_dirent_attr(ent, &a);
 	memset(&info, 0, sizeof(info));
 	if (!dirahead_lookup(ds->da, dir_key, name, store_dir_ref(d), a.etag, a.size,

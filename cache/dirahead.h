@@ -105,6 +105,8 @@ struct dirahead_dir_ops {
 	long (*find)(void *dir, const char *name);
 	/* Give back one reference (may free dir). */
 	void (*release)(void *dir);
+	/* Optional (dirahead_dir): take one more reference, returning dir. */
+	void *(*ref)(void *dir);
 };
 
 struct dirahead_config {
@@ -170,6 +172,21 @@ int dirahead_open(struct dirahead *da, const char *dir_key, const char *name, vo
  */
 int dirahead_lookup(struct dirahead *da, const char *dir_key, const char *name, void *dir,
 		    const char *etag, long long size, struct dirahead_file *info);
+
+/*
+ * Follow dir_key with dir (a new reference, taken in every case), which
+ * moves no pattern: a stream is made for it when none follows it (the
+ * least recently used one goes), and an existing one whose listing is
+ * another starts over on dir. For a listing that would be gone before the
+ * opens that start a stream come.
+ */
+void dirahead_follow(struct dirahead *da, const char *dir_key, void *dir);
+
+/*
+ * The directory the stream following dir_key holds (a new reference, given
+ * back with ops->release), or NULL when none does or ops->ref is not set.
+ */
+void *dirahead_dir(struct dirahead *da, const char *dir_key);
 
 void dirahead_stats(struct dirahead *da, struct dirahead_stats *out);
 

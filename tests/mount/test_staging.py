@@ -214,7 +214,9 @@ def test_a_copy_tool_stages_every_byte_with_one_get_per_file(testbed, data, tool
         breaks = check_requests(testbed, offset, data, err, list(data))
         assert breaks <= 2, breaks
         m = SUMMARY.search(err)
-        assert m and int(m.group(1)) == len(data), err[-2000:]
+        # tar opens no empty file; the others open every file.
+        opened = len(data) if tool != "tar" else sum(1 for s, _ in data.values() if s > 0)
+        assert m and int(m.group(1)) == opened, err[-2000:]
         assert int(m.group(2)) == sum(size for size, _ in data.values())
     finally:
         subprocess.run(["rm", "-rf", dest], check=False)
@@ -250,7 +252,8 @@ def test_a_reader_in_random_order_wastes_few_gets(testbed, data, mount):
         assert sha256_file(m.path("d", n)) == data[n][1], n
     _, heads, gets = requests_of(testbed, offset)
     total = sum(gets.values())
-    extra = sum(1 for n in top if data[n][0] > 1 << 20)
+    # A large file: its lookup's first bytes, then the read-ahead's window (one or two parts).
+    extra = 2 * sum(1 for n in top if data[n][0] > 1 << 20)
     assert total <= len(top) + extra + 4 * pairs + 8, (total, len(top), pairs)
     m.unmount()
     am = AHEAD.search(m.log())
@@ -268,7 +271,8 @@ def test_a_small_max_memory_stages_the_same_bytes(testbed, data):
         check_tree(os.path.join(dest, "d"), data)
         _, heads, gets = requests_of(testbed, offset)
         read = [n for n in data if data[n][0] > 0]
-        extra = sum(1 for n in read if data[n][0] > 1 << 20)
+        # A large file may be read in two parts more: the window is small in 4M.
+        extra = 2 * sum(1 for n in read if data[n][0] > 1 << 20)
         assert sum(gets.values()) <= len(read) + extra + 10, (sum(gets.values()), len(read))
         assert heads <= len(data) - len(read) + 6, heads
     finally:

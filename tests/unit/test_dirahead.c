@@ -172,7 +172,13 @@ static void d_release(void *d)
 	__atomic_sub_fetch(&((struct fdir *)d)->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-static const struct dirahead_dir_ops dops = { d_count, d_entry, d_find, d_release };
+static void *d_ref(void *d)
+{
+	__atomic_add_fetch(&((struct fdir *)d)->refs, 1, __ATOMIC_ACQ_REL);
+	return d;
+}
+
+static const struct dirahead_dir_ops dops = { d_count, d_entry, d_find, d_release, d_ref };
 
 /* n files f0000.., sizes from size_of; file numbers from first. */
 static struct fdir *fdir_new(size_t n, int first, long long (*size_of)(int))
