@@ -300,3 +300,28 @@ def test_exec_shows_progress_on_a_terminal_and_a_summary_always(testbed, data):
     assert rc == 0, err[-3000:]
     assert "\r" not in err and not re.search(r"irsafs: \d+ files,", err), err[-2000:]
     assert SUMMARY.search(err), err[-2000:]
+
+
+def test_listxattr_sends_no_request(testbed, data, mount):
+    """cp -a lists the attributes of every file it copies: listxattr names what
+    the node knows, with no request (it cost a HEAD per file). getxattr of the
+    content type, which a listing lacks, still asks once."""
+    m = mount(BUCKET, "--metadata-ttl", "120", env=owner_env(testbed))
+    names = sorted(n for n in data if "/" not in n)[:50]
+    os.listdir(m.path("d"))
+    for n in names:
+        os.stat(m.path("d", n))
+    offset = testbed.rgw_log_size()
+    for n in names:
+        attrs = os.listxattr(m.path("d", n))
+        assert "user.s3.etag" in attrs and "user.s3.last_modified" in attrs, attrs
+    assert testbed.rgw_requests_since(offset) == []
+    ctype = os.getxattr(m.path("d", names[1]), "user.s3.content_type")
+    assert ctype
+    reqs = testbed.rgw_requests_since(offset)
+    assert [r[0] for r in reqs] == ["HEAD"], reqs
+    # Known now: listed, and asked no more.
+    assert "user.s3.content_type" in os.listxattr(m.path("d", names[1]))
+    offset = testbed.rgw_log_size()
+    assert os.getxattr(m.path("d", names[1]), "user.s3.content_type") == ctype
+    assert testbed.rgw_requests_since(offset) == []
