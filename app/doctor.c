@@ -399,15 +399,17 @@ static void check_sts(struct doctor *d, struct creds_cache *cache)
 		return;
 	}
 	if (creds_cache_acquire(cache, &cr, why, sizeof(why)) != 0) {
-		if (d->have_claims && strstr(why, "InvalidIdentityToken"))
+		enum creds_refusal refusal = creds_cache_refusal(cache);
+
+		if (d->have_claims && refusal == CREDS_REFUSAL_BAD_TOKEN)
 			snprintf(hint, sizeof(hint), " (the token's issuer is %s: the account needs "
 				 "an IAM OIDC provider for exactly that URL)", d->claims.iss);
-		else if (d->have_claims && strstr(why, "AccessDenied"))
+		else if (d->have_claims && refusal == CREDS_REFUSAL_DENIED)
 			snprintf(hint, sizeof(hint), " (the token says sub %s, aud %s%s: the "
 				 "role's trust policy must allow both for issuer %s)",
 				 d->claims.sub, d->claims.naud ? d->claims.aud[0] : "(none)",
 				 d->claims.naud > 1 ? ",..." : "", d->claims.iss);
-		else if (strstr(why, "IDPCommunicationError"))
+		else if (refusal == CREDS_REFUSAL_IDP)
 			snprintf(hint, sizeof(hint), " (STS could not reach the token's issuer %s "
 				 "to fetch its keys: retry later; if it persists, check that the "
 				 "issuer's discovery document is public)", d->claims.iss);
