@@ -90,6 +90,7 @@ struct stream {
 	unsigned fails;
 	struct slot *slots;
 	long long used_ms;		/* the last open or lookup */
+	long long run_ms;		/* when the run's first open came */
 };
 
 struct dirahead {
@@ -256,13 +257,29 @@ static int in_order_locked(struct dirahead *da, const struct stream *st, size_t 
 	return 1;
 }
 
+/*
+ * Files ahead of st's reader: twice its run, at least FIRST_WINDOW, at most
+ * max_files, and (with fresh_ms) no more than it opens in half of fresh_ms
+ * at its pace so far (at least 2): a GET ahead older than fresh_ms when its
+ * file is reached no longer answers the file's lookup.
+ */
 static size_t window_files(const struct dirahead *da, const struct stream *st)
 {
-	size_t w = 2 * (size_t)st->run;
+	size_t w = 2 * (size_t)st->run, paced;
+	long long took = clock_mono_ms() - st->run_ms;
 
 	if (w < FIRST_WINDOW)
 		w = FIRST_WINDOW;
-	return w < da->cfg.max_files ? w : da->cfg.max_files;
+	if (w > da->cfg.max_files)
+		w = da->cfg.max_files;
+	if (da->cfg.fresh_ms > 0 && st->run >= 2 && took > 0) {
+		paced = (size_t)((long long)(st->run - 1) * (da->cfg.fresh_ms / 2) / took);
+		if (paced < 2)
+			paced = 2;
+		if (paced < w)
+			w = paced;
+	}
+	return w;
 }
 
 /* Queue the GETs of the files after st->last, within every bound. */
@@ -548,6 +565,7 @@ static struct slot *note_locked(struct dirahead *da, const char *dir_key, const 
 			da->stats.breaks++;
 		stream_drop_slots_locked(da, st);
 		st->run = 1;
+		st->run_ms = now;
 		st->fails = 0;
 		st->sched = 0;
 	}
@@ -868,11 +886,15 @@ struct store *dirahead_store_new(struct store *inner, struct membudget *mb,
 				 const struct dirahead_config *cfg, long long ttl_ms)
 {
 	struct dirstore *ds = calloc(1, sizeof(*ds));
+	struct dirahead_config c = *cfg;
 
 	if (!ds)
 		return NULL;
+	/* The pace bound: what is fetched ahead still answers lookups within the TTL. */
+	if (!c.fresh_ms)
+		c.fresh_ms = ttl_ms;
 	/* Its GETs go through the stack below, as every read does (the disk cache sees them). */
-	ds->da = dirahead_new(inner, mb, &store_dir_ops, cfg);
+	ds->da = dirahead_new(inner, mb, &store_dir_ops, &c);
 	if (!ds->da) {
 		free(ds);
 		return NULL;

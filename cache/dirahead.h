@@ -19,7 +19,9 @@
  *  - after two opens in order, the files after the last one opened are
  *    fetched, up to a window of files that starts at 4 and grows with the run
  *    (twice the opens in order, up to max_files), so what a break wastes is
- *    bounded by what the run used; files the reader passed over are dropped;
+ *    bounded by what the run used; with fresh_ms, no further than the reader
+ *    gets in half of fresh_ms at its pace; files the reader passed over are
+ *    dropped;
  *  - fetching stops at a subdirectory's entry (a reader that recurses spends
  *    an unknown time in it) and goes on once a file after it is opened;
  *  - any other open in the directory is a break: everything fetched or being
@@ -116,6 +118,12 @@ struct dirahead_config {
 	size_t whole_max;		/* fetched whole up to this size (default 1 MiB) */
 	size_t keep_free;		/* budget bytes left to others (default 0) */
 	long long keep_ms;		/* an idle stream is dropped after this (default 5000) */
+	/*
+	 * 0, or how long a GET ahead is worth having (the layer: the metadata
+	 * TTL): a stream fetches no further ahead than its reader gets in half
+	 * of it, at its pace so far.
+	 */
+	long long fresh_ms;
 };
 
 /* What an open takes: the file's first got bytes, and what their GET said. */

@@ -890,6 +890,35 @@ TEST(free_aborts_the_gets_in_flight)
 	free(d);
 }
 
+TEST(a_slow_reader_gets_no_further_ahead_than_half_the_fresh_time)
+{
+	struct membudget *mb = membudget_new(64 << 20);
+	struct fdir *d = fdir_new(100, 0, small4k);
+	struct dirahead_config cfg = {
+		.max_inflight = 8, .max_files = 64, .max_bytes = 16 << 20, .fresh_ms = 200,
+	};
+	struct dirahead *da = dirahead_new(&fake_store, mb, &dops, &cfg);
+	int i, far = 0;
+
+	reset_store();
+	CHECK_INT(dirahead_start(da), 0);
+	/* 50 opens a second at most: half of 200 ms is 5 files ahead, not 2 x the run (24). */
+	for (i = 0; i < 12; i++) {
+		open_file(da, mb, "dir/", d, (size_t)i, "\"e\"", 1);
+		usleep(20000);
+	}
+	usleep(100000);
+	for (i = 0; i < 100; i++)
+		if (__atomic_load_n(&gets[i], __ATOMIC_RELAXED))
+			far = i;
+	CHECK(far >= 12);
+	CHECK(far <= 11 + 5);
+	dirahead_free(da);
+	CHECK_INT(membudget_used(mb), 0);
+	membudget_free(mb);
+	free(d);
+}
+
 int main(void)
 {
 	RUN(in_order_opens_take_every_file_after_the_first_two_with_one_get_each);
@@ -905,5 +934,6 @@ int main(void)
 	RUN(an_empty_file_gets_a_head_ahead_and_one_never_opened_is_passed_over);
 	RUN(readers_at_once_get_the_right_bytes_and_give_everything_back);
 	RUN(free_aborts_the_gets_in_flight);
+	RUN(a_slow_reader_gets_no_further_ahead_than_half_the_fresh_time);
 	return harness_done();
 }
