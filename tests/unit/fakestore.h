@@ -38,6 +38,8 @@ struct fake {
 	long long bytes;
 	int fail_rc;		/* every read fails with this when not 0 */
 	int block;		/* reads wait while set (or until cancelled) */
+	long long block_from;	/* when > 0, GETs from this offset on wait like that */
+	long long block_at[FAKE_KEYS];	/* the same for one key slot */
 	int change_every;	/* a new version after every this many GETs */
 	int cancelled;		/* reads that saw their cancel flag */
 	long chunk_us;		/* when set, bodies come FAKE_CHUNK bytes per this many us */
@@ -110,7 +112,8 @@ static inline int fake_read(struct store *s, const char *key, struct store_read 
 	f->ngets++;
 	if (++f->busy[slot] > f->max_busy[slot])
 		f->max_busy[slot] = f->busy[slot];
-	while (f->block) {
+	while (f->block || (f->block_from > 0 && off >= f->block_from) ||
+	       (f->block_at[slot] > 0 && off >= f->block_at[slot])) {
 		/* A stalled server: the GET ends only when the caller calls it off. */
 		if (fake_cancelled_locked(f, rd)) {
 			rc = -EINTR;
@@ -149,6 +152,13 @@ out:
 }
 
 static inline void fake_set(struct fake *f, int *field, int value)
+{
+	pthread_mutex_lock(&f->lock);
+	*field = value;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static inline void fake_set_ll(struct fake *f, long long *field, long long value)
 {
 	pthread_mutex_lock(&f->lock);
 	*field = value;
