@@ -24,6 +24,7 @@ struct rashare {
 	long idle_ms;
 	long memory_ms;
 	long long min_print;
+	long long shadow_max;
 	pthread_mutex_t lock;		/* guards locked; a leaf lock */
 	struct {
 		struct rashare_entry *head;
@@ -32,7 +33,8 @@ struct rashare {
 	} locked;
 };
 
-struct rashare *rashare_new(long idle_ms, long memory_ms, long long min_print)
+struct rashare *rashare_new(long idle_ms, long memory_ms, long long min_print,
+			    long long shadow_max)
 {
 	struct rashare *r = calloc(1, sizeof(*r));
 
@@ -41,6 +43,7 @@ struct rashare *rashare_new(long idle_ms, long memory_ms, long long min_print)
 	r->idle_ms = idle_ms;
 	r->memory_ms = memory_ms;
 	r->min_print = min_print;
+	r->shadow_max = shadow_max;
 	pthread_mutex_init(&r->lock, NULL);
 	return r;
 }
@@ -149,13 +152,26 @@ void rashare_leave(struct rashare *r, struct rashare_entry *e)
 	e->joined = 0;
 }
 
+/* Another stream's range [lo, hi), seen from e's reader at pos. */
+static void look_locked(const struct rashare *r, const struct rashare_entry *e, long long lo,
+			long long hi, long long pos, long long *clip, int *shadow)
+{
+	if (lo >= pos) {
+		if (lo < *clip)
+			*clip = lo;
+	} else if (e->lo < lo && pos < hi && pos - lo < r->shadow_max) {
+		*shadow = 1;
+	}
+}
+
 unsigned rashare_query(struct rashare *r, const struct rashare_entry *e, long long pos,
-		       long long now_ms, long long *clip)
+		       long long now_ms, long long *clip, int *shadow)
 {
 	const struct rashare_entry *s;
 	unsigned active = 1, i;
 
 	*clip = LLONG_MAX;
+	*shadow = 0;
 	if (!e->key)
 		return active;
 	pthread_mutex_lock(&r->lock);
@@ -166,15 +182,15 @@ unsigned rashare_query(struct rashare *r, const struct rashare_entry *e, long lo
 		if (__atomic_load_n(&s->waiting, __ATOMIC_ACQUIRE) ||
 		    (__atomic_load_n(&s->busy, __ATOMIC_ACQUIRE) && !rashare_idle(r, s, now_ms)))
 			active++;
-		if (s->lo >= pos && s->lo < *clip && !strcmp(s->key, e->key))
-			*clip = s->lo;
+		if (!strcmp(s->key, e->key))
+			look_locked(r, e, s->lo, __atomic_load_n(&s->hi, __ATOMIC_ACQUIRE), pos,
+				    clip, shadow);
 	}
 	for (i = 0; i < RASHARE_PRINTS; i++) {
 		const struct rashare_print *p = &r->locked.prints[i];
 
-		if (p->key && now_ms - p->at_ms <= r->memory_ms && p->lo >= pos && p->lo < *clip &&
-		    !strcmp(p->key, e->key))
-			*clip = p->lo;
+		if (p->key && now_ms - p->at_ms <= r->memory_ms && !strcmp(p->key, e->key))
+			look_locked(r, e, p->lo, p->hi, pos, clip, shadow);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return active;

@@ -22,9 +22,17 @@
  *   memory_ms ago. The bytes from there on have been read through the same
  *   inode, so they are in the kernel's page cache and this reader will not
  *   ask for them; a reader of one quarter of an object stops there anyway.
- *   Read-ahead stops at the clip. A reader that does come past it (its pages
- *   were evicted) is not clipped by that stream any more: the clip only ever
- *   lies ahead of the reader.
+ *   Read-ahead stops at the clip.
+ *
+ * - Whether it is in another's shadow: it came from below another stream's
+ *   start into the range that stream has read. The kernel's own read-ahead
+ *   does that at the end of a quarter (when the pages there were evicted,
+ *   say), a few hundred KiB past where the reader stops; read-ahead in a
+ *   shadow is one first window at most, so that those reads do not pull a
+ *   whole window. The shadow ends shadow_max bytes past the other's start:
+ *   a reader that got that far reads on (the pages were evicted) and
+ *   streams again. A reader that starts inside another's range (two readers
+ *   of a file from its start, or one reading it again) is not shadowed.
  *
  * Thread rules: rashare_new/free are not thread-safe; everything else is.
  * An entry belongs to one open file: join and leave are called under that
@@ -49,9 +57,11 @@ struct rashare_entry {
 
 /*
  * A registry: streams idle for idle_ms stop counting; a closed stream clips
- * others for memory_ms when it had read at least min_print bytes.
+ * others for memory_ms when it had read at least min_print bytes; shadows
+ * end shadow_max bytes past a stream's start.
  */
-struct rashare *rashare_new(long idle_ms, long memory_ms, long long min_print);
+struct rashare *rashare_new(long idle_ms, long memory_ms, long long min_print,
+			    long long shadow_max);
 void rashare_free(struct rashare *r);
 
 /* A reader enters and leaves a read on e (waiting, last_ms). */
@@ -71,10 +81,11 @@ void rashare_leave(struct rashare *r, struct rashare_entry *e);
 
 /*
  * For e's reader at pos: the number of active streams (at least 1, e
- * counted as active), and in *clip the nearest start of another stream of
- * the same key past pos (LLONG_MAX when there is none).
+ * counted as active); in *clip the nearest start of another stream of the
+ * same key at or past pos (LLONG_MAX when there is none); in *shadow 1 when
+ * pos is in another's shadow, else 0.
  */
 unsigned rashare_query(struct rashare *r, const struct rashare_entry *e, long long pos,
-		       long long now_ms, long long *clip);
+		       long long now_ms, long long *clip, int *shadow);
 
 #endif

@@ -66,6 +66,12 @@
  * seconds of each other.
  */
 #define RA_PRINT_MS 30000
+/*
+ * How far past another stream's start a reader that came from below reads
+ * with one first window (cache/rashare.h), in first windows: the kernel's
+ * read-ahead past where a reader stops is less.
+ */
+#define RA_SHADOW 4
 
 enum part_state { PART_QUEUED, PART_FETCHING, PART_DONE };
 
@@ -293,15 +299,18 @@ static size_t window_share(const struct readahead *ra, size_t window, unsigned s
  * the window, and of the fetch threads (parts queued or in flight at once),
  * so that no stream fills the queue ahead of the others. Read-ahead stops
  * where another stream of the same object began (the clip): those bytes are
- * in the page cache already, or past where this reader will stop.
+ * in the page cache already, or past where this reader will stop; and past
+ * it, in that stream's shadow, it is one first window at most.
  */
 static int schedule_locked(struct ra_file *f, long long demand_end, long long pos)
 {
 	struct readahead *ra = f->ra;
 	long long clip;
-	unsigned streams = rashare_query(ra->share, &f->share, pos, clock_mono_ms(), &clip);
+	int shadow;
+	unsigned streams = rashare_query(ra->share, &f->share, pos, clock_mono_ms(), &clip, &shadow);
 	unsigned cap = (ra->cfg.concurrency + streams - 1) / streams;
-	size_t window = window_share(ra, f->window, streams);
+	/* In another stream's shadow, only what is read next (cache/rashare.h). */
+	size_t window = shadow ? ra->cfg.first_window : window_share(ra, f->window, streams);
 	/*
 	 * The window ends on a first_window boundary, so that a first read
 	 * fetches one first window, also when its first bytes came with the
@@ -528,7 +537,8 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 		ra->cfg.fwd_tolerance = 1u << 20;
 	if (ra->cfg.idle_ms <= 0)
 		ra->cfg.idle_ms = 1000;
-	ra->share = rashare_new(ra->cfg.idle_ms, RA_PRINT_MS, (long long)ra->cfg.first_window);
+	ra->share = rashare_new(ra->cfg.idle_ms, RA_PRINT_MS, (long long)ra->cfg.first_window,
+				RA_SHADOW * (long long)ra->cfg.first_window);
 	if (!ra->share) {
 		free(ra);
 		return NULL;
