@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/membudget.h"
 #include "cache/readahead.h"
 #include "core/err.h"
 #include "s3/store.h"
@@ -47,6 +48,51 @@ struct fake {
 	int busy[FAKE_KEYS];	/* GETs running now, by key slot ... */
 	int max_busy[FAKE_KEYS];/* ... and the most at once */
 };
+
+/*
+ * The read-ahead's files through the store interface, by the names these
+ * cases were written with.
+ */
+#define ra_read store_file_read
+#define ra_span_release store_span_release
+#define ra_close store_file_close
+#define ra_interrupt store_file_interrupt
+
+static struct membudget *shim_mb;	/* the budget of the read-ahead under test */
+
+static inline struct store_file *ra_open(struct store *ra, const char *key, const char *etag,
+					 long long size)
+{
+	struct store_attr a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
+	a.size = size;
+	return store_open(ra, key, &a, NULL);
+}
+
+static inline void shim_release(void *mb, char *buf, size_t cap)
+{
+	membudget_release(mb, buf, cap);
+}
+
+/* An open with the first got bytes in *head (from shim_mb), which it takes. */
+static inline struct store_file *ra_open_head(struct store *ra, const char *key,
+					      const char *etag, long long size,
+					      struct membuf *head, size_t got)
+{
+	struct store_head h = { head->p, head->n, got, shim_release, shim_mb };
+	struct store_attr a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
+	a.size = size;
+	*head = MEMBUF_EMPTY;
+	return store_open(ra, key, &a, &h);
+}
+
+/* The detail of a failed ra_read (each thread its own). */
+static __thread struct store_error ra_err;
 
 static inline unsigned char byte_at(int version, long long i)
 {
@@ -95,14 +141,14 @@ static inline int fake_deliver_locked(struct fake *f, const struct store_read *r
 }
 
 static inline int fake_read(struct store *s, const char *key, struct store_read *rd,
-			    long long off, size_t len, char *dst, size_t *got, struct s3_error *e)
+			    long long off, size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	struct fake *f = (struct fake *)s;
 	const char *etag = rd ? rd->etag : NULL;
 	int slot = fake_slot(key), rc = 0;
 	long long n;
 
-	err_clear(e);
+	store_error_clear(e);
 	pthread_mutex_lock(&f->lock);
 	if (f->ngets < MAX_GETS) {
 		f->get_off[f->ngets] = off;
@@ -199,14 +245,15 @@ static inline void fake_change(struct fake *f)
 }
 
 /* Read [off, off+len) through the prefetcher; check every byte. Returns bytes or -errno. */
-static inline long long read_check(struct ra_file *rf, int version, long long off, size_t len)
+static inline long long read_check(struct store_file *rf, int version, long long off,
+				   size_t len)
 {
-	struct ra_span sp;
+	struct store_span sp;
 	long long pos = off;
 	int i, rc, bad = 0;
 	size_t j;
 
-	rc = ra_read(rf, off, len, NULL, &sp);
+	rc = ra_read(rf, off, len, NULL, &sp, &ra_err);
 	if (rc)
 		return rc;
 	for (i = 0; i < sp.niov; i++) {

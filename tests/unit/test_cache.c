@@ -142,7 +142,7 @@ static int check_read(struct store *s, const char *etag, int version, long long 
 		      size_t want)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	size_t got = 0, i;
 	char *buf = malloc(len);
 	int rc, bad = 0;
@@ -350,8 +350,8 @@ TEST(disk_cache_random_reads_fetch_granules)
 TEST(disk_cache_sequential_reads_fill_whole_blocks)
 {
 	long long size = 5 * MB + 777, pos;
-	struct readahead *ra;
-	struct ra_file *rf;
+	struct store *ra;
+	struct store_file *rf;
 	struct dcenv v;
 	int gets;
 
@@ -398,7 +398,7 @@ TEST(disk_cache_sequential_reads_fill_whole_blocks)
 	for (pos = 0; pos < size; pos += 128 << 10)
 		CHECK_INT(read_check(rf, 0, pos, 128 << 10), want_of(size, pos, 128 << 10));
 	ra_close(rf);
-	readahead_free(ra);
+	store_destroy(ra);
 	gets = v.f.ngets;
 	for (pos = 0; pos < size; pos += 4096 * 7)
 		CHECK_INT(check_read(v.dc, "\"v0\"", 0, pos, 4096, want_of(size, pos, 4096)), 0);

@@ -21,13 +21,14 @@
 struct env {
 	struct fake fake;
 	struct membudget *mb;
-	struct readahead *ra;
+	struct store *ra;
 };
 
 static void env_start(struct env *v, long long size, size_t budget, const struct ra_config *cfg)
 {
 	fake_init(&v->fake, size);
 	v->mb = membudget_new(budget);
+	shim_mb = v->mb;
 	v->ra = readahead_new(&v->fake.base, v->mb, cfg);
 	CHECK(v->ra != NULL);
 	CHECK_INT(readahead_start(v->ra), 0);
@@ -42,7 +43,7 @@ static void env_init(struct env *v, long long size, size_t budget, size_t part, 
 
 static void env_cleanup(struct env *v)
 {
-	readahead_free(v->ra);
+	store_destroy(v->ra);
 	CHECK_INT(membudget_used(v->mb), 0);
 	membudget_free(v->mb);
 	pthread_mutex_destroy(&v->fake.lock);
@@ -62,7 +63,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 {
 	long long size = 5LL << 20, off = 0, n;
 	struct membuf head;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -101,7 +102,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 TEST(an_out_of_order_read_inside_the_window_keeps_it)
 {
 	long long size = 24LL << 20, off = 0, n;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct ra_stats st;
 	struct env v;
 
@@ -132,7 +133,7 @@ TEST(sequential_fetches_each_byte_once)
 
 	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct env v;
-		struct ra_file *rf;
+		struct store_file *rf;
 		struct ra_stats st;
 		long long off = 0, n;
 
@@ -159,7 +160,7 @@ TEST(sequential_fetches_each_byte_once)
 TEST(first_read_fetches_only_the_first_window)
 {
 	struct env v;
-	struct ra_file *rf;
+	struct store_file *rf;
 
 	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
 	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
@@ -175,7 +176,7 @@ TEST(small_skips_keep_streaming)
 {
 	long long size = 24 << 20, off = 0;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i = 0;
 
@@ -201,7 +202,7 @@ TEST(a_jump_past_the_window_is_a_seek)
 {
 	long long off, jump = 12 << 20;
 	struct ra_stats before, after;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i, found = 0;
 
@@ -232,7 +233,7 @@ TEST(out_of_order_reads_after_a_seek_stream)
 {
 	long long size = 64 << 20, base = 20 << 20, off;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -256,7 +257,7 @@ TEST(random_reads_fetch_what_is_asked)
 {
 	long long size = 100 << 20, asked = 0;
 	unsigned seed = 42;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -290,18 +291,18 @@ TEST(random_reads_fetch_what_is_asked)
 TEST(reads_at_and_past_the_end)
 {
 	long long size = 1000003;
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	env_init(&v, size, 64 << 20, 8 << 20, 8);
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
 	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
-	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
-	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
 	ra_close(rf);
@@ -320,7 +321,7 @@ TEST(reads_at_and_past_the_end)
 TEST(changed_object_gives_estale_never_mixed_bytes)
 {
 	long long size = 32 << 20, off = 0, n;
-	struct ra_file *rf, *rf2;
+	struct store_file *rf, *rf2;
 	struct env v;
 
 	env_init(&v, size, 64 << 20, 1 << 20, 2);
@@ -348,7 +349,7 @@ TEST(changed_object_gives_estale_never_mixed_bytes)
 TEST(an_unpinned_file_is_pinned_to_its_first_answer)
 {
 	long long size = 8LL << 20, off = 0, n;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 
 	/* The listing gave no ETag: the first answer's pins the rest. */
@@ -387,8 +388,8 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 	int round;
 
 	for (round = 0; round < 20; round++) {
-		struct ra_file *rf;
-		struct ra_span sp;
+		struct store_file *rf;
+		struct store_span sp;
 		struct env v;
 		int version = -1, mixed = 0, rc = 0, i;
 		size_t j;
@@ -400,7 +401,7 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 		for (off = 0; off < size; off += n) {
 			long long pos = off;
 
-			rc = ra_read(rf, off, 131072, NULL, &sp);
+			rc = ra_read(rf, off, 131072, NULL, &sp, &ra_err);
 			if (rc || !sp.len)
 				break;
 			/* Every byte served is of one version, the first one's. */
@@ -427,7 +428,7 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
 {
 	long long size = 16LL << 20;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int gets;
 
@@ -464,7 +465,7 @@ TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
 }
 
 struct blocked_reader {
-	struct ra_file *rf;
+	struct store_file *rf;
 	long long off;
 	int cancel;
 	int rc;
@@ -474,9 +475,9 @@ struct blocked_reader {
 static void *blocked_reader_main(void *arg)
 {
 	struct blocked_reader *b = arg;
-	struct ra_span sp;
+	struct store_span sp;
 
-	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp);
+	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp, &ra_err);
 	if (!b->rc)
 		ra_span_release(b->rf, &sp);
 	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
@@ -539,14 +540,14 @@ TEST(an_interrupted_reader_is_released_at_once)
 TEST(direct_reads_are_in_the_budget)
 {
 	long long size = 16LL << 20;
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	env_init(&v, size, 4 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	/* A seek: the reader's own GET, into a buffer counted in the budget. */
-	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 131072);
 	CHECK(sp.owned != NULL);
 	CHECK(membudget_used(v.mb) >= 131072);
@@ -558,34 +559,34 @@ TEST(direct_reads_are_in_the_budget)
 
 TEST(a_size_past_any_object_is_bounded)
 {
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	/* A listing's <Size> of 2^63-1: offsets near it must not overflow (UBSan). */
 	env_init(&v, 1 << 20, 64 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", 0x7fffffffffffffffLL);
-	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	/* Bounded to STORE_SIZE_MAX; the object is much shorter: an error, not EOF. */
-	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp), -EIO);
+	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp, &ra_err), -EIO);
 	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
 	ra_close(rf);
 	env_cleanup(&v);
 }
 
 struct reader {
-	struct readahead *ra;
+	struct store *ra;
 	long long size;
 	size_t chunk;
 	int ok;
-	struct ra_file *shared;
+	struct store_file *shared;
 };
 
 static void *reader_main(void *arg)
 {
 	struct reader *r = arg;
-	struct ra_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
+	struct store_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
 	long long off = 0, n;
 
 	while ((n = read_check(rf, 0, off, r->chunk)) > 0)
@@ -620,7 +621,7 @@ TEST(many_handles_and_a_small_budget)
 TEST(concurrent_reads_on_one_handle)
 {
 	struct reader r = { 0 };
-	struct ra_file *rf;
+	struct store_file *rf;
 	long long size = 16 << 20, off;
 	struct env v;
 	pthread_t t;
@@ -640,8 +641,8 @@ TEST(concurrent_reads_on_one_handle)
 
 TEST(close_before_the_span_is_released)
 {
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 	int i;
 
@@ -649,7 +650,7 @@ TEST(close_before_the_span_is_released)
 	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
 	for (i = 0; i < 50; i++) {
 		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
-		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp), 0);
+		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp, &ra_err), 0);
 		CHECK_INT(sp.len, 4096);
 		ra_close(rf);
 		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
@@ -708,7 +709,7 @@ static long long requested(struct fake *f)
 }
 
 /* Stream [from, to) in 128 KiB reads, checking every byte. */
-static void stream(struct ra_file *rf, long long from, long long to)
+static void stream(struct store_file *rf, long long from, long long to)
 {
 	long long off;
 
@@ -720,7 +721,7 @@ TEST(a_close_aborts_the_gets_in_flight_and_none_is_asked_again)
 {
 	long long size = 64 << 20;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int gets;
 
@@ -750,7 +751,7 @@ TEST(a_seek_away_aborts_the_window_and_reading_there_again_fetches_it)
 {
 	long long size = 64 << 20;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 
 	env_init(&v, size, 64 << 20, 1 << 20, 8);
@@ -776,7 +777,7 @@ TEST(a_reader_that_stops_leaves_at_most_a_window_fetched_ahead)
 {
 	struct ra_config cfg = { .part_size = 1 << 20, .concurrency = 8, .idle_ms = 50 };
 	long long size = 256 << 20, stop = 40 << 20;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 
 	env_start(&v, size, 64 << 20, &cfg);
@@ -805,7 +806,7 @@ TEST(four_streams_share_the_fetch_threads)
 {
 	struct ra_config cfg = { .part_size = 256 << 10, .concurrency = 32, .max_window = 64 << 20 };
 	long long size = 64 << 20;
-	struct ra_file *rf[4];
+	struct store_file *rf[4];
 	char key[3] = "k0";
 	struct env v;
 	int i, n = 0;
@@ -848,7 +849,7 @@ TEST(a_stream_whose_reader_stopped_takes_no_share)
 	struct ra_config cfg = { .part_size = 1 << 20, .concurrency = 32, .max_window = 8 << 20,
 				 .idle_ms = 50 };
 	long long size = 32 << 20;
-	struct ra_file *a, *b;
+	struct store_file *a, *b;
 	struct env v;
 	int i;
 
@@ -881,7 +882,7 @@ TEST(a_stream_whose_reader_stopped_takes_no_share)
 TEST(quarter_readers_do_not_read_ahead_into_each_other)
 {
 	long long size = 32 << 20, q = size / 4, off;
-	struct ra_file *rf[4];
+	struct store_file *rf[4];
 	struct env v;
 	int i;
 
@@ -917,7 +918,7 @@ TEST(quarter_readers_do_not_read_ahead_into_each_other)
 	/* The same when the next reader has finished and closed before: its range is remembered. */
 	env_init(&v, size, 64 << 20, 1 << 20, 8);
 	for (i = 3; i >= 0; i--) {
-		struct ra_file *r = ra_open(v.ra, "k", "\"v0\"", size);
+		struct store_file *r = ra_open(v.ra, "k", "\"v0\"", size);
 
 		stream(r, i * q, i < 3 ? (i + 1) * q + (256 << 10) : size);
 		ra_close(r);
