@@ -10,6 +10,14 @@
  * replaying it costs an answer the kernel discards). FILLING slots of a dead
  * server are dropped.
  *
+ * On Linux 6.9 or later a successor does not replay the slots: it has the
+ * kernel send every unanswered request again (FUSE_NOTIFY_RESEND, which sets
+ * bit 63 of the request's unique), which also covers a request a thread of
+ * the dead server read after it was killed, before it could copy it. The
+ * slots still count replays: a request handed to a server before is answered
+ * EIO instead of resent, so a request that kills its server kills one more
+ * at most.
+ *
  * The root's directory handles: the FUSE operations' fh is a pointer, and a
  * successor's pointers can equal its predecessor's (ASan's allocator, or a
  * process without ASLR, lays the heap out the same way in every run). Were
@@ -51,6 +59,9 @@
 #define INIT_MAX 256
 #define GENERATION_SHIFT 40		/* 2^40 inode numbers per server */
 #define ROOT_FH_TAG (1ULL << 63)	/* a successor's root handle, never a pointer */
+/* Linux 6.9's FUSE_NOTIFY_RESEND and the bit it sets in a resent request's unique. */
+#define NOTIFY_RESEND 7
+#define UNIQUE_RESEND (1ULL << 63)
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_FULL };
 
@@ -80,6 +91,12 @@ struct replay {
 	size_t len;
 };
 
+/* A request the kernel resends, and how often a server was handed it before. */
+struct resent {
+	uint64_t unique;		/* as resent: UNIQUE_RESEND set */
+	uint32_t replays;
+};
+
 /* A root directory handle of this server: the kernel's and the FUSE operations'. */
 struct root_handle {
 	uint64_t id;
@@ -94,6 +111,8 @@ static struct {
 	size_t readahead_kb;		/* --kernel-readahead, for the plugin to set */
 	uint64_t base;			/* this server's first inode number; 0: first server */
 	uint32_t generation;		/* of this server */
+	struct resent *resent;		/* set before the workers start, read-only after */
+	size_t nresent;
 	pthread_mutex_t lock;		/* guards the fields below */
 	pthread_cond_t init_done;
 	struct replay *queue;		/* replayed before reading the kernel */
@@ -112,6 +131,19 @@ static struct {
 	.conn = -1 };
 
 static __thread unsigned slot_hint;
+
+/* How often a request the kernel resends was handed to a server before. */
+static uint32_t resent_replays(uint64_t unique)
+{
+	size_t i;
+
+	if (!(unique & UNIQUE_RESEND))
+		return 0;
+	for (i = 0; i < rs.nresent; i++)
+		if (rs.resent[i].unique == unique)
+			return rs.resent[i].replays;
+	return 0;
+}
 
 static int load32(const uint32_t *p)
 {
@@ -149,7 +181,7 @@ static void slot_track(const uint8_t *buf, size_t n)
 		s->unique = in->unique;
 		s->total = (uint32_t)n;
 		s->len = (uint32_t)(n < SLOT_DATA ? n : SLOT_DATA);
-		s->replays = 0;
+		s->replays = resent_replays(in->unique);
 		memcpy(s->data, buf, s->len);
 		__atomic_store_n(&s->state, SLOT_FULL, __ATOMIC_RELEASE);
 		slot_hint = i;
@@ -509,8 +541,26 @@ static int queue_add(const uint8_t *data, size_t len)
 }
 
 /*
- * Read the predecessor's state: queue its INIT and the requests it left
- * unanswered. Runs before any worker thread exists.
+ * Ask the kernel to send again every request a server read and did not
+ * answer (Linux 6.9 or later; older kernels refuse the notification): those
+ * in slots, and those a thread of a dying server read after the SIGKILL, when
+ * it cannot copy them any more. 1 when the kernel does.
+ */
+static int kernel_resend(void)
+{
+	struct fuse_out_header out = {
+		.len = sizeof(out),
+		.error = NOTIFY_RESEND,
+	};
+
+	return write(rs.fd, &out, sizeof(out)) == (ssize_t)sizeof(out);
+}
+
+/*
+ * Read the predecessor's state: replay its INIT, and have the requests it
+ * left unanswered sent again, by the kernel where it can, else from the
+ * slots. A request handed to a server once already is answered EIO instead.
+ * Runs before any worker thread exists.
  */
 static void take_over(unsigned generation)
 {
@@ -518,7 +568,32 @@ static void take_over(unsigned generation)
 	const struct fuse_in_header *in;
 	unsigned i, replayed = 0, failed = 0;
 	uint32_t init_len = st->init_len;
+	int asked = 0, resend = 0;
 
+	/* Answered before the kernel requeues what is in flight, so it is not resent. */
+	for (i = 0; i < SLOTS; i++) {
+		struct slot *s = &st->slots[i];
+
+		if (s->state == SLOT_FILLING)
+			s->state = SLOT_FREE;
+		if (s->state == SLOT_FULL && (s->replays >= 1 || s->len < sizeof(*in))) {
+			failed++;
+			answer(s->unique, EIO);
+		}
+	}
+	/*
+	 * Not while an INIT is saved but not known answered: the kernel may have had
+	 * its answer (the server died between writing it and noting it), and would
+	 * then resend nothing, leaving libfuse without an INIT. The saved one is
+	 * replayed instead, answered either way, and no other request can be in
+	 * flight before the kernel has its answer.
+	 */
+	if (!init_len || st->init_replied) {
+		asked = 1;
+		resend = kernel_resend();
+	}
+	if (resend)
+		rs.resent = calloc(SLOTS, sizeof(*rs.resent));
 	if (init_len >= sizeof(*in) && init_len <= INIT_MAX) {
 		in = (const void *)st->init;
 		rs.init_unique = in->unique;
@@ -532,12 +607,19 @@ static void take_over(unsigned generation)
 	for (i = 0; i < SLOTS; i++) {
 		struct slot *s = &st->slots[i];
 
-		if (s->state == SLOT_FILLING)
-			s->state = SLOT_FREE;
 		if (s->state != SLOT_FULL)
 			continue;
-		if (s->len < s->total || s->replays >= 1 || s->len < sizeof(*in) ||
-		    queue_add(s->data, s->len) != 0) {
+		if (resend) {
+			/* Its copy comes back from the kernel, counted by slot_track. */
+			if (rs.resent) {
+				rs.resent[rs.nresent].unique = s->unique | UNIQUE_RESEND;
+				rs.resent[rs.nresent++].replays = s->replays + 1;
+			}
+			__atomic_store_n(&s->state, SLOT_FREE, __ATOMIC_RELEASE);
+			replayed++;
+			continue;
+		}
+		if (s->len < s->total || queue_add(s->data, s->len) != 0) {
 			failed++;
 			answer(s->unique, EIO);
 			continue;
@@ -546,10 +628,14 @@ static void take_over(unsigned generation)
 		replayed++;
 	}
 	log_msg(LOG_NOTICE, "taking over from server %u of this volume: %s; %u request%s in "
-		"flight replayed, %u answered EIO; files opened before now answer ESTALE",
+		"flight replayed%s, %u answered EIO; files opened before now answer ESTALE",
 		st->generation, rs.fake_init ? "the kernel's INIT replayed" :
-		rs.init_gate ? "the kernel's unanswered INIT answered" : "no INIT yet",
-		replayed, replayed == 1 ? "" : "s", failed);
+		rs.init_gate ? "the kernel's unanswered INIT answered" :
+		"no INIT yet", replayed, replayed == 1 ? "" : "s",
+		resend ? " by the kernel (and any a dying thread read)" : "", failed);
+	if (asked && !resend)
+		log_msg(LOG_INFO, "this kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux "
+			"6.9): a request a thread of the dead server read as it died is lost");
 	st->generation = generation;
 }
 

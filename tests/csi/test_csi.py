@@ -210,7 +210,7 @@ def sha256_as(uid, path):
 class Serve:
     """`irsafs serve` as the Pod's sidecar runs it: uid 65534, nothing else."""
 
-    def __init__(self, testbed, pod, args=(), env_overrides=None, no_aslr=False):
+    def __init__(self, testbed, pod, args=(), env_overrides=None, no_aslr=False, cpu=None):
         self.workdir = tempfile.mkdtemp(prefix="irsafs-serve-")
         os.chmod(self.workdir, 0o755)
         CLEANUP.append(self.workdir)
@@ -227,6 +227,10 @@ class Serve:
         # Without address space randomisation (as under a debugger or valgrind; ASan's
         # allocator lays its heap out alike anyway), every run's heap pointers are equal.
         self.prefix = ["setarch", "-R"] if no_aslr else []
+        # On one CPU at the lowest priority, as on a busy node: a killed server's
+        # threads wait for the CPU while the test's own threads run.
+        if cpu is not None:
+            self.prefix += ["taskset", "-c", str(cpu), "nice", "-n", "19"]
         self.proc = None
 
     def start(self):
@@ -725,6 +729,58 @@ def test_requests_in_flight_when_the_server_dies_are_answered_by_the_next(
         proxy.stop()
         plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
             volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
+
+
+def test_requests_made_as_the_server_dies_are_answered_by_the_next(
+        testbed, plugin, pod, proto):
+    """Listings started the moment the volume's irsafs is killed: a thread of the
+    dying server can read one before it dies, and never copy it. The next server
+    has the kernel send it again (FUSE_NOTIFY_RESEND), so every listing completes
+    with the whole root; none waits forever. The server and the listings share one
+    CPU, the server at the lowest priority, so its threads die late."""
+    pb, _ = proto
+    plugin.node.NodePublishVolume(publish_request(pb, pod), timeout=OUTER)
+    cpu = min(os.sched_getaffinity(0))
+    mine = os.sched_getaffinity(0)
+    serve = Serve(testbed, pod, cpu=cpu).start()
+    try:
+        serve.wait_ready()
+        listing = sorted(os.listdir(pod.target))
+        for i in range(4):
+            [victim] = serve.children()
+            go, got = threading.Event(), []
+
+            def list_root():
+                go.wait()
+                try:
+                    got.append(sorted(os.listdir(pod.target)))
+                except OSError as e:
+                    got.append(e)
+
+            os.sched_setaffinity(0, {cpu})      # the threads made now run there too
+            threads = [threading.Thread(target=list_root, daemon=True) for _ in range(8)]
+            os.sched_setaffinity(0, mine)
+            for t in threads:
+                t.start()
+            os.kill(victim, signal.SIGKILL)
+            go.set()
+            for t in threads:
+                t.join(OUTER)
+                assert not t.is_alive(), \
+                    f"round {i}: a listing made as the server died never finished\n" + serve.log()
+            assert got == [listing] * 8, f"round {i}: {got}"
+            deadline = time.monotonic() + OUTER
+            while serve.children() in ([victim], []):
+                assert time.monotonic() < deadline, "no successor:\n" + serve.log()
+                time.sleep(0.05)
+        plugin.node.NodeUnpublishVolume(pb.NodeUnpublishVolumeRequest(
+            volume_id=pod.volume_id, target_path=pod.target), timeout=OUTER)
+        assert serve.stop() == 0
+    finally:
+        os.sched_setaffinity(0, mine)
+        serve.stop()
+    assert "taking over from server 4 of this volume" in serve.log(), serve.log()
+    assert bad_lines(serve.log(), [r"was killed by signal 9"]) == [], serve.log()
 
 
 def test_two_volumes_in_one_pod_and_a_killed_volume_server(testbed, plugin, pod, proto):
