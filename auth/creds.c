@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/strutil.h"
@@ -259,6 +260,21 @@ void creds_cache_failure_fields(const struct creds_cache *c, struct log_fields *
 	f->err = 0;
 }
 
+enum creds_refusal creds_cache_refusal(const struct creds_cache *c)
+{
+	const char *code = c->provider->failure.code;
+
+	if (!c->provider->op)
+		return CREDS_REFUSAL_NONE;
+	if (!strcmp(code, "AccessDenied"))
+		return CREDS_REFUSAL_DENIED;
+	if (!strcmp(code, "InvalidIdentityToken"))
+		return CREDS_REFUSAL_BAD_TOKEN;
+	if (!strcmp(code, "IDPCommunicationError"))
+		return CREDS_REFUSAL_IDP;
+	return CREDS_REFUSAL_NONE;
+}
+
 /* Once per outage: why file operations now fail. */
 static void log_expired_locked(struct creds_cache *c)
 {
@@ -268,7 +284,7 @@ static void log_expired_locked(struct creds_cache *c)
 		return;
 	c->locked.expired_logged = 1;
 	creds_cache_failure_fields(c, &f);
-	f.err = EKEYEXPIRED;
+	f.err = err_class_errno(ERR_CREDS_EXPIRED);
 	log_op(LOG_ERR, &f, "no valid credentials from %s: file operations fail with EKEYEXPIRED "
 	       "until a refresh works (retried every few seconds): %s", c->provider->name,
 	       c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
@@ -347,7 +363,7 @@ static void refresh_locked(struct creds_cache *c)
 		explain_expired_answer(c, fresh, now, why, sizeof(why));
 		creds_release(fresh);
 		fresh = NULL;
-		rc = -EKEYEXPIRED;
+		rc = -err_class_errno(ERR_CREDS_EXPIRED);
 	}
 	if (rc == 0) {
 		old = c->locked.current;
@@ -461,7 +477,7 @@ int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, stru
 					 c->locked.last_error[0] ? "; the last failure: " : "",
 					 c->locked.last_error);
 				pthread_mutex_unlock(&c->lock);
-				return -EKEYEXPIRED;
+				return -err_class_errno(ERR_CREDS_EXPIRED);
 			}
 			tried = 1;
 			continue;
@@ -482,7 +498,8 @@ int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, stru
 	if (c->locked.current)
 		log_expired_locked(c);
 	pthread_mutex_unlock(&c->lock);
-	return -EKEYEXPIRED;
+	/* No valid credentials: the table's answer for it (EKEYEXPIRED). */
+	return -err_class_errno(ERR_CREDS_EXPIRED);
 }
 
 int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen)

@@ -81,15 +81,15 @@ static void pool_drop_locked(struct membudget *b, unsigned i)
 	munmap(pool_take_locked(b, i), n);
 }
 
-int membudget_reserve(struct membudget *b, size_t n)
+int membudget_reserve_leaving(struct membudget *b, size_t n, size_t keep)
 {
 	unsigned i;
 	int rc = 0;
 
-	if (!n)
+	if (!n || keep >= b->limit)
 		return -1;
 	pthread_mutex_lock(&b->lock);
-	if (n > b->limit - b->locked.used - b->locked.pooled) {
+	if (n + keep > b->limit - b->locked.used - b->locked.pooled) {
 		/*
 		 * Kept mappings give way: smaller ones first (a reader's window
 		 * grew past them, they are unlikely to be asked for again), then
@@ -98,10 +98,10 @@ int membudget_reserve(struct membudget *b, size_t n)
 		for (i = b->locked.npool; i-- > 0;)
 			if (b->locked.pool[i].n < n)
 				pool_drop_locked(b, i);
-		while (b->locked.npool && n > b->limit - b->locked.used - b->locked.pooled)
+		while (b->locked.npool && n + keep > b->limit - b->locked.used - b->locked.pooled)
 			pool_drop_locked(b, 0);
 	}
-	if (n > b->limit - b->locked.used - b->locked.pooled) {
+	if (n + keep > b->limit - b->locked.used - b->locked.pooled) {
 		rc = -1;
 	} else {
 		b->locked.used += n;
@@ -111,6 +111,11 @@ int membudget_reserve(struct membudget *b, size_t n)
 	check_locked(b);
 	pthread_mutex_unlock(&b->lock);
 	return rc;
+}
+
+int membudget_reserve(struct membudget *b, size_t n)
+{
+	return membudget_reserve_leaving(b, n, 0);
 }
 
 void *membudget_map(struct membudget *b, size_t n)

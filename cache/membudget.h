@@ -52,6 +52,12 @@ void *membudget_alloc(struct membudget *b, size_t n);
  * map them (NULL when the kernel refused; the reservation stands).
  */
 int membudget_reserve(struct membudget *b, size_t n);
+/*
+ * The same, but only while keep more bytes would still fit after it: a
+ * reservation that others must not crowd out (the prefetcher keeps room for
+ * the direct reads that bypass its window).
+ */
+int membudget_reserve_leaving(struct membudget *b, size_t n, size_t keep);
 void *membudget_map(struct membudget *b, size_t n);
 /* End a reservation of n bytes, with its mapping p (or NULL if never mapped). */
 void membudget_release(struct membudget *b, void *p, size_t n);

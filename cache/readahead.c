@@ -33,6 +33,8 @@
 
 #include "cache/membudget.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "core/strutil.h"
 #include "s3/store.h"
 
 #define RA_BLOCK 4096
@@ -45,6 +47,18 @@
  */
 #define RA_RESTART (512 << 10)
 #define MAX_THREADS 64
+/*
+ * A read that failed (EIO, ETIMEDOUT, EAGAIN) spent a whole operation budget.
+ * The kernel answers such a failure by asking again at once for the first
+ * page of the same range: for this long, a read that overlaps the failed
+ * range gets the same error without a new budget, so that the reader sees
+ * one budget, not two. Later reads fetch again (the fault may be over).
+ */
+#define RA_FAIL_MEMORY_MS 2000
+/* How long a direct read waits for buffer memory when the budget is full. */
+#define RA_MEM_WAIT_MS 10000
+/* The most of the budget kept for direct reads (see schedule_locked). */
+#define RA_DIRECT_RESERVE (2u << 20)
 
 enum part_state { PART_QUEUED, PART_FETCHING, PART_DONE };
 
@@ -57,16 +71,23 @@ struct ra_part {
 	char *buf;
 	enum part_state state;
 	int rc;
+	struct store_error *err;	/* rc's detail when there is one (malloc'd), or NULL */
+	/* A head's buffer (ra_open with a head) goes back this way, not to the budget. */
+	void (*release)(void *ctx, char *buf, size_t cap);
+	void *release_ctx;
 	int cancelled;
+	int linked;			/* in the file's list */
+	int abort;			/* atomic: stop the GET, nobody wants it any more */
 	int refs;			/* guarded by file->lock */
 	struct ra_part *next;		/* the file's list */
 	struct ra_part *qnext;		/* the fetch queue (readahead.lock) */
 };
 
 struct ra_file {
+	struct store_file base;		/* first: the file is cast back */
 	struct readahead *ra;
 	char *key;
-	char etag[128];
+	char etag[128];			/* pinned; "" until the first answer names one */
 	long long size;
 	int refs;			/* atomic: handle, parts queued or fetching, spans */
 	pthread_mutex_t lock;		/* guards everything below */
@@ -80,17 +101,26 @@ struct ra_file {
 	size_t window;
 	unsigned inflight;
 	int stale;
+	struct {			/* the last failed read (RA_FAIL_MEMORY_MS) */
+		int rc;
+		long long off, end;
+		long long at_ms;
+		struct store_error *err;	/* its detail (malloc'd), or NULL */
+	} fail;
 };
 
 struct readahead {
-	struct store *store;
+	struct store_layer layer;	/* first: the store is cast back; reads go to its inner */
 	struct membudget *mb;
 	struct ra_config cfg;
+	size_t direct_reserve;		/* budget bytes parts leave to direct reads */
 	int nfiles;			/* atomic: ra_files allocated */
 	pthread_t threads[MAX_THREADS];
 	unsigned nthreads;
 	pthread_mutex_t lock;		/* guards locked; taken after a file's lock */
 	pthread_cond_t cond;		/* work arrived or stop */
+	pthread_cond_t mem_cond;	/* a buffer went back to the budget */
+	int mem_waiters;		/* atomic: direct reads waiting for memory */
 	struct {
 		struct ra_part *head, *tail;
 		int stop;
@@ -106,6 +136,7 @@ static void file_put(struct ra_file *f)
 		return;
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
+	free(f->fail.err);
 	free(f->key);
 	free(f);
 	/* Nothing is being read: buffers kept for reuse go back to the kernel. */
@@ -115,10 +146,25 @@ static void file_put(struct ra_file *f)
 
 static void part_put_locked(struct ra_part *p)
 {
-	if (--p->refs > 0)
+	struct readahead *ra = p->file->ra;
+
+	if (--p->refs > 0) {
+		/* Out of the list, and only its thread holds it: a GET for nobody. */
+		if (p->refs == 1 && p->state == PART_FETCHING && !p->linked)
+			__atomic_store_n(&p->abort, 1, __ATOMIC_RELEASE);
 		return;
-	membudget_release(p->file->ra->mb, p->buf, p->cap);
+	}
+	if (p->release)
+		p->release(p->release_ctx, p->buf, p->cap);
+	else
+		membudget_release(ra->mb, p->buf, p->cap);
+	free(p->err);
 	free(p);
+	if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&ra->lock);
+		pthread_cond_broadcast(&ra->mem_cond);
+		pthread_mutex_unlock(&ra->lock);
+	}
 }
 
 static void stats_add(struct readahead *ra, unsigned long long *field, unsigned long long n)
@@ -135,9 +181,71 @@ static void part_unlink_locked(struct ra_file *f, struct ra_part **link)
 
 	*link = p->next;
 	p->next = NULL;
+	p->linked = 0;
 	if (p->state == PART_QUEUED)
 		p->cancelled = 1;
 	part_put_locked(p);
+}
+
+/* Take p out of the list if it is still there (a failed part is not kept). */
+static void part_forget_locked(struct ra_file *f, struct ra_part *p)
+{
+	struct ra_part **link;
+
+	for (link = &f->parts; *link; link = &(*link)->next) {
+		if (*link == p) {
+			part_unlink_locked(f, link);
+			return;
+		}
+	}
+}
+
+/* A copy of e to keep with a failure (NULL when there is none, or no memory). */
+static struct store_error *error_keep(const struct store_error *e)
+{
+	struct store_error *k;
+
+	if (!e || e->cls == ERR_OK)
+		return NULL;
+	k = malloc(sizeof(*k));
+	if (k)
+		*k = *e;
+	return k;
+}
+
+/* Hand a kept error's detail (or none) to the caller's e. */
+static void error_give(const struct store_error *kept, struct store_error *e)
+{
+	if (kept)
+		*e = *kept;
+	else
+		store_error_clear(e);
+}
+
+/* Remember a failed read of [off, end) and its detail e (RA_FAIL_MEMORY_MS). */
+static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end,
+				const struct store_error *e)
+{
+	if (rc != -EIO && rc != -ETIMEDOUT && rc != -EAGAIN)
+		return;
+	f->fail.rc = rc;
+	f->fail.off = off;
+	f->fail.end = end;
+	f->fail.at_ms = clock_mono_ms();
+	free(f->fail.err);
+	f->fail.err = error_keep(e);
+}
+
+/* The error of a failure just now that overlaps [off, end) (detail in e), else 0. */
+static int recent_failure_locked(struct ra_file *f, long long off, long long end,
+				 struct store_error *e)
+{
+	if (!f->fail.rc || clock_mono_ms() - f->fail.at_ms > RA_FAIL_MEMORY_MS)
+		return 0;
+	if (off >= f->fail.end || end <= f->fail.off)
+		return 0;
+	error_give(f->fail.err, e);
+	return f->fail.rc;
 }
 
 static void drop_parts_locked(struct ra_file *f)
@@ -202,6 +310,9 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 			topping = 1;
 			if (f->sched_end >= target || f->inflight >= ra->cfg.concurrency)
 				break;
+			/* A reader waits for memory: let it have what parts give back. */
+			if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE))
+				break;
 		}
 		if (len > f->window)
 			len = f->window;
@@ -210,11 +321,16 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 			len = ra->cfg.first_window - misalign;
 		if ((long long)len > f->size - f->sched_end)
 			len = (size_t)(f->size - f->sched_end);
-		/* Only counted here: the fetching thread maps it (fetch_thread). */
-		if (membudget_reserve(ra->mb, len) != 0) {
+		/*
+		 * Only counted here: the fetching thread maps it (fetch_thread).
+		 * Parts leave direct_reserve free, so that a direct read waits at
+		 * most for other direct reads, whose GETs always end.
+		 */
+		if (membudget_reserve_leaving(ra->mb, len, ra->direct_reserve) != 0) {
 			/* Shrink rather than wait: a smaller part may still fit. */
 			if (len <= ra->cfg.first_window ||
-			    membudget_reserve(ra->mb, ra->cfg.first_window) != 0) {
+			    membudget_reserve_leaving(ra->mb, ra->cfg.first_window,
+						      ra->direct_reserve) != 0) {
 				stats_add(ra, &ra->locked.stats.budget_short, 1);
 				return demand ? -ENOMEM : 0;
 			}
@@ -230,6 +346,7 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 		p->len = len;
 		p->cap = len;
 		p->state = PART_QUEUED;
+		p->linked = 1;
 		p->refs = 2;		/* the list and the queue */
 		*tail = p;
 		tail = &p->next;
@@ -241,12 +358,51 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 	return 0;
 }
 
+/*
+ * An answer's ETag against the file's pin, under f->lock: the first answer
+ * of an unpinned file pins it; an answer of another version is the object
+ * changed (ERR_PRECONDITION: -ESTALE).
+ */
+static int pin_locked(struct ra_file *f, const struct store_read *rd, struct store_error *e)
+{
+	if (!rd->etag[0])
+		return 0;
+	if (!f->etag[0]) {
+		snprintf(f->etag, sizeof(f->etag), "%s", rd->etag);
+		return 0;
+	}
+	if (!strcmp(f->etag, rd->etag))
+		return 0;
+	store_error_clear(e);
+	e->cls = ERR_PRECONDITION;
+	snprintf(e->what, sizeof(e->what), "the ETag changed from %s to %s", f->etag, rd->etag);
+	return -store_error_errno(e);
+}
+
+/*
+ * The bytes of [off, off + want) arrived: all of them, or it is a malformed
+ * answer (ERR_PROTOCOL) the store should not have let through.
+ */
+static int check_got(struct ra_file *f, long long off, size_t want, size_t got,
+		     struct store_error *e)
+{
+	if (got == want)
+		return 0;
+	log_msg(LOG_ERR, "read of key %s at %lld: %zu bytes where the object's %lld bytes "
+		"promise %zu; failing the read", f->key, off, got, f->size, want);
+	store_error_clear(e);
+	e->cls = ERR_PROTOCOL;
+	snprintf(e->what, sizeof(e->what), "%zu bytes where %zu were asked for", got, want);
+	return -store_error_errno(e);
+}
+
 static void *fetch_thread(void *arg)
 {
 	struct readahead *ra = arg;
+	struct store_read rd;
 	struct ra_part *p;
 	struct ra_file *f;
-	struct s3_error e;
+	struct store_error e;
 	size_t got;
 	int rc, cancelled;
 
@@ -269,31 +425,49 @@ static void *fetch_thread(void *arg)
 		cancelled = p->cancelled || f->stale;
 		if (!cancelled)
 			p->state = PART_FETCHING;
+		/* The pin may have been set by another part's answer meanwhile. */
+		store_read_init(&rd, f->etag, f->size);
+		rd.cancel = &p->abort;
 		pthread_mutex_unlock(&f->lock);
 
 		got = 0;
+		store_error_clear(&e);
 		if (cancelled) {
 			rc = -ECANCELED;
 			stats_add(ra, &ra->locked.stats.cancelled, 1);
 		} else if (!(p->buf = membudget_map(ra->mb, p->cap))) {
 			rc = -ENOMEM;
 		} else {
-			rc = store_read_range(ra->store, f->key, f->etag, p->off, p->len, p->buf,
+			rc = store_read_range(ra->layer.inner, f->key, &rd, p->off, p->len, p->buf,
 					      &got, &e);
+			if (rc == 0)
+				rc = check_got(f, p->off, p->len, got, &e);
 			pthread_mutex_lock(&ra->lock);
-			ra->locked.stats.gets++;
+			if (rc == -EINTR)
+				ra->locked.stats.cancelled++;
+			else
+				ra->locked.stats.gets++;
 			ra->locked.stats.bytes += got;
 			pthread_mutex_unlock(&ra->lock);
 		}
 
 		pthread_mutex_lock(&f->lock);
+		if (rc == 0)
+			rc = pin_locked(f, &rd, &e);
 		p->rc = rc;
+		if (rc)
+			p->err = error_keep(&e);
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
 		f->inflight--;
 		if (rc == -ESTALE) {
 			f->stale = 1;
 			drop_parts_locked(f);
+		} else if (rc && rc != -EINTR && rc != -ECANCELED) {
+			note_failure_locked(f, rc, p->off, p->off + (long long)p->len, &e);
+			/* Not kept: a later read asks again, the fault may be over. */
+			if (p->linked)
+				part_forget_locked(f, p);
 		}
 		pthread_cond_broadcast(&f->cond);
 		part_put_locked(p);
@@ -305,16 +479,22 @@ static void *fetch_thread(void *arg)
 	}
 }
 
-struct readahead *readahead_new(struct store *store, struct membudget *mb,
-				const struct ra_config *cfg)
+static const struct store_ops ra_ops;
+
+struct store *readahead_new(struct store *inner, struct membudget *mb, const struct ra_config *cfg)
 {
 	struct readahead *ra = calloc(1, sizeof(*ra));
 
 	if (!ra)
 		return NULL;
-	ra->store = store;
+	ra->layer.base.ops = &ra_ops;
+	ra->layer.inner = inner;
 	ra->mb = mb;
 	ra->cfg = *cfg;
+	/* A quarter of the budget, at most 2 MiB: a few reads of up to 512 KiB. */
+	ra->direct_reserve = membudget_limit(mb) / 4;
+	if (ra->direct_reserve > RA_DIRECT_RESERVE)
+		ra->direct_reserve = RA_DIRECT_RESERVE;
 	if (!ra->cfg.part_size)
 		ra->cfg.part_size = 8u << 20;
 	if (!ra->cfg.concurrency)
@@ -338,11 +518,13 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 		ra->cfg.fwd_tolerance = 1u << 20;
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
-	return ra;
+	pthread_cond_init(&ra->mem_cond, NULL);
+	return &ra->layer.base;
 }
 
-int readahead_start(struct readahead *ra)
+int readahead_start(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 	int rc = 0;
 
@@ -355,12 +537,11 @@ int readahead_start(struct readahead *ra)
 	return ra->nthreads ? 0 : -rc;
 }
 
-void readahead_free(struct readahead *ra)
+static void ra_destroy(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 
-	if (!ra)
-		return;
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stop = 1;
 	pthread_cond_broadcast(&ra->cond);
@@ -369,51 +550,29 @@ void readahead_free(struct readahead *ra)
 	for (i = 0; i < ra->nthreads; i++)
 		pthread_join(ra->threads[i], NULL);
 	pthread_cond_destroy(&ra->cond);
+	pthread_cond_destroy(&ra->mem_cond);
 	pthread_mutex_destroy(&ra->lock);
 	free(ra);
 }
 
-void readahead_stats(struct readahead *ra, struct ra_stats *out)
+void readahead_stats(struct store *s, struct ra_stats *out)
 {
+	struct readahead *ra = (struct readahead *)s;
+
 	pthread_mutex_lock(&ra->lock);
 	*out = ra->locked.stats;
 	pthread_mutex_unlock(&ra->lock);
 }
 
-struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size)
+/* The object's first bytes, already here: the file's first part, done. */
+static void open_with_head(struct ra_file *f, struct store_head *head)
 {
-	struct ra_file *f = calloc(1, sizeof(*f));
+	struct ra_part *p = head->got ? calloc(1, sizeof(*p)) : NULL;
+	size_t got = head->got;
 
-	if (!f)
-		return NULL;
-	f->key = strdup(key);
-	if (!f->key) {
-		free(f);
-		return NULL;
-	}
-	f->ra = ra;
-	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
-	snprintf(f->etag, sizeof(f->etag), "%s", etag ? etag : "");
-	f->size = size < 0 ? 0 : size;
-	f->refs = 1;
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	return f;
-}
-
-struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, struct membuf *head, size_t got)
-{
-	struct membuf h = MEMBUF_EMPTY;
-	struct ra_file *f;
-	struct ra_part *p;
-
-	membudget_transfer(&h, head);
-	f = ra_open(ra, key, etag, size);
-	p = f && got ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
-		membudget_put(ra->mb, &h);
-		return f;
+		store_head_release(head);
+		return;
 	}
 	if ((long long)got > f->size)
 		got = (size_t)f->size;
@@ -421,26 +580,63 @@ struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *
 	p->off = 0;
 	p->len = got;
 	p->got = got;
-	p->cap = h.n;	/* the part owns the reservation from here (part_put_locked) */
-	p->buf = h.p;
+	p->cap = head->cap;	/* the part owns the buffer from here (part_put_locked) */
+	p->buf = head->buf;
+	p->release = head->release;
+	p->release_ctx = head->ctx;
 	p->state = PART_DONE;
+	p->linked = 1;
 	p->refs = 1;		/* the list */
 	f->parts = p;
 	f->sched_end = (long long)got;
-	return f;
+	memset(head, 0, sizeof(*head));
 }
 
-void ra_close(struct ra_file *f)
+/*
+ * Open key pinned to a's ETag ("" = unpinned), a->size bytes long; with head,
+ * the object's first bytes are the first part already. Takes *head in every
+ * case. NULL on ENOMEM.
+ */
+static struct store_file *ra_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head)
 {
-	if (!f)
-		return;
+	struct readahead *ra = (struct readahead *)s;
+	struct ra_file *f = calloc(1, sizeof(*f));
+
+	if (f)
+		f->key = strdup(key);
+	if (!f || !f->key) {
+		free(f);
+		if (head)
+			store_head_release(head);
+		return NULL;
+	}
+	f->base.store = s;
+	f->ra = ra;
+	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
+	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
+	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
+	/* Bounded, so that offset arithmetic never overflows. */
+	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	f->refs = 1;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	if (head)
+		open_with_head(f, head);
+	return &f->base;
+}
+
+static void ra_close(struct store_file *sf)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
 	pthread_mutex_lock(&f->lock);
 	drop_parts_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	file_put(f);
 }
 
-static void span_release_locked(struct ra_span *sp)
+static void span_release_locked(struct store_span *sp)
 {
 	int i;
 
@@ -451,8 +647,10 @@ static void span_release_locked(struct ra_span *sp)
 	sp->len = 0;
 }
 
-void ra_span_release(struct ra_file *f, struct ra_span *sp)
+static void ra_span_release(struct store_file *sf, struct store_span *sp)
 {
+	struct ra_file *f = (struct ra_file *)sf;
+
 	if (sp->nheld) {
 		/* The handle may be closed already: the span's reference keeps f. */
 		pthread_mutex_lock(&f->lock);
@@ -460,23 +658,33 @@ void ra_span_release(struct ra_file *f, struct ra_span *sp)
 		pthread_mutex_unlock(&f->lock);
 		file_put(f);
 	}
-	free(sp->owned);
+	/* sp->owner, not f->ra: a direct read's span does not keep f alive. */
+	if (sp->owned)
+		membudget_release(sp->owner, sp->owned, sp->owned_cap);
 	sp->owned = NULL;
+	sp->owned_cap = 0;
 	sp->niov = 0;
 	sp->len = 0;
 }
 
+static int cancelled(const int *cancel)
+{
+	return cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE);
+}
+
 /*
  * Collect [off, end) from the parts, waiting for those still in flight.
- * Returns 0 (sp filled; short only where the object ended), 1 when the parts
- * do not cover the range (the caller fetches it directly), or a negative errno.
- * *passed is set when the read reached the end of a part.
+ * Returns 0 (sp filled), 1 when the parts do not cover the range (the caller
+ * fetches it directly), or a negative errno with the part's detail in e
+ * (-EINTR when *cancel was set while waiting). *passed is set when the read
+ * reached the end of a part.
  */
-static int gather_locked(struct ra_file *f, long long off, long long end, struct ra_span *sp,
-			 int *passed)
+static int gather_locked(struct ra_file *f, long long off, long long end, const int *cancel,
+			 struct store_span *sp, int *passed, struct store_error *e)
 {
 	long long cur = off;
 	struct ra_part *p;
+	int rc;
 
 	while (cur < end) {
 		long long pend;
@@ -484,23 +692,30 @@ static int gather_locked(struct ra_file *f, long long off, long long end, struct
 
 		for (p = f->parts; p && p->off + (long long)p->len <= cur; p = p->next)
 			;
-		if (!p || p->off > cur || sp->niov == RA_IOV_MAX)
+		if (!p || p->off > cur || sp->niov == STORE_IOV_MAX)
 			goto hole;
 		p->refs++;
 		sp->held[sp->nheld++] = p;
-		while (p->state != PART_DONE)
+		while (p->state != PART_DONE) {
+			/* ra_interrupt wakes us: the reader is gone, stop waiting. */
+			if (cancelled(cancel)) {
+				span_release_locked(sp);
+				return -EINTR;
+			}
 			pthread_cond_wait(&f->cond, &f->lock);
-		if (p->rc == -ECANCELED)
+		}
+		if (p->rc == -ECANCELED || p->rc == -EINTR)
 			goto hole;
-		if (p->rc) {
-			int rc = p->rc;
-
+		rc = p->rc;
+		/* Never short: fetch_thread made that an error (check_got). */
+		if (!rc && p->got != p->len)
+			rc = -err_class_errno(ERR_PROTOCOL);
+		if (rc) {
+			error_give(p->err, e);
 			span_release_locked(sp);
 			return rc;
 		}
 		pend = p->off + (long long)p->got;
-		if (pend <= cur)
-			break; /* the object is shorter than it was said to be */
 		n = (size_t)((end < pend ? end : pend) - cur);
 		sp->iov[sp->niov].iov_base = p->buf + (cur - p->off);
 		sp->iov[sp->niov].iov_len = n;
@@ -509,8 +724,6 @@ static int gather_locked(struct ra_file *f, long long off, long long end, struct
 		cur += (long long)n;
 		if (cur >= p->off + (long long)p->len)
 			*passed = 1;
-		if (p->got < p->len)
-			break;
 	}
 	return 0;
 hole:
@@ -518,39 +731,100 @@ hole:
 	return 1;
 }
 
+/*
+ * Buffer memory for a direct read, from the budget like every read buffer.
+ * Parts never take the last direct_reserve bytes, so this waits only for
+ * other direct reads (and lookup heads) to finish; meanwhile this file's
+ * parts go back and read-ahead stops growing (schedule_locked). Up to
+ * RA_MEM_WAIT_MS; NULL when no memory came (or the reader went away).
+ */
+static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
+{
+	struct readahead *ra = f->ra;
+	long long deadline = clock_mono_ms() + RA_MEM_WAIT_MS;
+	struct timespec ts;
+	char *p = membudget_alloc(ra->mb, n);
+
+	if (p)
+		return p;
+	/*
+	 * First give back what this file holds: when every reader waits here,
+	 * the memory they wait for must not be their own read-ahead.
+	 */
+	pthread_mutex_lock(&f->lock);
+	drop_parts_locked(f);
+	pthread_mutex_unlock(&f->lock);
+	p = membudget_alloc(ra->mb, n);
+	if (p)
+		return p;
+	__atomic_add_fetch(&ra->mem_waiters, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&ra->lock);
+	while (!(p = membudget_alloc(ra->mb, n)) && !cancelled(cancel) &&
+	       clock_mono_ms() < deadline) {
+		/* Also a poll: a release may come between the alloc and the wait. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ra->mem_cond, &ra->lock, &ts);
+	}
+	pthread_mutex_unlock(&ra->lock);
+	__atomic_sub_fetch(&ra->mem_waiters, 1, __ATOMIC_ACQ_REL);
+	return p;
+}
+
 /* Fetch [off, end), rounded out to RA_BLOCK, with one GET by this thread. */
-static int read_direct(struct ra_file *f, long long off, long long end, struct ra_span *sp)
+static int read_direct(struct ra_file *f, long long off, long long end, const int *cancel,
+		       struct store_span *sp, struct store_error *e)
 {
 	struct readahead *ra = f->ra;
 	long long a = off & ~(long long)(RA_BLOCK - 1);
 	long long b = (end + RA_BLOCK - 1) & ~(long long)(RA_BLOCK - 1);
-	struct s3_error e;
+	struct store_read rd;
 	size_t got = 0;
 	int rc;
 
 	if (b > f->size)
 		b = f->size;
-	sp->owned = malloc((size_t)(b - a));
-	if (!sp->owned)
+	sp->owned = direct_buffer(f, (size_t)(b - a), cancel);
+	if (!sp->owned) {
+		if (cancelled(cancel))
+			return -EINTR;
+		log_once(LOG_ERR, "reads wait for buffer memory for more than %d s: --max-memory "
+			 "(%zu bytes) is too small for the files read at once; raise it",
+			 RA_MEM_WAIT_MS / 1000, membudget_limit(ra->mb));
 		return -ENOMEM;
-	rc = store_read_range(ra->store, f->key, f->etag, a, (size_t)(b - a), sp->owned, &got, &e);
+	}
+	sp->owned_cap = (size_t)(b - a);
+	sp->owner = ra->mb;
+	pthread_mutex_lock(&f->lock);
+	store_read_init(&rd, f->etag, f->size);
+	pthread_mutex_unlock(&f->lock);
+	rd.cancel = cancel;
+	rc = store_read_range(ra->layer.inner, f->key, &rd, a, (size_t)(b - a), sp->owned, &got,
+			      e);
+	if (rc == 0)
+		rc = check_got(f, a, (size_t)(b - a), got, e);
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stats.direct_gets++;
 	ra->locked.stats.bytes += got;
 	pthread_mutex_unlock(&ra->lock);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0)
+		rc = pin_locked(f, &rd, e);
+	pthread_mutex_unlock(&f->lock);
 	if (rc) {
-		free(sp->owned);
+		membudget_release(ra->mb, sp->owned, sp->owned_cap);
 		sp->owned = NULL;
+		sp->owned_cap = 0;
 		return rc;
 	}
-	if (a + (long long)got > off) {
-		long long stop = a + (long long)got < end ? a + (long long)got : end;
-
-		sp->iov[0].iov_base = sp->owned + (off - a);
-		sp->iov[0].iov_len = (size_t)(stop - off);
-		sp->niov = 1;
-		sp->len = (size_t)(stop - off);
-	}
+	sp->iov[0].iov_base = sp->owned + (off - a);
+	sp->iov[0].iov_len = (size_t)(end - off);
+	sp->niov = 1;
+	sp->len = (size_t)(end - off);
 	return 0;
 }
 
@@ -582,13 +856,16 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
+static int ra_read(struct store_file *sf, long long off, size_t len, const int *cancel,
+		   struct store_span *sp, struct store_error *e)
 {
+	struct ra_file *f = (struct ra_file *)sf;
 	const struct ra_config *cfg = &f->ra->cfg;
 	long long end;
 	int rc, seq, passed = 0;
 
 	memset(sp, 0, sizeof(*sp));
+	store_error_clear(e);
 	if (off < 0)
 		return -EINVAL;
 	if (off >= f->size || len == 0)
@@ -597,8 +874,16 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 
 	pthread_mutex_lock(&f->lock);
 	if (f->stale) {
+		/* The object changed since open: every read of this handle says so. */
 		pthread_mutex_unlock(&f->lock);
-		return -ESTALE;
+		e->cls = ERR_PRECONDITION;
+		snprintf(e->what, sizeof(e->what), "the object changed since it was opened");
+		return -store_error_errno(e);
+	}
+	rc = recent_failure_locked(f, off, end, e);
+	if (rc) {
+		pthread_mutex_unlock(&f->lock);
+		return rc;
 	}
 	if (f->window) {
 		/* Ahead: anywhere the window has asked for, or a little past it. */
@@ -625,11 +910,9 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		 * Out of order but already fetched or in flight (the kernel's
 		 * parallel read-ahead overtaking itself): serve it, keep the window.
 		 */
-		rc = gather_locked(f, off, end, sp, &passed);
-		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
-			return rc;
-		}
+		rc = gather_locked(f, off, end, cancel, sp, &passed, e);
+		if (rc < 0)
+			goto failed;
 		if (rc == 0) {
 			seq = 1;
 			goto served;
@@ -659,27 +942,25 @@ int ra_read(struct ra_file *f, long long off, size_t len, struct ra_span *sp)
 		}
 		rc = schedule_locked(f, end, end > f->hi ? end : f->hi);
 		if (rc == 0)
-			rc = gather_locked(f, off, end, sp, &passed);
+			rc = gather_locked(f, off, end, cancel, sp, &passed, e);
 		else
 			rc = 1;
-		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
-			return rc;
-		}
+		if (rc < 0)
+			goto failed;
 		if (rc == 0)
 			goto served;
 	}
 	pthread_mutex_unlock(&f->lock);
 
-	rc = read_direct(f, off, end, sp);
+	rc = read_direct(f, off, end, cancel, sp, e);
 	pthread_mutex_lock(&f->lock);
 	if (rc == -ESTALE) {
 		f->stale = 1;
 		drop_parts_locked(f);
 	}
 	if (rc) {
-		pthread_mutex_unlock(&f->lock);
-		return rc;
+		note_failure_locked(f, rc, off, end, e);
+		goto failed;
 	}
 served:
 	if (sp->nheld)
@@ -695,4 +976,36 @@ served:
 	retire_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	return 0;
+failed:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
 }
+
+static void ra_interrupt(struct store_file *sf)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+	struct readahead *ra = f->ra;
+
+	/* Under the lock: a reader checks its flag under it before it waits. */
+	pthread_mutex_lock(&f->lock);
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&ra->lock);
+	pthread_cond_broadcast(&ra->mem_cond);
+	pthread_mutex_unlock(&ra->lock);
+}
+
+static const struct store_ops ra_ops = {
+	.stat = store_fwd_stat,
+	.list_page = store_fwd_list_page,
+	.read_range = store_fwd_read_range,
+	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
+	.identity = store_fwd_identity,
+	.open = ra_open,
+	.file_read = ra_read,
+	.span_release = ra_span_release,
+	.file_interrupt = ra_interrupt,
+	.file_close = ra_close,
+	.destroy = ra_destroy,
+};

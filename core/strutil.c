@@ -16,6 +16,10 @@
 
 #include "core/buf.h"
 
+/* The characters of an entity tag between its quotes: 0x21 and 0x23-0x7E. */
+#define ETAG_CHARS "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`" \
+	"abcdefghijklmnopqrstuvwxyz{|}~"
+
 void hex_encode(const unsigned char *in, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -398,19 +402,50 @@ static int parse_decimal(const char **p, long long *out)
 	return 0;
 }
 
-long long content_range_total(const char *s)
+int content_range_parse(const char *s, long long *first, long long *last, long long *total)
 {
 	const char *p = s;
-	long long first = -1, last = -1, total = -1;
 
-	if (strncmp(p, "bytes 0-", 8))
-		return -1;
+	*first = *last = *total = -1;
+	if (strncmp(p, "bytes ", 6))
+		return -EINVAL;
 	p += 6;
-	/* Three decimal numbers: 0, the last byte, the size; nothing else. */
-	if (parse_decimal(&p, &first) || *p++ != '-' || parse_decimal(&p, &last) ||
-	    *p++ != '/' || parse_decimal(&p, &total) || *p)
-		return -1;
-	if (first != 0 || last < first || total <= last)
+	if (*p == '*') {
+		/* A 416 names no range, only the size after the asterisk. */
+		p++;
+	} else if (parse_decimal(&p, first) || *p++ != '-' || parse_decimal(&p, last)) {
+		return -EINVAL;
+	}
+	if (*p++ != '/' || parse_decimal(&p, total) || *p)
+		return -EINVAL;
+	if (*first >= 0 && (*last < *first || *total <= *last))
+		return -EINVAL;
+	return 0;
+}
+
+long long content_range_total(const char *s)
+{
+	long long first, last, total;
+
+	if (content_range_parse(s, &first, &last, &total) || first != 0)
 		return -1;
 	return total;
+}
+
+int etag_valid(const char *s)
+{
+	size_t n;
+
+	if (!strncmp(s, "W/", 2))
+		s += 2;
+	n = strlen(s);
+	if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+		return 0;
+	/* RFC 9110 etagc without obs-text: printable ASCII but the quote. */
+	return strspn(s + 1, ETAG_CHARS) == n - 2;
+}
+
+int etag_sendable(const char *s)
+{
+	return *s && strspn(s, ETAG_CHARS "\"") == strlen(s);
 }

@@ -72,6 +72,24 @@ int time_parse_rfc1123(const char *s, time_t *out);
  * ("bytes 0-B/SIZE"); -1 for anything else ("*" sizes, other starts, junk).
  */
 long long content_range_total(const char *s);
+/*
+ * Parse a Content-Range value strictly: "bytes FIRST-LAST/TOTAL" (FIRST <=
+ * LAST < TOTAL), or a 416's "bytes *" "/TOTAL" (FIRST and LAST -1). Numbers are
+ * plain decimals of at most 18 digits; nothing may follow. 0, or -EINVAL.
+ */
+int content_range_parse(const char *s, long long *first, long long *last, long long *total);
+
+/*
+ * An entity tag as a server must send it (RFC 9110): an optional W/, then a
+ * quoted string of printable ASCII other than the quote. 1 or 0.
+ */
+int etag_valid(const char *s);
+/*
+ * May s go back to a server in an If-Match header? Non-empty, printable
+ * ASCII only (no space, no control character): a listing's ETag may lack
+ * the quotes, but it may never split a header. 1 or 0.
+ */
+int etag_sendable(const char *s);
 
 /* Format t as x-amz-date (20261128T151700Z, 17 bytes with NUL). */
 void time_format_amz(time_t t, char out[17]);

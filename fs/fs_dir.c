@@ -1,15 +1,14 @@
 /*
- * Directories: opendir lists the directory (all pages) once and keeps the
- * listing on the directory's node for the metadata TTL; readdirplus hands the
- * kernel every entry's attributes from it, so `ls -l` costs the listing's
- * pages and no HEAD per entry. A refused listing is remembered on the node
- * for the TTL: the directory then shows d--x--x--x and opendir answers
- * EACCES without asking S3 again.
- *
- * The listing is fetched off the FUSE threads (fs/dirfetch.h): opendirs of
- * one directory share one fetch, a bad directory never holds a FUSE worker,
- * and an interrupted opendir is answered EINTR at once. The fetch's bounds
- * (pages, time, memory, tokens) are fs/listing.h's.
+ * Directories: opendir gets the directory's listing from the store
+ * (store_dir_join: in the mount's stack, the metadata cache's, kept for the
+ * TTL, or fetched whole off the FUSE threads, one fetch shared by every
+ * opendir of the directory, within the bounds of cache/listing.h), and
+ * readdirplus hands the kernel every entry's attributes from it, so `ls -l`
+ * costs the listing's pages and no HEAD per entry. A refused listing is
+ * remembered on the directory's node for the TTL: the directory then shows
+ * d--x--x--x and opendir answers EACCES without asking S3 again. An
+ * interrupted opendir whose reader is being killed is answered EINTR at once
+ * (store_dir_cancel).
  */
 #include "fs/fs_i.h"
 
@@ -22,64 +21,42 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/dirfetch.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "s3/store.h"
 
-/* One opendir waiting for its directory's fetch (fs/dirfetch.h). */
+/* One opendir waiting for its directory's listing. */
 struct dir_open {
-	struct dirfetch_waiter w;	/* first: the waiter is cast back */
+	struct store_dir_waiter w;	/* first: the waiter is cast back */
+	struct irsafs *fs;
 	fuse_req_t req;
+	uint64_t ino;
 	struct fuse_file_info fi;
 };
 
-static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct listing *l)
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct store_dir *l)
 {
 	fi->fh = (uint64_t)(uintptr_t)l;
 	fi->cache_readdir = 0;
 	/* -ENOENT: the request was interrupted and is gone; no RELEASEDIR will come. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		listing_release(l);
+		store_dir_release(l);
 }
 
-static void dir_open_done(struct dirfetch_waiter *w, int rc, struct listing *l)
+static void dir_open_done(struct store_dir_waiter *w, int rc, struct store_dir *l,
+			  const struct store_error *e)
 {
 	struct dir_open *o = (struct dir_open *)w;
 
+	/* The directory shows the denial (d--x--x--x) for the TTL. */
+	if (rc == -EACCES && e && e->cls == ERR_DENIED)
+		fs_note_denial(o->fs, o->ino, e->key, e);
 	if (rc)
 		fs_reply_err(o->req, METRICS_FS_OPENDIR, -rc);
 	else
 		reply_open(o->req, &o->fi, l);
 	free(o);
-}
-
-/*
- * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
- * action kills) is pending? The kernel marks that as SIGKILL pending in the
- * thread before it wakes the thread to send us the interrupt. 1 when the
- * thread is gone too; 0 when alive and not dying, or when it cannot be read.
- */
-static int reader_dying(pid_t tid)
-{
-	unsigned long long pending, killed = 1ULL << (SIGKILL - 1);
-	char path[64], line[256];
-	int dying = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT || errno == ESRCH;
-	while (fgets(line, sizeof(line), f))
-		if ((sscanf(line, "SigPnd: %llx", &pending) == 1 ||
-		     sscanf(line, "ShdPnd: %llx", &pending) == 1) && (pending & killed))
-			dying = 1;
-	fclose(f);
-	return dying;
 }
 
 /*
@@ -94,48 +71,18 @@ static int reader_dying(pid_t tid)
  */
 static void dir_open_interrupted(fuse_req_t req, void *data)
 {
+	struct irsafs *fs = data;
 	pid_t tid = fuse_req_ctx(req)->pid;
 
-	if (tid <= 0 || !reader_dying(tid))
+	if (tid <= 0 || !fs_reader_dying(tid))
 		return;
-	dirfetch_cancel(data, req);
-}
-
-/* Once per fetch that ended, before its waiters are answered. */
-static void dir_fetched(void *ctx, uint64_t ino, const char *key, int rc,
-			const struct s3_error *e)
-{
-	if (rc == -EACCES)
-		fs_note_denial(ctx, ino, "s3:ListBucket", key, 1, e);
-}
-
-int fs_dir_start(struct irsafs *fs)
-{
-	const struct opts *o = fs->opts;
-	struct dirfetch_config cfg = {
-		.store = fs->store,
-		.inodes = fs->inodes,
-		.page_size = o->list_page_size,
-		.timeout_ms = o->list_timeout_ms,
-		.max_bytes = o->metadata_cache_size,
-		.finished = dir_fetched,
-		.ctx = fs,
-	};
-
-	fs->dirs = dirfetch_new(&cfg);
-	return fs->dirs ? 0 : -ENOMEM;
-}
-
-void fs_dir_stop(struct irsafs *fs)
-{
-	dirfetch_free(fs->dirs);
-	fs->dirs = NULL;
+	store_dir_cancel(fs->store, req);
 }
 
 /*
- * A fresh cached listing is answered at once. Otherwise the opendir joins
- * its directory's fetch and this FUSE thread goes back to the loop; the fetch
- * thread answers it (fs/dirfetch.h), or the interrupt callback does when the
+ * The opendir joins its directory's listing and this FUSE thread goes back
+ * to the loop: a fresh cached one answers it at its arm, else the fetch
+ * thread does when the listing is in, or the interrupt callback when the
  * reader is killed first.
  */
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -143,7 +90,6 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct irsafs *fs = fs_of(req);
 	struct inode_info ii;
 	struct dir_open *o;
-	struct listing *l;
 	int rc;
 
 	fs_tune_readahead(fs);
@@ -154,23 +100,18 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EACCES;
 	if (rc)
 		goto fail;
-	l = inode_get_listing(fs->inodes, ino, fs->ttl_ms);
-	if (l) {
-		inode_info_cleanup(&ii);
-		reply_open(req, fi, l);
-		return;
-	}
 	o = calloc(1, sizeof(*o));
-	if (!o || !fs->dirs) {
-		free(o);
+	if (!o) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	o->w.done = dir_open_done;
 	o->w.tag = req;
+	o->fs = fs;
 	o->req = req;
+	o->ino = ino;
 	o->fi = *fi;
-	rc = dirfetch_join(fs->dirs, ino, ii.key, &o->w);
+	rc = store_dir_join(fs->store, ii.key, &o->w);
 	inode_info_cleanup(&ii);
 	if (rc < 0) {
 		free(o);
@@ -179,8 +120,8 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (rc == 1)
 		fs_count(&fs->counters.listings, 1);
-	fuse_req_interrupt_func(req, dir_open_interrupted, fs->dirs);
-	dirfetch_arm(fs->dirs, &o->w);
+	fuse_req_interrupt_func(req, dir_open_interrupted, fs);
+	store_dir_arm(fs->store, &o->w);
 	return;
 fail:
 	inode_info_cleanup(&ii);
@@ -190,7 +131,7 @@ fail:
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
-	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
+	struct store_dir *l = (struct store_dir *)(uintptr_t)fi->fh;
 	struct irsafs *fs = fs_of(req);
 	struct inode_info ii;
 	size_t used = 0, n;
@@ -223,11 +164,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			is_dir = 1;
 			fs_fill_stat(fs, i == 0 ? ino : FUSE_ROOT_ID, 1, NULL, &e.attr);
 		} else {
-			const struct listing_entry *ent = &l->e[i - 2];
+			const struct store_dirent *ent = &l->e[i - 2];
 
 			name = ent->name;
 			is_dir = ent->is_dir;
-			listing_entry_attr(ent, &a);
+			store_dirent_attr(ent, &a);
 			fs_fill_stat(fs, 0, is_dir, &a, &e.attr);
 		}
 		if (!plus) {
@@ -290,7 +231,7 @@ void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	listing_release((struct listing *)(uintptr_t)fi->fh);
+	store_dir_release((struct store_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

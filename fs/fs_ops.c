@@ -6,13 +6,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
-#include "fs/listing.h"
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -28,7 +28,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_files = 1ULL << 32;
 	sv.f_ffree = 1ULL << 32;
 	sv.f_favail = 1ULL << 32;
-	sv.f_namemax = NAME_MAX_BYTES;
+	sv.f_namemax = STORE_NAME_MAX;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
 }
@@ -74,7 +74,7 @@ static int mount_device(const char *path, char *dev, size_t devlen)
 
 void fs_tune_readahead(struct irsafs *fs)
 {
-	size_t kb = fs->opts->kernel_readahead >> 10;
+	size_t kb = fs->cfg.kernel_readahead >> 10;
 	char dev[32], path[96], val[24];
 	int fd, n, ok = 0;
 
@@ -103,6 +103,31 @@ void fs_tune_readahead(struct irsafs *fs)
 			"sequential reads then arrive in smaller requests", path, strerror(errno));
 }
 
+/*
+ * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default
+ * action kills) is pending? The kernel marks that as SIGKILL pending in the
+ * thread before it wakes the thread to send us the interrupt. 1 when the
+ * thread is gone too; 0 when alive and not dying, or when it cannot be read.
+ */
+int fs_reader_dying(pid_t tid)
+{
+	unsigned long long pending, killed = 1ULL << (SIGKILL - 1);
+	char path[64], line[256];
+	int dying = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH;
+	while (fgets(line, sizeof(line), f))
+		if ((sscanf(line, "SigPnd: %llx", &pending) == 1 ||
+		     sscanf(line, "ShdPnd: %llx", &pending) == 1) && (pending & killed))
+			dying = 1;
+	fclose(f);
+	return dying;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -112,16 +137,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * O_DIRECT reads as plain requests: the kernel waits for an async one
+	 * without letting a signal in, so a killed reader would hang on a
+	 * stalled server until the budget ran out. A plain one gets a
+	 * FUSE_INTERRUPT, which fs_op_read answers at once (fs_file.c).
+	 */
+	conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
-	if (fs_dir_start(userdata) != 0)
-		log_msg(LOG_ERR, "out of memory: directories cannot be listed");
-}
-
-/* From fuse_session_destroy, before the session goes: answer and stop the listings. */
-static void op_destroy(void *userdata)
-{
-	fs_dir_stop(userdata);
 }
 
 /* Write-type operations: a read-only file system says EROFS to each. */
@@ -193,7 +217,6 @@ static void op_erofs_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off
 
 const struct fuse_lowlevel_ops irsafs_ops = {
 	.init = op_init,
-	.destroy = op_destroy,
 	.lookup = fs_op_lookup,
 	.forget = fs_op_forget,
 	.forget_multi = fs_op_forget_multi,

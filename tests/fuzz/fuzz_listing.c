@@ -5,8 +5,8 @@
  * other line an object key, or a common prefix when it starts with "P:".
  * Keys may hold any byte but newline: control characters, invalid UTF-8,
  * CR, '.', '..', empty segments, very long names. Invariants after
- * listing_finish: every name passes listing_name_ok, names are strictly
- * increasing (unique), listing_find finds each one, and l->bytes (what the
+ * listing_finish: every name passes store_name_ok, names are strictly
+ * increasing (unique), store_dir_find finds each one, and l->bytes (what the
  * memory bounds count) is exactly what the listing holds.
  */
 #include <stdint.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "fs/listing.h"
+#include "cache/listing.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,11 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct s3_list_object objs[MAX_KEYS];
+	static struct store_object objs[MAX_KEYS];
 	static char *prefixes[MAX_KEYS];
 	const char *p = (const char *)data, *end = p + size;
-	struct s3_list_page page;
-	struct listing *l;
+	struct store_page page;
+	struct store_dir *l;
 	char *dir = NULL;
 	size_t i;
 
@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!dir)
 		return 0;
-	l = listing_new();
+	l = store_dir_new();
 	if (l && listing_add_page(l, dir, &page) == 0) {
 		size_t bytes = sizeof(*l) + l->cap * sizeof(l->e[0]);
 
@@ -72,17 +72,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const char *name = l->e[i].name;
 
 			bytes += strlen(name) + 1 + store_attr_packed_bytes(&l->e[i].attr);
-			if (!listing_name_ok(name, strlen(name)))
+			if (!store_name_ok(name, strlen(name)))
 				abort();
 			if (i && strcmp(l->e[i - 1].name, name) >= 0)
 				abort();
-			if (listing_find(l, name) != &l->e[i])
+			if (store_dir_find(l, name) != &l->e[i])
 				abort();
 		}
 		if (bytes != l->bytes)
 			abort();
 	}
-	listing_release(l);
+	store_dir_release(l);
 	for (i = 0; i < page.nobjects; i++)
 		free(objs[i].key);
 	for (i = 0; i < page.nprefixes; i++)

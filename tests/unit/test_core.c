@@ -103,6 +103,42 @@ TEST(content_range)
 	CHECK_INT(content_range_total("items 0-4/5"), -1);
 }
 
+TEST(content_range_parse)
+{
+	long long a, b, t;
+
+	CHECK_INT(content_range_parse("bytes 100-149/1000", &a, &b, &t), 0);
+	CHECK(a == 100 && b == 149 && t == 1000);
+	CHECK_INT(content_range_parse("bytes */1000", &a, &b, &t), 0);
+	CHECK(a == -1 && b == -1 && t == 1000);
+	CHECK_INT(content_range_parse("bytes 5-4/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-10/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/*", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes -1-4/10", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/10\r", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes 0-4/1234567890123456789", &a, &b, &t), -EINVAL);
+	CHECK_INT(content_range_parse("bytes=0-4/10", &a, &b, &t), -EINVAL);
+}
+
+TEST(etags)
+{
+	CHECK(etag_valid("\"d41d8cd98f00b204e9800998ecf8427e\""));
+	CHECK(etag_valid("\"d41d8cd98f00b204e9800998ecf8427e-12\""));
+	CHECK(etag_valid("W/\"x\""));
+	CHECK(etag_valid("\"\""));
+	CHECK(!etag_valid("d41d8"));
+	CHECK(!etag_valid("\"a\rX-Injected: 1\""));
+	CHECK(!etag_valid("\"a b\""));
+	CHECK(!etag_valid("\"a\"b\""));
+	CHECK(!etag_valid("\"\xc3\xa9\""));
+	CHECK(!etag_valid(""));
+	CHECK(etag_sendable("\"abc\""));
+	CHECK(etag_sendable("abc")); /* a listing may drop the quotes */
+	CHECK(!etag_sendable(""));
+	CHECK(!etag_sendable("\"a\r\nX: 1\""));
+	CHECK(!etag_sendable("\"a b\""));
+}
+
 TEST(trim)
 {
 	char s[] = " \t token\n\n", e[] = "  ";
@@ -138,7 +174,7 @@ TEST(errno_table)
 		{ 502, 0, "", EIO, ERR_SERVER },
 		{ 400, 0, "IDPCommunicationError", EIO, ERR_SERVER },
 		{ 0, 7, "", EIO, ERR_TRANSPORT },
-		{ 0, 28, "", ETIMEDOUT, ERR_TRANSPORT },
+		{ 0, 28, "", ETIMEDOUT, ERR_TIMEOUT },
 		{ 0, 60, "", EIO, ERR_TLS },	/* CURLE_PEER_FAILED_VERIFICATION */
 		{ 0, 77, "", EIO, ERR_TLS },	/* CURLE_SSL_CACERT_BADFILE */
 		/* Archived: EACCES, but its own class (fs/ does not mark the node denied). */
@@ -158,6 +194,9 @@ TEST(errno_table)
 		{ 400, 0, "AuthorizationHeaderMalformed", EIO, ERR_BAD_REQUEST }, /* no region */
 		{ 200, 0, "", 0, ERR_OK },
 		{ 206, 0, "", 0, ERR_OK },
+		/* Ours: an answer not to the request, or larger than its cap. */
+		{ 206, 0, "MalformedReply", EIO, ERR_PROTOCOL },
+		{ 200, 0, "ReplyTooLarge", EIO, ERR_TOO_LARGE },
 	};
 	size_t i;
 
@@ -702,6 +741,8 @@ int main(void)
 	RUN(uri_decode_rejects_bad_escapes);
 	RUN(times);
 	RUN(content_range);
+	RUN(content_range_parse);
+	RUN(etags);
 	RUN(trim);
 	RUN(errno_table);
 	RUN(never_eagain_nor_eintr);

@@ -1,5 +1,5 @@
 /*
- * Unit tests for fs/dirfetch.c: one fetch per directory however many wait,
+ * Unit tests for cache/dirfetch.c: one fetch per directory however many wait,
  * a waiter that leaves is answered at once and the fetch it leaves behind
  * is abandoned, the thread cap, and stopping.
  *
@@ -17,9 +17,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/dirfetch.h"
-#include "fs/inode.h"
-#include "fs/listing.h"
+#include "cache/dirfetch.h"
+#include "cache/listing.h"
+#include "cache/metatable.h"
 #include "harness.h"
 #include "s3/store.h"
 
@@ -35,14 +35,14 @@ struct gated {
 };
 
 static int gated_list(struct store *st, const char *prefix, const char *token, int max_keys,
-		      struct s3_list_page *page, struct s3_error *e)
+		      struct store_page *page, struct store_error *e)
 {
 	struct gated *g = (struct gated *)st;
 	int n;
 
 	(void)max_keys;
 	(void)token;
-	err_clear(e);
+	store_error_clear(e);
 	memset(page, 0, sizeof(*page));
 	pthread_mutex_lock(&lock);
 	n = g->calls++;
@@ -103,18 +103,20 @@ static int wait_for(const int *v, int want)
 }
 
 struct tw {
-	struct dirfetch_waiter w;	/* first */
+	struct store_dir_waiter w;	/* first */
 	int called;
 	int rc;
-	struct listing *l;
+	struct store_dir *l;
 };
 
 static int answered;
 
-static void tw_done(struct dirfetch_waiter *w, int rc, struct listing *l)
+static void tw_done(struct store_dir_waiter *w, int rc, struct store_dir *l,
+		    const struct store_error *e)
 {
 	struct tw *t = (struct tw *)w;
 
+	(void)e;
 	pthread_mutex_lock(&lock);
 	t->called++;
 	t->rc = rc;
@@ -133,21 +135,30 @@ static void tw_init(struct tw *t)
 
 static int finished_calls, finished_rc;
 
-static void on_finished(void *ctx, uint64_t ino, const char *key, int rc, const struct s3_error *e)
+/* As the metadata cache does: a finished listing is kept in its table. */
+static void on_finished(void *ctx, const char *key, int rc, struct store_dir *d)
 {
-	(void)ctx;
-	(void)ino;
-	(void)key;
-	(void)e;
+	if (!rc)
+		metatable_set_dir(ctx, key, d);
 	pthread_mutex_lock(&lock);
 	finished_calls++;
 	finished_rc = rc;
 	pthread_mutex_unlock(&lock);
 }
 
+static int on_reserve(void *ctx, size_t bytes)
+{
+	return metatable_reserve(ctx, bytes);
+}
+
+static void on_unreserve(void *ctx, size_t bytes)
+{
+	metatable_unreserve(ctx, bytes);
+}
+
 struct bed {
 	struct gated g;
-	struct inode_table *t;
+	struct metatable *t;
 	struct dirfetch *df;
 };
 
@@ -155,13 +166,16 @@ static void bed_init(struct bed *b, unsigned threads)
 {
 	struct dirfetch_config cfg = { .page_size = 1000, .timeout_ms = 60000,
 				       .max_bytes = 64 << 20, .threads = threads,
-				       .finished = on_finished };
+				       .finished = on_finished, .reserve = on_reserve,
+				       .unreserve = on_unreserve };
 
 	memset(&b->g, 0, sizeof(b->g));
 	b->g.base.ops = &gated_ops;
-	b->t = inode_table_new("");
+	b->t = metatable_new();
+	metatable_set_limits(b->t, &(struct metatable_limits){ .ttl_ms = 60000,
+							      .negative_ttl_ms = 60000 });
 	cfg.store = &b->g.base;
-	cfg.inodes = b->t;
+	cfg.ctx = b->t;
 	b->df = dirfetch_new(&cfg);
 	pthread_mutex_lock(&lock);
 	answered = 0;
@@ -173,7 +187,7 @@ static void bed_free(struct bed *b)
 {
 	gate(&b->g, 1);
 	dirfetch_free(b->df);
-	inode_table_free(b->t);
+	metatable_free(b->t);
 }
 
 /* Ten opens of one directory: one fetch, ten answers with the same listing, cached. */
@@ -181,15 +195,13 @@ TEST(one_fetch_for_many_waiters)
 {
 	struct bed b;
 	struct tw w[10];
-	struct listing *cached;
-	uint64_t ino;
+	struct store_dir *cached;
 	int i;
 
 	bed_init(&b, 0);
-	ino = inode_lookup_ref(b.t, "d/", 1, NULL);
 	for (i = 0; i < 10; i++) {
 		tw_init(&w[i]);
-		CHECK_INT(dirfetch_join(b.df, ino, "d/", &w[i].w), i == 0 ? 1 : 0);
+		CHECK_INT(dirfetch_join(b.df, "d/", &w[i].w), i == 0 ? 1 : 0);
 		dirfetch_arm(b.df, &w[i].w);
 	}
 	CHECK(wait_for(&b.g.calls, 1));
@@ -197,14 +209,14 @@ TEST(one_fetch_for_many_waiters)
 	CHECK(wait_for(&answered, 10));
 	for (i = 0; i < 10; i++) {
 		CHECK(w[i].called == 1 && w[i].rc == 0 && w[i].l == w[0].l);
-		listing_release(w[i].l);
+		store_dir_release(w[i].l);
 	}
 	CHECK_INT(b.g.calls, 1);
 	CHECK_INT(dirfetch_started(b.df), 1);
 	CHECK_INT(finished_calls, 1);
-	cached = inode_get_listing(b.t, ino, 60000);
+	cached = metatable_get_dir(b.t, "d/", 60000);
 	CHECK(cached != NULL && cached == w[0].l && cached->n == 1);
-	listing_release(cached);
+	store_dir_release(cached);
 	bed_free(&b);
 }
 
@@ -221,7 +233,7 @@ TEST(cancel_answers_at_once_and_abandons)
 	bed_init(&b, 0);
 	b.g.endless = 1;
 	tw_init(&w);
-	CHECK_INT(dirfetch_join(b.df, 7, "d/", &w.w), 1);
+	CHECK_INT(dirfetch_join(b.df, "d/", &w.w), 1);
 	dirfetch_arm(b.df, &w.w);
 	CHECK(wait_for(&b.g.inside, 1));
 	dirfetch_cancel(b.df, &w);
@@ -238,11 +250,11 @@ TEST(cancel_answers_at_once_and_abandons)
 	/* the directory can be listed afresh */
 	b.g.endless = 0;
 	tw_init(&w);
-	CHECK_INT(dirfetch_join(b.df, 7, "d/", &w.w), 1);
+	CHECK_INT(dirfetch_join(b.df, "d/", &w.w), 1);
 	dirfetch_arm(b.df, &w.w);
 	CHECK(wait_for(&w.called, 1));
 	CHECK_INT(w.rc, 0);
-	listing_release(w.l);
+	store_dir_release(w.l);
 	bed_free(&b);
 }
 
@@ -256,8 +268,8 @@ TEST(arm_delivers_what_came_early)
 	/* an interrupt before arm (fuse_req_interrupt_func calls back at once) */
 	tw_init(&w);
 	tw_init(&other);
-	CHECK_INT(dirfetch_join(b.df, 3, "d/", &w.w), 1);
-	CHECK_INT(dirfetch_join(b.df, 3, "d/", &other.w), 0);
+	CHECK_INT(dirfetch_join(b.df, "d/", &w.w), 1);
+	CHECK_INT(dirfetch_join(b.df, "d/", &other.w), 0);
 	dirfetch_arm(b.df, &other.w);
 	dirfetch_cancel(b.df, &w);
 	CHECK_INT(w.called, 0);
@@ -267,17 +279,17 @@ TEST(arm_delivers_what_came_early)
 	gate(&b.g, 1);
 	CHECK(wait_for(&other.called, 1));
 	CHECK_INT(other.rc, 0);
-	listing_release(other.l);
+	store_dir_release(other.l);
 
 	/* the result before arm */
 	tw_init(&w);
-	CHECK_INT(dirfetch_join(b.df, 4, "e/", &w.w), 1);
+	CHECK_INT(dirfetch_join(b.df, "e/", &w.w), 1);
 	CHECK(wait_for(&finished_calls, 2));
 	usleep(20000);
 	CHECK_INT(w.called, 0);
 	dirfetch_arm(b.df, &w.w);
 	CHECK(w.called == 1 && w.rc == 0 && w.l && w.l->n == 1);
-	listing_release(w.l);
+	store_dir_release(w.l);
 	bed_free(&b);
 }
 
@@ -293,7 +305,7 @@ TEST(thread_cap)
 	for (i = 0; i < 3; i++) {
 		tw_init(&w[i]);
 		snprintf(key, sizeof(key), "d%d/", i);
-		CHECK_INT(dirfetch_join(b.df, (uint64_t)(10 + i), key, &w[i].w), 1);
+		CHECK_INT(dirfetch_join(b.df, key, &w[i].w), 1);
 		dirfetch_arm(b.df, &w[i].w);
 	}
 	CHECK(wait_for(&b.g.inside, 2));
@@ -304,7 +316,7 @@ TEST(thread_cap)
 	CHECK_INT(b.g.most_inside, 2);
 	for (i = 0; i < 3; i++) {
 		CHECK_INT(w[i].rc, 0);
-		listing_release(w[i].l);
+		store_dir_release(w[i].l);
 	}
 	bed_free(&b);
 }
@@ -320,7 +332,7 @@ TEST(errors_reach_everyone)
 	b.g.fail = -EACCES;
 	for (i = 0; i < 3; i++) {
 		tw_init(&w[i]);
-		dirfetch_join(b.df, 5, "denied/", &w[i].w);
+		dirfetch_join(b.df, "denied/", &w[i].w);
 		dirfetch_arm(b.df, &w[i].w);
 	}
 	gate(&b.g, 1);
@@ -348,10 +360,10 @@ TEST(free_answers_everyone)
 	b.g.endless = 1;
 	tw_init(&run);
 	tw_init(&queued);
-	dirfetch_join(b.df, 1, "a/", &run.w);
+	dirfetch_join(b.df, "a/", &run.w);
 	dirfetch_arm(b.df, &run.w);
 	CHECK(wait_for(&b.g.inside, 1));
-	dirfetch_join(b.df, 2, "b/", &queued.w);
+	dirfetch_join(b.df, "b/", &queued.w);
 	dirfetch_arm(b.df, &queued.w);
 	CHECK_INT(pthread_create(&th, NULL, free_it, b.df), 0);
 	CHECK(wait_for(&queued.called, 1));
@@ -361,7 +373,7 @@ TEST(free_answers_everyone)
 	pthread_join(th, NULL);
 	CHECK(run.called == 1 && run.rc == -EINTR);
 	CHECK_INT(b.g.calls, 1);
-	inode_table_free(b.t);
+	metatable_free(b.t);
 }
 
 int main(void)

@@ -13,14 +13,15 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/listing.h"
+#include "cache/listing.h"
 #include "harness.h"
 #include "http/xml.h"
+#include "s3/s3_xml.h"
 
-static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
+static struct store_page page_of(const char *const *keys, size_t nkeys,
 				   const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 
 	memset(&p, 0, sizeof(p));
@@ -39,92 +40,92 @@ static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
 	return p;
 }
 
-static struct listing *build(const char *dir, const char *const *keys, size_t nkeys,
+static struct store_dir *build(const char *dir, const char *const *keys, size_t nkeys,
 			     const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p = page_of(keys, nkeys, prefixes, nprefixes);
-	struct listing *l = listing_new();
+	struct store_page p = page_of(keys, nkeys, prefixes, nprefixes);
+	struct store_dir *l = store_dir_new();
 
 	CHECK_INT(listing_add_page(l, dir, &p), 0);
 	listing_finish(l, dir);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	return l;
 }
 
 TEST(names)
 {
-	CHECK(listing_name_ok("a", 1));
-	CHECK(!listing_name_ok("", 0));
-	CHECK(!listing_name_ok(".", 1));
-	CHECK(!listing_name_ok("..", 2));
-	CHECK(listing_name_ok("...", 3));
-	CHECK(!listing_name_ok("a/b", 3));
+	CHECK(store_name_ok("a", 1));
+	CHECK(!store_name_ok("", 0));
+	CHECK(!store_name_ok(".", 1));
+	CHECK(!store_name_ok("..", 2));
+	CHECK(store_name_ok("...", 3));
+	CHECK(!store_name_ok("a/b", 3));
 	{
 		char n[257];
 
 		memset(n, 'x', 256);
 		n[256] = 0;
-		CHECK(listing_name_ok(n, 255));
-		CHECK(!listing_name_ok(n, 256));
+		CHECK(store_name_ok(n, 255));
+		CHECK(!store_name_ok(n, 256));
 	}
 }
 
 TEST(dir_and_dash_sort_order)
 {
 	static const char *const prefixes[] = { "dir-1/", "dir/" };
-	struct listing *l = build("", NULL, 0, prefixes, 2);
+	struct store_dir *l = build("", NULL, 0, prefixes, 2);
 
 	CHECK_INT(l->n, 2);
 	CHECK_STR(l->e[0].name, "dir");
 	CHECK_STR(l->e[1].name, "dir-1");
 	CHECK(l->e[0].is_dir && l->e[1].is_dir);
-	listing_release(l);
+	store_dir_release(l);
 }
 
 TEST(directory_shadows_file)
 {
 	static const char *const keys[] = { "blue", "hello.txt" };
 	static const char *const prefixes[] = { "blue/" };
-	struct listing *l = build("", keys, 2, prefixes, 1);
+	struct store_dir *l = build("", keys, 2, prefixes, 1);
 
 	CHECK_INT(l->n, 2);
 	CHECK_STR(l->e[0].name, "blue");
 	CHECK(l->e[0].is_dir);
-	CHECK(listing_find(l, "hello.txt") != NULL);
-	CHECK(listing_find(l, "nope") == NULL);
-	listing_release(l);
+	CHECK(store_dir_find(l, "hello.txt") != NULL);
+	CHECK(store_dir_find(l, "nope") == NULL);
+	store_dir_release(l);
 }
 
 TEST(marker_and_hidden_names)
 {
 	static const char *const keys[] = { "hidden/", "hidden/ok.txt" };
 	static const char *const prefixes[] = { "hidden//", "hidden/./", "hidden/../" };
-	struct listing *l = build("hidden/", keys, 2, prefixes, 3);
+	struct store_dir *l = build("hidden/", keys, 2, prefixes, 3);
 
 	CHECK_INT(l->n, 1);
 	CHECK_STR(l->e[0].name, "ok.txt");
 	CHECK_INT(l->e[0].attr.size, 2);
-	listing_release(l);
+	store_dir_release(l);
 }
 
 TEST(entries_keep_etag_and_storage_class)
 {
 	static const char *const keys[] = { "a", "b" };
 	static const char *const prefixes[] = { "d/" };
-	struct listing *l = build("", keys, 2, prefixes, 1);
+	struct store_dir *l = build("", keys, 2, prefixes, 1);
 	struct store_attr a;
 
 	CHECK_INT(l->n, 3);
-	listing_entry_attr(listing_find(l, "b"), &a);
+	store_dirent_attr(store_dir_find(l, "b"), &a);
 	CHECK_INT(a.size, 2);
 	CHECK_STR(a.etag, "\"e\"");
 	CHECK_STR(a.storage_class, "STANDARD");
 	CHECK_STR(a.content_type, "");
 	/* A directory carries no attributes at all. */
-	CHECK(listing_find(l, "d")->attr.strings == NULL);
-	listing_entry_attr(listing_find(l, "d"), &a);
+	CHECK(store_dir_find(l, "d")->attr.strings == NULL);
+	store_dirent_attr(store_dir_find(l, "d"), &a);
 	CHECK_STR(a.etag, "");
-	listing_release(l);
+	store_dir_release(l);
 }
 
 TEST(packed_attributes_round_trip)
@@ -160,7 +161,7 @@ TEST(long_name_hidden)
 {
 	char key[300];
 	const char *keys[2];
-	struct listing *l;
+	struct store_dir *l;
 
 	strcpy(key, "d/");
 	memset(key + 2, 'x', 256);
@@ -170,27 +171,27 @@ TEST(long_name_hidden)
 	l = build("d/", keys, 2, NULL, 0);
 	CHECK_INT(l->n, 1);
 	CHECK_STR(l->e[0].name, "short");
-	listing_release(l);
+	store_dir_release(l);
 }
 
 TEST(foreign_keys_ignored)
 {
 	static const char *const keys[] = { "other/x", "d/y" };
-	struct listing *l = build("d/", keys, 2, NULL, 0);
+	struct store_dir *l = build("d/", keys, 2, NULL, 0);
 
 	CHECK_INT(l->n, 1);
 	CHECK_STR(l->e[0].name, "y");
-	listing_release(l);
+	store_dir_release(l);
 }
 
 /* Regression: an empty directory once passed a NULL base to qsort (UBSan). */
 TEST(empty_listing)
 {
-	struct listing *l = build("empty/", NULL, 0, NULL, 0);
+	struct store_dir *l = build("empty/", NULL, 0, NULL, 0);
 
 	CHECK_INT(l->n, 0);
-	CHECK(listing_find(l, "x") == NULL);
-	listing_release(l);
+	CHECK(store_dir_find(l, "x") == NULL);
+	store_dir_release(l);
 }
 
 /* ---- fetching from a lying server ---------------------------------------------------------- */
@@ -215,14 +216,14 @@ struct liar {
 };
 
 static int liar_list(struct store *st, const char *prefix, const char *token, int max_keys,
-		     struct s3_list_page *page, struct s3_error *e)
+		     struct store_page *page, struct store_error *e)
 {
 	struct liar *s = (struct liar *)st;
 	int n = s->calls++, k, rc, more;
 	struct buf b;
 
 	(void)max_keys;
-	err_clear(e);
+	store_error_clear(e);
 	snprintf(s->last_token, sizeof(s->last_token), "%s", token ? token : "");
 	if (s->sleep_ms)
 		usleep((useconds_t)s->sleep_ms * 1000);
@@ -298,9 +299,9 @@ static int count_cancelled(void *ctx)
 	return c->cancel_after && ++c->polls >= c->cancel_after;
 }
 
-static int fetch(struct liar *s, struct listing_bounds *b, struct listing **out)
+static int fetch(struct liar *s, struct listing_bounds *b, struct store_dir **out)
 {
-	struct s3_error e;
+	struct store_error e;
 
 	*out = NULL;
 	return listing_fetch(&s->base, "d/", 1000, b, out, &e);
@@ -339,10 +340,10 @@ struct logged_fetch {
 static void run_logged_fetch(void *arg)
 {
 	struct logged_fetch *f = arg;
-	struct listing *l;
+	struct store_dir *l;
 
 	f->rc = fetch(f->s, f->b, &l);
-	listing_release(l);
+	store_dir_release(l);
 }
 
 /* A fetch that must fail with EIO and say so in one error line holding `says`. */
@@ -369,22 +370,22 @@ TEST(fetch_honest_pages)
 	struct liar s = liar(HONEST, 30, 100);
 	struct counts c = { 0 };
 	struct listing_bounds b = { .charge = count_charge, .ctx = &c, .max_bytes = 64 << 20 };
-	struct listing *l;
+	struct store_dir *l;
 
 	CHECK_INT(fetch(&s, &b, &l), 0);
 	CHECK_INT(s.calls, 30);
 	CHECK_STR(s.last_token, "token-28");
 	CHECK(l && l->n == 3000);
-	CHECK(l && listing_find(l, "p29-k99") != NULL);
+	CHECK(l && store_dir_find(l, "p29-k99") != NULL);
 	/* the charge covers the listing and the 29 tokens kept */
 	CHECK(l && c.charged >= l->bytes + 29 * LISTING_TOKEN_BYTES);
-	listing_release(l);
+	store_dir_release(l);
 
 	/* 1,001 pages (a million keys' worth at 1,000 a page) are within the page cap */
 	s = liar(HONEST, 1001, 0);
 	CHECK_INT(fetch(&s, NULL, &l), 0);
 	CHECK_INT(s.calls, 1001);
-	listing_release(l);
+	store_dir_release(l);
 	CHECK_INT(listing_max_pages(1000), 10000);
 	CHECK_INT(listing_max_pages(1), 10000000);
 	CHECK_INT(listing_max_pages(100000000), 1000);
@@ -394,7 +395,7 @@ TEST(fetch_honest_pages)
 TEST(fetch_repeated_token)
 {
 	struct liar s = liar(SAME_TOKEN, 0, 10);
-	struct listing *l;
+	struct store_dir *l;
 
 	CHECK_INT(fetch(&s, NULL, &l), -EIO);
 	CHECK_INT(s.calls, 2);
@@ -419,7 +420,7 @@ TEST(fetch_endless_new_tokens)
 	struct liar s = liar(NEW_TOKEN, 0, 0);
 	struct counts c = { 0 };
 	struct listing_bounds b = { .max_pages = 50 };
-	struct listing *l;
+	struct store_dir *l;
 	long long t0;
 
 	/* empty pages: the page cap */
@@ -465,13 +466,13 @@ TEST(fetch_endless_new_tokens)
 static void fetch_bad_twice(void *arg)
 {
 	struct liar *s = arg;
-	struct listing *l;
+	struct store_dir *l;
 	int i;
 
 	for (i = 0; i < 2; i++) {
 		CHECK_INT(fetch(s, NULL, &l), 0);
 		CHECK(l && l->n == 1 && !strcmp(l->e[0].name, "ok.txt"));
-		listing_release(l);
+		store_dir_release(l);
 	}
 }
 

@@ -82,8 +82,7 @@ static pid_t serve(int conn, int state, unsigned gen)
 	char *argv[] = { name, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
 	char env[128], mountpoint[32];
-	struct opts opts = { 0 };
-	struct irsafs fs = { .opts = &opts };
+	struct irsafs fs = { 0 };
 	struct fuse_session *se;
 	pid_t pid = fork();
 

@@ -1,30 +1,29 @@
 /*
  * A flight is one fetch of one directory. It is created by the first
- * dirfetch_join for its inode, queued, run by a fetch thread, and freed by
- * that thread when the fetch ends. Invariants, all under df->lock:
+ * dirfetch_join for its directory (key), queued, run by a fetch thread, and
+ * freed by that thread when the fetch ends. Invariants, all under df->lock:
  *  - `flights` holds every flight that new waiters may join: queued or
- *    running, not yet ended and not abandoned; at most one per inode;
+ *    running, not yet ended and not abandoned; at most one per key;
  *  - `queue` holds the flights no thread has taken yet (a subset);
  *  - a flight's `waiters` are the joined waiters it has not answered nor
  *    detached; nwaiters counts them;
  *  - a waiter is JOINED from dirfetch_join to dirfetch_arm, ARMED after; a
- *    JOINED waiter that is detached keeps its outcome (rc, l) for its arm,
+ *    JOINED waiter that is detached keeps its outcome (rc, d, err) for its arm,
  *    an ARMED one is answered by whoever detached it, after unlocking.
  * A flight with no waiters left is abandoned by its thread before the next
  * page: it leaves `flights` at that moment, so a later join starts afresh.
  */
-#include "fs/dirfetch.h"
+#include "cache/dirfetch.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/err.h"
+#include "cache/listing.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/inode.h"
-#include "fs/listing.h"
+#include "s3/store.h"
 
 #define DIRFETCH_MAX_THREADS 16
 
@@ -32,11 +31,10 @@ enum { W_JOINED = 1, W_ARMED, W_CANCELLED_EARLY };
 
 struct flight {
 	struct dirfetch *df;
-	uint64_t ino;
 	char *key;
 	long long deadline_ms;		/* 0: none */
-	size_t reserved;		/* bytes reserved in the inode table */
-	struct dirfetch_waiter *waiters;
+	size_t reserved;		/* bytes reserved in the metadata cache */
+	struct store_dir_waiter *waiters;
 	size_t nwaiters;
 	int abandoned;
 	struct flight *next;		/* in `flights` */
@@ -84,10 +82,24 @@ static void flight_unlink_locked(struct dirfetch *df, struct flight *fl)
 	fl->next = NULL;
 }
 
-/* Detach every waiter of fl; the ARMED ones are returned to be answered after unlocking. */
-static struct dirfetch_waiter *detach_all_locked(struct flight *fl, int rc, struct listing *l)
+/* A copy of e for a waiter to hold until its arm (NULL when none or no memory). */
+static struct store_error *error_keep(const struct store_error *e)
 {
-	struct dirfetch_waiter *w, *next, *answer = NULL;
+	struct store_error *k;
+
+	if (!e || e->cls == ERR_OK)
+		return NULL;
+	k = malloc(sizeof(*k));
+	if (k)
+		*k = *e;
+	return k;
+}
+
+/* Detach every waiter of fl; the ARMED ones are returned to be answered after unlocking. */
+static struct store_dir_waiter *detach_all_locked(struct flight *fl, int rc, struct store_dir *l,
+						  const struct store_error *e)
+{
+	struct store_dir_waiter *w, *next, *answer = NULL;
 
 	for (w = fl->waiters; w; w = next) {
 		next = w->next;
@@ -99,7 +111,8 @@ static struct dirfetch_waiter *detach_all_locked(struct flight *fl, int rc, stru
 		} else {
 			/* Held for dirfetch_arm. */
 			w->rc = rc;
-			w->l = rc ? NULL : listing_ref(l);
+			w->d = rc ? NULL : store_dir_ref(l);
+			w->err = rc ? error_keep(e) : NULL;
 		}
 	}
 	fl->waiters = NULL;
@@ -107,13 +120,14 @@ static struct dirfetch_waiter *detach_all_locked(struct flight *fl, int rc, stru
 	return answer;
 }
 
-static void answer_all(struct dirfetch_waiter *w, int rc, struct listing *l)
+static void answer_all(struct store_dir_waiter *w, int rc, struct store_dir *l,
+		       const struct store_error *e)
 {
-	struct dirfetch_waiter *next;
+	struct store_dir_waiter *next;
 
 	for (; w; w = next) {
 		next = w->next;
-		w->done(w, rc, rc ? NULL : listing_ref(l));
+		w->done(w, rc, rc ? NULL : store_dir_ref(l), rc ? e : NULL);
 	}
 }
 
@@ -121,7 +135,7 @@ static void answer_all(struct dirfetch_waiter *w, int rc, struct listing *l)
 static int flight_charge(void *ctx, size_t bytes)
 {
 	struct flight *fl = ctx;
-	int rc = inode_listing_reserve(fl->df->cfg.inodes, bytes);
+	int rc = fl->df->cfg.reserve ? fl->df->cfg.reserve(fl->df->cfg.ctx, bytes) : 0;
 
 	if (!rc)
 		fl->reserved += bytes;
@@ -156,26 +170,25 @@ static void flight_run(struct flight *fl)
 		.cancelled = flight_cancelled,
 		.ctx = fl,
 	};
-	struct dirfetch_waiter *answer;
-	struct listing *l = NULL;
-	struct s3_error e;
+	struct store_dir_waiter *answer;
+	struct store_dir *l = NULL;
+	struct store_error e;
 	int rc;
 
-	err_clear(&e);
+	store_error_clear(&e);
 	rc = listing_fetch(df->cfg.store, fl->key, df->cfg.page_size, &b, &l, &e);
 	/* The reservation becomes the cached listing's own cost (or nothing). */
-	inode_listing_unreserve(df->cfg.inodes, fl->reserved);
-	if (!rc)
-		inode_set_listing(df->cfg.inodes, fl->ino, l);
+	if (df->cfg.unreserve)
+		df->cfg.unreserve(df->cfg.ctx, fl->reserved);
 	if (rc != -EINTR && df->cfg.finished)
-		df->cfg.finished(df->cfg.ctx, fl->ino, fl->key, rc, &e);
+		df->cfg.finished(df->cfg.ctx, fl->key, rc, l);
 	pthread_mutex_lock(&df->lock);
 	if (!fl->abandoned)
 		flight_unlink_locked(df, fl);
-	answer = detach_all_locked(fl, rc, l);
+	answer = detach_all_locked(fl, rc, l, &e);
 	pthread_mutex_unlock(&df->lock);
-	answer_all(answer, rc, l);
-	listing_release(l);
+	answer_all(answer, rc, l, &e);
+	store_dir_release(l);
 	free(fl->key);
 	free(fl);
 }
@@ -230,7 +243,7 @@ static int enqueue_locked(struct dirfetch *df, struct flight *fl)
 	return 0;
 }
 
-int dirfetch_join(struct dirfetch *df, uint64_t ino, const char *key, struct dirfetch_waiter *w)
+int dirfetch_join(struct dirfetch *df, const char *key, struct store_dir_waiter *w)
 {
 	struct flight *fl;
 	int rc = 0;
@@ -238,14 +251,15 @@ int dirfetch_join(struct dirfetch *df, uint64_t ino, const char *key, struct dir
 	w->next = NULL;
 	w->state = W_JOINED;
 	w->rc = 0;
-	w->l = NULL;
+	w->d = NULL;
+	w->err = NULL;
 	pthread_mutex_lock(&df->lock);
 	if (df->stop) {
 		rc = -ESHUTDOWN;
 		goto out;
 	}
 	for (fl = df->flights; fl; fl = fl->next)
-		if (fl->ino == ino && !strcmp(fl->key, key))
+		if (!strcmp(fl->key, key))
 			break;
 	if (!fl) {
 		fl = calloc(1, sizeof(*fl));
@@ -255,7 +269,6 @@ int dirfetch_join(struct dirfetch *df, uint64_t ino, const char *key, struct dir
 			goto out;
 		}
 		fl->df = df;
-		fl->ino = ino;
 		if (df->cfg.timeout_ms > 0)
 			fl->deadline_ms = clock_mono_ms() + df->cfg.timeout_ms;
 		rc = enqueue_locked(df, fl);
@@ -278,11 +291,21 @@ out:
 	return rc;
 }
 
+void dirfetch_answered(struct store_dir_waiter *w, int rc, struct store_dir *d)
+{
+	w->next = NULL;
+	w->flight = NULL;
+	w->state = W_JOINED;
+	w->rc = rc;
+	w->d = rc ? NULL : d;
+	w->err = NULL;
+}
+
 /* Take w out of its flight's list. */
-static void unlink_waiter_locked(struct dirfetch_waiter *w)
+static void unlink_waiter_locked(struct store_dir_waiter *w)
 {
 	struct flight *fl = w->flight;
-	struct dirfetch_waiter **p;
+	struct store_dir_waiter **p;
 
 	for (p = &fl->waiters; *p; p = &(*p)->next)
 		if (*p == w) {
@@ -294,13 +317,16 @@ static void unlink_waiter_locked(struct dirfetch_waiter *w)
 	w->flight = NULL;
 }
 
-void dirfetch_arm(struct dirfetch *df, struct dirfetch_waiter *w)
+void dirfetch_arm(struct dirfetch *df, struct store_dir_waiter *w)
 {
+	struct store_error *err;
+	struct store_dir *l;
 	int rc;
-	struct listing *l;
 
-	pthread_mutex_lock(&df->lock);
-	if (w->state == W_JOINED && w->flight) {
+	/* A waiter answered before any fetch (dirfetch_answered) needs no df. */
+	if (df)
+		pthread_mutex_lock(&df->lock);
+	if (df && w->state == W_JOINED && w->flight) {
 		w->state = W_ARMED;
 		pthread_mutex_unlock(&df->lock);
 		return;
@@ -309,19 +335,23 @@ void dirfetch_arm(struct dirfetch *df, struct dirfetch_waiter *w)
 	if (w->flight)
 		unlink_waiter_locked(w);
 	rc = w->state == W_CANCELLED_EARLY ? -EINTR : w->rc;
-	l = w->l;
-	w->l = NULL;
-	pthread_mutex_unlock(&df->lock);
+	l = w->d;
+	w->d = NULL;
+	err = w->err;
+	w->err = NULL;
+	if (df)
+		pthread_mutex_unlock(&df->lock);
 	if (rc && l) {
-		listing_release(l);
+		store_dir_release(l);
 		l = NULL;
 	}
-	w->done(w, rc, l);
+	w->done(w, rc, l, rc == -EINTR ? NULL : err);
+	free(err);
 }
 
 void dirfetch_cancel(struct dirfetch *df, const void *tag)
 {
-	struct dirfetch_waiter *w = NULL;
+	struct store_dir_waiter *w = NULL;
 	struct flight *fl;
 
 	pthread_mutex_lock(&df->lock);
@@ -337,7 +367,7 @@ void dirfetch_cancel(struct dirfetch *df, const void *tag)
 	}
 	pthread_mutex_unlock(&df->lock);
 	if (w)
-		w->done(w, -EINTR, NULL);
+		w->done(w, -EINTR, NULL, NULL);
 }
 
 unsigned long long dirfetch_started(struct dirfetch *df)
@@ -362,7 +392,7 @@ unsigned long long dirfetch_abandoned(struct dirfetch *df)
 
 void dirfetch_free(struct dirfetch *df)
 {
-	struct dirfetch_waiter *answer = NULL, *a;
+	struct store_dir_waiter *answer = NULL, *a;
 	struct flight *fl;
 	unsigned i;
 
@@ -374,9 +404,9 @@ void dirfetch_free(struct dirfetch *df)
 	while ((fl = df->queue)) {
 		df->queue = fl->next_queued;
 		flight_unlink_locked(df, fl);
-		a = detach_all_locked(fl, -EIO, NULL);
+		a = detach_all_locked(fl, -EIO, NULL, NULL);
 		while (a) {
-			struct dirfetch_waiter *next = a->next;
+			struct store_dir_waiter *next = a->next;
 
 			a->next = answer;
 			answer = a;
@@ -389,7 +419,7 @@ void dirfetch_free(struct dirfetch *df)
 	df->nqueued = 0;
 	pthread_cond_broadcast(&df->work);
 	pthread_mutex_unlock(&df->lock);
-	answer_all(answer, -EIO, NULL);
+	answer_all(answer, -EIO, NULL, NULL);
 	for (i = 0; i < df->nthreads; i++)
 		pthread_join(df->threads[i], NULL);
 	pthread_cond_destroy(&df->work);

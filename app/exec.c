@@ -7,20 +7,22 @@
  * the command never races the mount. When the command has exited, the mount
  * is unmounted with the loop still running, and the loop ends by itself.
  */
-#include "fs/exec.h"
+#include "app/exec.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "app/lifecycle.h"
 #include "core/log.h"
-#include "fs/lifecycle.h"
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
 #define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
@@ -105,6 +107,58 @@ static void loop_stop(struct fuse_session *se, const char *mnt, pthread_t th)
 }
 
 /*
+ * The file execvp would run for name: name itself when it has a slash, else
+ * the first executable regular file of that name on PATH. 0 or an errno.
+ */
+static int find_program(const char *name, char *path, size_t len)
+{
+	const char *dirs = getenv("PATH"), *p, *end;
+	struct stat st;
+
+	if (strchr(name, '/'))
+		return snprintf(path, len, "%s", name) < (int)len ? 0 : ENAMETOOLONG;
+	if (!dirs)
+		dirs = "/usr/local/bin:/usr/bin:/bin";
+	for (p = dirs; ; p = end + 1) {
+		end = strchrnul(p, ':');
+		if (snprintf(path, len, "%.*s%s%s", (int)(end - p), p, end > p ? "/" : "",
+			     name) < (int)len &&
+		    stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0)
+			return 0;
+		if (!*end)
+			return ENOENT;
+	}
+}
+
+/*
+ * An executable without "#!" that the kernel will not run (ENOEXEC) is a
+ * shell script, as execvp and every shell have it; posix_spawnp no longer
+ * falls back to /bin/sh, so irsafs does.
+ */
+static int spawn_script(char **argv, const posix_spawnattr_t *attr, pid_t *pid)
+{
+	static char sh[] = "/bin/sh";
+	char path[PATH_MAX], **args;
+	size_t n = 0;
+	int rc;
+
+	rc = find_program(argv[0], path, sizeof(path));
+	if (rc)
+		return ENOEXEC;
+	while (argv[n])
+		n++;
+	args = calloc(n + 2, sizeof(*args));
+	if (!args)
+		return ENOMEM;
+	args[0] = sh;
+	args[1] = path;
+	memcpy(args + 2, argv + 1, n * sizeof(*args));	/* argv[1..n-1] and its NULL */
+	rc = posix_spawn(pid, sh, NULL, attr, args, environ);
+	free(args);
+	return rc;
+}
+
+/*
  * Start the command with posix_spawn: irsafs has many threads by now, and a
  * forked child of a threaded process may call only async-signal-safe
  * functions before exec. The command gets the given mask and default
@@ -133,14 +187,16 @@ static int spawn(char **argv, const sigset_t *child_mask, pid_t *pid)
 		rc = posix_spawnattr_setsigdefault(&attr, &dfl);
 	if (!rc)
 		rc = posix_spawnp(pid, argv[0], NULL, &attr, argv, environ);
+	if (rc == ENOEXEC)
+		rc = spawn_script(argv, &attr, pid);
 	posix_spawnattr_destroy(&attr);
 	return rc;
 }
 
-int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
+int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *loop,
 	     const struct exec_cmd *cmd)
 {
-	const char *mnt = fs->opts->mountpoint;
+	const char *mnt = app->opts->mountpoint;
 	struct sigaction sa, old[NFORWARDED];
 	struct loop_thread t = { .se = se, .loop = loop };
 	sigset_t stops, saved, child_mask;
@@ -160,7 +216,7 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 		sigaddset(&stops, forwarded[i]);
 	}
 	/*
-	 * main blocked the stop signals for startup (fs/lifecycle.c): with the
+	 * main blocked the stop signals for startup (app/lifecycle.c): with the
 	 * handlers in place, this thread and the loop's threads take them now.
 	 * The command gets irsafs's mask without what main added.
 	 */
@@ -201,7 +257,7 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 	started_cmd = 1;
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	log_msg(LOG_INFO, "exec: running %s (pid %d) with s3://%s/%s on %s", cmd->argv[0],
-		(int)pid, fs->opts->bucket, fs->opts->prefix, mnt);
+		(int)pid, app->opts->bucket, app->opts->prefix, mnt);
 
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
@@ -223,7 +279,7 @@ out_loop:
 out_signals:
 	for (i = 0; i < NFORWARDED; i++)
 		sigaction(forwarded[i], &old[i], NULL);
-	lifecycle_counters(fs, line, sizeof(line));
+	lifecycle_counters(&app->fs, line, sizeof(line));
 	if (started_cmd)
 		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %s exited %d", line,
 			lifecycle_elapsed(&started), cmd->argv[0], status);

@@ -1,4 +1,4 @@
-#include "fs/listing.h"
+#include "cache/listing.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,27 +8,6 @@
 #include "core/log.h"
 #include "core/strutil.h"
 
-int listing_name_ok(const char *name, size_t len)
-{
-	if (len == 0 || len > NAME_MAX_BYTES)
-		return 0;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return 0;
-	return memchr(name, '/', len) == NULL && memchr(name, '\0', len) == NULL;
-}
-
-struct listing *listing_new(void)
-{
-	struct listing *l = calloc(1, sizeof(*l));
-
-	if (l) {
-		l->refs = 1;
-		l->fetched_ms = clock_mono_ms();
-		l->bytes = sizeof(*l);
-	}
-	return l;
-}
-
 size_t listing_max_pages(int page_size)
 {
 	size_t n = LISTING_MAX_PAGE_KEYS / (size_t)(page_size > 0 ? page_size : 1000);
@@ -36,44 +15,26 @@ size_t listing_max_pages(int page_size)
 	return n < 1000 ? 1000 : n;
 }
 
-struct listing *listing_ref(struct listing *l)
-{
-	__atomic_add_fetch(&l->refs, 1, __ATOMIC_RELAXED);
-	return l;
-}
-
 /* What an entry holds besides its slot in l->e. */
-static size_t entry_bytes(const struct listing_entry *ent)
+static size_t entry_bytes(const struct store_dirent *ent)
 {
 	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
 }
 
-static void entry_clear(struct listing_entry *ent)
+static void entry_clear(struct store_dirent *ent)
 {
 	free(ent->name);
 	store_attr_packed_clear(&ent->attr);
 }
 
-void listing_release(struct listing *l)
-{
-	size_t i;
-
-	if (!l || __atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	for (i = 0; i < l->n; i++)
-		entry_clear(&l->e[i]);
-	free(l->e);
-	free(l);
-}
-
-static int add_entry(struct listing *l, const char *name, size_t len, int is_dir,
+static int add_entry(struct store_dir *l, const char *name, size_t len, int is_dir,
 		     const struct store_attr *attr)
 {
-	struct listing_entry *ent;
+	struct store_dirent *ent;
 
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct listing_entry *e = realloc(l->e, cap * sizeof(*e));
+		struct store_dirent *e = realloc(l->e, cap * sizeof(*e));
 
 		if (!e)
 			return -ENOMEM;
@@ -100,12 +61,12 @@ static void hidden(const char *key, const char *why)
 }
 
 /* The parser's dropped entries, once each: they would otherwise vanish without a word. */
-static void log_drops(const char *dir_key, const struct s3_list_page *page)
+static void log_drops(const char *dir_key, const struct store_page *page)
 {
 	size_t i;
 
 	for (i = 0; i < page->ndrops; i++) {
-		const struct s3_list_drop *d = &page->drops[i];
+		const struct store_drop *d = &page->drops[i];
 
 		if (d->key[0])
 			log_once(LOG_NOTICE, "hiding s3 key '%s' (as the listing of '%s' sent it): %s",
@@ -120,14 +81,14 @@ static void log_drops(const char *dir_key, const struct s3_list_page *page)
 			page->ndrops);
 }
 
-int listing_add_page(struct listing *l, const char *dir_key, const struct s3_list_page *page)
+int listing_add_page(struct store_dir *l, const char *dir_key, const struct store_page *page)
 {
 	size_t dlen = strlen(dir_key), i, len;
 	int rc;
 
 	log_drops(dir_key, page);
 	for (i = 0; i < page->nobjects; i++) {
-		const struct s3_list_object *o = &page->objects[i];
+		const struct store_object *o = &page->objects[i];
 		struct store_attr a;
 		const char *name;
 
@@ -137,8 +98,8 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct s3_lis
 		len = strlen(name);
 		if (len == 0)
 			continue; /* the folder marker of this directory */
-		if (!listing_name_ok(name, len)) {
-			hidden(o->key, len > NAME_MAX_BYTES ? "name longer than 255 bytes"
+		if (!store_name_ok(name, len)) {
+			hidden(o->key, len > STORE_NAME_MAX ? "name longer than 255 bytes"
 							    : "not a valid file name");
 			continue;
 		}
@@ -160,8 +121,8 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct s3_lis
 		len = strlen(name);
 		if (len && name[len - 1] == '/')
 			len--;
-		if (!listing_name_ok(name, len)) {
-			hidden(p, len == 0 ? "empty path segment" : len > NAME_MAX_BYTES
+		if (!store_name_ok(name, len)) {
+			hidden(p, len == 0 ? "empty path segment" : len > STORE_NAME_MAX
 					 ? "name longer than 255 bytes" : "not a valid directory name");
 			continue;
 		}
@@ -174,14 +135,14 @@ int listing_add_page(struct listing *l, const char *dir_key, const struct s3_lis
 
 static int entry_cmp(const void *a, const void *b)
 {
-	const struct listing_entry *x = a, *y = b;
+	const struct store_dirent *x = a, *y = b;
 	int c = strcmp(x->name, y->name);
 
 	/* Directories first among equal names, so they win. */
 	return c ? c : y->is_dir - x->is_dir;
 }
 
-void listing_finish(struct listing *l, const char *dir_key)
+void listing_finish(struct store_dir *l, const char *dir_key)
 {
 	size_t r, w = 0;
 
@@ -200,24 +161,6 @@ void listing_finish(struct listing *l, const char *dir_key)
 		l->e[w++] = l->e[r];
 	}
 	l->n = w;
-}
-
-const struct listing_entry *listing_find(const struct listing *l, const char *name)
-{
-	size_t lo = 0, hi = l->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(l->e[mid].name, name);
-
-		if (c == 0)
-			return &l->e[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
 }
 
 /*
@@ -276,11 +219,26 @@ static int token_set_add(struct token_set *ts, const char *token)
 struct fetch {
 	const char *dir_key;
 	const struct listing_bounds *b;
-	struct listing *l;
+	struct store_dir *l;
 	struct token_set tokens;
 	size_t pages;
 	size_t charged;			/* bytes already passed to b->charge */
+	struct store_error *e;		/* the caller's */
 };
+
+/*
+ * A listing ends for a bound the server's answers ran into: an answer this
+ * listing cannot use (class cls, why), with the table's errno (EIO).
+ */
+static int fetch_fail(struct fetch *f, enum err_class cls, const char *why)
+{
+	store_error_clear(f->e);
+	f->e->cls = cls;
+	snprintf(f->e->what, sizeof(f->e->what), "%s", why);
+	snprintf(f->e->op, sizeof(f->e->op), "LIST");
+	snprintf(f->e->key, sizeof(f->e->key), "%s", f->dir_key);
+	return -store_error_errno(f->e);
+}
 
 /* Before a page: cancelled, out of pages, out of time? 0 or the errno to end with. */
 static int fetch_may_go_on(struct fetch *f, size_t max_pages)
@@ -293,14 +251,14 @@ static int fetch_may_go_on(struct fetch *f, size_t max_pages)
 		log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): no "
 			"directory needs more than %zu pages, the server keeps saying there is "
 			"more; the listing fails (EIO)", f->dir_key, f->pages, f->l->n, max_pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "too many pages");
 	}
 	if (b->deadline_ms && clock_mono_ms() >= b->deadline_ms) {
 		log_msg(LOG_ERR, "listing of '%s' is not done within --list-timeout (%zu pages, "
 			"%zu entries so far): the listing fails (EIO); raise --list-timeout if the "
 			"directory is this large and the server this slow", f->dir_key, f->pages,
 			f->l->n);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "not done within --list-timeout");
 	}
 	return 0;
 }
@@ -316,7 +274,7 @@ static int fetch_charge(struct fetch *f)
 			"after %zu pages (%zu entries): the listing fails (EIO); raise "
 			"--metadata-cache-size to list this directory", f->dir_key,
 			b->max_bytes >> 20, f->pages, f->l->n);
-		return -EIO;
+		return fetch_fail(f, ERR_TOO_LARGE, "larger than --metadata-cache-size");
 	}
 	if (b->charge && now > f->charged) {
 		if (b->charge(b->ctx, now - f->charged)) {
@@ -324,7 +282,7 @@ static int fetch_charge(struct fetch *f)
 				"listings being built at once hold all of --metadata-cache-size; the "
 				"listing fails (EIO); raise --metadata-cache-size", f->dir_key,
 				f->pages, f->l->n);
-			return -EIO;
+			return fetch_fail(f, ERR_TOO_LARGE, "no room in --metadata-cache-size");
 		}
 		f->charged = now;
 	}
@@ -332,7 +290,7 @@ static int fetch_charge(struct fetch *f)
 }
 
 /* The token that continues after page: 0 with *token set, or -EIO / -ENOMEM. */
-static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **token)
+static int fetch_next_token(struct fetch *f, struct store_page *page, char **token)
 {
 	size_t len;
 	int rc;
@@ -340,21 +298,21 @@ static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **t
 	if (!page->next_token || !*page->next_token) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu is truncated but has no "
 			"continuation token; the listing fails (EIO)", f->dir_key, f->pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a truncated page without a token");
 	}
 	len = strlen(page->next_token);
 	if (len > LISTING_MAX_TOKEN) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu has a continuation token of "
 			"%zu bytes, more than %d; the listing fails (EIO)", f->dir_key, f->pages,
 			len, LISTING_MAX_TOKEN);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a continuation token too long");
 	}
 	rc = token_set_add(&f->tokens, page->next_token);
 	if (rc == 1) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu repeats a continuation token "
 			"this listing was already given, so the server would loop for ever; the "
 			"listing fails (EIO)", f->dir_key, f->pages);
-		return -EIO;
+		return fetch_fail(f, ERR_PROTOCOL, "a continuation token repeated");
 	}
 	if (rc)
 		return rc;
@@ -364,16 +322,17 @@ static int fetch_next_token(struct fetch *f, struct s3_list_page *page, char **t
 }
 
 int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct listing **out, struct s3_error *e)
+		  const struct listing_bounds *bounds, struct store_dir **out, struct store_error *e)
 {
 	static const struct listing_bounds none;
-	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none };
+	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none, .e = e };
 	size_t max_pages = f.b->max_pages ? f.b->max_pages : listing_max_pages(page_size);
-	struct s3_list_page page;
+	struct store_page page;
 	char *token = NULL;
 	int rc;
 
-	f.l = listing_new();
+	store_error_clear(e);
+	f.l = store_dir_new();
 	if (!f.l)
 		return -ENOMEM;
 	for (;;) {
@@ -391,14 +350,14 @@ int listing_fetch(struct store *st, const char *dir_key, int page_size,
 			rc = fetch_next_token(&f, &page, &token);
 		if (!rc)
 			rc = fetch_charge(&f);
-		s3_list_page_cleanup(&page);
+		store_page_cleanup(&page);
 		if (rc || !token)
 			break;
 	}
 	free(token);
 	free(f.tokens.slot);
 	if (rc) {
-		listing_release(f.l);
+		store_dir_release(f.l);
 		return rc;
 	}
 	listing_finish(f.l, dir_key);

@@ -10,9 +10,9 @@
  *    '/' is hidden (logged once), never an error: it comes from keys such as
  *    "a//b", "a/./b" or a 300-byte segment;
  *  - a directory shadows a file of the same name (logged once).
- * Entries are sorted by name (byte order), unique. A listing is immutable once
- * finished and reference-counted, so open directory handles and lookups can
- * share it without locks.
+ * Entries are sorted by name (byte order), unique. A listing is a struct
+ * store_dir (s3/store.h): immutable once finished and reference-counted, so
+ * open directory handles and lookups can share it without locks.
  *
  * Fetching trusts nothing the server says about how long a listing is. A
  * listing ends with EIO and one log line (naming the directory and the bound)
@@ -39,29 +39,12 @@
  * Entries the parser dropped (a key holding %00, a bad <Size>) are logged
  * once each, like hidden names.
  */
-#ifndef IRSAFS_FS_LISTING_H
-#define IRSAFS_FS_LISTING_H
+#ifndef IRSAFS_CACHE_LISTING_H
+#define IRSAFS_CACHE_LISTING_H
 
 #include <stddef.h>
 
 #include "s3/store.h"
-
-#define NAME_MAX_BYTES 255
-
-struct listing_entry {
-	char *name;
-	int is_dir;
-	struct store_attr_packed attr;	/* files only; listing_entry_attr unpacks it */
-};
-
-struct listing {
-	int refs;			/* atomic */
-	long long fetched_ms;		/* monotonic time of the first page request */
-	size_t n;
-	size_t cap;
-	struct listing_entry *e;
-	size_t bytes;			/* what it holds: the struct, e[cap], names, attributes */
-};
 
 /* Longest continuation token sent back (S3's are ~100-200 bytes, radosgw's a key <= 1,024). */
 #define LISTING_MAX_TOKEN 4096
@@ -89,30 +72,14 @@ struct listing_bounds {
 /* The page cap for a page size (LISTING_MAX_PAGE_KEYS / page_size, at least 1,000). */
 size_t listing_max_pages(int page_size);
 
-/* The attributes of a listed file (zeros for a directory). */
-static inline void listing_entry_attr(const struct listing_entry *ent, struct store_attr *out)
-{
-	store_attr_unpack(&ent->attr, out);
-}
-
-/* Is this a name irsafs shows? (non-empty, not . or .., <= 255 bytes, no '/') */
-int listing_name_ok(const char *name, size_t len);
-
-struct listing *listing_new(void);
-struct listing *listing_ref(struct listing *l);
-void listing_release(struct listing *l);
-
 /*
  * Add one page's entries under dir_key (l->bytes grows with them), and log
  * the entries the parser dropped, once each. 0 or -ENOMEM.
  */
-int listing_add_page(struct listing *l, const char *dir_key, const struct s3_list_page *page);
+int listing_add_page(struct store_dir *l, const char *dir_key, const struct store_page *page);
 
 /* Sort, apply shadowing, drop duplicates (l->bytes shrinks with them). */
-void listing_finish(struct listing *l, const char *dir_key);
-
-/* Binary search by name; NULL when absent. */
-const struct listing_entry *listing_find(const struct listing *l, const char *name);
+void listing_finish(struct store_dir *l, const char *dir_key);
 
 /*
  * Fetch the whole listing of dir_key from the store, page by page, within
@@ -122,6 +89,7 @@ const struct listing_entry *listing_find(const struct listing *l, const char *na
  * filled). Thread-safe: one call per thread, any number at once.
  */
 int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct listing **out, struct s3_error *e);
+		  const struct listing_bounds *bounds, struct store_dir **out,
+		  struct store_error *e);
 
 #endif
