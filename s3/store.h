@@ -274,9 +274,12 @@ struct store_file {
 /*
  * The bytes of one read, in place: iov[0..niov) in order, len bytes in all.
  * The rest is the opening layer's (what the bytes live in until
- * store_span_release).
+ * store_span_release). A span outlives its file's close: FUSE releases it
+ * after the reply, when the kernel may have sent the RELEASE already, so
+ * releasing it never goes through the file (store names the layer).
  */
 struct store_span {
+	struct store *store;		/* whose span_release frees it */
 	struct iovec iov[STORE_IOV_MAX];
 	int niov;
 	size_t len;
@@ -484,12 +487,17 @@ static inline struct store_file *store_open(struct store *s, const char *key,
 static inline int store_file_read(struct store_file *f, long long off, size_t len,
 				  const int *cancel, struct store_span *sp, struct store_error *e)
 {
-	return f->store->ops->file_read(f, off, len, cancel, sp, e);
+	struct store *s = f->store;
+	int rc = s->ops->file_read(f, off, len, cancel, sp, e);
+
+	sp->store = s;
+	return rc;
 }
 
+/* f may be closed already (struct store_span): only a held part keeps it. */
 static inline void store_span_release(struct store_file *f, struct store_span *sp)
 {
-	f->store->ops->span_release(f, sp);
+	sp->store->ops->span_release(f, sp);
 }
 
 static inline void store_file_interrupt(struct store_file *f)
