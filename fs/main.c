@@ -74,12 +74,10 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		 * A whole first page is no slower than one key: when it is the
 		 * whole root, it answers the first lookups (within the TTL).
 		 */
-		struct listing *l = page.truncated ? NULL : listing_new();
+		struct listing *l = page.truncated ? NULL : listing_of_page(o->prefix, &page);
 
-		if (l && listing_add_page(l, o->prefix, &page) == 0) {
-			listing_finish(l, o->prefix);
+		if (l)
 			inode_set_listing(fs->inodes, FUSE_ROOT_ID, l);
-		}
 		listing_release(l);
 		s3_list_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
