@@ -72,6 +72,7 @@ struct dirfetch {
 	pthread_t threads[DIRFETCH_MAX_THREADS];
 	int stop;
 	unsigned long long started, abandoned;
+	size_t peak_held;		/* the most one stream held, after a page */
 };
 
 struct dirfetch *dirfetch_new(const struct dirfetch_config *cfg)
@@ -329,10 +330,14 @@ static int flight_add(struct flight *fl, struct listing_batch *b)
 
 	dirstream_progress(fl->ds, &before);
 	rc = dirstream_append(fl->ds, b);
-	if (rc || !before.kept)
+	if (rc)
 		return rc;
 	dirstream_progress(fl->ds, &after);
-	if (after.bytes <= before.bytes)
+	pthread_mutex_lock(&fl->df->lock);
+	if (after.bytes > fl->df->peak_held)
+		fl->df->peak_held = after.bytes;
+	pthread_mutex_unlock(&fl->df->lock);
+	if (!before.kept || after.bytes <= before.bytes)
 		return 0;
 	if (inode_listing_reserve(fl->df->cfg.inodes, after.bytes - before.bytes) == 0)
 		dirstream_reserved(fl->ds, after.bytes - before.bytes);
@@ -703,6 +708,22 @@ unsigned long long dirfetch_abandoned(struct dirfetch *df)
 	n = df->abandoned;
 	pthread_mutex_unlock(&df->lock);
 	return n;
+}
+
+size_t dirfetch_held(struct dirfetch *df, size_t *peak)
+{
+	struct dirstream_progress p;
+	struct flight *fl;
+	size_t sum = 0;
+
+	pthread_mutex_lock(&df->lock);
+	for (fl = df->live; fl; fl = fl->next_live) {
+		dirstream_progress(fl->ds, &p);
+		sum += p.bytes;
+	}
+	*peak = df->peak_held;
+	pthread_mutex_unlock(&df->lock);
+	return sum;
 }
 
 unsigned dirfetch_live(struct dirfetch *df)

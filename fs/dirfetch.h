@@ -147,6 +147,11 @@ void dirfetch_close(struct dirfetch *df, struct dirfetch_reader *r);
 unsigned long long dirfetch_started(struct dirfetch *df);
 unsigned long long dirfetch_abandoned(struct dirfetch *df);
 unsigned dirfetch_live(struct dirfetch *df);
+/*
+ * Bytes the streams of the fetches running or waiting hold now, and (*peak)
+ * the most one stream held after a page since the start (SIGUSR1's books).
+ */
+size_t dirfetch_held(struct dirfetch *df, size_t *peak);
 
 /*
  * Stop: queued and waiting fetches end at once (their waiters are answered

@@ -24,6 +24,8 @@
 
 #include "cache/membudget.h"
 #include "core/log.h"
+#include "fs/dirfetch.h"
+#include "fs/inode.h"
 
 /*
  * The signal thread and the unmount state. stopping and stops are atomics;
@@ -229,6 +231,15 @@ static void *signal_main(void *arg)
 				"reuse, peak %zu, ceiling %zu (--max-memory)",
 				membudget_used(lc.fs->mem), membudget_pooled(lc.fs->mem),
 				membudget_peak(lc.fs->mem), membudget_limit(lc.fs->mem));
+		if (lc.fs->dirs) {
+			size_t peak, held = dirfetch_held(lc.fs->dirs, &peak);
+
+			log_msg(LOG_NOTICE, "memory: listings %zu bytes cached, %zu held by %u being "
+				"read, the most one held %zu (--metadata-cache-size %zu); %lu names "
+				"known to the kernel", inode_listing_bytes(lc.fs->inodes), held,
+				dirfetch_live(lc.fs->dirs), peak, lc.fs->opts->metadata_cache_size,
+				inode_count(lc.fs->inodes));
+		}
 	}
 	return NULL;
 }
