@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/strutil.h"
@@ -268,7 +269,7 @@ static void log_expired_locked(struct creds_cache *c)
 		return;
 	c->locked.expired_logged = 1;
 	creds_cache_failure_fields(c, &f);
-	f.err = EKEYEXPIRED;
+	f.err = err_class_errno(ERR_CREDS_EXPIRED);
 	log_op(LOG_ERR, &f, "no valid credentials from %s: file operations fail with EKEYEXPIRED "
 	       "until a refresh works (retried every few seconds): %s", c->provider->name,
 	       c->locked.last_error[0] ? c->locked.last_error : "the credentials have expired");
@@ -347,7 +348,7 @@ static void refresh_locked(struct creds_cache *c)
 		explain_expired_answer(c, fresh, now, why, sizeof(why));
 		creds_release(fresh);
 		fresh = NULL;
-		rc = -EKEYEXPIRED;
+		rc = -err_class_errno(ERR_CREDS_EXPIRED);
 	}
 	if (rc == 0) {
 		old = c->locked.current;
@@ -461,7 +462,7 @@ int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, stru
 					 c->locked.last_error[0] ? "; the last failure: " : "",
 					 c->locked.last_error);
 				pthread_mutex_unlock(&c->lock);
-				return -EKEYEXPIRED;
+				return -err_class_errno(ERR_CREDS_EXPIRED);
 			}
 			tried = 1;
 			continue;
@@ -482,7 +483,8 @@ int creds_cache_acquire_until(struct creds_cache *c, long long deadline_ms, stru
 	if (c->locked.current)
 		log_expired_locked(c);
 	pthread_mutex_unlock(&c->lock);
-	return -EKEYEXPIRED;
+	/* No valid credentials: the table's answer for it (EKEYEXPIRED). */
+	return -err_class_errno(ERR_CREDS_EXPIRED);
 }
 
 int creds_cache_acquire(struct creds_cache *c, struct creds **out, char *why, size_t whylen)

@@ -32,8 +32,9 @@ int creds_json_parse(const char *json, size_t len, const struct creds_json_keys 
 /*
  * GET (or PUT) url with the given header lines, retrying transport errors,
  * throttling and 5xx with jittered backoff. Returns 0 with the status in
- * *status and the body in body (the caller cleanses it), or -EIO with why
- * filled when no answer came. what names the source for messages.
+ * *status and the body in body (the caller cleanses it), or a negative errno
+ * (the table's for what the last attempt met) with why filled when no usable
+ * answer came. what names the source for messages.
  */
 struct buf;
 int creds_http_get(struct http_client *http, const char *method, const char *url,

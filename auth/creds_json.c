@@ -133,9 +133,9 @@ static int json_get_attempt(void *arg, struct retry *r, struct s3_error *e)
 	http_response_init(&resp);
 	g->req.timeout_ms = retry_attempt_ms(r);
 	rc = http_perform(g->http, &g->req, &resp, e);
-	if (rc == -EMSGSIZE) {
+	if (rc && err_classify(e) == ERR_TOO_LARGE) {
 		snprintf(g->why, g->whylen, "%s sent more than %d bytes", g->what, CREDS_JSON_MAX);
-		rc = -EPROTO;
+		rc = -EPROTO;	/* why says it all */
 	} else if (rc == 0) {
 		e->http_status = resp.status;
 		err_set_ids(e, resp.request_id, resp.host_id);
@@ -147,7 +147,7 @@ static int json_get_attempt(void *arg, struct retry *r, struct s3_error *e)
 			if (rc)
 				snprintf(g->why, g->whylen, "out of memory");
 		} else {
-			rc = -EIO;
+			rc = -err_to_errno(e);
 		}
 	}
 	buf_cleanse(&resp.body);
@@ -179,5 +179,5 @@ int creds_http_get(struct http_client *http, const char *method, const char *url
 	if (rc && rc != -EPROTO && rc != -ENOMEM)
 		snprintf(why, whylen, "%s: %s%s", what, err_describe(&e, desc, sizeof(desc)),
 			 err_ids(&e, ids, sizeof(ids)));
-	return rc ? (rc == -EPROTO || rc == -ENOMEM ? rc : -EIO) : 0;
+	return rc;
 }

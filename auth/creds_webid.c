@@ -202,15 +202,13 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	req.body_len = form.len;
 	rc = http_perform(w->http, &req, &resp, e);
 	metrics_request(METRICS_OP_STS, resp.status);
-	if (rc && rc != -EMSGSIZE) {
-		explain(w, e, why, whylen);
-		rc = -EIO;
-		goto out;
-	}
-	if (rc == -EMSGSIZE) {
+	if (rc && err_classify(e) == ERR_TOO_LARGE) {
 		snprintf(why, whylen, "STS at %s sent a reply larger than %u bytes", w->endpoint,
 			 STS_BODY_MAX);
-		rc = -EPROTO;
+		goto out;
+	}
+	if (rc) {
+		explain(w, e, why, whylen);
 		goto out;
 	}
 	if (resp.status == 200) {
@@ -230,7 +228,7 @@ static int webid_attempt(struct webid *w, long timeout_ms, struct creds **out, c
 	xml_parse_error(resp.body.data, resp.body.len, e);
 	e->http_status = resp.status;
 	explain(w, e, why, whylen);
-	rc = err_is_retryable(e) ? -EIO : -EACCES;
+	rc = -err_to_errno(e);
 out:
 	if (rc && token) {
 		/* why may quote STS: never let it quote the token, raw or form-encoded. */

@@ -48,8 +48,8 @@ fi
 
 if [ -z "${IRSAFS_BIN:-}" ]; then
     [ -d "$ROOT/build-bench" ] || meson setup "$ROOT/build-bench" "$ROOT" --buildtype=release >/dev/null
-    ninja -C "$ROOT/build-bench" fs/irsafs >/dev/null
-    IRSAFS_BIN="$ROOT/build-bench/fs/irsafs"
+    ninja -C "$ROOT/build-bench" app/irsafs >/dev/null
+    IRSAFS_BIN="$ROOT/build-bench/app/irsafs"
 fi
 export IRSAFS_BIN
 

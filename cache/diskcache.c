@@ -91,8 +91,7 @@ struct entry {
 };
 
 struct diskcache {
-	struct store base;		/* first: the store is cast back */
-	struct store *inner;
+	struct store_layer layer;	/* first: the store is cast back; the store below */
 	struct membudget *mb;		/* bounce buffers; not owned, may be NULL */
 	char *bucket;
 	char *dir;
@@ -592,7 +591,7 @@ static void run_store(struct diskcache *dc, const char *key, const char *etag, c
  */
 static int run_fetch(struct diskcache *dc, const char *key, struct store_read *rd, long long a,
 		     long long z, char *dst, long long off, long long end, long long *data_end,
-		     int *eof, struct s3_error *e)
+		     int *eof, struct store_error *e)
 {
 	const char *etag = rd->etag;
 	struct membuf bounce = MEMBUF_EMPTY;
@@ -611,7 +610,7 @@ static int run_fetch(struct diskcache *dc, const char *key, struct store_read *r
 		z = min_ll(z, end);
 		buf = dst + (a - off);
 	}
-	rc = store_read_range(dc->inner, key, rd, a, (size_t)(z - a), buf, &rgot, e);
+	rc = store_read_range(dc->layer.inner, key, rd, a, (size_t)(z - a), buf, &rgot, e);
 	pthread_mutex_lock(&dc->lock);
 	dc->locked.stats.gets++;
 	if (!rc)
@@ -645,7 +644,7 @@ static int run_fetch(struct diskcache *dc, const char *key, struct store_read *r
  * and cached. Missing runs outside it are left for the reads that want them.
  */
 static int dc_read_range(struct store *st, const char *key, struct store_read *rd, long long off,
-			 size_t len, char *dst, size_t *got, struct s3_error *e)
+			 size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	struct diskcache *dc = (struct diskcache *)st;
 	long long end = off + (long long)len, pos, span_z, data_end = end;
@@ -660,8 +659,8 @@ static int dc_read_range(struct store *st, const char *key, struct store_read *r
 	 * fails. An unpinned read (no ETag yet) passes through, never kept.
 	 */
 	if (!*etag || len == 0)
-		return store_read_range(dc->inner, key, rd, off, len, dst, got, e);
-	err_clear(e);
+		return store_read_range(dc->layer.inner, key, rd, off, len, dst, got, e);
+	store_error_clear(e);
 	pos = len >= DISKCACHE_HEAD_PART && off < BLOCK ? 0 : off / GRANULE * GRANULE;
 	span_z = (end + GRANULE - 1) / GRANULE * GRANULE;
 	while (pos < span_z && !eof) {
@@ -691,17 +690,6 @@ static int dc_read_range(struct store *st, const char *key, struct store_read *r
 	else
 		*got = len;
 	return 0;
-}
-
-static int dc_stat(struct store *st, const char *key, struct store_attr *out, struct s3_error *e)
-{
-	return store_stat(((struct diskcache *)st)->inner, key, out, e);
-}
-
-static int dc_list_page(struct store *st, const char *prefix, const char *token, int max_keys,
-			struct s3_list_page *page, struct s3_error *e)
-{
-	return store_list_page(((struct diskcache *)st)->inner, prefix, token, max_keys, page, e);
 }
 
 /* Remove every regular file in the directory but the lock. */
@@ -752,9 +740,18 @@ static void dc_destroy(struct store *st)
 }
 
 static const struct store_ops dc_ops = {
-	.stat = dc_stat,
-	.list_page = dc_list_page,
+	.stat = store_fwd_stat,
+	.list_page = store_fwd_list_page,
 	.read_range = dc_read_range,
+	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
+	.identity = store_fwd_identity,
+	/* Reads are this layer's own: plain files read through it. */
+	.open = store_plain_open,
+	.file_read = store_plain_read,
+	.span_release = store_plain_span_release,
+	.file_interrupt = store_plain_interrupt,
+	.file_close = store_plain_close,
 	.destroy = dc_destroy,
 };
 
@@ -770,8 +767,8 @@ struct store *diskcache_new(struct store *inner, struct membudget *mb, const cha
 		snprintf(why, whylen, "out of memory");
 		return NULL;
 	}
-	dc->base.ops = &dc_ops;
-	dc->inner = inner;
+	dc->layer.base.ops = &dc_ops;
+	dc->layer.inner = inner;
 	dc->mb = mb;
 	dc->lock_fd = -1;
 	dc->max_bytes = max_bytes;
@@ -816,9 +813,9 @@ struct store *diskcache_new(struct store *inner, struct membudget *mb, const cha
 		snprintf(why, whylen, "cannot empty the cache directory %s: %s", dir, strerror(-rc));
 		goto fail;
 	}
-	return &dc->base;
+	return &dc->layer.base;
 fail:
-	dc_destroy(&dc->base);
+	dc_destroy(&dc->layer.base);
 	return NULL;
 }
 

@@ -1,58 +1,44 @@
 /*
- * headcache: the first bytes of objects just looked up, waiting for an open.
+ * headcache: a store layer that keeps the first bytes of objects just looked
+ * up, for the open that follows.
  *
- * A lookup that misses the listing cache asks S3 with a GET of the first
- * bytes instead of a HEAD (store_stat_read): the same one request, and for a
- * file that is then read, as cat does, the first read needs no request of its
- * own; a file no larger than those bytes is read whole by its lookup. The
- * bytes wait here, keyed by key and ETag, until open takes them (the open
- * must see the same ETag, so they are never another version's bytes) or a
- * newer lookup pushes them out. A few slots only: the buffers are reserved in
- * the read-ahead budget, and a stat that is never followed by an open should
- * not hold memory for long. Thread-safe.
+ * A lookup that misses the listing cache asks for a stat with the object's
+ * head (store_stat_head): this layer answers it with one GET of the first
+ * bytes instead of a HEAD (the store below's stat_read): the same one
+ * request, and for a file that is then read, as cat does, the first read
+ * needs no request of its own; a file no larger than those bytes is read
+ * whole by its lookup. The bytes wait here, keyed by key and ETag, until an
+ * open of the same ETag takes them (so they are never another version's
+ * bytes) or a newer lookup pushes them out. A few slots only: the buffers are
+ * reserved in the read-ahead budget, and a stat that is never followed by an
+ * open should not hold memory for long. The layer handles stat_head and open
+ * and forwards every other hook; with no memory for a buffer, stat_head says
+ * -ENOSYS and the lookup asks with a plain stat.
  *
- * Ownership: a buffer belongs to the lookup (headcache_buffer), then to its
- * slot (headcache_put), then to the open that takes it (headcache_take hands
- * over its reservation as a struct membuf and leaves the slot empty), then to
- * the read-ahead (ra_open_head), which releases it. Each step moves the
- * reservation; it is released once, by whoever holds it last.
+ * Ownership: a buffer belongs to the lookup's stat_head, then to its slot,
+ * then to the open that takes it, which hands it down with the open (struct
+ * store_head) to the layer that opens files (the read-ahead), which releases
+ * it into the same budget. Each step moves the buffer; it is released once,
+ * by whoever holds it last. Thread-safe; one lock, held only around the
+ * slots (never across a call to the store below).
  */
 #ifndef IRSAFS_CACHE_HEADCACHE_H
 #define IRSAFS_CACHE_HEADCACHE_H
 
 #include <stddef.h>
 
-#include "cache/membudget.h"
-
-struct headcache;
-
-/* slots entries at most; buffers come from and go back to mb (not owned). */
-struct headcache *headcache_new(struct membudget *mb, unsigned slots);
-void headcache_free(struct headcache *hc);
-
-/* A buffer of cap bytes for a lookup to fill, or NULL when the budget is short. */
-char *headcache_buffer(struct headcache *hc, size_t cap);
-/* Give back a buffer from headcache_buffer that is not kept. */
-void headcache_discard(struct headcache *hc, char *buf, size_t cap);
+struct store;
+struct membudget;
 
 /*
- * Keep buf (from headcache_buffer, cap bytes, the first got of them filled)
- * as the first bytes of key at etag. Takes buf in every case.
+ * The layer over inner (not owned): slots entries at most, cap bytes each
+ * (what a lookup GETs), buffers from and back to mb (not owned; the layer
+ * that opens files below must release into the same budget). NULL on ENOMEM.
  */
-void headcache_put(struct headcache *hc, const char *key, const char *etag, char *buf,
-		   size_t cap, size_t got);
+struct store *headcache_new(struct store *inner, struct membudget *mb, unsigned slots,
+			    size_t cap);
 
-/*
- * Take the first bytes of key at etag: 1 with *out (empty before the call)
- * holding the buffer and its reservation, the first *got bytes filled; the
- * caller now owns it (ra_open_head takes it, or membudget_put releases it).
- * 0 when there are none (*out stays empty). An entry of another ETag is
- * dropped either way.
- */
-int headcache_take(struct headcache *hc, const char *key, const char *etag, struct membuf *out,
-		   size_t *got);
-
-/* How many takes found their bytes (hits) and how many did not (misses). */
-void headcache_stats(struct headcache *hc, unsigned long long *hits, unsigned long long *misses);
+/* How many opens found their bytes (hits) and how many did not (misses). */
+void headcache_stats(struct store *s, unsigned long long *hits, unsigned long long *misses);
 
 #endif

@@ -71,6 +71,10 @@ struct ra_part {
 	char *buf;
 	enum part_state state;
 	int rc;
+	struct store_error *err;	/* rc's detail when there is one (malloc'd), or NULL */
+	/* A head's buffer (ra_open with a head) goes back this way, not to the budget. */
+	void (*release)(void *ctx, char *buf, size_t cap);
+	void *release_ctx;
 	int cancelled;
 	int linked;			/* in the file's list */
 	int abort;			/* atomic: stop the GET, nobody wants it any more */
@@ -80,6 +84,7 @@ struct ra_part {
 };
 
 struct ra_file {
+	struct store_file base;		/* first: the file is cast back */
 	struct readahead *ra;
 	char *key;
 	char etag[128];			/* pinned; "" until the first answer names one */
@@ -100,11 +105,12 @@ struct ra_file {
 		int rc;
 		long long off, end;
 		long long at_ms;
+		struct store_error *err;	/* its detail (malloc'd), or NULL */
 	} fail;
 };
 
 struct readahead {
-	struct store *store;
+	struct store_layer layer;	/* first: the store is cast back; reads go to its inner */
 	struct membudget *mb;
 	struct ra_config cfg;
 	size_t direct_reserve;		/* budget bytes parts leave to direct reads */
@@ -130,6 +136,7 @@ static void file_put(struct ra_file *f)
 		return;
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
+	free(f->fail.err);
 	free(f->key);
 	free(f);
 	/* Nothing is being read: buffers kept for reuse go back to the kernel. */
@@ -147,7 +154,11 @@ static void part_put_locked(struct ra_part *p)
 			__atomic_store_n(&p->abort, 1, __ATOMIC_RELEASE);
 		return;
 	}
-	membudget_release(ra->mb, p->buf, p->cap);
+	if (p->release)
+		p->release(p->release_ctx, p->buf, p->cap);
+	else
+		membudget_release(ra->mb, p->buf, p->cap);
+	free(p->err);
 	free(p);
 	if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&ra->lock);
@@ -189,8 +200,31 @@ static void part_forget_locked(struct ra_file *f, struct ra_part *p)
 	}
 }
 
-/* Remember a failed read of [off, end) (RA_FAIL_MEMORY_MS). */
-static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end)
+/* A copy of e to keep with a failure (NULL when there is none, or no memory). */
+static struct store_error *error_keep(const struct store_error *e)
+{
+	struct store_error *k;
+
+	if (!e || e->cls == ERR_OK)
+		return NULL;
+	k = malloc(sizeof(*k));
+	if (k)
+		*k = *e;
+	return k;
+}
+
+/* Hand a kept error's detail (or none) to the caller's e. */
+static void error_give(const struct store_error *kept, struct store_error *e)
+{
+	if (kept)
+		*e = *kept;
+	else
+		store_error_clear(e);
+}
+
+/* Remember a failed read of [off, end) and its detail e (RA_FAIL_MEMORY_MS). */
+static void note_failure_locked(struct ra_file *f, int rc, long long off, long long end,
+				const struct store_error *e)
 {
 	if (rc != -EIO && rc != -ETIMEDOUT && rc != -EAGAIN)
 		return;
@@ -198,14 +232,20 @@ static void note_failure_locked(struct ra_file *f, int rc, long long off, long l
 	f->fail.off = off;
 	f->fail.end = end;
 	f->fail.at_ms = clock_mono_ms();
+	free(f->fail.err);
+	f->fail.err = error_keep(e);
 }
 
-/* The error of a failure just now that overlaps [off, end), else 0. */
-static int recent_failure_locked(struct ra_file *f, long long off, long long end)
+/* The error of a failure just now that overlaps [off, end) (detail in e), else 0. */
+static int recent_failure_locked(struct ra_file *f, long long off, long long end,
+				 struct store_error *e)
 {
 	if (!f->fail.rc || clock_mono_ms() - f->fail.at_ms > RA_FAIL_MEMORY_MS)
 		return 0;
-	return off < f->fail.end && end > f->fail.off ? f->fail.rc : 0;
+	if (off >= f->fail.end || end <= f->fail.off)
+		return 0;
+	error_give(f->fail.err, e);
+	return f->fail.rc;
 }
 
 static void drop_parts_locked(struct ra_file *f)
@@ -320,9 +360,10 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 
 /*
  * An answer's ETag against the file's pin, under f->lock: the first answer
- * of an unpinned file pins it; an answer of another version is -ESTALE.
+ * of an unpinned file pins it; an answer of another version is the object
+ * changed (ERR_PRECONDITION: -ESTALE).
  */
-static int pin_locked(struct ra_file *f, const struct store_read *rd)
+static int pin_locked(struct ra_file *f, const struct store_read *rd, struct store_error *e)
 {
 	if (!rd->etag[0])
 		return 0;
@@ -330,17 +371,29 @@ static int pin_locked(struct ra_file *f, const struct store_read *rd)
 		snprintf(f->etag, sizeof(f->etag), "%s", rd->etag);
 		return 0;
 	}
-	return strcmp(f->etag, rd->etag) ? -ESTALE : 0;
+	if (!strcmp(f->etag, rd->etag))
+		return 0;
+	store_error_clear(e);
+	e->cls = ERR_PRECONDITION;
+	snprintf(e->what, sizeof(e->what), "the ETag changed from %s to %s", f->etag, rd->etag);
+	return -store_error_errno(e);
 }
 
-/* The bytes of [off, off + want) arrived: all of them, or it is an error. */
-static int check_got(struct ra_file *f, long long off, size_t want, size_t got)
+/*
+ * The bytes of [off, off + want) arrived: all of them, or it is a malformed
+ * answer (ERR_PROTOCOL) the store should not have let through.
+ */
+static int check_got(struct ra_file *f, long long off, size_t want, size_t got,
+		     struct store_error *e)
 {
 	if (got == want)
 		return 0;
 	log_msg(LOG_ERR, "read of key %s at %lld: %zu bytes where the object's %lld bytes "
 		"promise %zu; failing the read", f->key, off, got, f->size, want);
-	return -EIO;
+	store_error_clear(e);
+	e->cls = ERR_PROTOCOL;
+	snprintf(e->what, sizeof(e->what), "%zu bytes where %zu were asked for", got, want);
+	return -store_error_errno(e);
 }
 
 static void *fetch_thread(void *arg)
@@ -349,7 +402,7 @@ static void *fetch_thread(void *arg)
 	struct store_read rd;
 	struct ra_part *p;
 	struct ra_file *f;
-	struct s3_error e;
+	struct store_error e;
 	size_t got;
 	int rc, cancelled;
 
@@ -378,16 +431,17 @@ static void *fetch_thread(void *arg)
 		pthread_mutex_unlock(&f->lock);
 
 		got = 0;
+		store_error_clear(&e);
 		if (cancelled) {
 			rc = -ECANCELED;
 			stats_add(ra, &ra->locked.stats.cancelled, 1);
 		} else if (!(p->buf = membudget_map(ra->mb, p->cap))) {
 			rc = -ENOMEM;
 		} else {
-			rc = store_read_range(ra->store, f->key, &rd, p->off, p->len, p->buf, &got,
-					      &e);
+			rc = store_read_range(ra->layer.inner, f->key, &rd, p->off, p->len, p->buf,
+					      &got, &e);
 			if (rc == 0)
-				rc = check_got(f, p->off, p->len, got);
+				rc = check_got(f, p->off, p->len, got, &e);
 			pthread_mutex_lock(&ra->lock);
 			if (rc == -EINTR)
 				ra->locked.stats.cancelled++;
@@ -399,8 +453,10 @@ static void *fetch_thread(void *arg)
 
 		pthread_mutex_lock(&f->lock);
 		if (rc == 0)
-			rc = pin_locked(f, &rd);
+			rc = pin_locked(f, &rd, &e);
 		p->rc = rc;
+		if (rc)
+			p->err = error_keep(&e);
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
 		f->inflight--;
@@ -408,7 +464,7 @@ static void *fetch_thread(void *arg)
 			f->stale = 1;
 			drop_parts_locked(f);
 		} else if (rc && rc != -EINTR && rc != -ECANCELED) {
-			note_failure_locked(f, rc, p->off, p->off + (long long)p->len);
+			note_failure_locked(f, rc, p->off, p->off + (long long)p->len, &e);
 			/* Not kept: a later read asks again, the fault may be over. */
 			if (p->linked)
 				part_forget_locked(f, p);
@@ -423,14 +479,16 @@ static void *fetch_thread(void *arg)
 	}
 }
 
-struct readahead *readahead_new(struct store *store, struct membudget *mb,
-				const struct ra_config *cfg)
+static const struct store_ops ra_ops;
+
+struct store *readahead_new(struct store *inner, struct membudget *mb, const struct ra_config *cfg)
 {
 	struct readahead *ra = calloc(1, sizeof(*ra));
 
 	if (!ra)
 		return NULL;
-	ra->store = store;
+	ra->layer.base.ops = &ra_ops;
+	ra->layer.inner = inner;
 	ra->mb = mb;
 	ra->cfg = *cfg;
 	/* A quarter of the budget, at most 2 MiB: a few reads of up to 512 KiB. */
@@ -461,11 +519,12 @@ struct readahead *readahead_new(struct store *store, struct membudget *mb,
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
 	pthread_cond_init(&ra->mem_cond, NULL);
-	return ra;
+	return &ra->layer.base;
 }
 
-int readahead_start(struct readahead *ra)
+int readahead_start(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 	int rc = 0;
 
@@ -478,12 +537,11 @@ int readahead_start(struct readahead *ra)
 	return ra->nthreads ? 0 : -rc;
 }
 
-void readahead_free(struct readahead *ra)
+static void ra_destroy(struct store *s)
 {
+	struct readahead *ra = (struct readahead *)s;
 	unsigned i;
 
-	if (!ra)
-		return;
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stop = 1;
 	pthread_cond_broadcast(&ra->cond);
@@ -497,49 +555,24 @@ void readahead_free(struct readahead *ra)
 	free(ra);
 }
 
-void readahead_stats(struct readahead *ra, struct ra_stats *out)
+void readahead_stats(struct store *s, struct ra_stats *out)
 {
+	struct readahead *ra = (struct readahead *)s;
+
 	pthread_mutex_lock(&ra->lock);
 	*out = ra->locked.stats;
 	pthread_mutex_unlock(&ra->lock);
 }
 
-struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size)
+/* The object's first bytes, already here: the file's first part, done. */
+static void open_with_head(struct ra_file *f, struct store_head *head)
 {
-	struct ra_file *f = calloc(1, sizeof(*f));
+	struct ra_part *p = head->got ? calloc(1, sizeof(*p)) : NULL;
+	size_t got = head->got;
 
-	if (!f)
-		return NULL;
-	f->key = strdup(key);
-	if (!f->key) {
-		free(f);
-		return NULL;
-	}
-	f->ra = ra;
-	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
-	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
-	snprintf(f->etag, sizeof(f->etag), "%s", etag && etag_sendable(etag) ? etag : "");
-	/* Bounded, so that offset arithmetic never overflows. */
-	f->size = size < 0 ? 0 : size > STORE_SIZE_MAX ? STORE_SIZE_MAX : size;
-	f->refs = 1;
-	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
-	return f;
-}
-
-struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, struct membuf *head, size_t got)
-{
-	struct membuf h = MEMBUF_EMPTY;
-	struct ra_file *f;
-	struct ra_part *p;
-
-	membudget_transfer(&h, head);
-	f = ra_open(ra, key, etag, size);
-	p = f && got ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
-		membudget_put(ra->mb, &h);
-		return f;
+		store_head_release(head);
+		return;
 	}
 	if ((long long)got > f->size)
 		got = (size_t)f->size;
@@ -547,27 +580,63 @@ struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *
 	p->off = 0;
 	p->len = got;
 	p->got = got;
-	p->cap = h.n;	/* the part owns the reservation from here (part_put_locked) */
-	p->buf = h.p;
+	p->cap = head->cap;	/* the part owns the buffer from here (part_put_locked) */
+	p->buf = head->buf;
+	p->release = head->release;
+	p->release_ctx = head->ctx;
 	p->state = PART_DONE;
 	p->linked = 1;
 	p->refs = 1;		/* the list */
 	f->parts = p;
 	f->sched_end = (long long)got;
-	return f;
+	memset(head, 0, sizeof(*head));
 }
 
-void ra_close(struct ra_file *f)
+/*
+ * Open key pinned to a's ETag ("" = unpinned), a->size bytes long; with head,
+ * the object's first bytes are the first part already. Takes *head in every
+ * case. NULL on ENOMEM.
+ */
+static struct store_file *ra_open(struct store *s, const char *key, const struct store_attr *a,
+				  struct store_head *head)
 {
-	if (!f)
-		return;
+	struct readahead *ra = (struct readahead *)s;
+	struct ra_file *f = calloc(1, sizeof(*f));
+
+	if (f)
+		f->key = strdup(key);
+	if (!f || !f->key) {
+		free(f);
+		if (head)
+			store_head_release(head);
+		return NULL;
+	}
+	f->base.store = s;
+	f->ra = ra;
+	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
+	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
+	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
+	/* Bounded, so that offset arithmetic never overflows. */
+	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	f->refs = 1;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	if (head)
+		open_with_head(f, head);
+	return &f->base;
+}
+
+static void ra_close(struct store_file *sf)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+
 	pthread_mutex_lock(&f->lock);
 	drop_parts_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	file_put(f);
 }
 
-static void span_release_locked(struct ra_span *sp)
+static void span_release_locked(struct store_span *sp)
 {
 	int i;
 
@@ -578,8 +647,10 @@ static void span_release_locked(struct ra_span *sp)
 	sp->len = 0;
 }
 
-void ra_span_release(struct ra_file *f, struct ra_span *sp)
+static void ra_span_release(struct store_file *sf, struct store_span *sp)
 {
+	struct ra_file *f = (struct ra_file *)sf;
+
 	if (sp->nheld) {
 		/* The handle may be closed already: the span's reference keeps f. */
 		pthread_mutex_lock(&f->lock);
@@ -587,9 +658,9 @@ void ra_span_release(struct ra_file *f, struct ra_span *sp)
 		pthread_mutex_unlock(&f->lock);
 		file_put(f);
 	}
-	/* sp->mb, not f->ra: a direct read's span does not keep f alive. */
+	/* sp->owner, not f->ra: a direct read's span does not keep f alive. */
 	if (sp->owned)
-		membudget_release(sp->mb, sp->owned, sp->owned_cap);
+		membudget_release(sp->owner, sp->owned, sp->owned_cap);
 	sp->owned = NULL;
 	sp->owned_cap = 0;
 	sp->niov = 0;
@@ -604,11 +675,12 @@ static int cancelled(const int *cancel)
 /*
  * Collect [off, end) from the parts, waiting for those still in flight.
  * Returns 0 (sp filled), 1 when the parts do not cover the range (the caller
- * fetches it directly), or a negative errno (-EINTR when *cancel was set
- * while waiting). *passed is set when the read reached the end of a part.
+ * fetches it directly), or a negative errno with the part's detail in e
+ * (-EINTR when *cancel was set while waiting). *passed is set when the read
+ * reached the end of a part.
  */
 static int gather_locked(struct ra_file *f, long long off, long long end, const int *cancel,
-			 struct ra_span *sp, int *passed)
+			 struct store_span *sp, int *passed, struct store_error *e)
 {
 	long long cur = off;
 	struct ra_part *p;
@@ -620,7 +692,7 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 
 		for (p = f->parts; p && p->off + (long long)p->len <= cur; p = p->next)
 			;
-		if (!p || p->off > cur || sp->niov == RA_IOV_MAX)
+		if (!p || p->off > cur || sp->niov == STORE_IOV_MAX)
 			goto hole;
 		p->refs++;
 		sp->held[sp->nheld++] = p;
@@ -635,9 +707,11 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 		if (p->rc == -ECANCELED || p->rc == -EINTR)
 			goto hole;
 		rc = p->rc;
+		/* Never short: fetch_thread made that an error (check_got). */
 		if (!rc && p->got != p->len)
-			rc = -EIO; /* never short: fetch_thread made it an error */
+			rc = -err_class_errno(ERR_PROTOCOL);
 		if (rc) {
+			error_give(p->err, e);
 			span_release_locked(sp);
 			return rc;
 		}
@@ -703,13 +777,12 @@ static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
 
 /* Fetch [off, end), rounded out to RA_BLOCK, with one GET by this thread. */
 static int read_direct(struct ra_file *f, long long off, long long end, const int *cancel,
-		       struct ra_span *sp)
+		       struct store_span *sp, struct store_error *e)
 {
 	struct readahead *ra = f->ra;
 	long long a = off & ~(long long)(RA_BLOCK - 1);
 	long long b = (end + RA_BLOCK - 1) & ~(long long)(RA_BLOCK - 1);
 	struct store_read rd;
-	struct s3_error e;
 	size_t got = 0;
 	int rc;
 
@@ -725,21 +798,22 @@ static int read_direct(struct ra_file *f, long long off, long long end, const in
 		return -ENOMEM;
 	}
 	sp->owned_cap = (size_t)(b - a);
-	sp->mb = ra->mb;
+	sp->owner = ra->mb;
 	pthread_mutex_lock(&f->lock);
 	store_read_init(&rd, f->etag, f->size);
 	pthread_mutex_unlock(&f->lock);
 	rd.cancel = cancel;
-	rc = store_read_range(ra->store, f->key, &rd, a, (size_t)(b - a), sp->owned, &got, &e);
+	rc = store_read_range(ra->layer.inner, f->key, &rd, a, (size_t)(b - a), sp->owned, &got,
+			      e);
 	if (rc == 0)
-		rc = check_got(f, a, (size_t)(b - a), got);
+		rc = check_got(f, a, (size_t)(b - a), got, e);
 	pthread_mutex_lock(&ra->lock);
 	ra->locked.stats.direct_gets++;
 	ra->locked.stats.bytes += got;
 	pthread_mutex_unlock(&ra->lock);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0)
-		rc = pin_locked(f, &rd);
+		rc = pin_locked(f, &rd, e);
 	pthread_mutex_unlock(&f->lock);
 	if (rc) {
 		membudget_release(ra->mb, sp->owned, sp->owned_cap);
@@ -782,13 +856,16 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp)
+static int ra_read(struct store_file *sf, long long off, size_t len, const int *cancel,
+		   struct store_span *sp, struct store_error *e)
 {
+	struct ra_file *f = (struct ra_file *)sf;
 	const struct ra_config *cfg = &f->ra->cfg;
 	long long end;
 	int rc, seq, passed = 0;
 
 	memset(sp, 0, sizeof(*sp));
+	store_error_clear(e);
 	if (off < 0)
 		return -EINVAL;
 	if (off >= f->size || len == 0)
@@ -797,10 +874,13 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 
 	pthread_mutex_lock(&f->lock);
 	if (f->stale) {
+		/* The object changed since open: every read of this handle says so. */
 		pthread_mutex_unlock(&f->lock);
-		return -ESTALE;
+		e->cls = ERR_PRECONDITION;
+		snprintf(e->what, sizeof(e->what), "the object changed since it was opened");
+		return -store_error_errno(e);
 	}
-	rc = recent_failure_locked(f, off, end);
+	rc = recent_failure_locked(f, off, end, e);
 	if (rc) {
 		pthread_mutex_unlock(&f->lock);
 		return rc;
@@ -830,7 +910,7 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 		 * Out of order but already fetched or in flight (the kernel's
 		 * parallel read-ahead overtaking itself): serve it, keep the window.
 		 */
-		rc = gather_locked(f, off, end, cancel, sp, &passed);
+		rc = gather_locked(f, off, end, cancel, sp, &passed, e);
 		if (rc < 0)
 			goto failed;
 		if (rc == 0) {
@@ -862,7 +942,7 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 		}
 		rc = schedule_locked(f, end, end > f->hi ? end : f->hi);
 		if (rc == 0)
-			rc = gather_locked(f, off, end, cancel, sp, &passed);
+			rc = gather_locked(f, off, end, cancel, sp, &passed, e);
 		else
 			rc = 1;
 		if (rc < 0)
@@ -872,14 +952,14 @@ int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, str
 	}
 	pthread_mutex_unlock(&f->lock);
 
-	rc = read_direct(f, off, end, cancel, sp);
+	rc = read_direct(f, off, end, cancel, sp, e);
 	pthread_mutex_lock(&f->lock);
 	if (rc == -ESTALE) {
 		f->stale = 1;
 		drop_parts_locked(f);
 	}
 	if (rc) {
-		note_failure_locked(f, rc, off, end);
+		note_failure_locked(f, rc, off, end, e);
 		goto failed;
 	}
 served:
@@ -901,8 +981,9 @@ failed:
 	return rc;
 }
 
-void ra_interrupt(struct ra_file *f)
+static void ra_interrupt(struct store_file *sf)
 {
+	struct ra_file *f = (struct ra_file *)sf;
 	struct readahead *ra = f->ra;
 
 	/* Under the lock: a reader checks its flag under it before it waits. */
@@ -913,3 +994,18 @@ void ra_interrupt(struct ra_file *f)
 	pthread_cond_broadcast(&ra->mem_cond);
 	pthread_mutex_unlock(&ra->lock);
 }
+
+static const struct store_ops ra_ops = {
+	.stat = store_fwd_stat,
+	.list_page = store_fwd_list_page,
+	.read_range = store_fwd_read_range,
+	.stat_read = store_fwd_stat_read,
+	.stat_head = store_fwd_stat_head,
+	.identity = store_fwd_identity,
+	.open = ra_open,
+	.file_read = ra_read,
+	.span_release = ra_span_release,
+	.file_interrupt = ra_interrupt,
+	.file_close = ra_close,
+	.destroy = ra_destroy,
+};

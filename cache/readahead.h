@@ -1,11 +1,15 @@
 /*
- * readahead: per-open-file sequential prefetch over parallel ranged GETs.
+ * readahead: a store layer whose open files prefetch, sequentially, over
+ * parallel ranged GETs.
  *
- * struct readahead wraps a store and owns a small pool of fetch threads; each
- * thread runs one ranged GET at a time through the store, and the store gives
- * every concurrent request its own connection. Each open file (struct
- * ra_file) keeps a read-ahead window of parts: buffers, each filled by one
- * GET pinned to the ETag seen at open (If-Match).
+ * The layer wraps a store (the disk cache, or the S3 store) and owns a small
+ * pool of fetch threads; each thread runs one ranged GET at a time through
+ * the store below, and the S3 store gives every concurrent request its own
+ * connection. It handles open and the file hooks (s3/store.h) and forwards
+ * every other hook. Each open file keeps a read-ahead window of parts:
+ * buffers, each filled by one GET pinned to the ETag seen at open (If-Match).
+ * A file opened with the object's first bytes (a lookup's, handed down by the
+ * head cache: struct store_head) starts with them as its first part.
  *
  * Access pattern, per open file:
  * - A read at offset 0 of a fresh open, or reads after a seek that stay
@@ -43,29 +47,25 @@
  * so that the kernel's immediate retry of a failed read does not start a
  * second operation budget.
  *
- * Interrupts: ra_read takes a cancel flag; when it is set and ra_interrupt
- * called, a reader waiting for a part or for memory gives up with -EINTR, and
- * its own direct GET is aborted. A part's GET is aborted when the part left
- * the window (seek, close) and no reader waits for it.
+ * Interrupts: a read takes a cancel flag; when it is set and
+ * store_file_interrupt called, a reader waiting for a part or for memory
+ * gives up with -EINTR, and its own direct GET is aborted. A part's GET is
+ * aborted when the part left the window (seek, close) and no reader waits
+ * for it.
  *
- * Thread rules: readahead_new/free are not thread-safe; everything else is.
- * Several threads may call ra_read on one ra_file at once (the kernel sends
- * concurrent reads); ra_close may come before the last ra_span_release (a
- * span keeps its file alive) but after every ra_read has returned. Lock
- * order: ra_file.lock, then readahead.lock.
+ * Thread rules: readahead_new, readahead_start and store_destroy are not
+ * thread-safe; everything else is. Several threads may read one file at once
+ * (the kernel sends concurrent reads); the close may come before the last
+ * store_span_release (a span keeps its file alive) but after every read has
+ * returned. Lock order: a file's lock, then the layer's.
  */
 #ifndef IRSAFS_CACHE_READAHEAD_H
 #define IRSAFS_CACHE_READAHEAD_H
 
 #include <stddef.h>
-#include <sys/uio.h>
 
 struct store;
 struct membudget;
-struct membuf;
-struct readahead;
-struct ra_file;
-struct ra_part;
 
 struct ra_config {
 	size_t part_size;		/* largest single GET (default 8 MiB) */
@@ -84,59 +84,19 @@ struct ra_stats {
 	unsigned long long budget_short;/* parts not started for want of memory */
 };
 
-#define RA_IOV_MAX 8
-
-/* The bytes of one read: iov[0..niov) in order, len bytes in all. */
-struct ra_span {
-	struct iovec iov[RA_IOV_MAX];
-	int niov;
-	size_t len;
-	struct ra_part *held[RA_IOV_MAX];
-	int nheld;
-	char *owned;			/* a direct read's buffer, owned_cap bytes of mb */
-	size_t owned_cap;
-	struct membudget *mb;
-};
-
 /*
- * A prefetcher over store (not owned), reserving buffers in mb (not owned).
- * Zero fields of cfg take their defaults. NULL on ENOMEM.
+ * The layer over inner (not owned), reserving buffers in mb (not owned; a
+ * head handed to open must be of the same budget, or carry its own release).
+ * Zero fields of cfg take their defaults. NULL on ENOMEM. store_destroy stops
+ * the threads; every file must be closed first.
  */
-struct readahead *readahead_new(struct store *store, struct membudget *mb,
-				const struct ra_config *cfg);
+struct store *readahead_new(struct store *inner, struct membudget *mb,
+			    const struct ra_config *cfg);
 /*
  * Start the fetch threads (after any fork: threads do not survive it), before
- * the first ra_read. 0, or -errno when not even one thread could start.
+ * the first read. 0, or -errno when not even one thread could start.
  */
-int readahead_start(struct readahead *ra);
-/* Stops the threads; every ra_file must be closed first. */
-void readahead_free(struct readahead *ra);
-void readahead_stats(struct readahead *ra, struct ra_stats *out);
-
-/* Open key (copied) pinned to etag ("" = unpinned), size bytes long. NULL on ENOMEM. */
-struct ra_file *ra_open(struct readahead *ra, const char *key, const char *etag, long long size);
-/*
- * The same, with the object's first got bytes already in *head (a buffer
- * reserved in the budget; see cache/headcache.h). Takes *head in every case
- * and leaves it empty: the file releases it, or this call does on failure.
- */
-struct ra_file *ra_open_head(struct readahead *ra, const char *key, const char *etag,
-			     long long size, struct membuf *head, size_t got);
-void ra_close(struct ra_file *f);
-
-/*
- * Read up to len bytes at off. On 0, *sp holds the bytes (sp->len is short
- * only at the end of the object as sized at open, 0 at or past it); the
- * caller replies with sp->iov and then calls ra_span_release. On a negative
- * errno nothing is held (-ESTALE: the object changed since open; -EINTR:
- * *cancel was set). cancel may be NULL.
- */
-int ra_read(struct ra_file *f, long long off, size_t len, const int *cancel, struct ra_span *sp);
-void ra_span_release(struct ra_file *f, struct ra_span *sp);
-/*
- * Wake the readers of f so that those whose cancel flag is set give up. Safe
- * from any thread (a FUSE interrupt), while ra_read runs on f.
- */
-void ra_interrupt(struct ra_file *f);
+int readahead_start(struct store *s);
+void readahead_stats(struct store *s, struct ra_stats *out);
 
 #endif

@@ -43,11 +43,17 @@ enum err_class err_classify(const struct s3_error *e)
 {
 	int s = e->http_status;
 
-	if (e->curl_code != 0 && s == 0)
+	if (e->curl_code != 0 && s == 0) {
+		if (e->curl_code == CURLE_OPERATION_TIMEDOUT)
+			return ERR_TIMEOUT;
 		return curl_is_tls(e->curl_code) ? ERR_TLS : ERR_TRANSPORT;
+	}
 	/* An answer, but not to the request sent (http_expect): ask again. */
 	if (code_is(e, "MalformedReply"))
 		return ERR_PROTOCOL;
+	/* Ours: the answer was larger than the request allows (http.c). */
+	if (code_is(e, "ReplyTooLarge"))
+		return ERR_TOO_LARGE;
 	if (code_is(e, "PreconditionFailed"))
 		return ERR_PRECONDITION;
 	if (code_is(e, "SlowDown") || code_is(e, "Throttling") || code_is(e, "ThrottlingException") ||
@@ -103,9 +109,9 @@ enum err_class err_classify(const struct s3_error *e)
 	return ERR_BAD_REQUEST;
 }
 
-int err_to_errno(const struct s3_error *e)
+int err_class_errno(enum err_class cls)
 {
-	switch (err_classify(e)) {
+	switch (cls) {
 	case ERR_OK:
 		return 0;
 	case ERR_DENIED:
@@ -122,8 +128,8 @@ int err_to_errno(const struct s3_error *e)
 		return EKEYEXPIRED;
 	case ERR_CREDS_REJECTED:
 		return EKEYREJECTED;
-	case ERR_TRANSPORT:
-		return e->curl_code == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : EIO;
+	case ERR_TIMEOUT:
+		return ETIMEDOUT;
 	case ERR_THROTTLED:
 		/*
 		 * Not EAGAIN: a blocking read that says "try again" is taken
@@ -136,17 +142,23 @@ int err_to_errno(const struct s3_error *e)
 	case ERR_SKEW:
 	case ERR_BAD_REQUEST:
 	case ERR_PROTOCOL:
+	case ERR_TRANSPORT:
+	case ERR_TOO_LARGE:
 		break;
 	}
 	return EIO;
 }
 
-int err_is_retryable(const struct s3_error *e)
+int err_to_errno(const struct s3_error *e)
 {
-	switch (err_classify(e)) {
+	return err_class_errno(err_classify(e));
+}
+
+int err_class_retryable(enum err_class cls)
+{
+	switch (cls) {
 	case ERR_TRANSPORT:
-		/* Cancelled (http_expect.cancel): nobody waits; the caller says -EINTR. */
-		return e->curl_code != CURLE_ABORTED_BY_CALLBACK;
+	case ERR_TIMEOUT:
 	case ERR_THROTTLED:
 	case ERR_SERVER:
 	case ERR_PROTOCOL:
@@ -156,9 +168,19 @@ int err_is_retryable(const struct s3_error *e)
 	}
 }
 
+int err_is_retryable(const struct s3_error *e)
+{
+	enum err_class cls = err_classify(e);
+
+	/* Called off (http_expect.cancel): nobody waits; the caller says -EINTR. */
+	if (cls == ERR_TRANSPORT && e->curl_code == CURLE_ABORTED_BY_CALLBACK)
+		return 0;
+	return err_class_retryable(cls);
+}
+
 int err_is_timeout(const struct s3_error *e)
 {
-	return e->http_status == 0 && e->curl_code == CURLE_OPERATION_TIMEDOUT;
+	return err_classify(e) == ERR_TIMEOUT;
 }
 
 const char *err_describe(const struct s3_error *e, char *out, unsigned len)

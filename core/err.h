@@ -5,16 +5,22 @@
  * struct s3_error carries the detail of a failed HTTP exchange (transport
  * error, HTTP status, the S3/STS <Code>, <Message>, the request ids and, for
  * redirects and archived objects, the region or storage class the server
- * named). Every layer fills it; only err_to_errno() decides which errno a
- * user sees, and only err_is_retryable() decides what another attempt may
- * heal. That is irsafs's promise: a denial is EACCES, a missing key ENOENT, a
+ * named). http/, auth/ and s3/ fill it; err_classify() gives its class, and
+ * the class alone decides which errno a user sees (err_class_errno(), the
+ * one table: err_to_errno() is that table applied to an error) and what
+ * another attempt may heal (err_is_retryable()). Above s3/ an error travels
+ * as its class with the store's words (struct store_error, s3/store.h), and
+ * its errno comes from the same table. Nowhere else is an errno chosen for
+ * a remote outcome.
+ *
+ * That is irsafs's promise: a denial is EACCES, a missing key ENOENT, a
  * changed object ESTALE, a throttled or broken server EIO once retries are
  * spent - never the other way round, and never EAGAIN, EWOULDBLOCK or EINTR,
  * which applications take for "no data yet" or "call again" (Python's
  * buffered reader returns None on EAGAIN: shutil.copyfile then writes an
  * empty copy and reports success).
  *
- * The table (err_to_errno):
+ * The table (err_class_errno):
  *   ERR_DENIED          EACCES       403 AccessDenied (and any other 403)
  *   ERR_ARCHIVED        EACCES       403 InvalidObjectState: not restored;
  *                                    never a denial (fs/ does not mark it)
@@ -27,18 +33,21 @@
  *                                    or no valid credentials at all
  *   ERR_CREDS_REJECTED  EKEYREJECTED InvalidAccessKeyId, InvalidClientTokenId,
  *                                    SignatureDoesNotMatch
- *   ERR_TRANSPORT       ETIMEDOUT for a timeout, else EIO
- *   ERR_THROTTLED, ERR_SERVER, ERR_TLS, ERR_REDIRECT, ERR_SKEW,
- *   ERR_BAD_REQUEST, ERR_PROTOCOL     EIO
- * Retryable: ERR_TRANSPORT, ERR_THROTTLED, ERR_SERVER. A TLS certificate
- * error is not: no attempt can make an untrusted certificate trusted.
+ *   ERR_TIMEOUT         ETIMEDOUT    no answer in time
+ *   ERR_TRANSPORT, ERR_THROTTLED, ERR_SERVER, ERR_TLS, ERR_REDIRECT,
+ *   ERR_SKEW, ERR_BAD_REQUEST, ERR_PROTOCOL, ERR_TOO_LARGE     EIO
+ * Retryable: ERR_TRANSPORT (but not a transfer the caller called off),
+ * ERR_TIMEOUT, ERR_THROTTLED, ERR_SERVER, ERR_PROTOCOL. A TLS certificate
+ * error is not: no attempt can make an untrusted certificate trusted; nor is
+ * a reply over its size cap (the same request gets the same reply).
  */
 #ifndef IRSAFS_CORE_ERR_H
 #define IRSAFS_CORE_ERR_H
 
 enum err_class {
 	ERR_OK = 0,
-	ERR_TRANSPORT,		/* no HTTP answer: refused, reset, timeout, DNS */
+	ERR_TRANSPORT,		/* no HTTP answer: refused, reset, DNS, called off */
+	ERR_TIMEOUT,		/* no (whole) answer within the request's time */
 	ERR_TLS,		/* the server's certificate failed verification */
 	ERR_DENIED,		/* 403 AccessDenied and friends */
 	ERR_ARCHIVED,		/* 403 InvalidObjectState: archived, not restored */
@@ -53,7 +62,8 @@ enum err_class {
 	ERR_REDIRECT,		/* 301/307/400 naming another region */
 	ERR_SKEW,		/* RequestTimeTooSkewed */
 	ERR_BAD_REQUEST,	/* any other 4xx */
-	ERR_PROTOCOL,		/* an answer we could not parse */
+	ERR_PROTOCOL,		/* an answer we could not parse, or not to the request sent */
+	ERR_TOO_LARGE,		/* an answer larger than its cap (ReplyTooLarge) */
 };
 
 struct s3_error {
@@ -75,10 +85,19 @@ void err_clear(struct s3_error *e);
 /* Classify an error (transport, status and code together). */
 enum err_class err_classify(const struct s3_error *e);
 
-/* The one errno table. ERR_OK gives 0. Never EAGAIN, EWOULDBLOCK or EINTR. */
+/*
+ * The one errno table: the errno (positive) of a class. ERR_OK gives 0.
+ * Never EAGAIN, EWOULDBLOCK or EINTR.
+ */
+int err_class_errno(enum err_class cls);
+
+/* The table applied to e: err_class_errno(err_classify(e)). */
 int err_to_errno(const struct s3_error *e);
 
-/* May another attempt of the same request succeed? */
+/* May another attempt of a request that failed with this class succeed? */
+int err_class_retryable(enum err_class cls);
+
+/* May another attempt of the same request succeed? (Not one called off.) */
 int err_is_retryable(const struct s3_error *e);
 
 /* Was it a timeout (a retry of it costs more of the shared retry budget)? */

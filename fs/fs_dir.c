@@ -1,23 +1,14 @@
 /*
- * Directories: opendir starts (or joins) the listing of the directory and
- * answers once its first page is in; readdir(plus) hands out the entries as
- * the pages arrive, and readdirplus gives the kernel every entry's attributes
- * from them, so `ls -l` costs the listing's pages and no HEAD per entry. A
- * listing that fits in the metadata cache is kept on the directory's node for
- * the metadata TTL. A refused listing is remembered on the node for the TTL:
- * the directory then shows d--x--x--x and opendir answers EACCES without
- * asking S3 again.
- *
- * The listing is fetched off the FUSE threads (fs/dirfetch.h): opendirs of
- * one directory share one fetch, and neither a bad directory nor a reader
- * waiting for the next page holds a FUSE worker (the fetch thread answers
- * the waiting readdir); a killed reader is answered EINTR at once. The
- * fetch's bounds (pages, time, tokens) are fs/listing.h's; its memory
- * (kept, or a window) fs/dirfetch.h's.
- *
- * Offsets: 0 is ".", 1 "..", 2+k the listing's k-th entry (each entry's d_off
- * is the next one's). They stay valid for seeks back: a stream that let an
- * entry go reads the directory again (fs/dirfetch.h).
+ * Directories: opendir gets the directory's listing from the store
+ * (store_dir_join: in the mount's stack, the metadata cache's, kept for the
+ * TTL, or fetched whole off the FUSE threads, one fetch shared by every
+ * opendir of the directory, within the bounds of cache/listing.h), and
+ * readdirplus hands the kernel every entry's attributes from it, so `ls -l`
+ * costs the listing's pages and no HEAD per entry. A refused listing is
+ * remembered on the directory's node for the TTL: the directory then shows
+ * d--x--x--x and opendir answers EACCES without asking S3 again. An
+ * interrupted opendir whose reader is being killed is answered EINTR at once
+ * (store_dir_cancel).
  */
 #include "fs/fs_i.h"
 
@@ -30,107 +21,75 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/dirfetch.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "s3/store.h"
 
-/* One opendir waiting for the first page of its directory (fs/dirfetch.h). */
+/* One opendir waiting for its directory's listing. */
 struct dir_open {
-	struct dirfetch_waiter w;	/* first: the waiter is cast back */
+	struct store_dir_waiter w;	/* first: the waiter is cast back */
+	struct irsafs *fs;
 	fuse_req_t req;
+	uint64_t ino;
 	struct fuse_file_info fi;
-	struct dirfetch_reader *r;
-	struct dirfetch *df;
 };
 
-static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct dirfetch *df,
-		       struct dirfetch_reader *r)
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct store_dir *l)
 {
-	fi->fh = (uint64_t)(uintptr_t)r;
+	fi->fh = (uint64_t)(uintptr_t)l;
 	fi->cache_readdir = 0;
 	/* -ENOENT: the request was interrupted and is gone; no RELEASEDIR will come. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dirfetch_close(df, r);
+		store_dir_release(l);
 }
 
-static void dir_open_done(struct dirfetch_waiter *w, int rc)
+static void dir_open_done(struct store_dir_waiter *w, int rc, struct store_dir *l,
+			  const struct store_error *e)
 {
 	struct dir_open *o = (struct dir_open *)w;
 
+	/* The directory shows the denial (d--x--x--x) for the TTL. */
+	if (rc == -EACCES && e && e->cls == ERR_DENIED)
+		fs_note_denial(o->fs, o->ino, e->key, e);
 	if (rc)
 		fs_reply_err(o->req, METRICS_FS_OPENDIR, -rc);
 	else
-		reply_open(o->req, &o->fi, o->df, o->r);
+		reply_open(o->req, &o->fi, l);
 	free(o);
 }
 
 /*
- * libfuse calls this when the kernel interrupts an opendir or a readdir that
- * waits for a page: its reader got a signal. A reader that is being killed
- * waits in D state for our answer, so it gets EINTR at once. Any other signal
- * (a handler ran: SIGINT in Python, Go's preemption signal, a profiler's
- * timer) must not turn into an error: no file operation returns EINTR
- * (README, the errno contract). So the request goes on and is answered by the
- * fetch. A reader whose pid we cannot see (pid 0: another PID namespace, as
- * the app container of a Pod) cannot be told apart, so it too waits for the
- * fetch, which its bounds end.
+ * libfuse calls this when the kernel interrupts the opendir: its reader got a
+ * signal. A reader that is being killed waits in D state for our answer, so
+ * it gets EINTR at once. Any other signal (a handler ran: SIGINT in Python,
+ * Go's preemption signal, a profiler's timer) must not turn into an error:
+ * no file operation returns EINTR (README, the errno contract). So the
+ * opendir goes on and is answered by the fetch. A reader whose pid we cannot
+ * see (pid 0: another PID namespace, as the app container of a Pod) cannot be
+ * told apart, so it too waits for the fetch, which its bounds end.
  */
-static void dir_interrupted(fuse_req_t req, void *data)
+static void dir_open_interrupted(fuse_req_t req, void *data)
 {
+	struct irsafs *fs = data;
 	pid_t tid = fuse_req_ctx(req)->pid;
 
 	if (tid <= 0 || !fs_reader_dying(tid))
 		return;
-	dirfetch_cancel(data, req);
-}
-
-/* Once per fetch that ended, before its waiters are answered. */
-static void dir_fetched(void *ctx, uint64_t ino, const char *key, int rc,
-			const struct s3_error *e)
-{
-	if (rc == -EACCES)
-		fs_note_denial(ctx, ino, "s3:ListBucket", key, 1, e);
-}
-
-int fs_dir_start(struct irsafs *fs)
-{
-	const struct opts *o = fs->opts;
-	struct dirfetch_config cfg = {
-		.store = fs->store,
-		.inodes = fs->inodes,
-		.page_size = o->list_page_size,
-		.timeout_ms = o->list_timeout_ms,
-		.finished = dir_fetched,
-		.ctx = fs,
-	};
-
-	fs->dirs = dirfetch_new(&cfg);
-	return fs->dirs ? 0 : -ENOMEM;
-}
-
-void fs_dir_stop(struct irsafs *fs)
-{
-	dirfetch_free(fs->dirs);
-	fs->dirs = NULL;
+	store_dir_cancel(fs->store, req);
 }
 
 /*
- * A fresh cached listing is answered at once. Otherwise the opendir joins
- * its directory's fetch and this FUSE thread goes back to the loop; the fetch
- * thread answers it when the first page is in (fs/dirfetch.h), or the
- * interrupt callback does when the reader is killed first.
+ * The opendir joins its directory's listing and this FUSE thread goes back
+ * to the loop: a fresh cached one answers it at its arm, else the fetch
+ * thread does when the listing is in, or the interrupt callback when the
+ * reader is killed first.
  */
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct irsafs *fs = fs_of(req);
-	struct dirfetch_reader *r;
 	struct inode_info ii;
 	struct dir_open *o;
-	struct listing *l;
 	int rc;
 
 	fs_tune_readahead(fs);
@@ -141,29 +100,18 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EACCES;
 	if (rc)
 		goto fail;
-	l = inode_get_listing(fs->inodes, ino, fs->ttl_ms);
-	if (l) {
-		r = dirfetch_open_listing(l);
-		listing_release(l);
-		inode_info_cleanup(&ii);
-		if (!r)
-			fs_reply_err(req, METRICS_FS_OPENDIR, ENOMEM);
-		else
-			reply_open(req, fi, fs->dirs, r);
-		return;
-	}
 	o = calloc(1, sizeof(*o));
-	if (!o || !fs->dirs) {
-		free(o);
+	if (!o) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	o->w.done = dir_open_done;
 	o->w.tag = req;
+	o->fs = fs;
 	o->req = req;
+	o->ino = ino;
 	o->fi = *fi;
-	o->df = fs->dirs;
-	rc = dirfetch_open(fs->dirs, ino, ii.key, &o->r, &o->w);
+	rc = store_dir_join(fs->store, ii.key, &o->w);
 	inode_info_cleanup(&ii);
 	if (rc < 0) {
 		free(o);
@@ -172,205 +120,118 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (rc == 1)
 		fs_count(&fs->counters.listings, 1);
-	fuse_req_interrupt_func(req, dir_interrupted, fs->dirs);
-	dirfetch_arm(fs->dirs, &o->w);
+	fuse_req_interrupt_func(req, dir_open_interrupted, fs);
+	store_dir_arm(fs->store, &o->w);
 	return;
 fail:
 	inode_info_cleanup(&ii);
 	fs_reply_err(req, METRICS_FS_OPENDIR, -rc);
 }
 
-/* One readdir(plus): answered now, or by the fetch thread when its entries come. */
-struct dir_read {
-	struct dirfetch_waiter w;	/* first: the waiter is cast back */
-	fuse_req_t req;
-	struct irsafs *fs;
-	struct dirfetch_reader *r;
-	fuse_ino_t ino;
-	char *dir_key;			/* readdirplus: the entries' keys start with it */
-	int plus;
-	off_t off;			/* the kernel's offset */
-	size_t size, used;
-	char *out;
-};
-
-static void dir_read_free(struct dir_read *rd)
-{
-	free(rd->out);
-	free(rd->dir_key);
-	free(rd);
-}
-
-/* "." and "..": no lookup count; glibc skips d_ino 0, and the kernel fixes up "..". */
-static int add_dots(struct dir_read *rd)
-{
-	struct fuse_entry_param e;
-	off_t i;
-	size_t n;
-
-	for (i = rd->off; i < 2; i++) {
-		memset(&e, 0, sizeof(e));
-		fs_fill_stat(rd->fs, i == 0 ? rd->ino : FUSE_ROOT_ID, 1, NULL, &e.attr);
-		e.attr.st_ino = i == 0 ? rd->ino : FUSE_ROOT_ID;
-		if (rd->plus)
-			n = fuse_add_direntry_plus(rd->req, rd->out + rd->used, rd->size - rd->used,
-						   i == 0 ? "." : "..", &e, i + 1);
-		else
-			n = fuse_add_direntry(rd->req, rd->out + rd->used, rd->size - rd->used,
-					      i == 0 ? "." : "..", &e.attr, i + 1);
-		if (n > rd->size - rd->used)
-			return 1;
-		rd->used += n;
-	}
-	return 0;
-}
-
-/* One listing entry into the reply (dirstream_entry_fn: under the stream's lock). */
-static int add_entry(void *ctx, size_t k, const struct listing_entry *ent)
-{
-	struct dir_read *rd = ctx;
-	struct irsafs *fs = rd->fs;
-	struct fuse_entry_param e;
-	struct store_attr a;
-	off_t next = (off_t)k + 3;
-	uint64_t eino;
-	char *key;
-	size_t n;
-
-	memset(&e, 0, sizeof(e));
-	if (!rd->plus) {
-		/* Only the type counts; glibc skips d_ino 0. */
-		e.attr.st_mode = ent->is_dir ? S_IFDIR : S_IFREG;
-		e.attr.st_ino = FUSE_ROOT_ID;
-		n = fuse_add_direntry(rd->req, rd->out + rd->used, rd->size - rd->used, ent->name,
-				      &e.attr, next);
-		if (n > rd->size - rd->used)
-			return 1;
-		rd->used += n;
-		return 0;
-	}
-	listing_entry_attr(ent, &a);
-	fs_fill_stat(fs, 0, ent->is_dir, &a, &e.attr);
-	key = fs_join(rd->dir_key, ent->name, ent->is_dir ? "/" : "");
-	eino = key ? inode_lookup_ref(fs->inodes, key, ent->is_dir, ent->is_dir ? NULL : &a) : 0;
-	free(key);
-	if (!eino)
-		return -ENOMEM;
-	e.ino = eino;
-	e.attr.st_ino = eino;
-	if (inode_is_denied(fs->inodes, eino))
-		fs_stat_denied(&e.attr);
-	e.attr_timeout = fs->ttl;
-	e.entry_timeout = fs->ttl;
-	n = fuse_add_direntry_plus(rd->req, rd->out + rd->used, rd->size - rd->used, ent->name,
-				   &e, next);
-	if (n > rd->size - rd->used) {
-		inode_forget(fs->inodes, eino, 1);
-		return 1;
-	}
-	rd->used += n;
-	return 0;
-}
-
-static void dir_read_done(struct dirfetch_waiter *w, int rc);
-
-/* Fill the reply from what has arrived; with nothing yet, wait for the next page. */
-static void dir_read_go(struct dir_read *rd)
-{
-	struct dirfetch *df = rd->fs->dirs;
-	size_t k = rd->off > 2 ? (size_t)rd->off - 2 : 0;
-	ssize_t got;
-	int rc;
-
-	for (;;) {
-		got = dirfetch_read(df, rd->r, k, add_entry, rd);
-		if (got != -EAGAIN || rd->used)
-			break;
-		rc = df ? dirfetch_wait(df, rd->r, k, &rd->w) : -EIO;
-		if (rc == 1)
-			continue;
-		if (rc < 0) {
-			got = rc;
-			break;
-		}
-		fuse_req_interrupt_func(rd->req, dir_interrupted, df);
-		dirfetch_arm(df, &rd->w);
-		return;
-	}
-	if (got < 0 && got != -EAGAIN && !rd->used)
-		fs_reply_err(rd->req, METRICS_FS_READDIR, (int)-got);
-	else
-		fuse_reply_buf(rd->req, rd->out, rd->used);
-	dir_read_free(rd);
-}
-
-static void dir_read_done(struct dirfetch_waiter *w, int rc)
-{
-	struct dir_read *rd = (struct dir_read *)w;
-
-	if (rc) {
-		fs_reply_err(rd->req, METRICS_FS_READDIR, -rc);
-		dir_read_free(rd);
-		return;
-	}
-	dir_read_go(rd);
-}
-
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
+	struct store_dir *l = (struct store_dir *)(uintptr_t)fi->fh;
 	struct irsafs *fs = fs_of(req);
-	struct dir_read *rd = calloc(1, sizeof(*rd));
 	struct inode_info ii;
-	int rc = -ENOMEM;
+	size_t used = 0, n;
+	char *out, *key;
+	off_t i;
+	int rc;
 
-	if (!rd || !(rd->out = malloc(size)))
-		goto fail;
-	rd->w.done = dir_read_done;
-	rd->w.tag = req;
-	rd->req = req;
-	rd->fs = fs;
-	rd->r = (struct dirfetch_reader *)(uintptr_t)fi->fh;
-	rd->ino = ino;
-	rd->plus = plus;
-	rd->off = off;
-	rd->size = size;
-	if (plus) {
-		rc = inode_get(fs->inodes, ino, &ii);
-		if (rc)
-			goto fail;
-		rd->dir_key = ii.key;
-		ii.key = NULL;
-		inode_info_cleanup(&ii);
-	}
-	if (add_dots(rd)) {
-		fuse_reply_buf(req, rd->out, rd->used);
-		dir_read_free(rd);
+	out = malloc(size);
+	if (!out) {
+		fs_reply_err(req, METRICS_FS_READDIR, ENOMEM);
 		return;
 	}
-	dir_read_go(rd);
-	return;
-fail:
-	if (rd)
-		dir_read_free(rd);
-	fs_reply_err(req, METRICS_FS_READDIR, -rc);
+	rc = inode_get(fs->inodes, ino, &ii);
+	if (rc) {
+		free(out);
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
+		return;
+	}
+	/* Offsets: 0 ".", 1 "..", 2+k the k-th entry; each entry's off is the next one. */
+	for (i = off; i < (off_t)l->n + 2; i++) {
+		struct fuse_entry_param e;
+		struct store_attr a;
+		const char *name;
+		int is_dir;
+		uint64_t eino = 0;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			is_dir = 1;
+			fs_fill_stat(fs, i == 0 ? ino : FUSE_ROOT_ID, 1, NULL, &e.attr);
+		} else {
+			const struct store_dirent *ent = &l->e[i - 2];
+
+			name = ent->name;
+			is_dir = ent->is_dir;
+			store_dirent_attr(ent, &a);
+			fs_fill_stat(fs, 0, is_dir, &a, &e.attr);
+		}
+		if (!plus) {
+			/* glibc skips d_ino 0; the kernel fixes up ".." itself. */
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+			n = fuse_add_direntry(req, out + used, size - used, name, &e.attr, i + 1);
+			if (n > size - used)
+				break;
+			used += n;
+			continue;
+		}
+		if (i >= 2) {
+			key = fs_join(ii.key, name, is_dir ? "/" : "");
+			eino = key ? inode_lookup_ref(fs->inodes, key, is_dir,
+						      is_dir ? NULL : &a) : 0;
+			free(key);
+			if (!eino) {
+				if (!used) {
+					rc = -ENOMEM;
+				}
+				break;
+			}
+			e.ino = eino;
+			e.attr.st_ino = eino;
+			if (inode_is_denied(fs->inodes, eino))
+				fs_stat_denied(&e.attr);
+			e.attr_timeout = fs->ttl;
+			e.entry_timeout = fs->ttl;
+		} else {
+			/* "." and "..": no lookup count; glibc skips d_ino 0. */
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+		}
+		n = fuse_add_direntry_plus(req, out + used, size - used, name, &e, i + 1);
+		if (n > size - used) {
+			if (eino)
+				inode_forget(fs->inodes, eino, 1);
+			break;
+		}
+		used += n;
+	}
+	inode_info_cleanup(&ii);
+	if (rc)
+		fs_reply_err(req, METRICS_FS_READDIR, -rc);
+	else
+		fuse_reply_buf(req, out, used);
+	free(out);
 }
 
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		   struct fuse_file_info *fi)
+		       struct fuse_file_info *fi)
 {
 	do_readdir(req, ino, size, off, fi, 0);
 }
 
 void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+			   struct fuse_file_info *fi)
 {
 	do_readdir(req, ino, size, off, fi, 1);
 }
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	dirfetch_close(fs_of(req)->dirs, (struct dirfetch_reader *)(uintptr_t)fi->fh);
+	store_dir_release((struct store_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
+

@@ -1,17 +1,18 @@
 /*
  * Files: open, read, release.
  *
- * Reads go through the prefetcher (cache/readahead.h): every open file gets
- * an ra_file pinned to the ETag seen at open, so every GET carries If-Match
- * and a changed object gives ESTALE on the old handle, never mixed bytes.
- * Sequential reads are served from a growing window of parallel ranged GETs;
- * a seek fetches just the bytes asked for. The reply is sent straight from
- * the prefetched buffers (fuse_reply_iov), without another copy. A file the
- * lookup fetched the first bytes of (--lookup-read) starts with them.
+ * Every open file is a per-open context of the store (store_open): pinned to
+ * the ETag seen at open, so every GET carries If-Match and a changed object
+ * gives ESTALE on the old handle, never mixed bytes. In the mount's stack
+ * the read-ahead opens it (cache/readahead.h): sequential reads are served
+ * from a growing window of parallel ranged GETs, a seek fetches just the
+ * bytes asked for, and a file the lookup fetched the first bytes of
+ * (--lookup-read, cache/headcache.h) starts with them. The reply is sent
+ * straight from the store's buffers (fuse_reply_iov), without another copy.
  *
  * A read whose reader is being killed (the kernel sends FUSE_INTERRUPT, and a
  * fatal signal is pending) is answered with EINTR at once: its wait for a
- * part ends and its own GET is aborted (ra_read's cancel flag), so a killed
+ * part ends and its own GET is aborted (the read's cancel flag), so a killed
  * reader never waits out a stalled server. A live reader's read goes on.
  */
 #include "fs/fs_i.h"
@@ -23,27 +24,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cache/headcache.h"
-#include "cache/readahead.h"
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "s3/store.h"
 
 struct fhandle {
 	char *key;
-	struct ra_file *rf;
+	struct store_file *f;
 };
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct irsafs *fs = fs_of(req);
 	struct fhandle *fh = NULL;
-	struct membuf head = MEMBUF_EMPTY;
 	struct inode_info ii;
-	size_t got;
 	int rc;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_CREAT))) {
@@ -64,15 +59,9 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/*
-	 * The lookup may have brought the first bytes already (cache/headcache.h):
-	 * their reservation moves to the read-ahead, which releases it.
-	 */
-	if (fs->heads && headcache_take(fs->heads, ii.key, ii.attr.etag, &head, &got))
-		fh->rf = ra_open_head(fs->ra, ii.key, ii.attr.etag, ii.attr.size, &head, got);
-	else
-		fh->rf = ra_open(fs->ra, ii.key, ii.attr.etag, ii.attr.size);
-	if (!fh->rf) {
+	/* The lookup may have brought the first bytes already: the store knows. */
+	fh->f = store_open(fs->store, ii.key, &ii.attr, NULL);
+	if (!fh->f) {
 		free(fh);
 		rc = -ENOMEM;
 		goto fail;
@@ -84,7 +73,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fs_count(&fs->counters.opens, 1);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		ra_close(fh->rf);
+		store_file_close(fh->f);
 		free(fh->key);
 		free(fh);
 	}
@@ -97,7 +86,7 @@ fail:
 
 /* A read's interrupt state: set from libfuse's thread, read by the reader. */
 struct read_intr {
-	struct ra_file *rf;
+	struct store_file *f;
 	int cancel;		/* atomic */
 };
 
@@ -117,32 +106,33 @@ static void on_read_interrupt(fuse_req_t req, void *data)
 	if (tid <= 0 || !fs_reader_dying(tid))
 		return;
 	__atomic_store_n(&ri->cancel, 1, __ATOMIC_RELEASE);
-	ra_interrupt(ri->rf);
+	store_file_interrupt(ri->f);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
-	struct ra_file *rf = fh->rf;	/* fh may be released once the reply is out */
+	struct store_file *f = fh->f;	/* fh may be released once the reply is out */
 	struct irsafs *fs = fs_of(req);
-	struct read_intr ri = { .rf = rf };
-	struct ra_span sp;
+	struct read_intr ri = { .f = f };
+	struct store_error e;
+	struct store_span sp;
 	int rc;
 
 	/* Runs on_read_interrupt now if the interrupt came first. */
 	fuse_req_interrupt_func(req, on_read_interrupt, &ri);
-	rc = ra_read(rf, off, size, &ri.cancel, &sp);
+	rc = store_file_read(f, off, size, &ri.cancel, &sp, &e);
 	/* After this no callback runs or will run: ri may go. */
 	fuse_req_interrupt_func(req, NULL, NULL);
 	if (rc) {
 		if (rc == -EACCES) /* show it as "----------" (fs_node.c) */
-			fs_note_denial(fs, ino, "s3:GetObject", fh->key, 0, NULL);
+			fs_note_denial(fs, ino, fh->key, &e);
 		if (rc == -ESTALE)
 			log_op_once(LOG_WARNING, &(struct log_fields){ .op = "read", .err = ESTALE,
-				    .bucket = fs->opts->bucket, .key = fh->key },
+				    .bucket = fs->cfg.bucket, .key = fh->key },
 				    "s3://%s/%s changed since it was opened: reads on that handle "
-				    "fail with ESTALE; open the file again", fs->opts->bucket,
+				    "fail with ESTALE; open the file again", fs->cfg.bucket,
 				    fh->key);
 		fs_reply_err(req, METRICS_FS_READ, -rc);
 		return;
@@ -153,14 +143,14 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_iov(req, sp.iov, sp.niov);
 	else
 		fuse_reply_buf(req, NULL, 0);
-	ra_span_release(rf, &sp);
+	store_span_release(f, &sp);
 }
 
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 
-	ra_close(fh->rf);
+	store_file_close(fh->f);
 	free(fh->key);
 	free(fh);
 	fuse_reply_err(req, 0);

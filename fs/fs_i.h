@@ -21,8 +21,6 @@ void fs_count(unsigned long long *c, unsigned long long n);
 /* Attributes of a file (from a) or a directory (a may be NULL). */
 void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struct store_attr *a,
 		  struct stat *st);
-/* Reply to a lookup with (key, is_dir, a), adding one lookup reference. */
-void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a);
 /* A cacheable "no such entry" (counted as lookup ENOENT). */
 void fs_reply_negative(fuse_req_t req);
 /* Answer req with errno err (positive), counted under fs_op (enum metrics_fs_op). */
@@ -34,14 +32,6 @@ int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii);
 char *fs_join(const char *a, const char *b, const char *c);
 /* Strip what a denial takes away: a directory keeps its x bits, a file none. */
 void fs_stat_denied(struct stat *st);
-struct s3_error;
-/*
- * A denial of action on key (a listing when is_list) was seen: remember it as
- * the last denial, and when ino is not 0 show it on that node for the TTL.
- * e may be NULL when the detail is not known.
- */
-void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
-		    int is_list, const struct s3_error *e);
 /* May this file be opened? 0, or -EACCES (denied, or archived and not restored). */
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
 
@@ -54,9 +44,6 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii);
  */
 void fs_tune_readahead(struct irsafs *fs);
 
-/* Start / stop the directory fetches (FUSE init and destroy). 0 or -ENOMEM. */
-int fs_dir_start(struct irsafs *fs);
-void fs_dir_stop(struct irsafs *fs);
 
 /*
  * Is the thread tid dying: a fatal signal (SIGKILL, or one whose default

@@ -1,27 +1,12 @@
 /*
  * Names: lookup, forget and getattr, and how denials show.
  *
- * A lookup inside a directory listed within the metadata TTL is answered from
- * that listing. Otherwise it asks S3 directly, with two requests at once: a
- * ListObjectsV2 of "name/" with max-keys=1 (a directory shadows a file of the
- * same name, so its answer wins) and, for the file, a GET of the first
- * --lookup-read bytes (a HEAD when that is 0). The GET answers what a HEAD
- * would, and keeps the bytes for an open that follows (cache/headcache.h): a
- * cold `cat path` then costs one round trip before its first byte, not three.
- * An empty or archived object is asked again with a HEAD; a GET that failed
- * for throttling or a server fault is not (that would be a second budget).
- * The GET's denial is reported only once the probe has said the name is no
- * directory, so a prefix-scoped role walking into its prefix sees no warning
- * about the directory's own name. This keeps a path reachable by its full
- * name even under a directory the role may not list. A name with no node remembers its answer
- * in the table's negative entries: "no such key" for the negative TTL, a
- * denial for the metadata TTL (the kernel caches only the former).
- *
- * What the answers mean, for a role without s3:ListBucket on the prefix: S3
- * answers 403, not 404, for a key that does not exist (so as not to reveal
- * that it does not), and irsafs passes that on as EACCES; it never guesses
- * ENOENT from a denial. When the directory probe is denied and the HEAD says
- * 404, the name may still be a directory: EACCES too.
+ * What a name is, the store says (store_lookup): in the mount's stack the
+ * metadata cache answers from a listing kept within the TTL or a remembered
+ * negative answer, or asks S3 (cache/metacache.h says how, and what a 403
+ * means for a role without s3:ListBucket). This file turns its answer into a
+ * node: a lookup reference, attributes for the kernel, a cacheable "no such
+ * entry" (for the negative TTL), or an errno.
  *
  * Denials as modes: once a denial of a node has been seen (its listing or its
  * bytes refused), its attributes show it until the metadata TTL runs out: a
@@ -29,11 +14,11 @@
  * listed), a file shows no permission bits at all. The kernel checks these
  * modes itself (default_permissions), so access(2) agrees. This shows what
  * was observed; irsafs does not evaluate IAM policies. After a denial the
- * kernel's cached attributes are invalidated so the next stat sees it.
+ * kernel's cached attributes are invalidated so the next stat sees it. An
+ * archived object refused is not a denial: it is logged as such, with its
+ * storage class, and its node keeps its modes.
  */
 #include "fs/fs_i.h"
-
-#include "cache/headcache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,12 +27,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "core/workq.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
 #include "s3/store.h"
 
 struct irsafs *fs_of(fuse_req_t req)
@@ -65,16 +47,16 @@ void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir,
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = fs->opts->uid;
-	st->st_gid = fs->opts->gid;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
 	st->st_blksize = 1 << 20;
 	if (is_dir) {
-		st->st_mode = S_IFDIR | fs->opts->dir_mode;
+		st->st_mode = S_IFDIR | fs->cfg.dir_mode;
 		st->st_nlink = 2;
 		st->st_size = 0;
 		st->st_mtim = fs->mount_time;
 	} else {
-		st->st_mode = S_IFREG | fs->opts->file_mode;
+		st->st_mode = S_IFREG | fs->cfg.file_mode;
 		st->st_nlink = 1;
 		st->st_size = a->size;
 		st->st_blocks = (a->size + 511) / 512;
@@ -122,11 +104,6 @@ static void reply_entry(fuse_req_t req, const char *key, int is_dir, const struc
 	}
 }
 
-void fs_reply_entry(fuse_req_t req, const char *key, int is_dir, const struct store_attr *a)
-{
-	reply_entry(req, key, is_dir, a, 0);
-}
-
 void fs_reply_err(fuse_req_t req, int fs_op, int err)
 {
 	metrics_fs_error(fs_op, err);
@@ -140,28 +117,17 @@ void fs_reply_negative(fuse_req_t req)
 	metrics_fs_error(METRICS_FS_LOOKUP, ENOENT);
 	/* ino 0 with a timeout lets the kernel cache the miss, for the negative TTL. */
 	memset(&e, 0, sizeof(e));
-	e.entry_timeout = fs_of(req)->opts->negative_ttl;
+	e.entry_timeout = fs_of(req)->cfg.negative_ttl;
 	fuse_reply_entry(req, &e);
-}
-
-/*
- * Storage classes whose objects S3 may refuse with InvalidObjectState until
- * restored: GLACIER, DEEP_ARCHIVE, and Intelligent-Tiering's archive tiers.
- * (GLACIER_IR reads like STANDARD.)
- */
-static int archivable_class(const char *sc)
-{
-	return !strcmp(sc, "GLACIER") || !strcmp(sc, "DEEP_ARCHIVE") ||
-	       !strcmp(sc, "INTELLIGENT_TIERING");
 }
 
 /* Archived, not denied: say so once, with the storage class, never "add it to the policy". */
 static void log_archived(struct irsafs *fs, const char *key, const char *node_class,
-			 const struct s3_error *e)
+			 const struct store_error *e)
 {
-	char what[320], ids[256], cls[128], once[1100];
 	const char *sc = e->storage_class[0] ? e->storage_class : node_class;
-	struct log_fields f = { .op = "GET", .bucket = fs->opts->bucket, .key = key };
+	char cls[128], once[1100];
+	struct log_fields f;
 
 	if (sc && sc[0] && strcmp(sc, "STANDARD") != 0)
 		snprintf(cls, sizeof(cls), "in storage class %s%s%s%s", sc,
@@ -169,77 +135,36 @@ static void log_archived(struct irsafs *fs, const char *key, const char *node_cl
 			 e->access_tier[0] ? ")" : "");
 	else
 		snprintf(cls, sizeof(cls), "in an archive storage class");
-	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->opts->bucket, key);
-	err_log_fields(e, &f);
+	snprintf(once, sizeof(once), "archived s3://%s/%s", fs->cfg.bucket, key);
+	store_error_log_fields(e, &f);
+	f.op = "GET";
+	f.bucket = fs->cfg.bucket;
+	f.key = key;
 	log_op_once_key(LOG_WARNING, once, &f, "s3://%s/%s is %s and not restored (%s): restore "
 			"it first (s3:RestoreObject, then wait for the restore), or read another "
-			"path%s", fs->opts->bucket, key, cls, err_describe(e, what, sizeof(what)),
-			err_ids(e, ids, sizeof(ids)));
+			"path%s", fs->cfg.bucket, key, cls, e->what, e->ids);
 }
 
-/*
- * Were a file's bytes refused (EACCES, detail e, or NULL when the reader
- * does not have it) because the object is archived rather than denied? Then
- * it is logged as such and not marked. A reader through the prefetcher gets
- * only EACCES: for an object whose class may be archived, one byte is asked
- * for again to learn which refusal it was (on the failure path only).
- */
-static int refusal_is_archive(struct irsafs *fs, uint64_t ino, const char *key,
-			      const struct s3_error *e)
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *key, const struct store_error *e)
 {
-	struct inode_info ii;
-	struct store_read rd;
-	struct s3_error probe;
-	int have = 0, archived = 0;
-	size_t got = 0;
-	char one;
+	char text[2048], when[21];
 
-	if (ino && inode_get(fs->inodes, ino, &ii) == 0) {
-		if (ii.is_dir) {
-			inode_info_cleanup(&ii);
-			return 0;
-		}
-		have = 1;
-	}
-	if (have)
-		store_read_init(&rd, ii.attr.etag, ii.attr.size);
-	if (!e && have && archivable_class(ii.attr.storage_class) &&
-	    store_read_range(fs->store, key, &rd, 0, 1, &one, &got, &probe) == -EACCES)
-		e = &probe;
-	if (e && err_classify(e) == ERR_ARCHIVED) {
+	if (e->cls == ERR_ARCHIVED) {
+		/* Not restored is not denied: no "----------", no last_denial (README). */
+		struct inode_info ii;
+		int have = ino && inode_get(fs->inodes, ino, &ii) == 0;
+
 		log_archived(fs, key, have ? ii.attr.storage_class : "", e);
-		archived = 1;
-	}
-	if (have)
-		inode_info_cleanup(&ii);
-	return archived;
-}
-
-void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *action, const char *key,
-		    int is_list, const struct s3_error *e)
-{
-	char text[1600], what[320], when[21], ids[256];
-
-	/* Not restored is not denied: no "----------", no last_denial (README). */
-	if (!is_list && refusal_is_archive(fs, ino, key, e))
+		if (have)
+			inode_info_cleanup(&ii);
 		return;
-	ids[0] = '\0';
-	if (e)
-		err_ids(e, ids, sizeof(ids));
-	if (!e)
-		snprintf(what, sizeof(what), "EACCES");
-	else if (e->http_status == 403 && !e->code[0])
-		snprintf(what, sizeof(what), "403 AccessDenied"); /* a HEAD's 403 has no body */
-	else
-		err_describe(e, what, sizeof(what));
+	}
 	time_format_iso8601(time(NULL), when);
-	if (is_list)
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s (%s%s): %s%s", when, action,
-			 fs->opts->bucket, *key ? "prefix " : "no prefix: the bucket's root", key,
-			 what, ids);
-	else
-		snprintf(text, sizeof(text), "%s %s on arn:aws:s3:::%s/%s: %s%s", when, action,
-			 fs->opts->bucket, key, what, ids);
+	if (e->cls == ERR_DENIED)
+		snprintf(text, sizeof(text), "%s %s on %s: %s%s", when, e->action, e->resource,
+			 e->what, e->ids);
+	else	/* EACCES without the store's words (out of memory on the way) */
+		snprintf(text, sizeof(text), "%s %s: EACCES", when, key);
 	inode_set_last_denial(fs->inodes, text);
 	if (!ino)
 		return;
@@ -258,7 +183,7 @@ static int archived_class(const char *sc)
 int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	size_t got = 0;
 	char one;
 	int rc;
@@ -276,7 +201,7 @@ int fs_open_check(struct irsafs *fs, const struct inode_info *ii)
 	store_read_init(&rd, ii->attr.etag, ii->attr.size);
 	rc = store_read_range(fs->store, ii->key, &rd, 0, 1, &one, &got, &e);
 	if (rc == -EACCES)
-		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+		fs_note_denial(fs, ii->ino, ii->key, &e);
 	return rc;
 }
 
@@ -289,157 +214,23 @@ char *fs_join(const char *a, const char *b, const char *c)
 	return s;
 }
 
-/* Does anything exist under dir_key? 1 yes, 0 no, or a negative errno. */
-static int dir_exists(struct irsafs *fs, const char *dir_key, struct s3_error *e)
-{
-	struct s3_list_page page;
-	int rc, found;
-
-	rc = store_list_page(fs->store, dir_key, NULL, 1, &page, e);
-	if (rc)
-		return rc;
-	found = page.nobjects > 0 || page.nprefixes > 0;
-	s3_list_page_cleanup(&page);
-	return found;
-}
-
-/* The directory probe of a lookup, run beside the file's GET (fs->helpers). */
-struct dir_probe {
-	struct work w;
-	struct irsafs *fs;
-	const char *dir_key;
-	struct s3_error e;
-	int rc;
-};
-
-static void dir_probe_run(struct work *w)
-{
-	struct dir_probe *p = (struct dir_probe *)w;
-
-	p->rc = dir_exists(p->fs, p->dir_key, &p->e);
-}
-
-/*
- * --unlisted-dirs: is a name whose directory probe answered list_rc and whose
- * GET (or HEAD) answered rc a directory that can be traversed, not listed?
- * Without s3:ListBucket, S3 refuses both for a directory, for a missing key
- * and for a key the role may not read alike (403): nothing tells them apart.
- * The flag takes all three for directories, so that a role that may only
- * GetObject reaches a/b/c.txt by its path; a missing or unreadable name then
- * stats as d--x--x--x and opening it gives EACCES (opendir of a denied node).
- * Without the flag such a name is EACCES.
- */
-static int unlisted_dir(const struct irsafs *fs, int list_rc, int rc)
-{
-	return fs->opts->unlisted_dirs && list_rc == -EACCES && (rc == -EACCES || rc == -ENOENT);
-}
-
-/*
- * Ask S3 about a name: *list_rc is the directory probe's answer (1, 0 or a
- * negative errno), the return value the file's (0 with *a filled, or a
- * negative errno; not asked, -ENOENT, when the probe found a directory).
- * With --lookup-read both go at once, and the file's first bytes are kept.
- */
-static int probe_name(struct irsafs *fs, const char *dir_key, const char *file_key,
-		      int *list_rc, struct store_attr *a, struct s3_error *e)
-{
-	struct dir_probe dp = { .w.fn = dir_probe_run, .fs = fs, .dir_key = dir_key };
-	size_t cap = fs->opts->lookup_read, got = 0;
-	char *head = fs->heads ? headcache_buffer(fs->heads, cap) : NULL;
-	int rc;
-
-	if (!head) {
-		*list_rc = dir_exists(fs, dir_key, e);
-		if (*list_rc == 1 || (*list_rc < 0 && *list_rc != -EACCES))
-			return -ENOENT;
-		return store_stat(fs->store, file_key, a, e);
-	}
-	workq_submit(fs->helpers, &dp.w);
-	rc = store_stat_read(fs->store, file_key, cap, head, &got, a, e);
-	/* Waits for the probe, or runs it now when no helper was free. */
-	workq_finish(fs->helpers, &dp.w);
-	*list_rc = dp.rc;
-	if (dp.rc == 1 || (dp.rc < 0 && dp.rc != -EACCES)) {
-		headcache_discard(fs->heads, head, cap);
-		return -ENOENT;
-	}
-	if (rc == 0) {
-		headcache_put(fs->heads, file_key, a->etag, head, cap, got);
-		return 0;
-	}
-	headcache_discard(fs->heads, head, cap);
-	if (rc == -ENOENT)
-		return rc;
-	if (rc == -EACCES && !strcmp(e->code, "AccessDenied")) {
-		/* Not a directory after all: the denial is this name's, report it. */
-		if (!unlisted_dir(fs, dp.rc, rc)) /* else fs_op_lookup says what it shows */
-			store_report_denial(fs->store, "s3:GetObject", file_key, e);
-		return rc;
-	}
-	/*
-	 * Throttled, broken, unreachable, untrusted or without credentials:
-	 * the GET spent the operation's budget on it, and a HEAD would start a
-	 * second one against the same fault. Not so a GET answered with the
-	 * wrong range or length (MalformedReply): those answers come at once,
-	 * and say nothing about what a HEAD would (a proxy that breaks ranges).
-	 */
-	if ((err_is_retryable(e) && err_classify(e) != ERR_PROTOCOL) || rc == -EKEYEXPIRED ||
-	    rc == -EKEYREJECTED || err_classify(e) == ERR_TLS)
-		return rc;
-	/*
-	 * Empty (416), archived (InvalidObjectState), no usable size, or no
-	 * usable answer to the range: ask with a HEAD.
-	 */
-	return store_stat(fs->store, file_key, a, e);
-}
-
-/*
- * The role may list but not read: find the key itself with one more listing
- * (prefix = the key), so an unreadable file still shows, as "----------".
- * 1 with *a filled when the key exists, 0 when not, or a negative errno.
- */
-static int file_listed(struct irsafs *fs, const char *file_key, struct store_attr *a)
-{
-	struct s3_list_page page;
-	struct s3_error e;
-	int rc, found = 0;
-
-	rc = store_list_page(fs->store, file_key, NULL, 1, &page, &e);
-	if (rc)
-		return rc;
-	if (page.nobjects > 0 && !strcmp(page.objects[0].key, file_key)) {
-		const struct s3_list_object *o = &page.objects[0];
-
-		memset(a, 0, sizeof(*a));
-		a->size = o->size;
-		a->mtime = o->mtime;
-		snprintf(a->etag, sizeof(a->etag), "%s", o->etag ? o->etag : "");
-		snprintf(a->storage_class, sizeof(a->storage_class), "%s", o->storage_class);
-		found = 1;
-	}
-	s3_list_page_cleanup(&page);
-	return found;
-}
-
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct irsafs *fs = fs_of(req);
-	const struct listing_entry *ent;
+	struct store_entry ent;
+	struct store_error e;
 	struct inode_info pi;
-	struct listing *l;
-	struct store_attr a;
-	struct s3_error e;
-	char *dir_key = NULL, *file_key = NULL;
 	size_t len = strlen(name);
-	int rc, list_rc;
+	char *key = NULL;
+	int rc;
 
 	fs_tune_readahead(fs);
 	fs_count(&fs->counters.lookups, 1);
-	if (len > NAME_MAX_BYTES) {
+	if (len > STORE_NAME_MAX) {
 		fs_reply_err(req, METRICS_FS_LOOKUP, ENAMETOOLONG);
 		return;
 	}
-	if (!listing_name_ok(name, len)) {
+	if (!store_name_ok(name, len)) {
 		fs_reply_err(req, METRICS_FS_LOOKUP, ENOENT);
 		return;
 	}
@@ -448,83 +239,30 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 		return;
 	}
-	l = inode_get_listing(fs->inodes, parent, fs->ttl_ms);
-	if (l) {
-		fs_count(&fs->counters.lookup_hits, 1);
-		ent = listing_find(l, name);
-		if (!ent) {
-			fs_reply_negative(req);
-		} else {
-			char *key = fs_join(pi.key, name, ent->is_dir ? "/" : "");
-
-			listing_entry_attr(ent, &a);
-			if (key)
-				fs_reply_entry(req, key, ent->is_dir, &a);
-			else
-				fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
-			free(key);
-		}
-		listing_release(l);
-		goto out;
-	}
-
-	dir_key = fs_join(pi.key, name, "/");
-	file_key = fs_join(pi.key, name, "");
-	if (!dir_key || !file_key) {
-		fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
-		goto out;
-	}
-	rc = inode_neg_get(fs->inodes, file_key);
-	fs_count(rc ? &fs->counters.lookup_hits : &fs->counters.lookup_misses, 1);
+	/* The metadata cache answers (cache/metacache.h: what the answers mean). */
+	rc = store_lookup(fs->store, pi.key, name, &ent, &e);
 	if (rc == -ENOENT) {
 		fs_reply_negative(req);
 		goto out;
 	}
 	if (rc) {
+		/* A denial (or an archived object) the store names: remember it, show it. */
+		if (rc == -EACCES && (e.cls == ERR_DENIED || e.cls == ERR_ARCHIVED))
+			fs_note_denial(fs, 0, e.key, &e);
 		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
 		goto out;
 	}
-	rc = probe_name(fs, dir_key, file_key, &list_rc, &a, &e);
-	if (list_rc == 1) {
-		memset(&a, 0, sizeof(a));
-		fs_reply_entry(req, dir_key, 1, &a);
+	key = fs_join(pi.key, name, ent.is_dir ? "/" : "");
+	if (!key) {
+		fs_reply_err(req, METRICS_FS_LOOKUP, ENOMEM);
 		goto out;
 	}
-	if (list_rc < 0 && list_rc != -EACCES) {
-		fs_reply_err(req, METRICS_FS_LOOKUP, -list_rc);
-		goto out;
-	}
-	if (rc == 0) {
-		fs_reply_entry(req, file_key, 0, &a);
-	} else if (unlisted_dir(fs, list_rc, rc)) {
-		/* Neither listed nor read: a directory to traverse (--unlisted-dirs). */
-		log_once(LOG_INFO, "s3://%s/%s: S3 refused to list %s and to read %s: shown as a "
-			 "directory that can be traversed, not listed (--unlisted-dirs); if %s is "
-			 "a file, the role needs s3:GetObject on it", fs->opts->bucket, dir_key,
-			 dir_key, file_key, file_key);
-		memset(&a, 0, sizeof(a));
-		reply_entry(req, dir_key, 1, &a, 1);
-	} else if (rc == -EACCES && list_rc == 0 && file_listed(fs, file_key, &a) == 1) {
-		/* Listed but not readable: a file that shows its denial. */
-		fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
-		reply_entry(req, file_key, 0, &a, 1);
-	} else if (rc == -ENOENT && list_rc == -EACCES) {
-		/* Not a file, and we may not look for a directory: it may be one. */
-		inode_neg_put(fs->inodes, file_key, -EACCES);
-		fs_reply_err(req, METRICS_FS_LOOKUP, EACCES);
-	} else if (rc == -ENOENT) {
-		inode_neg_put(fs->inodes, file_key, -ENOENT);
-		fs_reply_negative(req);
-	} else {
-		if (rc == -EACCES) {
-			fs_note_denial(fs, 0, "s3:GetObject", file_key, 0, &e);
-			inode_neg_put(fs->inodes, file_key, -EACCES);
-		}
-		fs_reply_err(req, METRICS_FS_LOOKUP, -rc);
-	}
+	/* Listed but not readable: the file shows its denial. */
+	if (ent.denied && e.cls == ERR_DENIED)
+		fs_note_denial(fs, 0, key, &e);
+	reply_entry(req, key, ent.is_dir, &ent.attr, ent.denied);
 out:
-	free(dir_key);
-	free(file_key);
+	free(key);
 	inode_info_cleanup(&pi);
 }
 
@@ -546,7 +284,7 @@ void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *
 /* Refresh a file's attributes with a HEAD when they are older than the TTL. */
 int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii)
 {
-	struct s3_error e;
+	struct store_error e;
 	int rc;
 
 	/* A denial seen within the TTL stands; asking again would only cost. */
@@ -555,7 +293,7 @@ int fs_refresh_attr(struct irsafs *fs, struct inode_info *ii)
 	rc = store_stat(fs->store, ii->key, &ii->attr, &e);
 	if (rc == -EACCES) {
 		/* Known to exist, refused now: keep the node, show the denial. */
-		fs_note_denial(fs, ii->ino, "s3:GetObject", ii->key, 0, &e);
+		fs_note_denial(fs, ii->ino, ii->key, &e);
 		ii->denied = 1;
 		return 0;
 	}

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "fs/listing.h"
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -29,7 +28,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_files = 1ULL << 32;
 	sv.f_ffree = 1ULL << 32;
 	sv.f_favail = 1ULL << 32;
-	sv.f_namemax = NAME_MAX_BYTES;
+	sv.f_namemax = STORE_NAME_MAX;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
 }
@@ -75,7 +74,7 @@ static int mount_device(const char *path, char *dev, size_t devlen)
 
 void fs_tune_readahead(struct irsafs *fs)
 {
-	size_t kb = fs->opts->kernel_readahead >> 10;
+	size_t kb = fs->cfg.kernel_readahead >> 10;
 	char dev[32], path[96], val[24];
 	int fd, n, ok = 0;
 
@@ -147,14 +146,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
-	if (fs_dir_start(userdata) != 0)
-		log_msg(LOG_ERR, "out of memory: directories cannot be listed");
-}
-
-/* From fuse_session_destroy, before the session goes: answer and stop the listings. */
-static void op_destroy(void *userdata)
-{
-	fs_dir_stop(userdata);
 }
 
 /* Write-type operations: a read-only file system says EROFS to each. */
@@ -226,7 +217,6 @@ static void op_erofs_fallocate(fuse_req_t req, fuse_ino_t i, int m, off_t o, off
 
 const struct fuse_lowlevel_ops irsafs_ops = {
 	.init = op_init,
-	.destroy = op_destroy,
 	.lookup = fs_op_lookup,
 	.forget = fs_op_forget,
 	.forget_multi = fs_op_forget_multi,

@@ -34,12 +34,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/creds.h"
-#include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
-#include "s3/s3.h"
+#include "s3/store.h"
 
 #define XATTR_MAX 12
 
@@ -77,32 +75,30 @@ static void xs_cleanup(struct xattr_set *xs)
 
 static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 {
-	char why[CREDS_WHY_LEN], when[21], denial[512];
-	struct creds *cr = NULL;
+	struct store_identity id;
+	char when[21], denial[512];
 	int rc = 0;
 
 	/* Like any operation: a refresh in flight is waited for only within the budget. */
-	if (creds_cache_acquire_until(fs->creds, clock_mono_ms() + fs->opts->budget_ms, &cr, why,
-				      sizeof(why)) == 0) {
-		rc = xs_add(xs, "user.irsafs.principal",
-			    cr->principal_arn ? cr->principal_arn : "unknown");
-		if (cr->expiration)
-			time_format_iso8601(cr->expiration, when);
+	if (store_identity(fs->store, &id) != 0)
+		memset(&id, 0, sizeof(id));
+	if (id.have_creds) {
+		rc = xs_add(xs, "user.irsafs.principal", id.principal);
+		if (id.expires)
+			time_format_iso8601(id.expires, when);
 		else
 			snprintf(when, sizeof(when), "never");
 		if (!rc)
 			rc = xs_add(xs, "user.irsafs.credentials_expire", when);
-		creds_release(cr);
 	} else {
 		rc = xs_add(xs, "user.irsafs.principal", "none (no valid credentials)");
 	}
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.credential_source", creds_cache_source(fs->creds));
+		rc = xs_add(xs, "user.irsafs.credential_source", id.source);
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.endpoint", s3_store_endpoint(fs->store));
+		rc = xs_add(xs, "user.irsafs.endpoint", id.endpoint);
 	if (!rc)
-		rc = xs_add(xs, "user.irsafs.region",
-			    fs->opts->region ? fs->opts->region : "us-east-1");
+		rc = xs_add(xs, "user.irsafs.region", fs->cfg.region ? fs->cfg.region : "us-east-1");
 	inode_last_denial(fs->inodes, denial, sizeof(denial));
 	if (!rc && denial[0])
 		rc = xs_add(xs, "user.irsafs.last_denial", denial);
@@ -111,7 +107,7 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 
 static int file_xattrs(struct irsafs *fs, struct inode_info *ii, struct xattr_set *xs)
 {
-	struct s3_error e;
+	struct store_error e;
 	char when[21];
 	int rc;
 
@@ -152,7 +148,7 @@ static int collect(struct irsafs *fs, fuse_ino_t ino, struct xattr_set *xs)
 	rc = inode_get(fs->inodes, ino, &ii);
 	if (rc)
 		return rc;
-	if (asprintf(&uri, "s3://%s/%s", fs->opts->bucket, ii.key) < 0) {
+	if (asprintf(&uri, "s3://%s/%s", fs->cfg.bucket, ii.key) < 0) {
 		uri = NULL;
 		rc = -ENOMEM;
 	}

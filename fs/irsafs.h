@@ -1,7 +1,8 @@
 /*
- * irsafs: the state of one mount, built in main and handed to FUSE as
- * userdata. Options are immutable after startup; the inode table and the
- * store are thread-safe on their own; counters are updated atomically.
+ * irsafs: the FUSE side of one mount, built by the application (app/) and
+ * handed to FUSE as userdata. Its configuration is immutable after startup;
+ * the inode table and the store are thread-safe on their own; counters are
+ * updated atomically.
  */
 #ifndef IRSAFS_FS_IRSAFS_H
 #define IRSAFS_FS_IRSAFS_H
@@ -9,18 +10,11 @@
 #define FUSE_USE_VERSION 314
 
 #include <fuse_lowlevel.h>
+#include <sys/types.h>
 #include <time.h>
 
-#include "fs/opts.h"
-
 struct store;
-struct readahead;
-struct membudget;
 struct inode_table;
-struct creds_cache;
-struct workq;
-struct dirfetch;
-struct metrics_http;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -29,32 +23,43 @@ struct irsafs_counters {
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
-	unsigned long long lookup_hits;	/* lookups answered from a cached listing or a
-					   remembered "no such key", without S3 */
-	unsigned long long lookup_misses;	/* lookups that asked S3 */
+};
+
+/* What the FUSE side is told of the command line (the application fills it). */
+struct fs_config {
+	const char *bucket;		/* for log lines and user.s3.uri */
+	const char *region;		/* user.irsafs.region; NULL: us-east-1 */
+	uid_t uid;
+	gid_t gid;
+	mode_t file_mode;
+	mode_t dir_mode;
+	double negative_ttl;		/* seconds the kernel may keep a "no such entry" */
+	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
 };
 
 struct irsafs {
-	const struct opts *opts;
-	struct store *store;
-	struct store *disk;		/* --cache-dir: wraps store, or NULL */
-	struct membudget *mem;		/* --max-memory: read-ahead buffers */
-	struct readahead *ra;		/* the read path (cache/readahead.h) */
-	struct headcache *heads;	/* first bytes fetched by lookups, or NULL */
-	struct workq *helpers;		/* run a lookup's directory probe beside its GET */
+	struct fs_config cfg;
+	struct store *store;		/* the top of the store stack: every operation's */
 	struct inode_table *inodes;
-	struct dirfetch *dirs;		/* listings being fetched (fs_dir.c) */
-	struct creds_cache *creds;
 	double ttl;			/* seconds: kernel entry/attr timeouts */
-	long long ttl_ms;		/* listings and attributes trusted this long */
+	long long ttl_ms;		/* attributes trusted this long (then a stat) */
 	struct timespec mount_time;	/* mtime of directories */
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
-	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
 	struct irsafs_counters counters;
 };
 
 extern const struct fuse_lowlevel_ops irsafs_ops;
+
+struct store_error;
+/*
+ * The store refused key with EACCES, for the reason e gives. An archived
+ * object is not a denial: it is logged as such ("restore it first") and
+ * nothing is marked. A denial is remembered as the last denial (the root's
+ * user.irsafs.last_denial), and when ino is not 0 shown on that node for the
+ * TTL. (The application calls it for the mount-time listing's denial.)
+ */
+void fs_note_denial(struct irsafs *fs, uint64_t ino, const char *key, const struct store_error *e);
 
 #endif

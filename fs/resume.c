@@ -546,7 +546,7 @@ int resume_session_mount(struct irsafs *fs, struct fuse_session *se, const char 
 	if (conn_fd >= 0)
 		fcntl((int)conn_fd, F_SETFD, FD_CLOEXEC);	/* held until we exit */
 	rs.conn = (int)conn_fd;
-	rs.readahead_kb = fs->opts->kernel_readahead >> 10;
+	rs.readahead_kb = fs->cfg.kernel_readahead >> 10;
 	/* The plugin sets it (ask_readahead): fs_tune_readahead has nothing to do. */
 	fs->readahead_tuned = 1;
 	if (rs.st->magic != STATE_MAGIC) {

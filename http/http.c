@@ -549,6 +549,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		mismatch(&t, "MalformedReply", "%zu body bytes where %lld were announced",
 			 resp->sink_len, t.want);
 	if (t.cancelled) {
+		/* Called off by the caller: no remote outcome, and nobody waits. */
 		e->curl_code = CURLE_ABORTED_BY_CALLBACK;
 		e->http_status = 0;
 		resp->status = 0;
@@ -557,22 +558,32 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		e->curl_code = CURLE_OPERATION_TIMEDOUT;
 		e->http_status = 0;
 		resp->status = 0;
-		rc = -ETIMEDOUT;
+		rc = -err_to_errno(e);
 	} else if (t.bad_code) {
 		/* An answer, but not to this request: the caller may ask again. */
 		e->curl_code = 0;
 		snprintf(e->code, sizeof(e->code), "%s", t.bad_code);
 		snprintf(e->message, sizeof(e->message), "%s", t.why);
 		snprintf(e->request_id, sizeof(e->request_id), "%s", resp->request_id);
-		rc = -EPROTO;
+		rc = -err_to_errno(e);
 	} else if (t.overflow) {
-		rc = -EMSGSIZE;
+		/*
+		 * An answer larger than the request allows. A success's body is
+		 * the answer itself: ReplyTooLarge. An error's body only explains
+		 * its status, which still says what happened.
+		 */
+		e->curl_code = 0;
+		if (err_classify(e) == ERR_OK)
+			snprintf(e->code, sizeof(e->code), "ReplyTooLarge");
+		snprintf(e->message, sizeof(e->message), "more than %zu bytes",
+			 req->sink ? req->sink_cap : req->max_body);
+		rc = -err_to_errno(e);
 	} else if (cc != CURLE_OK) {
 		e->curl_code = (int)cc;
 		/* A status line may have arrived before the body broke off. */
 		e->http_status = 0;
 		resp->status = 0;
-		rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
+		rc = -err_to_errno(e);
 	}
 out:
 	curl_slist_free_all(hdrs);

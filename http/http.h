@@ -14,7 +14,8 @@
  * printable characters; Content-Length and Content-Range must be plain
  * numbers. A request may also say what answer it can use (struct
  * http_expect: the range, the object's size, the ETag it is pinned to), and
- * then any other answer fails with -EPROTO before its body is taken.
+ * then any other answer fails (MalformedReply, or PreconditionFailed for
+ * another ETag) before its body is taken.
  *
  * Time: a request without a sink (errors, listings, credentials) has a limit
  * on the whole exchange. Object bytes (a sink) have the same limit, but past
@@ -126,10 +127,14 @@ void http_response_cleanup(struct http_response *r);
 
 /*
  * Run one request. Returns 0 when an HTTP answer arrived (whatever its
- * status; e->http_status is set), or a negative errno when none did
- * (e->curl_code set). A body over its cap fails with -EMSGSIZE; an answer
- * the request's expectation rejects fails with -EPROTO (e->http_status, code
- * and message set; see struct http_expect); a cancelled one with -EINTR.
+ * status; e->http_status is set). Otherwise e says what went wrong and the
+ * return value is the one table's errno for it (core/err.h): no answer
+ * (e->curl_code set: ERR_TRANSPORT, ERR_TIMEOUT, ERR_TLS); an answer the
+ * request's expectation rejects (code MalformedReply or PreconditionFailed,
+ * with status and message; see struct http_expect); a body over its cap (a
+ * success's is ReplyTooLarge, ERR_TOO_LARGE; an error's keeps its status).
+ * Only a request the caller called off (http_expect.cancel) gives -EINTR,
+ * and -ENOMEM is ours.
  */
 int http_perform(struct http_client *c, const struct http_request *req,
 		 struct http_response *resp, struct s3_error *e);

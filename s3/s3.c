@@ -40,6 +40,7 @@
 #include "http/http.h"
 #include "http/retry.h"
 #include "http/xml.h"
+#include "s3/s3_xml.h"
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define LIST_BODY_MAX XML_MAX_BODY
@@ -181,42 +182,60 @@ static int denial_is_kms(const struct s3_req *r, const struct s3_error *e)
 	return r->key && !strcmp(r->action, "s3:GetObject") && strcasestr(e->message, "kms");
 }
 
-static void log_denial(struct s3 *s, const struct s3_req *r, const struct creds *cr,
-		       const struct s3_error *e)
+/*
+ * The store's words for a failed request (struct store_error): its class,
+ * its texts, and for a denial who was refused what. cr: the credentials the
+ * request was signed with (NULL: none), naming the principal.
+ */
+static void error_out(struct s3 *s, const struct s3_req *r, const struct creds *cr,
+		      const struct s3_error *se, struct store_error *e)
 {
-	const char *principal = cr && cr->principal_arn ? cr->principal_arn : "this identity";
-	const char *fix = "add it to the role's policy or read another path";
-	char what[320], line[1600], ids[256];
-	struct log_fields f;
+	enum err_class cls = err_classify(se);
 
+	store_error_clear(e);
+	e->cls = cls;
+	e->http_status = se->http_status;
+	snprintf(e->code, sizeof(e->code), "%s", se->code);
 	/*
 	 * A HEAD's 403 has no body; call it what S3 means by it, so that a HEAD
-	 * and a GET of one key give one line, not two.
+	 * and a GET of one key give one denial, not two.
 	 */
-	if (e->http_status == 403 && !e->code[0])
-		snprintf(what, sizeof(what), "403 AccessDenied");
+	if (cls == ERR_DENIED && se->http_status == 403 && !se->code[0])
+		snprintf(e->what, sizeof(e->what), "403 AccessDenied");
 	else
-		err_describe(e, what, sizeof(what));
-	if (denial_is_kms(r, e))
-		fix = "the object is encrypted with SSE-KMS: the role also needs kms:Decrypt on its "
-		      "key (packaging/kubernetes/iam-policy-kms.json)";
+		err_describe(se, e->what, sizeof(e->what));
+	err_ids(se, e->ids, sizeof(e->ids));
+	snprintf(e->request_id, sizeof(e->request_id), "%s", se->request_id);
+	snprintf(e->host_id, sizeof(e->host_id), "%s", se->host_id);
+	snprintf(e->storage_class, sizeof(e->storage_class), "%s", se->storage_class);
+	snprintf(e->access_tier, sizeof(e->access_tier), "%s", se->access_tier);
+	snprintf(e->region, sizeof(e->region), "%s", se->region);
+	e->latency_us = se->latency_us;
+	snprintf(e->op, sizeof(e->op), "%s", metrics_op_name(req_op(r)));
+	snprintf(e->bucket, sizeof(e->bucket), "%s", s->bucket);
 	if (r->key)
-		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s/%s denied to %s (%s): %s",
-			 r->action, s->bucket, r->key, principal, what, fix);
-	else if (!strncmp(r->what, "prefix=", 7) && r->what[7])
-		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (prefix %s) denied to %s (%s): "
-			 "%s", r->action, s->bucket, r->what + 7, principal, what, fix);
+		snprintf(e->key, sizeof(e->key), "%s", r->key);
+	else if (r->what && !strncmp(r->what, "prefix=", 7))
+		snprintf(e->key, sizeof(e->key), "%s", r->what + 7);
+	if (cls != ERR_DENIED)
+		return;
+	snprintf(e->action, sizeof(e->action), "%s", r->action);
+	if (r->key)
+		snprintf(e->resource, sizeof(e->resource), "arn:aws:s3:::%s/%s", s->bucket, r->key);
+	else if (r->what && !strncmp(r->what, "prefix=", 7) && r->what[7])
+		snprintf(e->resource, sizeof(e->resource), "arn:aws:s3:::%s (prefix %s)", s->bucket,
+			 r->what + 7);
 	else
-		snprintf(line, sizeof(line), "%s on arn:aws:s3:::%s (%s) denied to %s (%s): %s",
-			 r->action, s->bucket,
-			 !strcmp(r->what, "prefix=") ? "no prefix: the bucket's root" : r->what,
-			 principal, what, fix);
-	req_fields(s, r, &f);
-	err_log_fields(e, &f);
-	if (!f.code[0] && e->http_status == 403)
-		f.code = "AccessDenied";
-	/* Once per (principal, action, resource): the request id differs every time. */
-	log_op_once_key(LOG_WARNING, line, &f, "%s%s", line, err_ids(e, ids, sizeof(ids)));
+		snprintf(e->resource, sizeof(e->resource), "arn:aws:s3:::%s (%s)", s->bucket,
+			 !r->what || !strcmp(r->what, "prefix=") ? "no prefix: the bucket's root"
+								 : r->what);
+	snprintf(e->principal, sizeof(e->principal), "%s",
+		 cr && cr->principal_arn ? cr->principal_arn : "this identity");
+	if (denial_is_kms(r, se))
+		snprintf(e->hint, sizeof(e->hint), "the object is encrypted with SSE-KMS: the role "
+			 "also needs kms:Decrypt on its key (packaging/kubernetes/iam-policy-kms.json)");
+	else
+		snprintf(e->hint, sizeof(e->hint), "add it to the role's policy or read another path");
 }
 
 /* S3 does not take these credentials at all (not expired: rejected). */
@@ -511,20 +530,21 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 			retry_attempt_ms(rt), resp, e);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc == -EMSGSIZE) {
+	if (rc && err_classify(e) == ERR_TOO_LARGE) {
 		struct log_fields f;
 
 		req_fields(s, op->r, &f);
 		err_log_fields(e, &f);
-		f.err = EIO;
 		log_op(LOG_ERR, &f, "%s: reply larger than expected%s", op->what,
 		       err_ids(e, ids, sizeof(ids)));
-		return -EIO;
+		return rc;
 	}
-	if (rc == -EPROTO)
-		return -err_to_errno(e); /* an answer, not to this request (http_expect) */
+	/*
+	 * No answer, an answer not to this request (http_expect), or an error
+	 * whose body was over its cap: e says which, rc is the table's.
+	 */
 	if (rc)
-		return rc; /* no answer: e says which transport error */
+		return rc;
 	if ((resp->status >= 200 && resp->status < 300) || resp->status == 304) {
 		if (op->host)
 			adopt_region(s, op->region, op->host);
@@ -568,10 +588,11 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 
 /*
  * Run one logical request with retries. Returns 0 on a 2xx/304 answer, else a
- * negative errno from the table (e holds the detail).
+ * negative errno from the table: e holds the detail, and out the store's
+ * words for it (cleared on success).
  */
 static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *resp,
-		 struct s3_error *e)
+		 struct s3_error *e, struct store_error *out)
 {
 	struct s3_op op = { .s = s, .r = r, .resp = resp };
 	char desc[320], ids[256], key[160];
@@ -588,12 +609,16 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 	rc = retry_run(&rt, s3_try, &op, e, op.what);
 	e->latency_us = metrics_now_us() - start;
 	metrics_latency(rt.op, e->latency_us);
+	if (rc)
+		error_out(s, r, op.cr, e, out);
+	else
+		store_error_clear(out);
 	if (rc) {
 		err_log_fields(e, &f);
 		switch (err_classify(e)) {
 		case ERR_DENIED:
 			if (!r->quiet)
-				log_denial(s, r, op.cr, e);
+				store_error_log_denial(out);
 			break;
 		case ERR_ARCHIVED:
 			/*
@@ -667,7 +692,8 @@ static int size_too_large(struct s3 *s, const char *key, long long size, struct 
 	return 1;
 }
 
-static int s3_stat(struct store *st, const char *key, struct store_attr *out, struct s3_error *e)
+static int s3_stat(struct store *st, const char *key, struct store_attr *out,
+		   struct store_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
 	/* The ETag and the size are the object's identity: both must be there. */
@@ -677,20 +703,23 @@ static int s3_stat(struct store *st, const char *key, struct store_attr *out, st
 		.max_body = ERROR_BODY_MAX, .what = "", .expect = &x,
 	};
 	struct http_response resp;
+	struct s3_error se;
 	int rc;
 
 	http_response_init(&resp);
-	rc = s3_do(s, &r, &resp, e);
-	if (!rc && size_too_large(s, key, resp.total, e))
-		rc = -EIO;
+	rc = s3_do(s, &r, &resp, &se, e);
+	if (!rc && size_too_large(s, key, resp.total, &se)) {
+		rc = -err_to_errno(&se);
+		error_out(s, &r, NULL, &se, e);
+	}
 	if (!rc)
 		attr_from_headers(&resp, out);
 	http_response_cleanup(&resp);
 	return rc;
 }
 
-static int s3_list_page(struct store *st, const char *prefix, const char *token, int max_keys,
-			struct s3_list_page *page, struct s3_error *e)
+static int s3_list(struct store *st, const char *prefix, const char *token, int max_keys,
+		   struct store_page *page, struct store_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
 	struct s3_req r = {
@@ -699,6 +728,7 @@ static int s3_list_page(struct store *st, const char *prefix, const char *token,
 	};
 	struct http_response resp;
 	struct buf q, what;
+	struct s3_error se;
 	int rc;
 
 	memset(page, 0, sizeof(*page));
@@ -725,7 +755,7 @@ static int s3_list_page(struct store *st, const char *prefix, const char *token,
 		goto out;
 	r.query = q.data;
 	r.what = what.data;
-	rc = s3_do(s, &r, &resp, e);
+	rc = s3_do(s, &r, &resp, &se, e);
 	if (rc)
 		goto out;
 	rc = s3_xml_parse_list(resp.body.data, resp.body.len, page);
@@ -733,13 +763,15 @@ static int s3_list_page(struct store *st, const char *prefix, const char *token,
 		log_msg(LOG_ERR, "ListObjectsV2 s3://%s/%s: one page holds more than %d entries "
 			"(max-keys was %d): the reply is refused", s->bucket, prefix,
 			S3_LIST_MAX_ENTRIES, max_keys > 0 ? max_keys : s->page_size);
-		snprintf(e->code, sizeof(e->code), "MalformedReply");
-		rc = -EIO;
+		snprintf(se.code, sizeof(se.code), "MalformedReply");
+		rc = -err_to_errno(&se);
+		error_out(s, &r, NULL, &se, e);
 	} else if (rc && rc != -ENOMEM) {
 		log_msg(LOG_ERR, "ListObjectsV2 s3://%s/%s: the reply is not a ListBucketResult",
 			s->bucket, prefix);
-		snprintf(e->code, sizeof(e->code), "MalformedReply");
-		rc = -EIO;
+		snprintf(se.code, sizeof(se.code), "MalformedReply");
+		rc = -err_to_errno(&se);
+		error_out(s, &r, NULL, &se, e);
 	}
 out:
 	http_response_cleanup(&resp);
@@ -755,7 +787,7 @@ out:
  * is reported in rd->etag.
  */
 static int s3_read_range(struct store *st, const char *key, struct store_read *rd, long long off,
-			 size_t len, char *dst, size_t *got, struct s3_error *e)
+			 size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
 	/* A listing's ETag that could split a header is no pin: take the answer's. */
@@ -772,10 +804,11 @@ static int s3_read_range(struct store *st, const char *key, struct store_read *r
 		.expect = &x,
 	};
 	struct http_response resp;
+	struct s3_error se;
 	int rc;
 
 	*got = 0;
-	err_clear(e);
+	store_error_clear(e);
 	if (off < 0 || off > STORE_SIZE_MAX || size > STORE_SIZE_MAX ||
 	    len > (size_t)(STORE_SIZE_MAX - off))
 		return -EINVAL;
@@ -788,10 +821,11 @@ static int s3_read_range(struct store *st, const char *key, struct store_read *r
 	r.sink_cap = len;
 	snprintf(range, sizeof(range), "bytes=%lld-%lld", off, off + (long long)len - 1);
 	http_response_init(&resp);
-	rc = s3_do(s, &r, &resp, e);
+	rc = s3_do(s, &r, &resp, &se, e);
 	if (rc == -ENXIO) {
 		/* 416 where the object really ends (checked against the size). */
 		rc = 0;
+		store_error_clear(e);
 	} else if (!rc) {
 		*got = resp.sink_len;
 		if (rd && !pin)
@@ -807,7 +841,7 @@ static int s3_read_range(struct store *st, const char *key, struct store_read *r
  * a 416 for an empty object) leaves the size to a HEAD.
  */
 static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst, size_t *got,
-			struct store_attr *out, struct s3_error *e)
+			struct store_attr *out, struct store_error *e)
 {
 	struct s3 *s = (struct s3 *)st;
 	char range[64];
@@ -818,16 +852,23 @@ static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst
 		.quiet = 1, .expect = &x,
 	};
 	struct http_response resp;
+	struct s3_error se;
 	int rc;
 
 	*got = 0;
+	store_error_clear(e);
 	if (len == 0)
 		return -EINVAL;
 	snprintf(range, sizeof(range), "bytes=0-%zu", len - 1);
 	http_response_init(&resp);
-	rc = s3_do(s, &r, &resp, e);
+	rc = s3_do(s, &r, &resp, &se, e);
 	if (!rc && (resp.status != 206 || resp.total > STORE_SIZE_MAX)) {
-		rc = -EAGAIN; /* nothing to take a size from: let the caller HEAD it */
+		/* Nothing to take a size from: an answer the caller asks again with stat. */
+		snprintf(se.code, sizeof(se.code), "MalformedReply");
+		snprintf(se.message, sizeof(se.message), "%s", resp.status != 206 ?
+			 "the server ignored the Range" : "a size no object has");
+		rc = -err_to_errno(&se);
+		error_out(s, &r, NULL, &se, e);
 	} else if (!rc) {
 		attr_from_headers(&resp, out);
 		*got = resp.sink_len;
@@ -836,19 +877,25 @@ static int s3_stat_read(struct store *st, const char *key, size_t len, char *dst
 	return rc;
 }
 
-static void s3_report_denial(struct store *st, const char *action, const char *key,
-			     const struct s3_error *e)
+/* Who requests are signed as now: a refresh in flight is waited for within the budget. */
+static int s3_identity(struct store *st, struct store_identity *id)
 {
 	struct s3 *s = (struct s3 *)st;
-	struct s3_req r = { .method = "GET", .action = action, .key = key, .what = "" };
 	char why[CREDS_WHY_LEN];
 	struct creds *cr = NULL;
 
-	/* The principal named is the one asking now; without credentials, "this identity". */
-	if (creds_cache_acquire_until(s->creds, clock_mono_ms(), &cr, why, sizeof(why)) != 0)
-		cr = NULL;
-	log_denial(s, &r, cr, e);
-	creds_release(cr);
+	memset(id, 0, sizeof(*id));
+	if (creds_cache_acquire_until(s->creds, clock_mono_ms() + s->policy.budget_ms, &cr, why,
+				      sizeof(why)) == 0) {
+		id->have_creds = 1;
+		snprintf(id->principal, sizeof(id->principal), "%s",
+			 cr->principal_arn ? cr->principal_arn : "unknown");
+		id->expires = cr->expiration;
+		creds_release(cr);
+	}
+	snprintf(id->source, sizeof(id->source), "%s", creds_cache_source(s->creds));
+	snprintf(id->endpoint, sizeof(id->endpoint), "%s", s->endpoint);
+	return 0;
 }
 
 static void s3_destroy(struct store *st)
@@ -867,10 +914,15 @@ static void s3_destroy(struct store *st)
 
 static const struct store_ops s3_ops = {
 	.stat = s3_stat,
-	.list_page = s3_list_page,
+	.list_page = s3_list,
 	.read_range = s3_read_range,
 	.stat_read = s3_stat_read,
-	.report_denial = s3_report_denial,
+	.identity = s3_identity,
+	.open = store_plain_open,
+	.file_read = store_plain_read,
+	.span_release = store_plain_span_release,
+	.file_interrupt = store_plain_interrupt,
+	.file_close = store_plain_close,
 	.destroy = s3_destroy,
 };
 

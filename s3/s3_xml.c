@@ -1,5 +1,5 @@
 /*
- * s3_xml: one ListObjectsV2 (or V1) page into a struct s3_list_page.
+ * s3_xml: one ListObjectsV2 (or V1) page into a struct store_page.
  *
  * The page is parsed as a stream (http/xml.c's xml_stream_parse): no
  * document tree, so parsing costs the body, the page's own arrays and one
@@ -28,7 +28,7 @@
  *    sent (radosgw's is the raw last key).
  * A key that fails to decode, decodes to hold a NUL, is longer than
  * XML_TEXT_MAX, or an entry without a usable Key or Size, is dropped: counted
- * in page->dropped and, for the first S3_LIST_MAX_DROPS, described in
+ * in page->dropped and, for the first STORE_PAGE_MAX_DROPS, described in
  * page->drops so that the caller can log it.
  */
 #include "s3/s3_xml.h"
@@ -45,37 +45,17 @@
 /* How much of a dropped key is kept for the log. */
 #define DROP_KEY_MAX 256
 
-void s3_list_page_cleanup(struct s3_list_page *page)
-{
-	size_t i;
-
-	if (!page)
-		return;
-	for (i = 0; i < page->nobjects; i++) {
-		free(page->objects[i].key);
-		free(page->objects[i].etag);
-	}
-	free(page->objects);
-	for (i = 0; i < page->nprefixes; i++)
-		free(page->prefixes[i]);
-	free(page->prefixes);
-	free(page->next_token);
-	for (i = 0; i < page->ndrops; i++)
-		free(page->drops[i].key);
-	memset(page, 0, sizeof(*page));
-}
-
 /*
  * Count a dropped entry and describe it if there is room (a description that
  * cannot be allocated is left out: the count is what matters). Returns 0.
  */
-static int drop(struct s3_list_page *page, const char *key, const char *why)
+static int drop(struct store_page *page, const char *key, const char *why)
 {
-	struct s3_list_drop *d;
+	struct store_drop *d;
 	size_t n;
 
 	page->dropped++;
-	if (page->ndrops == S3_LIST_MAX_DROPS)
+	if (page->ndrops == STORE_PAGE_MAX_DROPS)
 		return 0;
 	d = &page->drops[page->ndrops];
 	n = key ? strlen(key) : 0;
@@ -184,7 +164,7 @@ struct field_text {
 };
 
 struct list_parse {
-	struct s3_list_page *page;
+	struct store_page *page;
 	size_t cap_objects, cap_prefixes;
 	int in;				/* IN_ROOT, IN_CONTENTS, IN_PREFIXES */
 	int root_seen;
@@ -220,7 +200,7 @@ static enum field field_of(const char *name, int in)
 static int list_open(void *ctx, const char *name, int depth)
 {
 	struct list_parse *lp = ctx;
-	struct s3_list_page *page = lp->page;
+	struct store_page *page = lp->page;
 	enum field f;
 
 	if (depth == 1) {
@@ -270,9 +250,9 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
 /* A Contents ended: keep it as an object, or drop it. 0 or -ENOMEM. */
 static int end_object(struct list_parse *lp)
 {
-	struct s3_list_page *page = lp->page;
+	struct store_page *page = lp->page;
 	struct field_text *f = lp->f;
-	struct s3_list_object *obj;
+	struct store_object *obj;
 	long long size;
 	char *s;
 
@@ -319,7 +299,7 @@ static int end_object(struct list_parse *lp)
 /* A CommonPrefixes ended. 0 or -ENOMEM. */
 static int end_prefix(struct list_parse *lp)
 {
-	struct s3_list_page *page = lp->page;
+	struct store_page *page = lp->page;
 	struct field_text *f = &lp->f[F_PREFIX];
 
 	if (!f->text)
@@ -367,7 +347,7 @@ static int list_close(void *ctx, const char *name, int depth, const char *text, 
 /* IsTruncated, EncodingType, NextContinuationToken; *encoded set. 0 or -EPROTO. */
 static int finish_header(struct list_parse *lp, int *encoded)
 {
-	struct s3_list_page *page = lp->page;
+	struct store_page *page = lp->page;
 	char word[16];
 
 	*encoded = 0;
@@ -405,13 +385,13 @@ static int finish_header(struct list_parse *lp, int *encoded)
  * decode. A key is checked before it is decoded in place, so the dropped one
  * is logged as sent. 0 or -ENOMEM.
  */
-static int decode_page(struct s3_list_page *page)
+static int decode_page(struct store_page *page)
 {
 	size_t r, w = 0, i;
 	int rc;
 
 	for (r = 0; r < page->nobjects; r++) {
-		struct s3_list_object *o = &page->objects[r];
+		struct store_object *o = &page->objects[r];
 
 		if (!decodes(o->key)) {
 			drop(page, o->key, strstr(o->key, "%00") ?
@@ -433,7 +413,7 @@ static int decode_page(struct s3_list_page *page)
 	return 0;
 }
 
-int s3_xml_parse_list(const char *body, size_t len, struct s3_list_page *page)
+int s3_xml_parse_list(const char *body, size_t len, struct store_page *page)
 {
 	struct list_parse lp;
 	struct xml_stream h = { .open = list_open, .close = list_close, .ctx = &lp };
@@ -451,6 +431,6 @@ int s3_xml_parse_list(const char *body, size_t len, struct s3_list_page *page)
 		rc = decode_page(page);
 	field_clear(&lp, F_NONE + 1, F_COUNT - 1);
 	if (rc)
-		s3_list_page_cleanup(page);
+		store_page_cleanup(page);
 	return rc;
 }

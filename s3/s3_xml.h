@@ -2,8 +2,9 @@
  * s3_xml: the ListObjectsV2 result.
  *
  * Parses <ListBucketResult> (with or without the S3 namespace) into a list
- * page. When the response says <EncodingType>url</EncodingType>, keys and
- * common prefixes are percent-decoded, '+' as a space (AWS writes a space as
+ * page (struct store_page, s3/store.h). When the response says
+ * <EncodingType>url</EncodingType>, keys and common prefixes are
+ * percent-decoded, '+' as a space (AWS writes a space as
  * '+' and a literal '+' as %2B); otherwise they are taken as they are.
  * (radosgw encodes Key but sends Prefix and CommonPrefixes/Prefix unencoded
  * even with encoding-type=url; a prefix that is not a valid encoding, or holds
@@ -11,8 +12,8 @@
  * literal '+' or '%XX' in a prefix.) An entry that cannot be represented (a
  * key that does not decode or decodes to hold a NUL, no <Key> or <Size>, a
  * size outside 0..S3_LIST_MAX_SIZE) is dropped from the page: counted in
- * `dropped`, and the first S3_LIST_MAX_DROPS of them described in `drops` for
- * the caller's log. The page is parsed as a stream (no document tree), so
+ * `dropped`, and the first STORE_PAGE_MAX_DROPS of them described in `drops`
+ * for the caller's log. The page is parsed as a stream (no document tree), so
  * its memory follows what it holds: at most S3_LIST_MAX_ENTRIES entries.
  * Thread-safe.
  */
@@ -20,15 +21,8 @@
 #define IRSAFS_S3_S3_XML_H
 
 #include <stddef.h>
-#include <time.h>
 
-struct s3_list_object {
-	char *key;			/* full key, decoded */
-	long long size;
-	struct timespec mtime;		/* LastModified */
-	char *etag;			/* with its quotes, as S3 sends it */
-	char storage_class[32];		/* "STANDARD" when absent */
-};
+#include "s3/store.h"
 
 /*
  * Object sizes above 2^53 (8 PiB; S3's largest object is a few TB) are
@@ -43,25 +37,6 @@ struct s3_list_object {
  * about 14 MiB for a page at the 8 MiB body cap, whatever its shape.
  */
 #define S3_LIST_MAX_ENTRIES 100000
-#define S3_LIST_MAX_DROPS 16
-
-/* A dropped entry, for the log. */
-struct s3_list_drop {
-	char *key;			/* as sent (undecoded), cut to 256 bytes; "" when absent */
-	char why[96];			/* what was wrong with it */
-};
-
-struct s3_list_page {
-	struct s3_list_object *objects;
-	size_t nobjects;
-	char **prefixes;		/* CommonPrefixes, decoded, each ending in the delimiter */
-	size_t nprefixes;
-	int truncated;			/* IsTruncated */
-	char *next_token;		/* NextContinuationToken, raw; NULL if none */
-	size_t dropped;			/* entries that could not be represented */
-	struct s3_list_drop drops[S3_LIST_MAX_DROPS];	/* the first ndrops of them */
-	size_t ndrops;
-};
 
 /*
  * Returns 0 and fills page; -EPROTO when the body is not a ListBucketResult
@@ -69,8 +44,6 @@ struct s3_list_page {
  * EncodingType); -E2BIG over S3_LIST_MAX_ENTRIES; -ENOMEM. On error the page
  * is left empty.
  */
-int s3_xml_parse_list(const char *body, size_t len, struct s3_list_page *page);
-
-void s3_list_page_cleanup(struct s3_list_page *page);
+int s3_xml_parse_list(const char *body, size_t len, struct store_page *page);
 
 #endif

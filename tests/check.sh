@@ -86,13 +86,13 @@ ninja -C build-tsan
 TSAN_OPTIONS=halt_on_error=1 run_suite "tsan build" build-tsan --suite unit
 TSAN_OPTIONS=halt_on_error=0 IRSAFS_REPORT_DIR=$src/build-tsan \
 	IRSAFS_LOAD_SECONDS=${IRSAFS_TSAN_LOAD_SECONDS:-10} \
-	run_step "tsan build: load test" mount_pytest "$src/build-tsan/fs/irsafs" tests/mount/test_load.py
+	run_step "tsan build: load test" mount_pytest "$src/build-tsan/app/irsafs" tests/mount/test_load.py
 
 echo "== valgrind memcheck: one mount test"
 vg=$src/build/irsafs-valgrind
 printf '#!/bin/sh\nexec valgrind --quiet --error-exitcode=99 --leak-check=full %s %s "$@"\n' \
 	"--errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=30" \
-	"$src/build/fs/irsafs" >"$vg"
+	"$src/build/app/irsafs" >"$vg"
 chmod +x "$vg"
 run_step "valgrind: mount test" mount_pytest "$vg" \
 	tests/mount/test_read.py -k test_odd_offsets_and_buffer_sizes

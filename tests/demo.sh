@@ -29,9 +29,9 @@ show() { printf '\n$ %s\n' "$*"; "$@" 2>&1 || true; }
 
 echo
 echo "== mounting s3://demo-bucket on $mnt"
-pod build/fs/irsafs demo-bucket "$mnt"
+pod build/app/irsafs demo-bucket "$mnt"
 echo "== mounting s3://other-bucket (which the role may not touch) on $other"
-pod build/fs/irsafs other-bucket "$other"
+pod build/app/irsafs other-bucket "$other"
 
 cd "$mnt"
 show ls -l "$mnt"

@@ -1,67 +1,34 @@
 /*
- * fuzz_listing: key-to-name mapping and the streaming order (fs/listing.c,
- * fs/listorder.c) on hostile keys and page breaks.
+ * fuzz_listing: key-to-name mapping (fs/listing.c) on hostile keys.
  *
  * The input is lines: the first is the directory key (its prefix), each
- * other line an object key, or a common prefix when it starts with "P:"; a
- * line "--" ends a page. Keys may hold any byte but newline: control
- * characters, invalid UTF-8, CR, '.', '..', empty segments, very long names,
- * and pages out of order. Invariants, with the pages fed one by one through
- * listorder into a listing: every name passes listing_name_ok, names are
- * strictly increasing by listing_name_cmp (unique), listing_find finds each
- * one, at most 255 files are ever held back, and l->bytes (what the memory
- * bounds count) is exactly what the listing holds.
+ * other line an object key, or a common prefix when it starts with "P:".
+ * Keys may hold any byte but newline: control characters, invalid UTF-8,
+ * CR, '.', '..', empty segments, very long names. Invariants after
+ * listing_finish: every name passes store_name_ok, names are strictly
+ * increasing (unique), store_dir_find finds each one, and l->bytes (what the
+ * memory bounds count) is exactly what the listing holds.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
-#include "fs/listing.h"
-#include "fs/listorder.h"
+#include "cache/listing.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_KEYS 4096
 
-static struct s3_list_object objs[MAX_KEYS];
-static char *prefixes[MAX_KEYS];
-
-static void page_clear(struct s3_list_page *page)
-{
-	size_t i;
-
-	for (i = 0; i < page->nobjects; i++)
-		free(objs[i].key);
-	for (i = 0; i < page->nprefixes; i++)
-		free(prefixes[i]);
-	memset(page, 0, sizeof(*page));
-	page->objects = objs;
-	page->prefixes = prefixes;
-}
-
-/* Feed the page; abort on a broken invariant. */
-static void feed(struct listorder *o, struct listing *l, struct s3_list_page *page, int last)
-{
-	struct listing_batch b = { 0 };
-
-	if (listorder_add_page(o, page, &b) == 0 && (!last || listorder_finish(o, &b) == 0))
-		if (listing_append(l, &b) != 0)
-			abort();
-	if (listorder_held(o) > 255)
-		abort();
-	listing_batch_cleanup(&b);
-	page_clear(page);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static struct store_object objs[MAX_KEYS];
+	static char *prefixes[MAX_KEYS];
 	const char *p = (const char *)data, *end = p + size;
-	struct s3_list_page page;
-	struct listorder *o = NULL;
-	struct listing *l = NULL;
+	struct store_page page;
+	struct store_dir *l;
 	char *dir = NULL;
-	size_t i, k;
+	size_t i;
 
 	if (size > 256 * 1024)
 		return 0;
@@ -78,13 +45,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (!dir) {
 			dir = s;
-			o = listorder_new(dir);
-			l = listing_new();
-			if (!o || !l)
-				break;
-		} else if (!strcmp(s, "--")) {
-			free(s);
-			feed(o, l, &page, 0);
 		} else if (!strncmp(s, "P:", 2) && page.nprefixes < MAX_KEYS) {
 			memmove(s, s + 2, strlen(s + 2) + 1);
 			prefixes[page.nprefixes++] = s;
@@ -92,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memset(&objs[page.nobjects], 0, sizeof(objs[0]));
 			objs[page.nobjects].key = s;
 			objs[page.nobjects].size = (long long)(stop - p);
+			objs[page.nobjects].etag = NULL;
 			page.nobjects++;
 		} else {
 			free(s);
@@ -100,31 +61,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		p = nl + 1;
 	}
-	if (o && l) {
-		size_t bytes;
+	if (!dir)
+		return 0;
+	l = store_dir_new();
+	if (l && listing_add_page(l, dir, &page) == 0) {
+		size_t bytes = sizeof(*l) + l->cap * sizeof(l->e[0]);
 
-		feed(o, l, &page, 1);
-		bytes = sizeof(*l) + l->nslots * sizeof(*l->chunk);
-		for (k = 0; k < l->nchunks; k++)
-			bytes += (k + 1 < l->nchunks ? LISTING_CHUNK : l->last_cap) *
-				 sizeof(struct listing_entry);
+		listing_finish(l, dir);
 		for (i = 0; i < l->n; i++) {
-			const struct listing_entry *ent = listing_at(l, i);
+			const char *name = l->e[i].name;
 
-			bytes += strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
-			if (!listing_name_ok(ent->name, strlen(ent->name)))
+			bytes += strlen(name) + 1 + store_attr_packed_bytes(&l->e[i].attr);
+			if (!store_name_ok(name, strlen(name)))
 				abort();
-			if (i && listing_name_cmp(listing_at(l, i - 1)->name, ent->name) >= 0)
+			if (i && strcmp(l->e[i - 1].name, name) >= 0)
 				abort();
-			if (listing_find(l, ent->name) != ent)
+			if (store_dir_find(l, name) != &l->e[i])
 				abort();
 		}
 		if (bytes != l->bytes)
 			abort();
 	}
-	page_clear(&page);
-	listing_release(l);
-	listorder_free(o);
+	store_dir_release(l);
+	for (i = 0; i < page.nobjects; i++)
+		free(objs[i].key);
+	for (i = 0; i < page.nprefixes; i++)
+		free(prefixes[i]);
 	free(dir);
 	return 0;
 }

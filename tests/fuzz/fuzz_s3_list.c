@@ -36,7 +36,7 @@ static int has_control(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct s3_list_page page;
+	struct store_page page;
 	size_t i;
 
 	if (s3_xml_parse_list((const char *)data, size, &page)) {
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	for (i = 0; i < page.nobjects; i++) {
-		const struct s3_list_object *o = &page.objects[i];
+		const struct store_object *o = &page.objects[i];
 
 		if (!o->key || !o->key[0] || o->size < 0 || o->size > S3_LIST_MAX_SIZE ||
 		    !memchr(o->storage_class, '\0', sizeof(o->storage_class)) ||
@@ -57,12 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!page.prefixes[i] || !page.prefixes[i][0])
 			abort();
 	if (page.nobjects + page.nprefixes + page.dropped > S3_LIST_MAX_ENTRIES ||
-	    page.ndrops > page.dropped || page.ndrops > S3_LIST_MAX_DROPS)
+	    page.ndrops > page.dropped || page.ndrops > STORE_PAGE_MAX_DROPS)
 		abort();
 	for (i = 0; i < page.ndrops; i++)
 		if (!page.drops[i].key || strlen(page.drops[i].key) > 256 ||
 		    !memchr(page.drops[i].why, '\0', sizeof(page.drops[i].why)))
 			abort();
-	s3_list_page_cleanup(&page);
+	store_page_cleanup(&page);
 	return 0;
 }

@@ -39,19 +39,63 @@ struct fake {
 	int cancelled;		/* reads that saw their cancel flag */
 };
 
+/*
+ * The read-ahead's files through the store interface, by the names these
+ * cases were written with.
+ */
+#define ra_read store_file_read
+#define ra_span_release store_span_release
+#define ra_close store_file_close
+#define ra_interrupt store_file_interrupt
+
+static struct membudget *shim_mb;	/* the budget of the read-ahead under test */
+
+static struct store_file *ra_open(struct store *ra, const char *key, const char *etag,
+				  long long size)
+{
+	struct store_attr a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
+	a.size = size;
+	return store_open(ra, key, &a, NULL);
+}
+
+static void shim_release(void *mb, char *buf, size_t cap)
+{
+	membudget_release(mb, buf, cap);
+}
+
+/* An open with the first got bytes in *head (from shim_mb), which it takes. */
+static struct store_file *ra_open_head(struct store *ra, const char *key, const char *etag,
+				       long long size, struct membuf *head, size_t got)
+{
+	struct store_head h = { head->p, head->n, got, shim_release, shim_mb };
+	struct store_attr a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
+	a.size = size;
+	*head = MEMBUF_EMPTY;
+	return store_open(ra, key, &a, &h);
+}
+
+/* The detail of a failed ra_read (each thread its own). */
+static __thread struct store_error ra_err;
+
 static unsigned char byte_at(int version, long long i)
 {
 	return (unsigned char)((i * 2654435761u >> 7) + (unsigned)version * 101);
 }
 
 static int fake_read(struct store *s, const char *key, struct store_read *rd, long long off,
-		     size_t len, char *dst, size_t *got, struct s3_error *e)
+		     size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	struct fake *f = (struct fake *)s;
 	const char *etag = rd ? rd->etag : NULL;
 	long long i, n;
 
-	err_clear(e);
+	store_error_clear(e);
 	pthread_mutex_lock(&f->lock);
 	if (f->ngets < MAX_GETS) {
 		f->get_off[f->ngets] = off;
@@ -136,14 +180,14 @@ static void fake_change(struct fake *f)
 }
 
 /* Read [off, off+len) through the prefetcher; check every byte. Returns bytes or -errno. */
-static long long read_check(struct ra_file *rf, int version, long long off, size_t len)
+static long long read_check(struct store_file *rf, int version, long long off, size_t len)
 {
-	struct ra_span sp;
+	struct store_span sp;
 	long long pos = off;
 	int i, rc, bad = 0;
 	size_t j;
 
-	rc = ra_read(rf, off, len, NULL, &sp);
+	rc = ra_read(rf, off, len, NULL, &sp, &ra_err);
 	if (rc)
 		return rc;
 	for (i = 0; i < sp.niov; i++) {
@@ -174,7 +218,7 @@ static long long fetched(struct fake *f)
 struct env {
 	struct fake fake;
 	struct membudget *mb;
-	struct readahead *ra;
+	struct store *ra;
 };
 
 static void env_init(struct env *v, long long size, size_t budget, size_t part, unsigned conc)
@@ -183,6 +227,7 @@ static void env_init(struct env *v, long long size, size_t budget, size_t part, 
 
 	fake_init(&v->fake, size);
 	v->mb = membudget_new(budget);
+	shim_mb = v->mb;
 	v->ra = readahead_new(&v->fake.base, v->mb, &cfg);
 	CHECK(v->ra != NULL);
 	CHECK_INT(readahead_start(v->ra), 0);
@@ -190,7 +235,7 @@ static void env_init(struct env *v, long long size, size_t budget, size_t part, 
 
 static void env_cleanup(struct env *v)
 {
-	readahead_free(v->ra);
+	store_destroy(v->ra);
 	CHECK_INT(membudget_used(v->mb), 0);
 	membudget_free(v->mb);
 	pthread_mutex_destroy(&v->fake.lock);
@@ -269,7 +314,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 {
 	long long size = 5LL << 20, off = 0, n;
 	struct membuf head;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -308,7 +353,7 @@ TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
 TEST(an_out_of_order_read_inside_the_window_keeps_it)
 {
 	long long size = 24LL << 20, off = 0, n;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct ra_stats st;
 	struct env v;
 
@@ -339,7 +384,7 @@ TEST(sequential_fetches_each_byte_once)
 
 	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct env v;
-		struct ra_file *rf;
+		struct store_file *rf;
 		struct ra_stats st;
 		long long off = 0, n;
 
@@ -366,7 +411,7 @@ TEST(sequential_fetches_each_byte_once)
 TEST(first_read_fetches_only_the_first_window)
 {
 	struct env v;
-	struct ra_file *rf;
+	struct store_file *rf;
 
 	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
 	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
@@ -382,7 +427,7 @@ TEST(small_skips_keep_streaming)
 {
 	long long size = 24 << 20, off = 0;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i = 0;
 
@@ -408,7 +453,7 @@ TEST(a_jump_past_the_window_is_a_seek)
 {
 	long long off, jump = 12 << 20;
 	struct ra_stats before, after;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i, found = 0;
 
@@ -439,7 +484,7 @@ TEST(out_of_order_reads_after_a_seek_stream)
 {
 	long long size = 64 << 20, base = 20 << 20, off;
 	struct ra_stats st;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -463,7 +508,7 @@ TEST(random_reads_fetch_what_is_asked)
 {
 	long long size = 100 << 20, asked = 0;
 	unsigned seed = 42;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int i;
 
@@ -497,18 +542,18 @@ TEST(random_reads_fetch_what_is_asked)
 TEST(reads_at_and_past_the_end)
 {
 	long long size = 1000003;
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	env_init(&v, size, 64 << 20, 8 << 20, 8);
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
 	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
-	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
-	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	ra_span_release(rf, &sp);
 	ra_close(rf);
@@ -527,7 +572,7 @@ TEST(reads_at_and_past_the_end)
 TEST(changed_object_gives_estale_never_mixed_bytes)
 {
 	long long size = 32 << 20, off = 0, n;
-	struct ra_file *rf, *rf2;
+	struct store_file *rf, *rf2;
 	struct env v;
 
 	env_init(&v, size, 64 << 20, 1 << 20, 2);
@@ -555,7 +600,7 @@ TEST(changed_object_gives_estale_never_mixed_bytes)
 TEST(an_unpinned_file_is_pinned_to_its_first_answer)
 {
 	long long size = 8LL << 20, off = 0, n;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 
 	/* The listing gave no ETag: the first answer's pins the rest. */
@@ -594,8 +639,8 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 	int round;
 
 	for (round = 0; round < 20; round++) {
-		struct ra_file *rf;
-		struct ra_span sp;
+		struct store_file *rf;
+		struct store_span sp;
 		struct env v;
 		int version = -1, mixed = 0, rc = 0, i;
 		size_t j;
@@ -607,7 +652,7 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 		for (off = 0; off < size; off += n) {
 			long long pos = off;
 
-			rc = ra_read(rf, off, 131072, NULL, &sp);
+			rc = ra_read(rf, off, 131072, NULL, &sp, &ra_err);
 			if (rc || !sp.len)
 				break;
 			/* Every byte served is of one version, the first one's. */
@@ -634,7 +679,7 @@ TEST(unpinned_parts_of_two_versions_are_never_mixed)
 TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
 {
 	long long size = 16LL << 20;
-	struct ra_file *rf;
+	struct store_file *rf;
 	struct env v;
 	int gets;
 
@@ -671,7 +716,7 @@ TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
 }
 
 struct blocked_reader {
-	struct ra_file *rf;
+	struct store_file *rf;
 	long long off;
 	int cancel;
 	int rc;
@@ -681,9 +726,9 @@ struct blocked_reader {
 static void *blocked_reader_main(void *arg)
 {
 	struct blocked_reader *b = arg;
-	struct ra_span sp;
+	struct store_span sp;
 
-	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp);
+	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp, &ra_err);
 	if (!b->rc)
 		ra_span_release(b->rf, &sp);
 	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
@@ -746,14 +791,14 @@ TEST(an_interrupted_reader_is_released_at_once)
 TEST(direct_reads_are_in_the_budget)
 {
 	long long size = 16LL << 20;
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	env_init(&v, size, 4 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", size);
 	/* A seek: the reader's own GET, into a buffer counted in the budget. */
-	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 131072);
 	CHECK(sp.owned != NULL);
 	CHECK(membudget_used(v.mb) >= 131072);
@@ -765,34 +810,34 @@ TEST(direct_reads_are_in_the_budget)
 
 TEST(a_size_past_any_object_is_bounded)
 {
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 
 	/* A listing's <Size> of 2^63-1: offsets near it must not overflow (UBSan). */
 	env_init(&v, 1 << 20, 64 << 20, 1 << 20, 2);
 	rf = ra_open(v.ra, "k", "\"v0\"", 0x7fffffffffffffffLL);
-	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp), 0);
+	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp, &ra_err), 0);
 	CHECK_INT(sp.len, 0);
 	/* Bounded to STORE_SIZE_MAX; the object is much shorter: an error, not EOF. */
-	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp), -EIO);
+	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp, &ra_err), -EIO);
 	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
 	ra_close(rf);
 	env_cleanup(&v);
 }
 
 struct reader {
-	struct readahead *ra;
+	struct store *ra;
 	long long size;
 	size_t chunk;
 	int ok;
-	struct ra_file *shared;
+	struct store_file *shared;
 };
 
 static void *reader_main(void *arg)
 {
 	struct reader *r = arg;
-	struct ra_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
+	struct store_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
 	long long off = 0, n;
 
 	while ((n = read_check(rf, 0, off, r->chunk)) > 0)
@@ -827,7 +872,7 @@ TEST(many_handles_and_a_small_budget)
 TEST(concurrent_reads_on_one_handle)
 {
 	struct reader r = { 0 };
-	struct ra_file *rf;
+	struct store_file *rf;
 	long long size = 16 << 20, off;
 	struct env v;
 	pthread_t t;
@@ -847,8 +892,8 @@ TEST(concurrent_reads_on_one_handle)
 
 TEST(close_before_the_span_is_released)
 {
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_file *rf;
+	struct store_span sp;
 	struct env v;
 	int i;
 
@@ -856,7 +901,7 @@ TEST(close_before_the_span_is_released)
 	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
 	for (i = 0; i < 50; i++) {
 		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
-		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp), 0);
+		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp, &ra_err), 0);
 		CHECK_INT(sp.len, 4096);
 		ra_close(rf);
 		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
@@ -928,7 +973,7 @@ static int check_read(struct store *s, const char *etag, int version, long long 
 		      size_t want)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	size_t got = 0, i;
 	char *buf = malloc(len);
 	int rc, bad = 0;
@@ -1136,8 +1181,8 @@ TEST(disk_cache_random_reads_fetch_granules)
 TEST(disk_cache_sequential_reads_fill_whole_blocks)
 {
 	long long size = 5 * MB + 777, pos;
-	struct readahead *ra;
-	struct ra_file *rf;
+	struct store *ra;
+	struct store_file *rf;
 	struct dcenv v;
 	int gets;
 
@@ -1184,7 +1229,7 @@ TEST(disk_cache_sequential_reads_fill_whole_blocks)
 	for (pos = 0; pos < size; pos += 128 << 10)
 		CHECK_INT(read_check(rf, 0, pos, 128 << 10), want_of(size, pos, 128 << 10));
 	ra_close(rf);
-	readahead_free(ra);
+	store_destroy(ra);
 	gets = v.f.ngets;
 	for (pos = 0; pos < size; pos += 4096 * 7)
 		CHECK_INT(check_read(v.dc, "\"v0\"", 0, pos, 4096, want_of(size, pos, 4096)), 0);

@@ -174,7 +174,7 @@ TEST(errno_table)
 		{ 502, 0, "", EIO, ERR_SERVER },
 		{ 400, 0, "IDPCommunicationError", EIO, ERR_SERVER },
 		{ 0, 7, "", EIO, ERR_TRANSPORT },
-		{ 0, 28, "", ETIMEDOUT, ERR_TRANSPORT },
+		{ 0, 28, "", ETIMEDOUT, ERR_TIMEOUT },
 		{ 0, 60, "", EIO, ERR_TLS },	/* CURLE_PEER_FAILED_VERIFICATION */
 		{ 0, 77, "", EIO, ERR_TLS },	/* CURLE_SSL_CACERT_BADFILE */
 		/* Archived: EACCES, but its own class (fs/ does not mark the node denied). */
@@ -194,6 +194,9 @@ TEST(errno_table)
 		{ 400, 0, "AuthorizationHeaderMalformed", EIO, ERR_BAD_REQUEST }, /* no region */
 		{ 200, 0, "", 0, ERR_OK },
 		{ 206, 0, "", 0, ERR_OK },
+		/* Ours: an answer not to the request, or larger than its cap. */
+		{ 206, 0, "MalformedReply", EIO, ERR_PROTOCOL },
+		{ 200, 0, "ReplyTooLarge", EIO, ERR_TOO_LARGE },
 	};
 	size_t i;
 

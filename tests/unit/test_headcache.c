@@ -1,7 +1,8 @@
 /*
  * cache/headcache: the first bytes a lookup fetched, kept for the open that
  * follows, and their reservation in the memory budget as it moves from the
- * lookup to the head cache to an open's read-ahead. The budget must come back
+ * lookup to the head cache to an open's read-ahead, all through the store
+ * interface (the head cache over the read-ahead, as the mount stacks them). The budget must come back
  * to exactly 0 however the buffers leave (taken and read, pushed out, another
  * ETag, never opened), and the ceiling must hold after any number of them.
  * The read-ahead reads from a store that computes every byte from its offset.
@@ -21,20 +22,50 @@
 
 #define CAP (128u << 10)
 
+/* What the next stat_read of this thread answers (a lookup sets it). */
+static __thread const char *next_etag;
+static __thread long long next_size;
+static __thread int next_rc;
+
 static unsigned char byte_at(long long i)
 {
 	return (unsigned char)(i * 2654435761u >> 9);
 }
 
+/* The store below: every byte computed from its offset; GETs counted. */
+struct calc {
+	struct store base;
+	int gets;		/* atomic: read_range calls */
+};
+
 static int calc_read(struct store *s, const char *key, struct store_read *rd, long long off,
-		     size_t len, char *dst, size_t *got, struct s3_error *e)
+		     size_t len, char *dst, size_t *got, struct store_error *e)
 {
 	size_t i;
 
-	err_clear(e);
+	store_error_clear(e);
+	__atomic_add_fetch(&((struct calc *)s)->gets, 1, __ATOMIC_RELAXED);
 	for (i = 0; i < len; i++)
 		dst[i] = (char)byte_at(off + (long long)i);
 	*got = len;
+	return 0;
+}
+
+/* A lookup's GET of the first len bytes of an object of next_size bytes. */
+static int calc_stat_read(struct store *s, const char *key, size_t len, char *dst, size_t *got,
+			  struct store_attr *out, struct store_error *e)
+{
+	size_t i, n = (long long)len < next_size ? len : (size_t)next_size;
+
+	store_error_clear(e);
+	if (next_rc)
+		return next_rc;
+	for (i = 0; i < n; i++)
+		dst[i] = (char)byte_at((long long)i);
+	*got = n;
+	memset(out, 0, sizeof(*out));
+	out->size = next_size;
+	snprintf(out->etag, sizeof(out->etag), "%s", next_etag);
 	return 0;
 }
 
@@ -42,79 +73,92 @@ static void calc_destroy(struct store *s)
 {
 }
 
-static const struct store_ops calc_ops = { .read_range = calc_read, .destroy = calc_destroy };
+static const struct store_ops calc_ops = {
+	.read_range = calc_read, .stat_read = calc_stat_read, .destroy = calc_destroy,
+};
 
+/* calc -> read-ahead -> head cache, in one budget, as the mount stacks them. */
 struct env {
-	struct store store;
+	struct calc calc;
 	struct membudget *mb;
-	struct headcache *hc;
-	struct readahead *ra;
+	struct store *ra;
+	struct store *hc;
 };
 
 static void env_init(struct env *v, size_t budget, unsigned slots)
 {
 	struct ra_config cfg = { .part_size = 1 << 20, .concurrency = 2 };
 
-	v->store.ops = &calc_ops;
+	memset(v, 0, sizeof(*v));
+	v->calc.base.ops = &calc_ops;
 	v->mb = membudget_new(budget);
-	v->hc = headcache_new(v->mb, slots);
-	v->ra = readahead_new(&v->store, v->mb, &cfg);
+	v->ra = readahead_new(&v->calc.base, v->mb, &cfg);
+	v->hc = headcache_new(v->ra, v->mb, slots, CAP);
 	CHECK(v->mb && v->hc && v->ra);
 	CHECK_INT(readahead_start(v->ra), 0);
 }
 
 static void env_cleanup(struct env *v)
 {
-	readahead_free(v->ra);
-	headcache_free(v->hc);
+	store_destroy(v->hc);
+	store_destroy(v->ra);
 	CHECK_INT(membudget_used(v->mb), 0);
 	membudget_free(v->mb);
 }
 
-/* What a lookup does: a budget buffer with the first got bytes, kept in the cache. */
+static int gets(struct env *v)
+{
+	return __atomic_load_n(&v->calc.gets, __ATOMIC_RELAXED);
+}
+
+/*
+ * What a lookup does: a stat that brings the first got bytes of key at etag
+ * (the object is got bytes long, as far as the GET can tell). 0, or -1 when
+ * the budget had no buffer (the lookup then uses a HEAD).
+ */
 static int lookup(struct env *v, const char *key, const char *etag, size_t got)
 {
-	char *buf = headcache_buffer(v->hc, CAP);
-	size_t i;
+	struct store_error e;
+	struct store_attr a;
+	int rc;
 
-	if (!buf)
+	next_etag = etag;
+	next_size = (long long)got;
+	rc = store_stat_head(v->hc, key, &a, &e);
+	if (rc == -ENOSYS)
 		return -1;
-	for (i = 0; i < got; i++)
-		buf[i] = (char)byte_at((long long)i);
-	headcache_put(v->hc, key, etag, buf, CAP, got);
-	return 0;
+	CHECK_INT(rc, 0);
+	return rc;
 }
 
 /* What open, read and release do; returns the bytes read (all checked), or -1. */
 static long long open_read_close(struct env *v, const char *key, const char *etag,
 				 long long size)
 {
-	struct membuf head = MEMBUF_EMPTY;
-	struct ra_file *rf;
-	struct ra_span sp;
+	struct store_error e;
+	struct store_file *f;
+	struct store_span sp;
+	struct store_attr a;
 	long long off = 0, pos;
-	size_t got = 0, j;
+	size_t j;
 	int i, bad = 0;
 
-	if (headcache_take(v->hc, key, etag, &head, &got)) {
-		CHECK_INT(head.n, CAP);
-		rf = ra_open_head(v->ra, key, etag, size, &head, got);
-		CHECK(head.p == NULL && head.n == 0); /* handed over */
-	} else {
-		rf = ra_open(v->ra, key, etag, size);
-	}
-	if (!rf)
+	memset(&a, 0, sizeof(a));
+	snprintf(a.etag, sizeof(a.etag), "%s", etag);
+	a.size = size;
+	f = store_open(v->hc, key, &a, NULL);
+	if (!f)
 		return -1;
-	while (ra_read(rf, off, 65536, NULL, &sp) == 0 && sp.len > 0) {
+	while (store_file_read(f, off, 65536, NULL, &sp, &e) == 0 && sp.len > 0) {
 		pos = off;
 		for (i = 0; i < sp.niov; i++)
 			for (j = 0; j < sp.iov[i].iov_len; j++, pos++)
 				if (((unsigned char *)sp.iov[i].iov_base)[j] != byte_at(pos))
 					bad = 1;
 		off += (long long)sp.len;
-		ra_span_release(rf, &sp);
+		store_span_release(f, &sp);
 	}
-	ra_close(rf);
+	store_file_close(f);
 	CHECK(!bad);
 	return off;
 }
@@ -128,8 +172,9 @@ TEST(a_taken_head_is_released_once)
 	for (i = 0; i < 3; i++) {
 		CHECK_INT(lookup(&v, "k", "\"e\"", 5000), 0);
 		CHECK_INT(membudget_used(v.mb), CAP);
-		/* Taken: still reserved, now by the open (it was returned here too). */
+		/* Taken: still reserved, now by the open, which reads it without a GET. */
 		CHECK_INT(open_read_close(&v, "k", "\"e\"", 5000), 5000);
+		CHECK_INT(gets(&v), 0);
 		/* Released by the read-ahead, once (it went to -128 KiB per open). */
 		CHECK_INT(membudget_used(v.mb), 0);
 	}
@@ -182,25 +227,25 @@ TEST(a_head_larger_than_the_object_and_a_long_object)
 
 TEST(another_etag_never_gets_the_bytes_and_the_entry_goes)
 {
-	struct membuf m = MEMBUF_EMPTY;
 	struct env v;
-	size_t got;
 
 	env_init(&v, 1 << 20, 4);
 	CHECK_INT(lookup(&v, "k", "\"old\"", 5000), 0);
-	CHECK_INT(headcache_take(v.hc, "k", "\"new\"", &m, &got), 0);
-	CHECK(m.p == NULL && m.n == 0);
+	/* Another version: its bytes are fetched, and the old entry is gone. */
+	CHECK_INT(open_read_close(&v, "k", "\"new\"", 5000), 5000);
+	CHECK(gets(&v) > 0);
 	CHECK_INT(membudget_used(v.mb), 0);
-	CHECK_INT(headcache_take(v.hc, "k", "\"old\"", &m, &got), 0);
+	v.calc.gets = 0;
+	CHECK_INT(open_read_close(&v, "k", "\"old\"", 5000), 5000);
+	CHECK(gets(&v) > 0);
 	env_cleanup(&v);
 }
 
 TEST(pushed_out_replaced_discarded_and_freed_heads_are_released)
 {
-	struct membuf m = MEMBUF_EMPTY;
+	struct store_error e;
+	struct store_attr a;
 	struct env v;
-	size_t got;
-	char *buf;
 
 	env_init(&v, 1 << 20, 2);
 	CHECK_INT(lookup(&v, "a", "\"e\"", 10), 0);
@@ -209,22 +254,19 @@ TEST(pushed_out_replaced_discarded_and_freed_heads_are_released)
 	/* Two slots: c pushes a (the oldest) out. */
 	CHECK_INT(lookup(&v, "c", "\"e\"", 10), 0);
 	CHECK_INT(membudget_used(v.mb), 2 * CAP);
-	CHECK_INT(headcache_take(v.hc, "a", "\"e\"", &m, &got), 0);
+	CHECK_INT(open_read_close(&v, "a", "\"e\"", 10), 10);
+	CHECK(gets(&v) > 0);
 	/* The same key again replaces its entry. */
 	CHECK_INT(lookup(&v, "c", "\"f\"", 10), 0);
 	CHECK_INT(membudget_used(v.mb), 2 * CAP);
-	CHECK_INT(headcache_take(v.hc, "c", "\"f\"", &m, &got), 1);
-	CHECK_INT(got, 10);
-	CHECK_INT(membudget_used(v.mb), 2 * CAP);
-	membudget_put(v.mb, &m);
-	CHECK(m.p == NULL && m.n == 0);
-	membudget_put(v.mb, &m); /* an empty one: nothing */
+	v.calc.gets = 0;
+	CHECK_INT(open_read_close(&v, "c", "\"f\"", 10), 10);
+	CHECK_INT(gets(&v), 0);
 	CHECK_INT(membudget_used(v.mb), CAP);
-	/* A buffer the lookup does not keep. */
-	buf = headcache_buffer(v.hc, CAP);
-	CHECK(buf != NULL);
-	CHECK_INT(membudget_used(v.mb), 2 * CAP);
-	headcache_discard(v.hc, buf, CAP);
+	/* A lookup whose GET failed keeps nothing. */
+	next_rc = -ENOENT;
+	CHECK_INT(store_stat_head(v.hc, "x", &a, &e), -ENOENT);
+	next_rc = 0;
 	CHECK_INT(membudget_used(v.mb), CAP);
 	/* An entry without an ETag is not kept. */
 	CHECK_INT(lookup(&v, "d", "", 10), 0);
@@ -236,14 +278,12 @@ TEST(pushed_out_replaced_discarded_and_freed_heads_are_released)
 TEST(a_short_budget_gives_no_buffer)
 {
 	struct env v;
-	char *a, *b;
 
 	env_init(&v, 200 << 10, 4);
-	a = headcache_buffer(v.hc, CAP);
-	b = headcache_buffer(v.hc, CAP);
-	CHECK(a != NULL);
-	CHECK(b == NULL);
-	headcache_discard(v.hc, a, CAP);
+	CHECK_INT(lookup(&v, "a", "\"e\"", 10), 0);
+	/* No room for a second buffer: the lookup is told to ask with a HEAD. */
+	CHECK_INT(lookup(&v, "b", "\"e\"", 10), -1);
+	CHECK_INT(membudget_used(v.mb), CAP);
 	env_cleanup(&v);
 }
 

@@ -102,7 +102,7 @@ TEST(a_bare_cr_in_an_etag_is_never_stored)
 	/* A request that needs the ETag cannot use the answer. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"abc\rX-Injected: 1\"\r\n"
 		     "Content-Length: 0\r\n\r\n", -1, NULL);
-	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EIO);
 	CHECK_STR(e.code, "MalformedReply");
 	CHECK(strstr(e.message, "ETag") != NULL);
 	CHECK(strchr(e.message, '\r') == NULL);
@@ -129,7 +129,7 @@ TEST(header_values_are_validated)
 	for (i = 0; i < sizeof(etags) / sizeof(etags[0]); i++) {
 		fakesrv_pushf(srv, NULL, "HTTP/1.1 200 OK\r\nETag: %s\r\nContent-Length: 0\r\n\r\n",
 			      etags[i].etag);
-		CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), etags[i].ok ? 0 : -EPROTO);
+		CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), etags[i].ok ? 0 : -EIO);
 		if (etags[i].ok)
 			CHECK_STR(r.etag, etags[i].etag);
 		else
@@ -145,12 +145,12 @@ TEST(header_values_are_validated)
 	/* Content-Length: plain digits, and one value only. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0x10\r\n"
 		     "Connection: close\r\n\r\n", -1, &(struct fakesrv_opts){ .close = 1 });
-	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EIO);
 	CHECK_STR(e.code, "MalformedReply");
 	/* Two different ETags: neither is believed. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nETag: \"e2\"\r\n"
 		     "Content-Length: 0\r\n\r\n", -1, NULL);
-	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, NULL, 0, 5000, &r, &e), -EIO);
 	http_response_cleanup(&r);
 }
 
@@ -173,40 +173,40 @@ TEST(a_range_answer_is_taken_only_when_it_is_the_range_asked)
 	fakesrv_pushf(srv, NULL, "HTTP/1.1 206 Partial Content\r\nETag: \"e1\"\r\n"
 		      "Content-Range: bytes 100-149/1000\r\nContent-Length: 25\r\n\r\n%s",
 		      "xxxxxxxxxxxxxxxxxxxxxxxxx");
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK_STR(e.code, "MalformedReply");
 	CHECK_INT(err_is_retryable(&e), 1);
 	/* Short, and a Content-Range to match: the range ends early. */
 	push_206(100, 124, 1000, 25, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* ... or it says the object ends there, which the known size denies. */
 	push_206(100, 124, 125, 25, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* Shifted: another place. */
 	push_206(0, 49, 1000, 50, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK(strstr(e.message, "Content-Range bytes 0-49/1000") != NULL);
 	/* Another total. */
 	push_206(100, 149, 2000, 50, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* More than asked. */
 	push_206(100, 199, 1000, 100, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* No Content-Range, or junk in it. */
 	fakesrv_push(srv, "HTTP/1.1 206 Partial Content\r\nETag: \"e1\"\r\nContent-Length: 50\r\n"
 		     "\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* Chunked, ending (properly) before the range does. */
 	fakesrv_push(srv, "HTTP/1.1 206 Partial Content\r\nETag: \"e1\"\r\n"
 		     "Content-Range: bytes 100-149/1000\r\nTransfer-Encoding: chunked\r\n\r\n"
 		     "a\r\nxxxxxxxxxx\r\n0\r\n\r\n", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK(strstr(e.message, "10 body bytes") != NULL);
 	/* Close-delimited, closing early. */
 	fakesrv_push(srv, "HTTP/1.1 206 Partial Content\r\nETag: \"e1\"\r\n"
 		     "Content-Range: bytes 100-149/1000\r\nConnection: close\r\n\r\n"
 		     "xxxxxxxxxx", -1, &(struct fakesrv_opts){ .close = 1 });
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* Close-delimited and whole is fine. */
 	fakesrv_push(srv, "HTTP/1.1 206 Partial Content\r\nETag: \"e1\"\r\n"
 		     "Content-Range: bytes 100-149/1000\r\nConnection: close\r\n\r\n"
@@ -228,7 +228,7 @@ TEST(status_other_than_206)
 	/* A 200 with a 41-byte error document is no object of 1000 bytes. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 41\r\n\r\n"
 		     "<Error><Code>SlowDown</Code></Error>\n   ", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK_INT(e.http_status, 200);
 	/* The whole object, when it fits and is the size known, will do. */
 	x.size = 41;
@@ -242,26 +242,26 @@ TEST(status_other_than_206)
 	x.size = -1;
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 41\r\n\r\n"
 		     "0123456789012345678901234567890123456789!", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	x.range_off = 0;
 	x.range_len = 20;
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: 41\r\n\r\n"
 		     "0123456789012345678901234567890123456789!", -1, NULL);
-	CHECK_INT(get(&x, sink, 20, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 20, 5000, &r, &e), -EIO);
 	/* A 416 for a range inside the object is malformed ... */
 	x.range_off = 100;
 	x.range_len = 50;
 	x.size = 1000;
 	fakesrv_push(srv, "HTTP/1.1 416 Requested Range Not Satisfiable\r\n"
 		     "Content-Length: 0\r\n\r\n", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK_INT(e.http_status, 416);
 	CHECK_INT(err_is_retryable(&e), 1);
 	/* ... also when only its Content-Range says how big the object is. */
 	x.size = -1;
 	fakesrv_push(srv, "HTTP/1.1 416 Requested Range Not Satisfiable\r\n"
 		     "Content-Range: bytes */1000\r\nContent-Length: 0\r\n\r\n", -1, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	/* Past the end it is the answer. */
 	x.range_off = 1000;
 	fakesrv_push(srv, "HTTP/1.1 416 Requested Range Not Satisfiable\r\n"
@@ -286,7 +286,7 @@ TEST(an_answer_of_another_version_is_a_changed_object)
 	http_response_init(&r);
 	/* The server ignored If-Match: "e1" came back. */
 	push_206(0, 49, 1000, 50, NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -ESTALE);
 	CHECK_STR(e.code, "PreconditionFailed");
 	CHECK_INT(err_to_errno(&e), ESTALE);
 	CHECK_INT(err_is_retryable(&e), 0);
@@ -294,7 +294,7 @@ TEST(an_answer_of_another_version_is_a_changed_object)
 	fakesrv_push(srv, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-49/1000\r\n"
 		     "Content-Length: 50\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", -1,
 		     NULL);
-	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EPROTO);
+	CHECK_INT(get(&x, sink, 50, 5000, &r, &e), -EIO);
 	CHECK_STR(e.code, "MalformedReply");
 	/* A pin without quotes (some listings) is the same tag. */
 	x.etag = "e1";

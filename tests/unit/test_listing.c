@@ -1,9 +1,7 @@
 /*
- * Unit tests for fs/listing.c: how S3 keys become names, the order and the
- * chunked storage, and how a fetch is bounded against a lying server. The
- * server here is a store whose pages are ListObjectsV2 XML written per
- * request and run through the real parser. The order across pages is
- * fs/listorder.c's (test_listorder.c).
+ * Unit tests for fs/listing.c: how S3 keys become names, and how a fetch is
+ * bounded against a lying server. The server here is a store whose pages are
+ * ListObjectsV2 XML written per request and run through the real parser.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,14 +13,15 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "fs/listing.h"
+#include "cache/listing.h"
 #include "harness.h"
 #include "http/xml.h"
+#include "s3/s3_xml.h"
 
-static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
+static struct store_page page_of(const char *const *keys, size_t nkeys,
 				   const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 
 	memset(&p, 0, sizeof(p));
@@ -41,137 +40,92 @@ static struct s3_list_page page_of(const char *const *keys, size_t nkeys,
 	return p;
 }
 
-static struct listing *build(const char *dir, const char *const *keys, size_t nkeys,
+static struct store_dir *build(const char *dir, const char *const *keys, size_t nkeys,
 			     const char *const *prefixes, size_t nprefixes)
 {
-	struct s3_list_page p = page_of(keys, nkeys, prefixes, nprefixes);
-	struct listing *l = listing_of_page(dir, &p);
+	struct store_page p = page_of(keys, nkeys, prefixes, nprefixes);
+	struct store_dir *l = store_dir_new();
 
-	CHECK(l != NULL);
-	s3_list_page_cleanup(&p);
+	CHECK_INT(listing_add_page(l, dir, &p), 0);
+	listing_finish(l, dir);
+	store_page_cleanup(&p);
 	return l;
 }
 
 TEST(names)
 {
-	CHECK(listing_name_ok("a", 1));
-	CHECK(!listing_name_ok("", 0));
-	CHECK(!listing_name_ok(".", 1));
-	CHECK(!listing_name_ok("..", 2));
-	CHECK(listing_name_ok("...", 3));
-	CHECK(!listing_name_ok("a/b", 3));
+	CHECK(store_name_ok("a", 1));
+	CHECK(!store_name_ok("", 0));
+	CHECK(!store_name_ok(".", 1));
+	CHECK(!store_name_ok("..", 2));
+	CHECK(store_name_ok("...", 3));
+	CHECK(!store_name_ok("a/b", 3));
 	{
 		char n[257];
 
 		memset(n, 'x', 256);
 		n[256] = 0;
-		CHECK(listing_name_ok(n, 255));
-		CHECK(!listing_name_ok(n, 256));
+		CHECK(store_name_ok(n, 255));
+		CHECK(!store_name_ok(n, 256));
 	}
 }
 
-/*
- * Names sort as if each ended in '/', as S3 sends directories: "dir-1" ('-'
- * is below '/') before "dir", files too, and listing_find agrees.
- */
-TEST(names_sort_as_directories_would)
+TEST(dir_and_dash_sort_order)
 {
-	static const char *const prefixes[] = { "dir/", "dir-1/" };
-	static const char *const keys[] = { "a0", "a", "a.txt", "a!b" };
-	struct listing *l = build("", keys, 4, prefixes, 2);
-	static const char *const want[] = { "a!b", "a.txt", "a", "a0", "dir-1", "dir" };
-	size_t i;
+	static const char *const prefixes[] = { "dir-1/", "dir/" };
+	struct store_dir *l = build("", NULL, 0, prefixes, 2);
 
-	CHECK_INT(l->n, 6);
-	for (i = 0; i < 6 && i < l->n; i++) {
-		CHECK_STR(listing_at(l, i)->name, want[i]);
-		CHECK(listing_find(l, want[i]) == listing_at(l, i));
-	}
-	CHECK(listing_at(l, 5)->is_dir && !listing_at(l, 2)->is_dir);
-	CHECK(listing_name_cmp("a", "a.txt") > 0 && listing_name_cmp("a", "a0") < 0);
-	CHECK(listing_name_cmp("a", "a") == 0 && listing_name_cmp("", "a") < 0);
-	CHECK(listing_find(l, "a/") == NULL && listing_find(l, "b") == NULL);
-	listing_release(l);
-}
-
-/* Appending fills chunks of LISTING_CHUNK; letting go frees whole chunks only. */
-TEST(chunks_append_and_let_go)
-{
-	struct listing *l = listing_new();
-	struct listing_batch b = { 0 };
-	size_t i, bytes, freed;
-	char name[16];
-
-	for (i = 0; i < 3 * LISTING_CHUNK + 10; i++) {
-		snprintf(name, sizeof(name), "f%07zu", i);
-		CHECK_INT(listing_batch_add(&b, name, strlen(name), 0, NULL), 0);
-		if (b.n == 300 || i == 3 * LISTING_CHUNK + 9) {
-			CHECK_INT(listing_append(l, &b), 0);
-			CHECK(b.n == 0 && b.bytes == 0);
-		}
-	}
-	CHECK_INT(l->n, 3 * LISTING_CHUNK + 10);
-	CHECK_STR(listing_at(l, LISTING_CHUNK + 7)->name, "f0001031");
-	CHECK(listing_find(l, "f0002000") == listing_at(l, 2000));
-	bytes = l->bytes;
-	/* below 1,500: only chunk 0 is wholly below */
-	freed = listing_let_go(l, 1500);
-	CHECK_INT(l->first, LISTING_CHUNK);
-	CHECK(freed > LISTING_CHUNK * sizeof(struct listing_entry));
-	CHECK_INT(l->bytes, bytes - freed);
-	CHECK_STR(listing_at(l, LISTING_CHUNK)->name, "f0001024");
-	/* past the end: every whole chunk, never the one still filling */
-	listing_let_go(l, l->n + 5);
-	CHECK_INT(l->first, 3 * LISTING_CHUNK);
-	CHECK_STR(listing_at(l, l->n - 1)->name, "f0003081");
-	listing_batch_cleanup(&b);
-	listing_release(l);
+	CHECK_INT(l->n, 2);
+	CHECK_STR(l->e[0].name, "dir");
+	CHECK_STR(l->e[1].name, "dir-1");
+	CHECK(l->e[0].is_dir && l->e[1].is_dir);
+	store_dir_release(l);
 }
 
 TEST(directory_shadows_file)
 {
 	static const char *const keys[] = { "blue", "hello.txt" };
 	static const char *const prefixes[] = { "blue/" };
-	struct listing *l = build("", keys, 2, prefixes, 1);
+	struct store_dir *l = build("", keys, 2, prefixes, 1);
 
 	CHECK_INT(l->n, 2);
-	CHECK_STR(listing_at(l, 0)->name, "blue");
-	CHECK(listing_at(l, 0)->is_dir);
-	CHECK(listing_find(l, "hello.txt") != NULL);
-	CHECK(listing_find(l, "nope") == NULL);
-	listing_release(l);
+	CHECK_STR(l->e[0].name, "blue");
+	CHECK(l->e[0].is_dir);
+	CHECK(store_dir_find(l, "hello.txt") != NULL);
+	CHECK(store_dir_find(l, "nope") == NULL);
+	store_dir_release(l);
 }
 
 TEST(marker_and_hidden_names)
 {
 	static const char *const keys[] = { "hidden/", "hidden/ok.txt" };
 	static const char *const prefixes[] = { "hidden//", "hidden/./", "hidden/../" };
-	struct listing *l = build("hidden/", keys, 2, prefixes, 3);
+	struct store_dir *l = build("hidden/", keys, 2, prefixes, 3);
 
 	CHECK_INT(l->n, 1);
-	CHECK_STR(listing_at(l, 0)->name, "ok.txt");
-	CHECK_INT(listing_at(l, 0)->attr.size, 2);
-	listing_release(l);
+	CHECK_STR(l->e[0].name, "ok.txt");
+	CHECK_INT(l->e[0].attr.size, 2);
+	store_dir_release(l);
 }
 
 TEST(entries_keep_etag_and_storage_class)
 {
 	static const char *const keys[] = { "a", "b" };
 	static const char *const prefixes[] = { "d/" };
-	struct listing *l = build("", keys, 2, prefixes, 1);
+	struct store_dir *l = build("", keys, 2, prefixes, 1);
 	struct store_attr a;
 
 	CHECK_INT(l->n, 3);
-	listing_entry_attr(listing_find(l, "b"), &a);
+	store_dirent_attr(store_dir_find(l, "b"), &a);
 	CHECK_INT(a.size, 2);
 	CHECK_STR(a.etag, "\"e\"");
 	CHECK_STR(a.storage_class, "STANDARD");
 	CHECK_STR(a.content_type, "");
 	/* A directory carries no attributes at all. */
-	CHECK(listing_find(l, "d")->attr.strings == NULL);
-	listing_entry_attr(listing_find(l, "d"), &a);
+	CHECK(store_dir_find(l, "d")->attr.strings == NULL);
+	store_dirent_attr(store_dir_find(l, "d"), &a);
 	CHECK_STR(a.etag, "");
-	listing_release(l);
+	store_dir_release(l);
 }
 
 TEST(packed_attributes_round_trip)
@@ -207,7 +161,7 @@ TEST(long_name_hidden)
 {
 	char key[300];
 	const char *keys[2];
-	struct listing *l;
+	struct store_dir *l;
 
 	strcpy(key, "d/");
 	memset(key + 2, 'x', 256);
@@ -216,28 +170,28 @@ TEST(long_name_hidden)
 	keys[1] = "d/short";
 	l = build("d/", keys, 2, NULL, 0);
 	CHECK_INT(l->n, 1);
-	CHECK_STR(listing_at(l, 0)->name, "short");
-	listing_release(l);
+	CHECK_STR(l->e[0].name, "short");
+	store_dir_release(l);
 }
 
 TEST(foreign_keys_ignored)
 {
 	static const char *const keys[] = { "other/x", "d/y" };
-	struct listing *l = build("d/", keys, 2, NULL, 0);
+	struct store_dir *l = build("d/", keys, 2, NULL, 0);
 
 	CHECK_INT(l->n, 1);
-	CHECK_STR(listing_at(l, 0)->name, "y");
-	listing_release(l);
+	CHECK_STR(l->e[0].name, "y");
+	store_dir_release(l);
 }
 
 /* Regression: an empty directory once passed a NULL base to qsort (UBSan). */
 TEST(empty_listing)
 {
-	struct listing *l = build("empty/", NULL, 0, NULL, 0);
+	struct store_dir *l = build("empty/", NULL, 0, NULL, 0);
 
 	CHECK_INT(l->n, 0);
-	CHECK(listing_find(l, "x") == NULL);
-	listing_release(l);
+	CHECK(store_dir_find(l, "x") == NULL);
+	store_dir_release(l);
 }
 
 /* ---- fetching from a lying server ---------------------------------------------------------- */
@@ -262,14 +216,14 @@ struct liar {
 };
 
 static int liar_list(struct store *st, const char *prefix, const char *token, int max_keys,
-		     struct s3_list_page *page, struct s3_error *e)
+		     struct store_page *page, struct store_error *e)
 {
 	struct liar *s = (struct liar *)st;
 	int n = s->calls++, k, rc, more;
 	struct buf b;
 
 	(void)max_keys;
-	err_clear(e);
+	store_error_clear(e);
 	snprintf(s->last_token, sizeof(s->last_token), "%s", token ? token : "");
 	if (s->sleep_ms)
 		usleep((useconds_t)s->sleep_ms * 1000);
@@ -282,7 +236,7 @@ static int liar_list(struct store *st, const char *prefix, const char *token, in
 			   prefix, prefix, prefix);
 	}
 	for (k = 0; k < s->keys; k++)
-		buf_printf(&b, "<Contents><Key>%sp%05d-k%05d</Key><Size>%d</Size>"
+		buf_printf(&b, "<Contents><Key>%sp%d-k%d</Key><Size>%d</Size>"
 			   "<ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag></Contents>",
 			   prefix, n, k, k);
 	more = s->lie == HONEST ? n + 1 < s->pages : s->lie != BAD_ENTRIES;
@@ -323,8 +277,20 @@ static struct liar liar(enum lie lie, int pages, int keys)
 }
 
 struct counts {
+	size_t charged;
+	size_t refuse_over;	/* charge fails once charged would pass this; 0: never */
 	int polls, cancel_after;	/* cancelled() says yes from this poll on; 0: never */
 };
+
+static int count_charge(void *ctx, size_t bytes)
+{
+	struct counts *c = ctx;
+
+	if (c->refuse_over && c->charged + bytes > c->refuse_over)
+		return -ENOSPC;
+	c->charged += bytes;
+	return 0;
+}
 
 static int count_cancelled(void *ctx)
 {
@@ -333,36 +299,12 @@ static int count_cancelled(void *ctx)
 	return c->cancel_after && ++c->polls >= c->cancel_after;
 }
 
-/* The whole listing, page after page (what fs/dirfetch.c does, without a stream). */
-static int fetch(struct liar *s, struct listing_bounds *b, struct listing **out)
+static int fetch(struct liar *s, struct listing_bounds *b, struct store_dir **out)
 {
-	struct listing_batch batch = { 0 };
-	struct listing_fetch f;
-	struct listing *l = listing_new();
-	struct s3_error e;
-	int rc;
+	struct store_error e;
 
 	*out = NULL;
-	rc = listing_fetch_init(&f, &s->base, "d/", 1000, b);
-	if (rc) {
-		listing_release(l);
-		return rc;
-	}
-	do {
-		rc = listing_fetch_page(&f, &batch, &e);
-		if (rc >= 0 && listing_append(l, &batch) != 0)
-			rc = -ENOMEM;
-		/* What the fetch holds of its own stays small: tokens and held-back files. */
-		CHECK(listing_fetch_bytes(&f) < 64 * 1024);
-	} while (rc == 1);
-	listing_batch_cleanup(&batch);
-	listing_fetch_cleanup(&f);
-	if (rc) {
-		listing_release(l);
-		return rc;
-	}
-	*out = l;
-	return 0;
+	return listing_fetch(&s->base, "d/", 1000, b, out, &e);
 }
 
 /* Read everything written to stderr while fn runs. */
@@ -398,10 +340,10 @@ struct logged_fetch {
 static void run_logged_fetch(void *arg)
 {
 	struct logged_fetch *f = arg;
-	struct listing *l;
+	struct store_dir *l;
 
 	f->rc = fetch(f->s, f->b, &l);
-	listing_release(l);
+	store_dir_release(l);
 }
 
 /* A fetch that must fail with EIO and say so in one error line holding `says`. */
@@ -422,27 +364,28 @@ static void check_fails_saying(struct liar *s, struct listing_bounds *b, const c
 	free(log);
 }
 
-/* An honest listing of many pages comes back whole, in order. */
+/* An honest listing of many pages comes back whole, and its bytes were charged as they came. */
 TEST(fetch_honest_pages)
 {
 	struct liar s = liar(HONEST, 30, 100);
-	struct listing *l;
-	size_t i;
+	struct counts c = { 0 };
+	struct listing_bounds b = { .charge = count_charge, .ctx = &c, .max_bytes = 64 << 20 };
+	struct store_dir *l;
 
-	CHECK_INT(fetch(&s, NULL, &l), 0);
+	CHECK_INT(fetch(&s, &b, &l), 0);
 	CHECK_INT(s.calls, 30);
 	CHECK_STR(s.last_token, "token-28");
 	CHECK(l && l->n == 3000);
-	CHECK(l && listing_find(l, "p00029-k00099") != NULL);
-	for (i = 1; l && i < l->n; i++)
-		CHECK(listing_name_cmp(listing_at(l, i - 1)->name, listing_at(l, i)->name) < 0);
-	listing_release(l);
+	CHECK(l && store_dir_find(l, "p29-k99") != NULL);
+	/* the charge covers the listing and the 29 tokens kept */
+	CHECK(l && c.charged >= l->bytes + 29 * LISTING_TOKEN_BYTES);
+	store_dir_release(l);
 
 	/* 1,001 pages (a million keys' worth at 1,000 a page) are within the page cap */
 	s = liar(HONEST, 1001, 0);
 	CHECK_INT(fetch(&s, NULL, &l), 0);
 	CHECK_INT(s.calls, 1001);
-	listing_release(l);
+	store_dir_release(l);
 	CHECK_INT(listing_max_pages(1000), 10000);
 	CHECK_INT(listing_max_pages(1), 10000000);
 	CHECK_INT(listing_max_pages(100000000), 1000);
@@ -452,7 +395,7 @@ TEST(fetch_honest_pages)
 TEST(fetch_repeated_token)
 {
 	struct liar s = liar(SAME_TOKEN, 0, 10);
-	struct listing *l;
+	struct store_dir *l;
 
 	CHECK_INT(fetch(&s, NULL, &l), -EIO);
 	CHECK_INT(s.calls, 2);
@@ -471,25 +414,33 @@ TEST(fetch_repeated_token)
 	CHECK_INT(s.calls, 1);
 }
 
-/*
- * Always a new token: the page cap, the time bound, a cancel. (Memory is the
- * stream's to bound: a listing past the cache is streamed in a window,
- * test_dirfetch.c.)
- */
+/* Always a new token: the page cap, the memory bounds, the time bound, a cancel. */
 TEST(fetch_endless_new_tokens)
 {
 	struct liar s = liar(NEW_TOKEN, 0, 0);
 	struct counts c = { 0 };
 	struct listing_bounds b = { .max_pages = 50 };
-	struct listing *l;
+	struct store_dir *l;
 	long long t0;
 
 	/* empty pages: the page cap */
 	check_fails_saying(&s, &b, "listing of 'd/' stopped after 50 pages (0 entries)");
 	CHECK_INT(s.calls, 50);
-	/* full pages count their entries in the line (the last file is held back: fs/listorder.h) */
-	s = liar(NEW_TOKEN, 0, 10);
-	check_fails_saying(&s, &b, "listing of 'd/' stopped after 50 pages (499 entries)");
+
+	/* full pages: this listing's own bound (1 MiB), long before any page cap */
+	s = liar(NEW_TOKEN, 0, 1000);
+	b = (struct listing_bounds){ .max_bytes = 1 << 20 };
+	check_fails_saying(&s, &b, "needs more than --metadata-cache-size (1 MiB)");
+	CHECK(s.calls > 1 && s.calls < 20);
+
+	/* ... or the shared reservation refusing more */
+	s = liar(NEW_TOKEN, 0, 1000);
+	c = (struct counts){ .refuse_over = 1 << 20 };
+	b = (struct listing_bounds){ .charge = count_charge, .ctx = &c };
+	check_fails_saying(&s, &b, "the listings being built at once hold all of "
+			   "--metadata-cache-size");
+	CHECK(s.calls > 1 && s.calls < 20);
+	CHECK(c.charged <= 1 << 20 && c.charged > 0);
 
 	/* the time bound, checked before each page (a deadline already past: no request) */
 	s = liar(NEW_TOKEN, 0, 1);
@@ -515,13 +466,13 @@ TEST(fetch_endless_new_tokens)
 static void fetch_bad_twice(void *arg)
 {
 	struct liar *s = arg;
-	struct listing *l;
+	struct store_dir *l;
 	int i;
 
 	for (i = 0; i < 2; i++) {
 		CHECK_INT(fetch(s, NULL, &l), 0);
-		CHECK(l && l->n == 1 && !strcmp(listing_at(l, 0)->name, "ok.txt"));
-		listing_release(l);
+		CHECK(l && l->n == 1 && !strcmp(l->e[0].name, "ok.txt"));
+		store_dir_release(l);
 	}
 }
 
@@ -558,8 +509,7 @@ int main(void)
 	log_set_level(LOG_ERR);
 	xml_global_init();
 	RUN(names);
-	RUN(names_sort_as_directories_would);
-	RUN(chunks_append_and_let_go);
+	RUN(dir_and_dash_sort_order);
 	RUN(directory_shadows_file);
 	RUN(marker_and_hidden_names);
 	RUN(entries_keep_etag_and_storage_class);

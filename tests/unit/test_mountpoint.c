@@ -1,9 +1,9 @@
 /*
- * fs/mountpoint: finding the topmost mount at a path in mountinfo (escaped
+ * app/mountpoint: finding the topmost mount at a path in mountinfo (escaped
  * names, optional fields, stacked mounts, near misses), and the canonical
  * path of a mount point.
  */
-#include "fs/mountpoint.h"
+#include "app/mountpoint.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -40,7 +40,7 @@ static void push_range(long long a, long long b, const char *etag)
 }
 
 static int read_at(struct store_read *rd, long long off, size_t len, char *dst, size_t *got,
-		   struct s3_error *e)
+		   struct store_error *e)
 {
 	return store_read_range(st, "dir/k", rd, off, len, dst, got, e);
 }
@@ -88,7 +88,7 @@ TEST(store_new_checks_the_endpoint)
 TEST(a_right_answer_is_read_and_pinned)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	char buf[64];
 	size_t got = 0;
 	int n0 = fakesrv_nrequests(srv);
@@ -118,7 +118,7 @@ TEST(a_right_answer_is_read_and_pinned)
 TEST(the_known_size_ends_the_object)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	char buf[128];
 	size_t got = 99;
 	int n0 = fakesrv_nrequests(srv);
@@ -144,7 +144,7 @@ TEST(the_known_size_ends_the_object)
 TEST(a_wrong_answer_is_retried_then_eio)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	char buf[64];
 	size_t got = 0;
 	int n0, i;
@@ -190,7 +190,7 @@ TEST(a_wrong_answer_is_retried_then_eio)
 TEST(another_version_is_estale_at_once)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	char buf[64];
 	size_t got = 0;
 	int n0 = fakesrv_nrequests(srv);
@@ -212,7 +212,7 @@ TEST(another_version_is_estale_at_once)
 TEST(a_cancelled_read_is_not_retried)
 {
 	struct store_read rd;
-	struct s3_error e;
+	struct store_error e;
 	char buf[64];
 	size_t got = 0;
 	int flag = 1, n0 = fakesrv_nrequests(srv);
@@ -226,7 +226,7 @@ TEST(a_cancelled_read_is_not_retried)
 TEST(stat_takes_only_a_whole_head)
 {
 	struct store_attr a;
-	struct s3_error e;
+	struct store_error e;
 	int i;
 
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 62\r\n"
@@ -258,7 +258,7 @@ TEST(stat_takes_only_a_whole_head)
 TEST(stat_read_takes_its_size_from_a_checked_206)
 {
 	struct store_attr a;
-	struct s3_error e;
+	struct store_error e;
 	char buf[16];
 	size_t got = 0;
 
@@ -272,7 +272,8 @@ TEST(stat_read_takes_its_size_from_a_checked_206)
 	/* A 200 with an error document gives no size: ask with a HEAD. */
 	fakesrv_push(srv, "HTTP/1.1 200 OK\r\nETag: \"v3\"\r\nContent-Length: 10\r\n\r\n"
 		     "<Error/>\n\n", -1, NULL);
-	CHECK_INT(store_stat_read(st, "dir/k", 16, buf, &got, &a, &e), -EAGAIN);
+	CHECK_INT(store_stat_read(st, "dir/k", 16, buf, &got, &a, &e), -EIO);
+	CHECK_INT(e.cls, ERR_PROTOCOL);
 }
 
 int main(void)

@@ -74,9 +74,9 @@ static int run_error(const char *s, size_t n)
 }
 
 /* A refused page or result must come back empty. With out NULL, a local is used. */
-static int list_n(const char *s, size_t n, struct s3_list_page *out)
+static int list_n(const char *s, size_t n, struct store_page *out)
 {
-	struct s3_list_page local, *page = out ? out : &local;
+	struct store_page local, *page = out ? out : &local;
 	char *b = exact_copy(s, n);
 	int rc = s3_xml_parse_list(b, n, page);
 
@@ -85,7 +85,7 @@ static int list_n(const char *s, size_t n, struct s3_list_page *out)
 		CHECK(!page->objects && !page->nobjects && !page->prefixes && !page->nprefixes &&
 		      !page->next_token && !page->truncated && !page->dropped);
 	if (!out)
-		s3_list_page_cleanup(page);
+		store_page_cleanup(page);
 	return rc;
 }
 
@@ -504,7 +504,7 @@ TEST(sts_fixtures)
 
 /* ---- ListObjectsV2 ----------------------------------------------------------------------- */
 
-static void check_obj(const struct s3_list_page *p, size_t i, const char *key, long long size,
+static void check_obj(const struct store_page *p, size_t i, const char *key, long long size,
 		      const char *etag, long long mtime, const char *storage_class)
 {
 	CHECK(i < p->nobjects);
@@ -535,7 +535,7 @@ static const char rgw_list_page[] =
 
 TEST(list_radosgw)
 {
-	struct s3_list_page p;
+	struct store_page p;
 
 	CHECK_INT(list_n(rgw_list_page, sizeof(rgw_list_page) - 1, &p), 0);
 	CHECK(p.nobjects == 2 && p.dropped == 0 && p.truncated == 1);
@@ -547,7 +547,7 @@ TEST(list_radosgw)
 	check_obj(&p, 1, "big.bin", 67108864, "\"9b2cf535f27731c974343645a3985328-8\"", 1795879020,
 		  "STANDARD_IA");
 	CHECK(p.nprefixes == 2 && !strcmp(p.prefixes[0], "dir/") && !strcmp(p.prefixes[1], "odd/"));
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	CHECK(!p.objects && !p.prefixes && !p.next_token && !p.nobjects);
 	CHECK_INT(run_error(rgw_list_page, sizeof(rgw_list_page) - 1), -EPROTO);
 	CHECK_INT(run_sts(rgw_list_page, sizeof(rgw_list_page) - 1), -EPROTO);
@@ -582,7 +582,7 @@ TEST(list_url_encoded)
 		"dir/", "\xed\x95\x9c\xea\xb8\x80/", "run books/", "100%/", "p%00/",
 		"caf\xc3\xa9 + tea/",
 	};
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 
 	CHECK_INT(list_n(url_list_page, sizeof(url_list_page) - 1, &p), 0);
@@ -595,7 +595,7 @@ TEST(list_url_encoded)
 	for (i = 0; i < N(prefixes) && i < p.nprefixes; i++)
 		CHECK_STR(p.prefixes[i], prefixes[i]);
 	CHECK_STR(p.next_token, "odd/a b+c%41.txt"); /* goes back as sent: never decoded */
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 }
 
 #define LIST(body) "<ListBucketResult>" body "</ListBucketResult>"
@@ -634,7 +634,7 @@ static const struct list_case {
 
 TEST(list_cases)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	size_t i;
 	int rc;
 
@@ -648,7 +648,7 @@ TEST(list_cases)
 		CHECK_INT(rc, c->rc);
 		CHECK(p.nobjects == c->nobjects && p.nprefixes == c->nprefixes);
 		CHECK_INT(p.dropped, c->dropped);
-		s3_list_page_cleanup(&p);
+		store_page_cleanup(&p);
 	}
 }
 
@@ -662,7 +662,7 @@ TEST(list_object_fields)
 		    "<StorageClass>GLACIER</StorageClass>")
 		OBJ("<Key>huge</Key><Size>9223372036854775807</Size>")
 		OBJ("<Key>over</Key><Size>9007199254740993</Size>"));
-	struct s3_list_page p;
+	struct store_page p;
 
 	CHECK_INT(list_n(doc, sizeof(doc) - 1, &p), 0);
 	CHECK(p.truncated == 1 && p.next_token == NULL && p.nobjects == 2);
@@ -677,10 +677,10 @@ TEST(list_object_fields)
 		CHECK(strstr(p.drops[0].why, "'9223372036854775807' is not a size") != NULL);
 		CHECK_STR(p.drops[1].key, "over");
 	}
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 }
 
-/* Each dropped entry is described (for the log), the first S3_LIST_MAX_DROPS of them. */
+/* Each dropped entry is described (for the log), the first STORE_PAGE_MAX_DROPS of them. */
 TEST(list_drops_described)
 {
 	static const char doc[] = LIST(
@@ -698,7 +698,7 @@ TEST(list_drops_described)
 		{ "nul%00byte.txt", "its key holds %00, a NUL byte no file name can hold" },
 		{ "bad%zz", "its key is not a valid URL encoding" },
 	};
-	struct s3_list_page p;
+	struct store_page p;
 	struct buf many;
 	size_t i;
 	int k;
@@ -711,7 +711,7 @@ TEST(list_drops_described)
 		CHECK_STR(p.drops[i].key, want[i].key);
 		CHECK_STR(p.drops[i].why, want[i].why);
 	}
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 
 	/* 40 bad entries: all counted, 16 described, the logged key cut to 256 bytes */
 	buf_init(&many, (size_t)-2);
@@ -726,16 +726,16 @@ TEST(list_drops_described)
 	CHECK_INT(list_n(many.data, many.len, &p), 0);
 	CHECK_INT(p.nobjects, 0);
 	CHECK_INT(p.dropped, 40);
-	CHECK_INT(p.ndrops, S3_LIST_MAX_DROPS);
+	CHECK_INT(p.ndrops, STORE_PAGE_MAX_DROPS);
 	CHECK_INT(strlen(p.drops[0].key), 256);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	buf_cleanup(&many);
 }
 
 /* A page of more than S3_LIST_MAX_ENTRIES entries is refused whole (-E2BIG). */
 TEST(list_entry_cap)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	struct buf b;
 	int k;
 
@@ -747,7 +747,7 @@ TEST(list_entry_cap)
 	buf_puts(&b, "</ListBucketResult>");
 	CHECK_INT(list_n(b.data, b.len, &p), 0);
 	CHECK_INT(p.nobjects + p.nprefixes, S3_LIST_MAX_ENTRIES);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	b.len -= strlen("</ListBucketResult>");
 	buf_puts(&b, "<Contents/></ListBucketResult>");
 	CHECK_INT(list_n(b.data, b.len, &p), -E2BIG);
@@ -770,7 +770,7 @@ TEST(list_stream_shapes)
 		"<Wrapper>" OBJ("<Key>nested</Key><Size>1</Size>") "</Wrapper>"
 		"<CommonPrefixes><Prefix>p<![CDATA[&]]>/</Prefix><Prefix>q/</Prefix>"
 		"</CommonPrefixes>");
-	struct s3_list_page p;
+	struct store_page p;
 	struct buf b;
 	int k;
 
@@ -780,7 +780,7 @@ TEST(list_stream_shapes)
 	CHECK_INT(p.nobjects, 1);
 	check_obj(&p, 0, "ac", 1, "", 0, "STANDARD");
 	CHECK(p.nprefixes == 1 && !strcmp(p.prefixes[0], "p&/"));
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 
 	/* a token over XML_TEXT_MAX could not go back whole */
 	buf_init(&b, (size_t)-2);
@@ -799,7 +799,7 @@ TEST(list_stream_shapes)
 	buf_puts(&b, OBJ("<Key>k</Key><Size>1</Size>") "</ListBucketResult>");
 	CHECK_INT(list_n(b.data, b.len, &p), 0);
 	CHECK_INT(p.nobjects, 1);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	buf_cleanup(&b);
 }
 
@@ -810,7 +810,7 @@ TEST(list_stream_shapes)
  */
 TEST(list_big_page)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	struct buf b;
 	int k, j;
 
@@ -827,7 +827,7 @@ TEST(list_big_page)
 	CHECK_INT(list_n(b.data, b.len, &p), 0);
 	CHECK_INT(p.nobjects, 1000);
 	CHECK(p.nobjects == 1000 && !strncmp(p.objects[999].key, "0999-AAA", 8));
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 	buf_cleanup(&b);
 }
 
@@ -851,7 +851,7 @@ static size_t sweep_matched;
 /* Check what the table says about this fixture, if anything. */
 static void sweep_values(const char *rel, const char *body, size_t len)
 {
-	struct s3_list_page p;
+	struct store_page p;
 	struct s3_error e;
 	size_t i, n = 0;
 
@@ -882,7 +882,7 @@ static void sweep_values(const char *rel, const char *body, size_t len)
 			  list_objs[i].mtime, "STANDARD");
 	}
 	CHECK(p.nobjects == n && !p.nprefixes && !p.dropped && !p.truncated && !p.next_token);
-	s3_list_page_cleanup(&p);
+	store_page_cleanup(&p);
 }
 
 static void sweep_one(const char *rel)

@@ -7,7 +7,7 @@
  * fall back to the lazy one only when that fails, so the exit status can say
  * whether something still had the mount in use.
  */
-#include "fs/lifecycle.h"
+#include "app/lifecycle.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -24,8 +24,6 @@
 
 #include "cache/membudget.h"
 #include "core/log.h"
-#include "fs/dirfetch.h"
-#include "fs/inode.h"
 
 /*
  * The signal thread and the unmount state. stopping and stops are atomics;
@@ -39,7 +37,7 @@ static struct {
 	int stopping;
 	int stop_signals;
 	int stops;
-	struct irsafs *fs;
+	struct app *app;
 	struct fuse_session *se;
 	pthread_mutex_t lock;
 	int unmounted;
@@ -186,12 +184,12 @@ static void on_stop(int sig)
 
 	lc.stops++;
 	if (lc.stops == 1) {
-		log_msg(LOG_NOTICE, "%s: unmounting %s", strsignal(sig), lc.fs->opts->mountpoint);
-		r = lifecycle_unmount(lc.se, lc.fs->opts->mountpoint);
+		log_msg(LOG_NOTICE, "%s: unmounting %s", strsignal(sig), lc.app->opts->mountpoint);
+		r = lifecycle_unmount(lc.se, lc.app->opts->mountpoint);
 		if (r == UNMOUNT_LAZY)
 			log_msg(LOG_NOTICE, "serving the files still open on %s until they are "
-				"closed (signal again to stop now)", lc.fs->opts->mountpoint);
-		if (r != UNMOUNT_GONE || strncmp(lc.fs->opts->mountpoint, "/dev/fd/", 8) != 0)
+				"closed (signal again to stop now)", lc.app->opts->mountpoint);
+		if (r != UNMOUNT_GONE || strncmp(lc.app->opts->mountpoint, "/dev/fd/", 8) != 0)
 			return;
 	}
 	/* libfuse's loop sleeps in sem_wait: interrupt it until main takes over. */
@@ -224,33 +222,24 @@ static void *signal_main(void *arg)
 			on_stop(sig);
 			continue;
 		}
-		lifecycle_counters(lc.fs, line, sizeof(line));
+		lifecycle_counters(&lc.app->fs, line, sizeof(line));
 		log_msg(LOG_NOTICE, "counters: %s", line);
-		if (lc.fs->mem)
+		if (lc.app->stack.mem)
 			log_msg(LOG_NOTICE, "memory: read buffers %zu bytes reserved, %zu kept for "
 				"reuse, peak %zu, ceiling %zu (--max-memory)",
-				membudget_used(lc.fs->mem), membudget_pooled(lc.fs->mem),
-				membudget_peak(lc.fs->mem), membudget_limit(lc.fs->mem));
-		if (lc.fs->dirs) {
-			size_t peak, held = dirfetch_held(lc.fs->dirs, &peak);
-
-			log_msg(LOG_NOTICE, "memory: listings %zu bytes cached, %zu held by %u being "
-				"read, the most one held %zu (--metadata-cache-size %zu); %lu names "
-				"known to the kernel", inode_listing_bytes(lc.fs->inodes), held,
-				dirfetch_live(lc.fs->dirs), peak, lc.fs->opts->metadata_cache_size,
-				inode_count(lc.fs->inodes));
-		}
+				membudget_used(lc.app->stack.mem), membudget_pooled(lc.app->stack.mem),
+				membudget_peak(lc.app->stack.mem), membudget_limit(lc.app->stack.mem));
 	}
 	return NULL;
 }
 
-int lifecycle_signals_start(struct irsafs *fs, struct fuse_session *se, int stop_signals)
+int lifecycle_signals_start(struct app *app, struct fuse_session *se, int stop_signals)
 {
 	struct sigaction sa;
 	sigset_t all, old;
 	int rc;
 
-	lc.fs = fs;
+	lc.app = app;
 	lc.se = se;
 	lc.main = pthread_self();
 	lc.stop_signals = stop_signals;

@@ -9,7 +9,7 @@
  * is never read. One polling thread serves them all, so a scrape costs one
  * render at a time; a render is bounded by METRICS_BODY_MAX.
  */
-#include "fs/metrics_http.h"
+#include "app/metrics_http.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -23,16 +23,17 @@
 
 #include <microhttpd.h>
 
+#include "app/app.h"
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
+#include "cache/metacache.h"
 #include "cache/readahead.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
-#include "fs/irsafs.h"
 
 #define METRICS_CONNS 8
 #define METRICS_TIMEOUT_S 10
@@ -45,7 +46,7 @@ struct metrics_http {
 	int fd;
 	char *addr;			/* as given, for log lines */
 	struct MHD_Daemon *daemon;
-	struct irsafs *fs;
+	struct app *app;
 };
 
 struct metrics_http *metrics_http_listen(const char *addr)
@@ -125,8 +126,10 @@ static int one(struct buf *out, const char *name, const char *type, const char *
 	return rc ? rc : metrics_write_value(out, name, NULL, v);
 }
 
-static int render_caches(struct buf *out, struct irsafs *fs)
+static int render_caches(struct buf *out, struct app *app)
 {
+	struct stack *st = &app->stack;
+	struct metacache_stats ms;
 	unsigned long long hh = 0, hm = 0;
 	struct diskcache_stats ds;
 	int rc = 0, k;
@@ -139,37 +142,39 @@ static int render_caches(struct buf *out, struct irsafs *fs)
 	};
 
 	memset(&ds, 0, sizeof(ds));
-	if (fs->heads)
-		headcache_stats(fs->heads, &hh, &hm);
-	if (fs->disk)
-		diskcache_stats(fs->disk, &ds);
+	memset(&ms, 0, sizeof(ms));
+	if (st->meta)
+		metacache_stats(st->meta, &ms);
+	if (st->head)
+		headcache_stats(st->head, &hh, &hm);
+	if (st->disk)
+		diskcache_stats(st->disk, &ds);
 	for (k = 0; k < 2 && !rc; k++) {
 		rc = metrics_write_head(out, names[k], "counter", helps[k]);
 		if (!rc)
 			rc = metrics_write_value(out, names[k], "cache=\"metadata\"",
-						 (long long)load(k ? &fs->counters.lookup_misses
-								   : &fs->counters.lookup_hits));
-		if (!rc && fs->heads)
+						 (long long)(k ? ms.lookup_misses : ms.lookup_hits));
+		if (!rc && st->head)
 			rc = metrics_write_value(out, names[k], "cache=\"head\"",
 						 (long long)(k ? hm : hh));
-		if (!rc && fs->disk)
+		if (!rc && st->disk)
 			rc = metrics_write_value(out, names[k], "cache=\"disk\"",
 						 (long long)(k ? ds.misses : ds.hits));
 	}
-	if (!rc && fs->disk)
+	if (!rc && st->disk)
 		rc = one(out, "irsafs_disk_cache_bytes", "gauge",
 			 "Bytes of blocks in --cache-dir now", (long long)ds.bytes);
 	return rc;
 }
 
-static int render_readahead(struct buf *out, struct irsafs *fs)
+static int render_readahead(struct buf *out, struct app *app)
 {
 	struct ra_stats rs;
 	int rc;
 
 	memset(&rs, 0, sizeof(rs));
-	if (fs->ra)
-		readahead_stats(fs->ra, &rs);
+	if (app->stack.ra)
+		readahead_stats(app->stack.ra, &rs);
 	rc = metrics_write_head(out, "irsafs_read_requests_total", "counter",
 				"Ranged GETs of object bytes done for reads, by kind: readahead "
 				"(parts of the read-ahead window) or direct (a seek's own bytes)");
@@ -193,33 +198,45 @@ static int render_readahead(struct buf *out, struct irsafs *fs)
 	return rc;
 }
 
-static int render_memory(struct buf *out, struct irsafs *fs)
+static int render_memory(struct buf *out, struct app *app)
 {
+	struct membudget *mem = app->stack.mem;
 	int rc = 0;
 
-	if (!fs->mem)
+	if (!mem)
 		return 0;
 	rc = one(out, "irsafs_memory_budget_used_bytes", "gauge",
 		 "Bytes of read buffers reserved now (read-ahead, lookups' first bytes, disk "
-		 "cache bounce buffers)", (long long)membudget_used(fs->mem));
+		 "cache bounce buffers)", (long long)membudget_used(mem));
 	if (!rc)
 		rc = one(out, "irsafs_memory_budget_kept_bytes", "gauge",
 			 "Bytes of released buffers kept for reuse (counted in the budget)",
-			 (long long)membudget_pooled(fs->mem));
+			 (long long)membudget_pooled(mem));
 	if (!rc)
 		rc = one(out, "irsafs_memory_budget_peak_bytes", "gauge",
-			 "The most bytes ever reserved at once", (long long)membudget_peak(fs->mem));
+			 "The most bytes ever reserved at once", (long long)membudget_peak(mem));
 	if (!rc)
 		rc = one(out, "irsafs_memory_budget_limit_bytes", "gauge",
 			 "The ceiling for read buffers (--max-memory)",
-			 (long long)membudget_limit(fs->mem));
+			 (long long)membudget_limit(mem));
 	return rc;
+}
+
+static size_t listing_bytes(struct app *app)
+{
+	struct metacache_stats ms;
+
+	if (!app->stack.meta)
+		return 0;
+	metacache_stats(app->stack.meta, &ms);
+	return ms.listing_bytes;
 }
 
 /* metrics_extra_fn: the mount's own counters, caches and memory. */
 static int render_fs(struct buf *out, void *arg)
 {
-	struct irsafs *fs = arg;
+	struct app *app = arg;
+	struct irsafs *fs = &app->fs;
 	int rc;
 
 	rc = one(out, "irsafs_read_bytes_total", "counter", "Bytes returned to applications by read",
@@ -240,15 +257,15 @@ static int render_fs(struct buf *out, void *arg)
 			 "Directories listed from S3 (all pages of one directory count once)",
 			 (long long)load(&fs->counters.listings));
 	if (!rc)
-		rc = render_caches(out, fs);
+		rc = render_caches(out, app);
 	if (!rc)
-		rc = render_readahead(out, fs);
+		rc = render_readahead(out, app);
 	if (!rc)
-		rc = render_memory(out, fs);
+		rc = render_memory(out, app);
 	if (!rc)
 		rc = one(out, "irsafs_metadata_cache_bytes", "gauge",
 			 "Bytes of directory listings kept (--metadata-cache-size)",
-			 (long long)inode_listing_bytes(fs->inodes));
+			 (long long)listing_bytes(app));
 	if (!rc)
 		rc = one(out, "irsafs_inodes", "gauge", "Files and directories the kernel knows",
 			 (long long)inode_count(fs->inodes));
@@ -292,7 +309,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 		return reply(c, MHD_HTTP_NOT_FOUND, not_found, strlen(not_found),
 			     MHD_RESPMEM_PERSISTENT, NULL);
 	buf_init(&b, METRICS_BODY_MAX);
-	if (metrics_render(&b, render_fs, m->fs) != 0) {
+	if (metrics_render(&b, render_fs, m->app) != 0) {
 		buf_cleanup(&b);
 		log_once(LOG_WARNING, "metrics at %s: the exposition is larger than %d bytes "
 			 "or memory ran out: answering 500", m->addr, METRICS_BODY_MAX);
@@ -317,9 +334,9 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 	log_msg(LOG_DEBUG, "metrics endpoint: %s", line);
 }
 
-int metrics_http_start(struct metrics_http *m, struct irsafs *fs)
+int metrics_http_start(struct metrics_http *m, struct app *app)
 {
-	m->fs = fs;
+	m->app = app;
 	m->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
 				     NULL, answer, m,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,

@@ -6,8 +6,8 @@
  * struct opts point into argv or the environment and live as long as the
  * process. Not thread-safe (called once from main).
  */
-#ifndef IRSAFS_FS_OPTS_H
-#define IRSAFS_FS_OPTS_H
+#ifndef IRSAFS_APP_OPTS_H
+#define IRSAFS_APP_OPTS_H
 
 #include <stdio.h>
 #include <sys/types.h>

@@ -16,8 +16,8 @@
  *
  * Nothing here keeps state; every function may be called from any thread.
  */
-#ifndef IRSAFS_FS_MOUNTPOINT_H
-#define IRSAFS_FS_MOUNTPOINT_H
+#ifndef IRSAFS_APP_MOUNTPOINT_H
+#define IRSAFS_APP_MOUNTPOINT_H
 
 #include <stddef.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * of the S3 endpoint, at most a few ListObjectsV2 pages and one ranged GET of
  * one byte. Nothing else, and nothing that writes.
  */
-#include "fs/doctor.h"
+#include "app/doctor.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -488,10 +488,11 @@ static void check_endpoint(struct doctor *d, const char *url)
 /* list: ListObjectsV2 of the prefix, then down the first prefixes for an object. */
 static void check_list(struct doctor *d, struct store *st)
 {
-	char prefix[1024], what[320], *next = NULL;
+	char prefix[1024], *next = NULL;
+	const char *what;
 	struct json_object *extra;
-	struct s3_list_page page;
-	struct s3_error e;
+	struct store_page page;
+	struct store_error e;
 	size_t nobj = 0, npre = 0, i;
 	int rc, depth;
 
@@ -514,7 +515,7 @@ static void check_list(struct doctor *d, struct store *st)
 		}
 		free(next);
 		next = page.nprefixes ? strdup(page.prefixes[0]) : NULL;
-		s3_list_page_cleanup(&page);
+		store_page_cleanup(&page);
 		if (d->first_key[0] || !next)
 			break;
 		snprintf(prefix, sizeof(prefix), "%s", next);
@@ -533,9 +534,9 @@ static void check_list(struct doctor *d, struct store *st)
 		    npre, npre == 1 ? "" : "es");
 		return;
 	}
-	err_describe(&e, what, sizeof(what));
-	d->list_failed = err_classify(&e) != ERR_DENIED;
-	switch (err_classify(&e)) {
+	what = e.what;
+	d->list_failed = e.cls != ERR_DENIED;
+	switch (e.cls) {
 	case ERR_NO_BUCKET:
 		add(d, "list", ST_FAIL, NULL, "bucket %s does not exist at %s (%s): check the "
 		    "bucket name, the region and the endpoint", d->bucket,
@@ -576,12 +577,12 @@ static void check_list(struct doctor *d, struct store *st)
  * object whose key the role may not use. Its message names KMS on AWS; a
  * HEAD, which needs s3:GetObject but not kms:Decrypt, tells it anywhere.
  */
-static int kms_denial(struct store *st, const char *key, const struct s3_error *e)
+static int kms_denial(struct store *st, const char *key, const struct store_error *e)
 {
 	struct store_attr a;
-	struct s3_error he;
+	struct store_error he;
 
-	if (strcasestr(e->message, "kms"))
+	if (strcasestr(e->what, "kms"))
 		return 1;
 	return store_stat(st, key, &a, &he) == 0;
 }
@@ -589,9 +590,10 @@ static int kms_denial(struct store *st, const char *key, const struct s3_error *
 /* read: one byte of the first object found. */
 static void check_read(struct doctor *d, struct store *st)
 {
-	char what[320], one;
-	struct s3_error e;
+	const char *what;
+	struct store_error e;
 	size_t got = 0;
+	char one;
 	int rc;
 
 	if (!d->first_key[0]) {
@@ -606,8 +608,8 @@ static void check_read(struct doctor *d, struct store *st)
 		    d->first_key, got);
 		return;
 	}
-	err_describe(&e, what, sizeof(what));
-	if (err_classify(&e) == ERR_ARCHIVED)
+	what = e.what;
+	if (e.cls == ERR_ARCHIVED)
 		/* Not a denial: no policy change reads it. */
 		add(d, "read", ST_WARN, NULL, "s3://%s/%s is archived%s%s and not restored (%s): "
 		    "restore it first (s3:RestoreObject); objects that are not archived read "

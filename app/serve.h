@@ -13,8 +13,8 @@
  * Needs no privilege: no root, no capability, no set-uid helper. Runs in the
  * main thread of its own process; not thread-safe.
  */
-#ifndef IRSAFS_FS_SERVE_H
-#define IRSAFS_FS_SERVE_H
+#ifndef IRSAFS_APP_SERVE_H
+#define IRSAFS_APP_SERVE_H
 
 /* argv[0] is "serve". Returns the exit status. */
 int serve_main(int argc, char **argv);

@@ -7,7 +7,7 @@
  * the command never races the mount. When the command has exited, the mount
  * is unmounted with the loop still running, and the loop ends by itself.
  */
-#include "fs/exec.h"
+#include "app/exec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "app/lifecycle.h"
 #include "core/log.h"
-#include "fs/lifecycle.h"
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
 #define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
@@ -137,10 +137,10 @@ static int spawn(char **argv, const sigset_t *child_mask, pid_t *pid)
 	return rc;
 }
 
-int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
+int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *loop,
 	     const struct exec_cmd *cmd)
 {
-	const char *mnt = fs->opts->mountpoint;
+	const char *mnt = app->opts->mountpoint;
 	struct sigaction sa, old[NFORWARDED];
 	struct loop_thread t = { .se = se, .loop = loop };
 	sigset_t stops, saved, child_mask;
@@ -160,7 +160,7 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 		sigaddset(&stops, forwarded[i]);
 	}
 	/*
-	 * main blocked the stop signals for startup (fs/lifecycle.c): with the
+	 * main blocked the stop signals for startup (app/lifecycle.c): with the
 	 * handlers in place, this thread and the loop's threads take them now.
 	 * The command gets irsafs's mask without what main added.
 	 */
@@ -201,7 +201,7 @@ int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config
 	started_cmd = 1;
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	log_msg(LOG_INFO, "exec: running %s (pid %d) with s3://%s/%s on %s", cmd->argv[0],
-		(int)pid, fs->opts->bucket, fs->opts->prefix, mnt);
+		(int)pid, app->opts->bucket, app->opts->prefix, mnt);
 
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
@@ -223,7 +223,7 @@ out_loop:
 out_signals:
 	for (i = 0; i < NFORWARDED; i++)
 		sigaction(forwarded[i], &old[i], NULL);
-	lifecycle_counters(fs, line, sizeof(line));
+	lifecycle_counters(&app->fs, line, sizeof(line));
 	if (started_cmd)
 		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %s exited %d", line,
 			lifecycle_elapsed(&started), cmd->argv[0], status);

@@ -15,7 +15,7 @@
  * process (PR_SET_PDEATHSIG), so a killed `irsafs serve` leaves no server
  * behind that could compete with its successor.
  */
-#include "fs/serve.h"
+#include "app/serve.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,11 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/opts.h"
 #include "config.h"
 #include "core/handoff.h"
 #include "core/log.h"
 #include "core/unixsock.h"
-#include "fs/opts.h"
 #include "fs/resume.h"
 
 #define DELAY_MIN 0.1

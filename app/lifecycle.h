@@ -4,7 +4,7 @@
  * The exit statuses irsafs documents, the unmount that is clean when it can
  * be and lazy when the mount is busy, and the counters: one line on SIGUSR1
  * and one summary when the mount ends. (The removal of a dead mount left by
- * an earlier irsafs is in fs/mountpoint.c.)
+ * an earlier irsafs is in app/mountpoint.c.)
  *
  * SIGUSR1, SIGTERM, SIGINT and SIGHUP are blocked in every thread
  * (lifecycle_signals_block, called from main before any thread starts, so
@@ -15,12 +15,12 @@
  * that thread and from main: the first call does the work. Otherwise not
  * thread-safe, except lifecycle_counters, which reads atomically.
  */
-#ifndef IRSAFS_FS_LIFECYCLE_H
-#define IRSAFS_FS_LIFECYCLE_H
+#ifndef IRSAFS_APP_LIFECYCLE_H
+#define IRSAFS_APP_LIFECYCLE_H
 
 #include <stddef.h>
 
-#include "fs/irsafs.h"
+#include "app/app.h"
 
 /* Exit statuses of the mount form (irsafs exec exits with the command's). */
 enum {
@@ -66,7 +66,7 @@ void lifecycle_startup_done(void);
  * open files then served until closed), so the loop ends by itself; a second
  * stops the loop at once. 0 or -errno. Stop it after the loop has returned.
  */
-int lifecycle_signals_start(struct irsafs *fs, struct fuse_session *se, int stop_signals);
+int lifecycle_signals_start(struct app *app, struct fuse_session *se, int stop_signals);
 void lifecycle_signals_stop(void);
 
 /*

@@ -7,7 +7,7 @@
  * exits non-zero. Without -f the process detaches only after the mount is in
  * place, so its exit status says whether mounting worked.
  */
-#include "fs/irsafs.h"
+#include "app/app.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -17,33 +17,27 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include "app/doctor.h"
+#include "app/exec.h"
+#include "app/lifecycle.h"
+#include "app/metrics_http.h"
+#include "app/mountpoint.h"
+#include "app/opts.h"
+#include "app/serve.h"
+#include "app/stack.h"
 #include "auth/creds.h"
-#include "cache/diskcache.h"
-#include "cache/headcache.h"
-#include "cache/membudget.h"
-#include "cache/readahead.h"
+#include "cache/listing.h"
+#include "cache/metacache.h"
 #include "config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "core/workq.h"
-#include "fs/doctor.h"
-#include "fs/exec.h"
-#include "fs/fs_i.h"
 #include "fs/inode.h"
-#include "fs/listing.h"
-#include "fs/lifecycle.h"
-#include "fs/metrics_http.h"
-#include "fs/mountpoint.h"
-#include "fs/opts.h"
 #include "fs/resume.h"
-#include "fs/serve.h"
 #include "http/http.h"
 #include "http/xml.h"
 #include "s3/s3.h"
 
-/* Cold lookups that can probe in parallel at once; more take two round trips. */
-#define LOOKUP_HELPERS 8
 /* A CA bundle larger than this is not one (Mozilla's is about 200 KiB). */
 #define CA_BUNDLE_MAX (16 << 20)
 
@@ -56,16 +50,19 @@ static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list
 }
 
 /*
- * List the mount prefix once (and keep the listing when one page holds it). Returns 0 when mounting should go on (also on a
- * denial, which is a warning), or 1 after printing why it must not.
+ * List the mount prefix once. Returns 0 when mounting should go on (also on a
+ * denial, which is a warning), with *root the root's listing when one page
+ * held all of it (NULL otherwise), or 1 after printing why it must not.
  */
-static int mount_check(struct irsafs *fs, const char *principal, const char *endpoint)
+static int mount_check(struct app *app, const char *principal, const char *endpoint,
+		       struct store_dir **root)
 {
-	const struct opts *o = fs->opts;
-	struct log_fields f = { .op = "LIST", .bucket = o->bucket, .key = o->prefix };
-	struct s3_list_page page;
-	struct s3_error e;
-	char what[320], ids[256];
+	struct irsafs *fs = &app->fs;
+	const struct opts *o = app->opts;
+	const char *what, *ids;
+	struct store_page page;
+	struct store_error e;
+	struct log_fields f;
 	int rc;
 
 	rc = store_list_page(fs->store, o->prefix, NULL, o->list_page_size, &page, &e);
@@ -74,20 +71,26 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		 * A whole first page is no slower than one key: when it is the
 		 * whole root, it answers the first lookups (within the TTL).
 		 */
-		struct listing *l = page.truncated ? NULL : listing_of_page(o->prefix, &page);
+		struct store_dir *l = page.truncated ? NULL : store_dir_new();
 
-		if (l)
-			inode_set_listing(fs->inodes, FUSE_ROOT_ID, l);
-		listing_release(l);
-		s3_list_page_cleanup(&page);
+		if (l && listing_add_page(l, o->prefix, &page) == 0) {
+			listing_finish(l, o->prefix);
+			*root = l;
+			l = NULL;
+		}
+		store_dir_release(l);
+		store_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
 	}
 	/* Say which request failed: each line ends with its request ids. */
-	err_describe(&e, what, sizeof(what));
-	err_ids(&e, ids, sizeof(ids));
-	err_log_fields(&e, &f);
-	switch (err_classify(&e)) {
+	what = e.what;
+	ids = e.ids;
+	store_error_log_fields(&e, &f);
+	f.op = "LIST";
+	f.bucket = o->bucket;
+	f.key = o->prefix;
+	switch (e.cls) {
 	case ERR_NO_BUCKET:
 		log_op(LOG_ERR, &f, "bucket %s does not exist at %s (%s): check the bucket name "
 		       "and the endpoint%s", o->bucket, endpoint, what, ids);
@@ -105,7 +108,7 @@ static int mount_check(struct irsafs *fs, const char *principal, const char *end
 		       "listing that directory will fail with EACCES, paths the role may read stay "
 		       "reachable by name%s", principal, o->bucket, o->prefix, what, ids);
 		/* The root shows the denial (d--x--x--x) from the start. */
-		fs_note_denial(fs, FUSE_ROOT_ID, "s3:ListBucket", o->prefix, 1, &e);
+		fs_note_denial(fs, FUSE_ROOT_ID, o->prefix, &e);
 		return 0;
 	default:
 		break;
@@ -202,9 +205,10 @@ static int resolve_region(struct opts *o, struct http_client *http, char **buf)
 	return 1;
 }
 
-static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
+static int serve(struct app *app, const struct exec_cmd *cmd)
 {
-	const struct opts *o = fs->opts;
+	struct irsafs *fs = &app->fs;
+	const struct opts *o = app->opts;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
@@ -242,15 +246,9 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	if (!cmd && fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
 	/* Threads do not survive fork: background refreshes start only now. */
-	creds_cache_background(fs->creds);
-	if (readahead_start(fs->ra) != 0) {
-		log_msg(LOG_ERR, "cannot start the read-ahead threads");
+	creds_cache_background(app->creds);
+	if (stack_start(&app->stack) != 0)
 		goto out_unmount;
-	}
-	/* Best effort: without helpers a lookup asks its two questions in turn. */
-	if (workq_start(fs->helpers) != 0)
-		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
-			"will take two round trips");
 	if (!o->foreground)
 		log_use_syslog();
 	loop = fuse_loop_cfg_create();
@@ -259,26 +257,26 @@ static int serve(struct irsafs *fs, const struct exec_cmd *cmd)
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	if (lifecycle_signals_start(fs, se, !cmd) != 0) {
+	if (lifecycle_signals_start(app, se, !cmd) != 0) {
 		log_msg(LOG_ERR, "cannot start the signal thread");
 		goto out_loop;
 	}
 	/* Its thread reads fs: started once the mount is up, stopped before fs goes. */
-	if (fs->metrics && metrics_http_start(fs->metrics, fs) != 0) {
+	if (app->metrics && metrics_http_start(app->metrics, app) != 0) {
 		lifecycle_signals_stop();
 		goto out_loop;
 	}
 	if (cmd) {
-		rc = exec_run(fs, se, loop, cmd);
+		rc = exec_run(app, se, loop, cmd);
 	} else {
 		rc = fuse_session_loop_mt(se, loop) < 0 ? IRSAFS_EXIT_FAIL : IRSAFS_EXIT_OK;
 		lifecycle_counters(fs, counters, sizeof(counters));
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
-	/* Listing threads answer FUSE requests: stop them before the fd goes (fs_dir.c). */
-	fs_dir_stop(fs);
-	metrics_http_stop(fs->metrics);
+	/* Listing threads answer FUSE requests: stop them before the fd goes. */
+	stack_stop(&app->stack);
+	metrics_http_stop(app->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
@@ -306,11 +304,11 @@ int main(int argc, char **argv)
 	struct creds *cr = NULL;
 	char *region_buf = NULL;
 	struct http_config hc;
-	struct s3_config sc;
-	struct ra_config ra_cfg;
-	struct irsafs fs;
+	struct app app;
+	struct irsafs *fs = &app.fs;
 	struct opts o;
 	struct exec_cmd cmd = { 0 };
+	struct store_dir *root = NULL;
 	char *principal = NULL;
 	int rc = 1;
 
@@ -363,13 +361,22 @@ int main(int argc, char **argv)
 	}
 	xml_global_init();
 
-	memset(&fs, 0, sizeof(fs));
-	fs.opts = &o;
-	fs.ttl = o.metadata_ttl;
-	fs.ttl_ms = (long long)(o.metadata_ttl * 1000);
-	clock_gettime(CLOCK_REALTIME, &fs.mount_time);
+	memset(&app, 0, sizeof(app));
+	app.opts = &o;
+	fs->cfg = (struct fs_config){
+		.bucket = o.bucket,
+		.uid = o.uid,
+		.gid = o.gid,
+		.file_mode = o.file_mode,
+		.dir_mode = o.dir_mode,
+		.negative_ttl = o.negative_ttl,
+		.kernel_readahead = o.kernel_readahead,
+	};
+	fs->ttl = o.metadata_ttl;
+	fs->ttl_ms = (long long)(o.metadata_ttl * 1000);
+	clock_gettime(CLOCK_REALTIME, &fs->mount_time);
 	/* Bound now: a taken port fails the start before STS is asked anything. */
-	if (o.metrics_addr && !(fs.metrics = metrics_http_listen(o.metrics_addr)))
+	if (o.metrics_addr && !(app.metrics = metrics_http_listen(o.metrics_addr)))
 		goto out_curl;
 
 	snprintf(ua, sizeof(ua), "irsafs/%s", IRSAFS_VERSION);
@@ -390,6 +397,7 @@ int main(int argc, char **argv)
 	}
 	if (resolve_region(&o, http, &region_buf))
 		goto out_http;
+	fs->cfg.region = o.region;
 	chain = (struct creds_chain_config){
 		.region = o.region,
 		.duration_seconds = o.credential_duration,
@@ -400,19 +408,19 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "%s", why);
 		goto out_http;
 	}
-	fs.creds = creds_cache_new(prov);
-	if (!fs.creds) {
+	app.creds = creds_cache_new(prov);
+	if (!app.creds) {
 		prov->destroy(prov);
 		log_msg(LOG_ERR, "out of memory");
 		goto out_http;
 	}
 	lifecycle_startup_phase("while getting credentials");
-	if (creds_cache_acquire(fs.creds, &cr, why, sizeof(why)) != 0) {
+	if (creds_cache_acquire(app.creds, &cr, why, sizeof(why)) != 0) {
 		struct log_fields f;
 
-		creds_cache_failure_fields(fs.creds, &f);
+		creds_cache_failure_fields(app.creds, &f);
 		log_op(LOG_ERR, &f, "cannot get credentials from %s: %s",
-		       creds_cache_source(fs.creds), why);
+		       creds_cache_source(app.creds), why);
 		goto out_creds;
 	}
 	/* Only the name is kept: the cache holds the secrets, and refreshes them. */
@@ -424,86 +432,46 @@ int main(int argc, char **argv)
 		goto out_creds;
 	}
 	log_msg(LOG_NOTICE, "identity: %s (credentials from %s)", principal,
-		creds_cache_source(fs.creds));
+		creds_cache_source(app.creds));
 
-	sc = (struct s3_config){
-		.bucket = o.bucket,
-		.endpoint = o.endpoint,
-		.region = o.region,
-		.path_style = o.force_path_style,
-		.page_size = o.list_page_size,
-		.budget_ms = o.budget_ms,
-		.requests = &fs.counters.s3_requests,
-	};
-	fs.store = s3_store_new(&sc, http, fs.creds, why, sizeof(why));
-	if (!fs.store) {
+	if (stack_open_s3(&app.stack, &o, http, app.creds, &fs->counters.s3_requests, why,
+			  sizeof(why)) != 0) {
 		log_msg(LOG_ERR, "%s", why);
 		goto out_creds;
 	}
-	warn_cleartext(s3_store_endpoint(fs.store));
-	fs.inodes = inode_table_new(o.prefix);
-	if (!fs.inodes) {
+	fs->store = app.stack.top;
+	warn_cleartext(s3_store_endpoint(app.stack.s3));
+	fs->inodes = inode_table_new(o.prefix);
+	if (!fs->inodes) {
 		log_msg(LOG_ERR, "out of memory");
 		goto out_store;
 	}
-	inode_table_set_limits(fs.inodes, &(struct inode_limits){
-		.ttl_ms = fs.ttl_ms,
-		.negative_ttl_ms = (long long)(o.negative_ttl * 1000),
-		.max_listing_bytes = o.metadata_cache_size,
-	});
+	inode_table_set_ttl(fs->inodes, fs->ttl_ms);
 	lifecycle_startup_phase("while listing the bucket");
-	if (mount_check(&fs, principal, s3_store_endpoint(fs.store)))
+	if (mount_check(&app, principal, s3_store_endpoint(app.stack.s3), &root))
 		goto out_inodes;
-	fs.mem = membudget_new(o.max_memory);
-	ra_cfg = (struct ra_config){
-		.part_size = o.read_part_size,
-		.concurrency = (unsigned)o.read_concurrency,
-	};
-	/* A window never exceeds a quarter of the budget: four files stream at full speed. */
-	ra_cfg.max_window = o.read_part_size * (size_t)o.read_concurrency;
-	if (ra_cfg.max_window > o.max_memory / 4)
-		ra_cfg.max_window = o.max_memory / 4;
-	if (o.cache_dir) {
-		fs.disk = diskcache_new(fs.store, fs.mem, o.bucket, o.cache_dir, o.max_cache_size,
-					why, sizeof(why));
-		if (!fs.disk) {
-			log_msg(LOG_ERR, "%s", why);
-			goto out_ra;
-		}
+	if (stack_open_caches(&app.stack, &o, why, sizeof(why)) != 0) {
+		log_msg(LOG_ERR, "%s", why);
+		goto out_inodes;
 	}
-	if (fs.mem && o.lookup_read) {
-		fs.heads = headcache_new(fs.mem, 16);
-		if (!fs.heads) {
-			log_msg(LOG_ERR, "out of memory");
-			goto out_ra;
-		}
-	}
-	fs.ra = fs.mem ? readahead_new(fs.disk ? fs.disk : fs.store, fs.mem, &ra_cfg) : NULL;
-	fs.helpers = workq_new(LOOKUP_HELPERS);
-	if (!fs.ra || !fs.helpers) {
-		log_msg(LOG_ERR, "out of memory");
-		goto out_ra;
-	}
-	rc = serve(&fs, cmd.argv ? &cmd : NULL);
-out_ra:
-	workq_free(fs.helpers);
-	readahead_free(fs.ra);
-	headcache_free(fs.heads);
-	store_destroy(fs.disk);
-	membudget_free(fs.mem);
+	if (root)
+		metacache_set_dir(app.stack.meta, o.prefix, root);
+	fs->store = app.stack.top;
+	rc = serve(&app, cmd.argv ? &cmd : NULL);
 out_inodes:
-	inode_table_free(fs.inodes);
+	store_dir_release(root);
+	inode_table_free(fs->inodes);
 out_store:
-	store_destroy(fs.store);
+	stack_free(&app.stack);
 out_creds:
 	creds_release(cr);
 	free(principal);
-	creds_cache_free(fs.creds);
+	creds_cache_free(app.creds);
 out_http:
 	http_client_free(http);
 	free(region_buf);
 out_curl:
-	metrics_http_free(fs.metrics);
+	metrics_http_free(app.metrics);
 	curl_global_cleanup();
 out_opts:
 	/* Before the mount (a failed start) the startup thread still runs. */

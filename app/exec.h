@@ -11,10 +11,10 @@
  * to it (kubelet stops an init container with SIGTERM); irsafs unmounts once
  * the command has exited. Not thread-safe: called once from main.
  */
-#ifndef IRSAFS_FS_EXEC_H
-#define IRSAFS_FS_EXEC_H
+#ifndef IRSAFS_APP_EXEC_H
+#define IRSAFS_APP_EXEC_H
 
-#include "fs/irsafs.h"
+#include "app/app.h"
 
 struct exec_cmd {
 	char **argv;			/* NULL-terminated, points into main's argv */
@@ -29,14 +29,14 @@ struct exec_cmd {
 int exec_split(int *argc, char ***argv, struct exec_cmd *cmd);
 
 /*
- * se is mounted on fs->opts->mountpoint and nothing serves it yet. Serves it
+ * se is mounted on app->opts->mountpoint and nothing serves it yet. Serves it
  * on a thread (fuse_session_loop_mt with loop), runs the command once the root answers, then stops serving.
  * Returns the command's exit status (128 + N when killed by signal N, 126 or
  * 127 when it could not be run, as the shell does), or IRSAFS_EXIT_FAIL when
  * the mount never answered and the command did not run. The mount is gone on
  * return (lifecycle_unmount; the caller's own call then only reports).
  */
-int exec_run(struct irsafs *fs, struct fuse_session *se, struct fuse_loop_config *loop,
+int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *loop,
 	     const struct exec_cmd *cmd);
 
 #endif

@@ -1,4 +1,4 @@
-#include "fs/opts.h"
+#include "app/opts.h"
 
 #include <errno.h>
 #include <getopt.h>

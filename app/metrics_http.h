@@ -15,10 +15,10 @@
  * It exposes counts for the whole mount by operation, status, errno and
  * cache: never a key, a prefix, a principal or a secret.
  */
-#ifndef IRSAFS_FS_METRICS_HTTP_H
-#define IRSAFS_FS_METRICS_HTTP_H
+#ifndef IRSAFS_APP_METRICS_HTTP_H
+#define IRSAFS_APP_METRICS_HTTP_H
 
-struct irsafs;
+struct app;
 struct metrics_http;
 
 /*
@@ -27,8 +27,8 @@ struct metrics_http;
  */
 struct metrics_http *metrics_http_listen(const char *addr);
 
-/* Serve fs's metrics from now on. 0, or -1 after logging why. */
-int metrics_http_start(struct metrics_http *m, struct irsafs *fs);
+/* Serve the mount's metrics (app) from now on. 0, or -1 after logging why. */
+int metrics_http_start(struct metrics_http *m, struct app *app);
 
 /* Stop serving (waits for a scrape in progress); m may be NULL. */
 void metrics_http_stop(struct metrics_http *m);

@@ -16,8 +16,8 @@
  * a bad command line. Called from main before anything else is set up; not
  * thread-safe.
  */
-#ifndef IRSAFS_FS_DOCTOR_H
-#define IRSAFS_FS_DOCTOR_H
+#ifndef IRSAFS_APP_DOCTOR_H
+#define IRSAFS_APP_DOCTOR_H
 
 /* argv[0] is "doctor". Returns the exit status. */
 int doctor_main(int argc, char **argv);

@@ -6,7 +6,7 @@
  * so neither realpath nor stat can say what it is: its type comes from
  * mountinfo, found under the canonical path of its parent plus its name.
  */
-#include "fs/mountpoint.h"
+#include "app/mountpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
