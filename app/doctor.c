@@ -196,6 +196,26 @@ static int parse_args(int argc, char **argv, struct doctor *d)
 }
 
 /* The variables a credential source reads; secrets show only as "(set)". */
+/*
+ * A JSON string for any text: names and values come from the environment,
+ * files and servers, and may be any bytes. Strict JSON parsers refuse bytes
+ * that are not UTF-8 and terminals obey escapes, so both are written as
+ * text (\xff, \x1b), as log lines write them.
+ */
+static struct json_object *jstr(const char *s)
+{
+	struct json_object *o;
+	size_t cap = 4 * strlen(s) + 1;
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	log_escape(out, cap, s, 0);
+	o = json_object_new_string(out);
+	free(out);
+	return o;
+}
+
 static const struct {
 	const char *name;
 	int secret;
@@ -246,7 +266,7 @@ static struct creds_provider *check_environment(struct doctor *d, struct http_cl
 			continue;
 		if (env_vars[i].secret)
 			v = "(set)";
-		json_object_object_add(vars, env_vars[i].name, json_object_new_string(v));
+		json_object_object_add(vars, env_vars[i].name, jstr(v));
 		n = snprintf(list + used, sizeof(list) - used, "%s%s=%s", used ? ", " : "",
 			     env_vars[i].name, v);
 		if (n > 0 && (size_t)n < sizeof(list) - used)
@@ -267,7 +287,7 @@ static struct creds_provider *check_environment(struct doctor *d, struct http_cl
 		struct json_object *extra = json_object_new_object();
 
 		json_object_object_add(extra, "source",
-				       json_object_new_string(source_label(p->name)));
+				       jstr(source_label(p->name)));
 		json_object_object_add(extra, "variables", vars);
 		add(d, "environment", ST_OK, extra, "credentials from %s; read %s",
 		    source_label(p->name), used ? list : "nothing");
@@ -333,7 +353,7 @@ static void check_token(struct doctor *d)
 		size_t u = strlen(auds);
 
 		snprintf(auds + u, sizeof(auds) - u, "%s%s", i ? "," : "", c->aud[i]);
-		json_object_array_add(aud, json_object_new_string(c->aud[i]));
+		json_object_array_add(aud, jstr(c->aud[i]));
 	}
 	if (c->has_iat)
 		fmt_time((time_t)c->iat, iat);
@@ -374,9 +394,9 @@ static void check_token(struct doctor *d)
 	}
 #undef PROBLEM
 	extra = json_object_new_object();
-	json_object_object_add(extra, "file", json_object_new_string(file));
-	json_object_object_add(extra, "iss", json_object_new_string(c->iss));
-	json_object_object_add(extra, "sub", json_object_new_string(c->sub));
+	json_object_object_add(extra, "file", jstr(file));
+	json_object_object_add(extra, "iss", jstr(c->iss));
+	json_object_object_add(extra, "sub", jstr(c->sub));
 	json_object_object_add(extra, "aud", aud);
 	json_object_object_add(extra, "iat", json_object_new_int64(c->iat));
 	json_object_object_add(extra, "exp", json_object_new_int64(c->exp));
@@ -399,15 +419,17 @@ static void check_sts(struct doctor *d, struct creds_cache *cache)
 		return;
 	}
 	if (creds_cache_acquire(cache, &cr, why, sizeof(why)) != 0) {
-		if (d->have_claims && strstr(why, "InvalidIdentityToken"))
+		enum creds_refusal refusal = creds_cache_refusal(cache);
+
+		if (d->have_claims && refusal == CREDS_REFUSAL_BAD_TOKEN)
 			snprintf(hint, sizeof(hint), " (the token's issuer is %s: the account needs "
 				 "an IAM OIDC provider for exactly that URL)", d->claims.iss);
-		else if (d->have_claims && strstr(why, "AccessDenied"))
+		else if (d->have_claims && refusal == CREDS_REFUSAL_DENIED)
 			snprintf(hint, sizeof(hint), " (the token says sub %s, aud %s%s: the "
 				 "role's trust policy must allow both for issuer %s)",
 				 d->claims.sub, d->claims.naud ? d->claims.aud[0] : "(none)",
 				 d->claims.naud > 1 ? ",..." : "", d->claims.iss);
-		else if (strstr(why, "IDPCommunicationError"))
+		else if (refusal == CREDS_REFUSAL_IDP)
 			snprintf(hint, sizeof(hint), " (STS could not reach the token's issuer %s "
 				 "to fetch its keys: retry later; if it persists, check that the "
 				 "issuer's discovery document is public)", d->claims.iss);
@@ -421,9 +443,9 @@ static void check_sts(struct doctor *d, struct creds_cache *cache)
 	}
 	extra = json_object_new_object();
 	json_object_object_add(extra, "principal",
-			       json_object_new_string(cr->principal_arn ? cr->principal_arn
+			       jstr(cr->principal_arn ? cr->principal_arn
 									: "unknown"));
-	json_object_object_add(extra, "expiration", json_object_new_string(when));
+	json_object_object_add(extra, "expiration", jstr(when));
 	if (!strcmp(source, "web identity"))
 		add(d, name, ST_OK, extra, "AssumeRoleWithWebIdentity gave %s, credentials "
 		    "expire %s%s%s%s", cr->principal_arn ? cr->principal_arn : "an unnamed role",
@@ -446,7 +468,7 @@ static void check_endpoint(struct doctor *d, const char *url)
 	int rc;
 
 	rc = http_probe_url(url, ca, 5000, &p);
-	json_object_object_add(extra, "url", json_object_new_string(url));
+	json_object_object_add(extra, "url", jstr(url));
 	json_object_object_add(extra, "dns_ms", json_object_new_double(p.dns_ms));
 	json_object_object_add(extra, "connect_ms", json_object_new_double(p.connect_ms));
 	if (p.tls)
@@ -650,26 +672,26 @@ static int report(struct doctor *d, const char *endpoint)
 	if (d->json) {
 		struct json_object *root = json_object_new_object(), *arr = json_object_new_array();
 
-		json_object_object_add(root, "bucket", json_object_new_string(d->bucket));
-		json_object_object_add(root, "prefix", json_object_new_string(d->prefix));
-		json_object_object_add(root, "endpoint", json_object_new_string(endpoint));
+		json_object_object_add(root, "bucket", jstr(d->bucket));
+		json_object_object_add(root, "prefix", jstr(d->prefix));
+		json_object_object_add(root, "endpoint", jstr(endpoint));
 		json_object_object_add(root, "region",
-				       json_object_new_string(d->region ? d->region : ""));
+				       jstr(d->region ? d->region : ""));
 		for (i = 0; i < d->n; i++) {
 			struct check *c = &d->checks[i];
 			struct json_object *o = c->extra ? c->extra : json_object_new_object();
 
 			c->extra = NULL;
-			json_object_object_add(o, "check", json_object_new_string(c->name));
+			json_object_object_add(o, "check", jstr(c->name));
 			json_object_object_add(o, "status",
-					       json_object_new_string(status_word[c->st]));
-			json_object_object_add(o, "message", json_object_new_string(c->msg));
+					       jstr(status_word[c->st]));
+			json_object_object_add(o, "message", jstr(c->msg));
 			json_object_array_add(arr, o);
 		}
 		json_object_object_add(root, "checks", arr);
 		json_object_object_add(root, "mount_would_work", json_object_new_boolean(!fail));
 		json_object_object_add(root, "exit_status", json_object_new_int(fail ? 1 : 0));
-		json_object_object_add(root, "summary", json_object_new_string(summary));
+		json_object_object_add(root, "summary", jstr(summary));
 		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 							       JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(root);

@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -105,6 +107,58 @@ static void loop_stop(struct fuse_session *se, const char *mnt, pthread_t th)
 }
 
 /*
+ * The file execvp would run for name: name itself when it has a slash, else
+ * the first executable regular file of that name on PATH. 0 or an errno.
+ */
+static int find_program(const char *name, char *path, size_t len)
+{
+	const char *dirs = getenv("PATH"), *p, *end;
+	struct stat st;
+
+	if (strchr(name, '/'))
+		return snprintf(path, len, "%s", name) < (int)len ? 0 : ENAMETOOLONG;
+	if (!dirs)
+		dirs = "/usr/local/bin:/usr/bin:/bin";
+	for (p = dirs; ; p = end + 1) {
+		end = strchrnul(p, ':');
+		if (snprintf(path, len, "%.*s%s%s", (int)(end - p), p, end > p ? "/" : "",
+			     name) < (int)len &&
+		    stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0)
+			return 0;
+		if (!*end)
+			return ENOENT;
+	}
+}
+
+/*
+ * An executable without "#!" that the kernel will not run (ENOEXEC) is a
+ * shell script, as execvp and every shell have it; posix_spawnp no longer
+ * falls back to /bin/sh, so irsafs does.
+ */
+static int spawn_script(char **argv, const posix_spawnattr_t *attr, pid_t *pid)
+{
+	static char sh[] = "/bin/sh";
+	char path[PATH_MAX], **args;
+	size_t n = 0;
+	int rc;
+
+	rc = find_program(argv[0], path, sizeof(path));
+	if (rc)
+		return ENOEXEC;
+	while (argv[n])
+		n++;
+	args = calloc(n + 2, sizeof(*args));
+	if (!args)
+		return ENOMEM;
+	args[0] = sh;
+	args[1] = path;
+	memcpy(args + 2, argv + 1, n * sizeof(*args));	/* argv[1..n-1] and its NULL */
+	rc = posix_spawn(pid, sh, NULL, attr, args, environ);
+	free(args);
+	return rc;
+}
+
+/*
  * Start the command with posix_spawn: irsafs has many threads by now, and a
  * forked child of a threaded process may call only async-signal-safe
  * functions before exec. The command gets the given mask and default
@@ -133,6 +187,8 @@ static int spawn(char **argv, const sigset_t *child_mask, pid_t *pid)
 		rc = posix_spawnattr_setsigdefault(&attr, &dfl);
 	if (!rc)
 		rc = posix_spawnp(pid, argv[0], NULL, &attr, argv, environ);
+	if (rc == ENOEXEC)
+		rc = spawn_script(argv, &attr, pid);
 	posix_spawnattr_destroy(&attr);
 	return rc;
 }

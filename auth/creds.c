@@ -260,6 +260,21 @@ void creds_cache_failure_fields(const struct creds_cache *c, struct log_fields *
 	f->err = 0;
 }
 
+enum creds_refusal creds_cache_refusal(const struct creds_cache *c)
+{
+	const char *code = c->provider->failure.code;
+
+	if (!c->provider->op)
+		return CREDS_REFUSAL_NONE;
+	if (!strcmp(code, "AccessDenied"))
+		return CREDS_REFUSAL_DENIED;
+	if (!strcmp(code, "InvalidIdentityToken"))
+		return CREDS_REFUSAL_BAD_TOKEN;
+	if (!strcmp(code, "IDPCommunicationError"))
+		return CREDS_REFUSAL_IDP;
+	return CREDS_REFUSAL_NONE;
+}
+
 /* Once per outage: why file operations now fail. */
 static void log_expired_locked(struct creds_cache *c)
 {

@@ -273,6 +273,21 @@ time_t creds_cache_now(const struct creds_cache *c);
  */
 void creds_cache_failure_fields(const struct creds_cache *c, struct log_fields *f);
 
+/*
+ * What the server said to the last failed fetch, in the words the doctor's
+ * hints need (the STS codes stay in auth/): the role's trust policy refused
+ * (AccessDenied), the token was rejected (InvalidIdentityToken), or STS
+ * could not fetch the issuer's keys (IDPCommunicationError). Same rules as
+ * creds_cache_failure_fields for when it may be read.
+ */
+enum creds_refusal {
+	CREDS_REFUSAL_NONE,
+	CREDS_REFUSAL_DENIED,
+	CREDS_REFUSAL_BAD_TOKEN,
+	CREDS_REFUSAL_IDP,
+};
+enum creds_refusal creds_cache_refusal(const struct creds_cache *c);
+
 /* How many times the provider was asked for credentials (for logs and tests). */
 unsigned long creds_cache_fetches(const struct creds_cache *c);
 

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -432,6 +433,20 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/*
+ * curl's list holds copies of the request's headers, Authorization and
+ * X-Amz-Security-Token among them: wiped before the memory goes back to
+ * malloc, as the originals are.
+ */
+static void headers_free(struct curl_slist *hdrs)
+{
+	struct curl_slist *p;
+
+	for (p = hdrs; p; p = p->next)
+		OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(hdrs);
+}
+
 int http_perform(struct http_client *c, const struct http_request *req,
 		 struct http_response *resp, struct s3_error *e)
 {
@@ -586,7 +601,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		rc = -err_to_errno(e);
 	}
 out:
-	curl_slist_free_all(hdrs);
+	headers_free(hdrs);
 	handle_put(c, h, rc == 0);
 	return rc;
 }

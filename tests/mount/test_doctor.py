@@ -86,6 +86,19 @@ def test_json(testbed, tmp_path):
     assert doc["checks"][5]["message"].startswith("GetObject s3://demo-bucket/team-a/")
 
 
+def test_json_is_valid_utf8_whatever_the_environment_holds(testbed, tmp_path):
+    env = role_env(testbed, tmp_path, "s3-team-a")
+    # Bytes that are not UTF-8 and a terminal escape, as a Pod spec can set them.
+    env["AWS_ROLE_SESSION_NAME"] = "pod\udcff\x1b[2J"
+    proc = subprocess.run([irsafs_bin(), "doctor", "demo-bucket", "--json"], env=env,
+                          capture_output=True, timeout=120)
+    assert b"AddressSanitizer" not in proc.stderr and b"runtime error" not in proc.stderr
+    doc = json.loads(proc.stdout.decode("utf-8", errors="strict"))
+    assert doc["checks"][0]["check"] == "environment"
+    assert doc["checks"][0]["variables"]["AWS_ROLE_SESSION_NAME"] == r"pod\xff\x1b[2J"
+    assert b"\x1b" not in proc.stdout and b"\xff" not in proc.stdout
+
+
 # (name, how to break it, args, exit, {check: (mark, regex)})
 CASES = [
     ("wrong-role-arn", {"role_arn": "arn:aws:iam:::role/no-such-role"}, [], 1,

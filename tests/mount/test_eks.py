@@ -156,6 +156,24 @@ def test_exec_of_a_missing_command_exits_127_and_unmounts(testbed):
     assert not mounted
 
 
+def test_exec_runs_a_script_without_shebang_with_sh(testbed, tmp_path):
+    # execvp and shells run an executable the kernel refuses (ENOEXEC) with
+    # /bin/sh; posix_spawnp does not, so irsafs exec once exited 126 here.
+    script = tmp_path / "stage"
+    out = tmp_path / "out"
+    script.write_text(f'cat "$1/hello.txt" > {out}\nexit 3\n')
+    script.chmod(0o755)
+    env = pod_env(testbed)
+    env["PATH"] = f"{tmp_path}:{env.get('PATH', '/usr/bin:/bin')}"
+    for cmd in (str(script), "stage"):
+        out.unlink(missing_ok=True)
+        proc, _, mounted = run_exec(testbed, "demo-bucket", "{MNT}", "--", cmd, "{MNT}", env=env)
+        err = proc.stderr.decode()
+        assert proc.returncode == 3, err
+        assert out.read_bytes() == HELLO
+        assert not mounted
+
+
 def test_exec_passes_sigterm_to_the_command(testbed, tmp_path):
     ready = tmp_path / "ready"
     mnt = tempfile.mkdtemp(prefix="irsafs-exec-")
