@@ -117,12 +117,12 @@ COUNT = ("import os, sys, errno\n"
 
 def test_endless_new_token_streams_past_the_cache_until_the_time_bound(hostile, lying):
     """1,000 new keys a page for ever: the listing passes --metadata-cache-size
-    (16 MiB here) after about 130 pages, and is then streamed in a window
+    (4 MiB here) after about 35 pages, and is then streamed in a window
     instead of failing (a directory too large for the cache is read, not kept):
     the reader gets entries until --list-timeout ends the listing with EIO and
     one line naming the option. (Before streaming it ended with EIO at the
-    memory bound, 130,000 entries; before bounds, never.)"""
-    m = lying("--metadata-cache-size", "16M", "--list-timeout", "10",
+    memory bound, with no entry read; before bounds, never.)"""
+    m = lying("--metadata-cache-size", "4M", "--list-timeout", "10",
               expect_log=[r"is not done within --list-timeout"])
     hostile.add("endless_new_token", query=r"prefix=loop%2F")
     p = subprocess.run([sys.executable, "-c", COUNT, m.path("loop")], capture_output=True,
@@ -130,7 +130,9 @@ def test_endless_new_token_streams_past_the_cache_until_the_time_bound(hostile, 
     err, n = p.stdout.split()
     assert err == "EIO", p.stdout
     pages = len(lists_of(hostile, "loop/"))
-    assert int(n) > 150000 and int(n) >= (pages - 2) * 1000, (n, pages)
+    # every page's entries reached the reader (not a count: how many pages
+    # fit in 10 s depends on the machine); past the cache, read in a window
+    assert pages > 2 and int(n) >= (pages - 2) * 1000, (n, pages)
     assert "does not fit in --metadata-cache-size" in m.log()
     assert listdir(m.path("other"), 30) == ("ok", "3")
 
