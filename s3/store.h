@@ -335,6 +335,8 @@ struct store_span {
 	char *owned;
 	size_t owned_cap;
 	void *owner;
+	/* Set by store_file_read: releasing must not touch a file closed meanwhile. */
+	const struct store_ops *ops;
 };
 
 /*
@@ -565,12 +567,22 @@ static inline struct store_file *store_open(struct store *s, const char *key,
 static inline int store_file_read(struct store_file *f, long long off, size_t len,
 				  const int *cancel, struct store_span *sp, struct store_error *e)
 {
-	return f->store->ops->file_read(f, off, len, cancel, sp, e);
+	const struct store_ops *ops = f->store->ops;
+	int rc = ops->file_read(f, off, len, cancel, sp, e);
+
+	if (rc == 0)
+		sp->ops = ops;
+	return rc;
 }
 
+/*
+ * After the reply: the kernel may have sent RELEASE already, and f be closed
+ * (a span that holds nothing of f's keeps no reference to it), so the span
+ * says whose release it is, not f.
+ */
 static inline void store_span_release(struct store_file *f, struct store_span *sp)
 {
-	f->store->ops->span_release(f, sp);
+	sp->ops->span_release(f, sp);
 }
 
 static inline void store_file_interrupt(struct store_file *f)
