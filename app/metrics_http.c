@@ -192,6 +192,10 @@ static int render_readahead(struct buf *out, struct app *app)
 			 "Read-ahead parts dropped before their GET started (a seek or a close)",
 			 (long long)rs.cancelled);
 	if (!rc)
+		rc = one(out, "irsafs_readahead_aborted_total", "counter",
+			 "Read-ahead GETs cut short: nobody would read their part any more (a "
+			 "close, a seek)", (long long)rs.aborted);
+	if (!rc)
 		rc = one(out, "irsafs_readahead_budget_short_total", "counter",
 			 "Read-ahead parts not started for want of memory (--max-memory was full)",
 			 (long long)rs.budget_short);

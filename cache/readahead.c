@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "cache/membudget.h"
+#include "cache/rashare.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
@@ -59,6 +60,18 @@
 #define RA_MEM_WAIT_MS 10000
 /* The most of the budget kept for direct reads (see schedule_locked). */
 #define RA_DIRECT_RESERVE (2u << 20)
+/*
+ * How long a stream that ended still clips the read-ahead of others of the
+ * same object (cache/rashare.h): readers of neighbouring ranges end within
+ * seconds of each other.
+ */
+#define RA_PRINT_MS 30000
+/*
+ * How far past another stream's start a reader that came from below reads
+ * with one first window (cache/rashare.h), in first windows: the kernel's
+ * read-ahead past where a reader stops is less.
+ */
+#define RA_SHADOW 4
 
 enum part_state { PART_QUEUED, PART_FETCHING, PART_DONE };
 
@@ -101,6 +114,7 @@ struct ra_file {
 	size_t window;
 	unsigned inflight;
 	int stale;
+	struct rashare_entry share;	/* this file's stream among the others */
 	struct {			/* the last failed read (RA_FAIL_MEMORY_MS) */
 		int rc;
 		long long off, end;
@@ -114,6 +128,7 @@ struct readahead {
 	struct membudget *mb;
 	struct ra_config cfg;
 	size_t direct_reserve;		/* budget bytes parts leave to direct reads */
+	struct rashare *share;		/* the streams of all files: shares, clips */
 	int nfiles;			/* atomic: ra_files allocated */
 	pthread_t threads[MAX_THREADS];
 	unsigned nthreads;
@@ -248,11 +263,13 @@ static int recent_failure_locked(struct ra_file *f, long long off, long long end
 	return f->fail.rc;
 }
 
+/* The window closes: parts nobody will read are cancelled or their GETs aborted. */
 static void drop_parts_locked(struct ra_file *f)
 {
 	while (f->parts)
 		part_unlink_locked(f, &f->parts);
 	f->window = 0;
+	rashare_leave(f->ra->share, &f->share);
 }
 
 static void queue_push(struct readahead *ra, struct ra_part *p, int front)
@@ -276,25 +293,76 @@ static void queue_push(struct readahead *ra, struct ra_part *p, int front)
 }
 
 /*
+ * A reader waits for p, which no thread has started: it goes to the head of
+ * the queue, ahead of parts that are only read-ahead (this file's or
+ * another's).
+ */
+static void queue_promote(struct readahead *ra, struct ra_part *p)
+{
+	struct ra_part **link, *prev = NULL;
+
+	pthread_mutex_lock(&ra->lock);
+	for (link = &ra->locked.head; *link && *link != p; link = &(*link)->qnext)
+		prev = *link;
+	if (*link && link != &ra->locked.head) {
+		*link = p->qnext;
+		if (ra->locked.tail == p)
+			ra->locked.tail = prev;
+		p->qnext = ra->locked.head;
+		ra->locked.head = p;
+	}
+	pthread_mutex_unlock(&ra->lock);
+}
+
+/*
+ * This file's share of the window when streams active share the fetch
+ * threads: max_window split evenly, on first_window boundaries, never below
+ * one first window.
+ */
+static size_t window_share(const struct readahead *ra, size_t window, unsigned streams)
+{
+	size_t w = ra->cfg.max_window / streams & ~(ra->cfg.first_window - 1);
+
+	if (w < ra->cfg.first_window)
+		w = ra->cfg.first_window;
+	return window < w ? window : w;
+}
+
+/*
  * Schedule parts from sched_end up to pos + window; those below demand_end
  * are needed by a waiting reader and go first in the queue, past the per-file
  * limit. Read-ahead is topped up only once a part's worth (at most half the
  * window) has been consumed, so that a first small read fetches one window
  * and no more. Returns -ENOMEM when a demanded part did not fit in the budget.
+ *
+ * With other streams active, this one takes its share (cache/rashare.h): of
+ * the window, and of the fetch threads (parts queued or in flight at once),
+ * so that no stream fills the queue ahead of the others. Read-ahead stops
+ * where another stream of the same object began (the clip): those bytes are
+ * in the page cache already, or past where this reader will stop; and past
+ * it, in that stream's shadow, it is one first window at most.
  */
 static int schedule_locked(struct ra_file *f, long long demand_end, long long pos)
 {
 	struct readahead *ra = f->ra;
+	long long clip;
+	int shadow;
+	unsigned streams = rashare_query(ra->share, &f->share, pos, clock_mono_ms(), &clip, &shadow);
+	unsigned cap = (ra->cfg.concurrency + streams - 1) / streams;
+	/* In another stream's shadow, only what is read next (cache/rashare.h). */
+	size_t window = shadow ? ra->cfg.first_window : window_share(ra, f->window, streams);
 	/*
 	 * The window ends on a first_window boundary, so that a first read
 	 * fetches one first window, also when its first bytes came with the
 	 * lookup (ra_open_head).
 	 */
-	long long target = (pos + (long long)f->window) & ~(long long)(ra->cfg.first_window - 1);
-	size_t refill = f->window / 2 < ra->cfg.part_size ? f->window / 2 : ra->cfg.part_size;
+	long long target = (pos + (long long)window) & ~(long long)(ra->cfg.first_window - 1);
+	size_t refill = window / 2 < ra->cfg.part_size ? window / 2 : ra->cfg.part_size;
 	struct ra_part *p, **tail;
 	int topping = 0;
 
+	if (target > clip)
+		target = clip;
 	if (target > f->size)
 		target = f->size;
 	for (tail = &f->parts; *tail; tail = &(*tail)->next)
@@ -305,17 +373,20 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 		size_t misalign = (size_t)(f->sched_end & (long long)(ra->cfg.first_window - 1));
 
 		if (!demand) {
-			if (!topping && f->sched_end - pos >= (long long)(f->window - refill))
+			if (!topping && f->sched_end - pos >= (long long)(window - refill))
 				break;
 			topping = 1;
-			if (f->sched_end >= target || f->inflight >= ra->cfg.concurrency)
+			if (f->sched_end >= target || f->inflight >= cap)
 				break;
 			/* A reader waits for memory: let it have what parts give back. */
 			if (__atomic_load_n(&ra->mem_waiters, __ATOMIC_ACQUIRE))
 				break;
 		}
-		if (len > f->window)
-			len = f->window;
+		if (len > window)
+			len = window;
+		/* Not past the clip either (target is at or before it). */
+		if (!demand && (long long)len > clip - f->sched_end)
+			len = (size_t)(clip - f->sched_end);
 		/* Back on the boundaries after a head of odd size (ra_open_head). */
 		if (misalign && len > ra->cfg.first_window - misalign)
 			len = ra->cfg.first_window - misalign;
@@ -352,6 +423,7 @@ static int schedule_locked(struct ra_file *f, long long demand_end, long long po
 		tail = &p->next;
 		f->sched_end += (long long)len;
 		f->inflight++;
+		rashare_busy(&f->share, f->inflight);
 		__atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
 		queue_push(ra, p, demand);
 	}
@@ -444,7 +516,7 @@ static void *fetch_thread(void *arg)
 				rc = check_got(f, p->off, p->len, got, &e);
 			pthread_mutex_lock(&ra->lock);
 			if (rc == -EINTR)
-				ra->locked.stats.cancelled++;
+				ra->locked.stats.aborted++;
 			else
 				ra->locked.stats.gets++;
 			ra->locked.stats.bytes += got;
@@ -460,6 +532,7 @@ static void *fetch_thread(void *arg)
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
 		f->inflight--;
+		rashare_busy(&f->share, f->inflight);
 		if (rc == -ESTALE) {
 			f->stale = 1;
 			drop_parts_locked(f);
@@ -471,8 +544,12 @@ static void *fetch_thread(void *arg)
 		}
 		pthread_cond_broadcast(&f->cond);
 		part_put_locked(p);
-		/* Keep the pipeline full without waiting for the next read. */
-		if (f->window && !f->stale && f->sched_end > 0)
+		/*
+		 * Keep the pipeline full without waiting for the next read, but
+		 * not for a reader that stopped reading: it may never come back.
+		 */
+		if (f->window && !f->stale && f->sched_end > 0 &&
+		    !rashare_idle(ra->share, &f->share, clock_mono_ms()))
 			schedule_locked(f, 0, f->hi);
 		pthread_mutex_unlock(&f->lock);
 		file_put(f);
@@ -516,6 +593,14 @@ struct store *readahead_new(struct store *inner, struct membudget *mb, const str
 		ra->cfg.back_tolerance = 1u << 20;
 	if (!ra->cfg.fwd_tolerance)
 		ra->cfg.fwd_tolerance = 1u << 20;
+	if (ra->cfg.idle_ms <= 0)
+		ra->cfg.idle_ms = 1000;
+	ra->share = rashare_new(ra->cfg.idle_ms, RA_PRINT_MS, (long long)ra->cfg.first_window,
+				RA_SHADOW * (long long)ra->cfg.first_window);
+	if (!ra->share) {
+		free(ra);
+		return NULL;
+	}
 	pthread_mutex_init(&ra->lock, NULL);
 	pthread_cond_init(&ra->cond, NULL);
 	pthread_cond_init(&ra->mem_cond, NULL);
@@ -552,6 +637,7 @@ static void ra_destroy(struct store *s)
 	pthread_cond_destroy(&ra->cond);
 	pthread_cond_destroy(&ra->mem_cond);
 	pthread_mutex_destroy(&ra->lock);
+	rashare_free(ra->share);
 	free(ra);
 }
 
@@ -696,6 +782,8 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 			goto hole;
 		p->refs++;
 		sp->held[sp->nheld++] = p;
+		if (p->state == PART_QUEUED)
+			queue_promote(f->ra, p);
 		while (p->state != PART_DONE) {
 			/* ra_interrupt wakes us: the reader is gone, stop waiting. */
 			if (cancelled(cancel)) {
@@ -856,23 +944,31 @@ static void retire_locked(struct ra_file *f)
 	}
 }
 
-static int ra_read(struct store_file *sf, long long off, size_t len, const int *cancel,
-		   struct store_span *sp, struct store_error *e)
+/*
+ * A reader that was away (no read on this file) for more than idle_ms comes
+ * back to a smaller window: half for each idle_ms it was away. A reader that
+ * reads in bursts with pauses between them then keeps a window its bursts
+ * need, not one that grew while it read fast once.
+ */
+static void shrink_after_pause_locked(struct ra_file *f, long long away_ms)
 {
-	struct ra_file *f = (struct ra_file *)sf;
 	const struct ra_config *cfg = &f->ra->cfg;
-	long long end;
+
+	for (; away_ms > cfg->idle_ms && f->window > cfg->first_window; away_ms -= cfg->idle_ms)
+		f->window /= 2;
+	if (f->window && f->window < cfg->first_window)
+		f->window = cfg->first_window;
+}
+
+/* ra_read with [off, end) inside the object; away_ms: see shrink_after_pause_locked. */
+static int read_range(struct ra_file *f, long long off, long long end, long long away_ms,
+		      const int *cancel, struct store_span *sp, struct store_error *e)
+{
+	const struct ra_config *cfg = &f->ra->cfg;
 	int rc, seq, passed = 0;
 
-	memset(sp, 0, sizeof(*sp));
-	store_error_clear(e);
-	if (off < 0)
-		return -EINVAL;
-	if (off >= f->size || len == 0)
-		return 0;
-	end = (long long)len > f->size - off ? f->size : off + (long long)len;
-
 	pthread_mutex_lock(&f->lock);
+	shrink_after_pause_locked(f, away_ms);
 	if (f->stale) {
 		/* The object changed since open: every read of this handle says so. */
 		pthread_mutex_unlock(&f->lock);
@@ -929,13 +1025,21 @@ static int ra_read(struct store_file *sf, long long off, size_t len, const int *
 		if (!f->window || off > f->sched_end) {
 			/*
 			 * Start (or, after a forward skip, restart) the window here,
-			 * aligned down to first_window so that parts stay aligned to
-			 * the disk cache's blocks, but never over parts already there.
+			 * never over parts already there. Not from the first_window
+			 * boundary below: after a seek, the reads that made the run
+			 * were fetched directly, and each restart fetched up to 1 MiB
+			 * again. The first part ends on a boundary (schedule_locked),
+			 * so the next ones are aligned to the disk cache's blocks.
 			 */
-			long long start = off & ~(long long)(cfg->first_window - 1);
+			long long start = off & ~(long long)(RA_BLOCK - 1);
 
-			if (!f->window)
+			if (!f->window) {
+				long long lo = f->run_start < off ? f->run_start : off;
+
 				f->window = cfg->first_window;
+				rashare_join(f->ra->share, &f->share, f->key,
+					     lo & ~(long long)(cfg->first_window - 1));
+			}
 			if (start < f->sched_end && f->parts)
 				start = f->sched_end;
 			f->sched_end = start;
@@ -978,6 +1082,28 @@ served:
 	return 0;
 failed:
 	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int ra_read(struct store_file *sf, long long off, size_t len, const int *cancel,
+		   struct store_span *sp, struct store_error *e)
+{
+	struct ra_file *f = (struct ra_file *)sf;
+	long long end, away;
+	int rc;
+
+	memset(sp, 0, sizeof(*sp));
+	store_error_clear(e);
+	if (off < 0)
+		return -EINVAL;
+	if (off >= f->size || len == 0)
+		return 0;
+	end = (long long)len > f->size - off ? f->size : off + (long long)len;
+	/* While it is inside, the reader counts as active (cache/rashare.h). */
+	away = rashare_away_ms(&f->share, clock_mono_ms());
+	rashare_enter(&f->share);
+	rc = read_range(f, off, end, away, cancel, sp, e);
+	rashare_exit(&f->share, rc ? 0 : off + (long long)sp->len, clock_mono_ms());
 	return rc;
 }
 

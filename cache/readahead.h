@@ -14,7 +14,9 @@
  * Access pattern, per open file:
  * - A read at offset 0 of a fresh open, or reads after a seek that stay
  *   within 512 KiB of each other and add up to 512 KiB, start streaming with
- *   a window of first_window bytes.
+ *   a window of first_window bytes, from the read that started it (the run's
+ *   reads before it were fetched already); its first part ends on a
+ *   first_window boundary, and the parts after it start on one.
  * - While streaming, reads within back_tolerance behind the previous read's
  *   end, or ahead of it up to the end of what the window has requested or
  *   fwd_tolerance, whichever is further, count as sequential (the kernel's
@@ -49,15 +51,33 @@
  *
  * Interrupts: a read takes a cancel flag; when it is set and
  * store_file_interrupt called, a reader waiting for a part or for memory
- * gives up with -EINTR, and its own direct GET is aborted. A part's GET is
- * aborted when the part left the window (seek, close) and no reader waits
- * for it.
+ * gives up with -EINTR, and its own direct GET is aborted.
+ *
+ * What nobody will read is not fetched:
+ * - A part's GET is aborted as soon as the part leaves the window (a close,
+ *   a seek, a reader that skipped past it) and no reader waits for it; a
+ *   queued one is never started. An aborted GET is not retried, not counted
+ *   as a failure, and its bytes are fetched again only if a later read asks.
+ * - A reader that has not read for idle_ms has stopped: its window is not
+ *   topped up (what it had asked for is at most one window past its last
+ *   read), and when it reads again its window is halved for each idle_ms
+ *   it was away.
+ * - Streams share the fetch threads: with N active streams, each has at
+ *   most concurrency/N parts queued or in flight (rounded up; a part a
+ *   reader waits for is fetched regardless and goes first) and max_window/N
+ *   of window. A part a reader waits for that is still queued moves to the
+ *   head of the queue.
+ * - Read-ahead stops where another stream of the same key began (open, or
+ *   closed less than 30 s ago): those bytes are in the page cache, or past
+ *   where this reader stops, as when readers take a quarter of an object
+ *   each (cache/rashare.h).
  *
  * Thread rules: readahead_new, readahead_start and store_destroy are not
  * thread-safe; everything else is. Several threads may read one file at once
  * (the kernel sends concurrent reads); the close may come before the last
  * store_span_release (a span keeps its file alive) but after every read has
- * returned. Lock order: a file's lock, then the layer's.
+ * returned. Lock order: a file's lock, then the layer's; rashare's lock is a
+ * leaf.
  */
 #ifndef IRSAFS_CACHE_READAHEAD_H
 #define IRSAFS_CACHE_READAHEAD_H
@@ -74,6 +94,7 @@ struct ra_config {
 	size_t max_window;		/* per file; 0 = part_size * concurrency */
 	size_t back_tolerance;		/* default 1 MiB */
 	size_t fwd_tolerance;		/* past the window; default 1 MiB */
+	long idle_ms;			/* a reader away this long stopped; default 1000 */
 };
 
 struct ra_stats {
@@ -81,6 +102,7 @@ struct ra_stats {
 	unsigned long long direct_gets;	/* GETs made by readers themselves (seeks) */
 	unsigned long long bytes;	/* bytes received by both */
 	unsigned long long cancelled;	/* queued GETs dropped before they started */
+	unsigned long long aborted;	/* GETs cut short: nobody would read their part */
 	unsigned long long budget_short;/* parts not started for want of memory */
 };
 

@@ -324,9 +324,12 @@ struct store_file {
 /*
  * The bytes of one read, in place: iov[0..niov) in order, len bytes in all.
  * The rest is the opening layer's (what the bytes live in until
- * store_span_release).
+ * store_span_release). A span outlives its file's close: FUSE releases it
+ * after the reply, when the kernel may have sent the RELEASE already, so
+ * releasing it never goes through the file (store names the layer).
  */
 struct store_span {
+	struct store *store;		/* whose span_release frees it */
 	struct iovec iov[STORE_IOV_MAX];
 	int niov;
 	size_t len;
@@ -335,8 +338,6 @@ struct store_span {
 	char *owned;
 	size_t owned_cap;
 	void *owner;
-	/* Set by store_file_read: releasing must not touch a file closed meanwhile. */
-	const struct store_ops *ops;
 };
 
 /*
@@ -567,22 +568,17 @@ static inline struct store_file *store_open(struct store *s, const char *key,
 static inline int store_file_read(struct store_file *f, long long off, size_t len,
 				  const int *cancel, struct store_span *sp, struct store_error *e)
 {
-	const struct store_ops *ops = f->store->ops;
-	int rc = ops->file_read(f, off, len, cancel, sp, e);
+	struct store *s = f->store;
+	int rc = s->ops->file_read(f, off, len, cancel, sp, e);
 
-	if (rc == 0)
-		sp->ops = ops;
+	sp->store = s;
 	return rc;
 }
 
-/*
- * After the reply: the kernel may have sent RELEASE already, and f be closed
- * (a span that holds nothing of f's keeps no reference to it), so the span
- * says whose release it is, not f.
- */
+/* f may be closed already (struct store_span): only a held part keeps it. */
 static inline void store_span_release(struct store_file *f, struct store_span *sp)
 {
-	sp->ops->span_release(f, sp);
+	sp->store->ops->span_release(f, sp);
 }
 
 static inline void store_file_interrupt(struct store_file *f)

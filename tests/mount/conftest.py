@@ -24,7 +24,8 @@ TESTBED = os.path.join(SRC, "tests", "testbed")
 sys.path.insert(0, TESTBED)
 import s3admin  # noqa: E402  (the testbed's own S3 client, for owner-side checks)
 
-BAD_LINE = re.compile(r": (error|warning|fatal): |AddressSanitizer|LeakSanitizer|runtime error|Assertion",
+BAD_LINE = re.compile(r": (error|warning|fatal): |AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
+                      r"runtime error|Assertion",
                       re.IGNORECASE)
 
 
@@ -122,7 +123,7 @@ def testbed():
 def pod_env(testbed, **overrides):
     """Only what a Pod gets: the IRSA variables, PATH and sanitizer settings."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"):
         if k in os.environ:
             env[k] = os.environ[k]
     env.update(testbed.pod_env)

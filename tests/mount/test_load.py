@@ -156,11 +156,13 @@ def test_64_readers_and_ls_loops(testbed, mount):
     assert not warm.errors, warm.errors
     base = settle(pid, {"threads": 10 ** 6, "fds": 10 ** 6}, 0)
     load = Phase(m, files, SECONDS, 2).run()
-    # libfuse keeps at most 8 idle workers. The curl pool keeps at most 64
-    # handles, each with 3 fds (its kept-alive connection and the wakeup
-    # socket pair of curl's internal multi handle): that plateau is by
+    # libfuse keeps 8 idle workers, give or take the few its unlocked count
+    # lets through when workers start and finish at once on a loaded machine
+    # (10 seen); a thread per request would be hundreds. The curl pool keeps
+    # at most 64 handles, each with 3 fds (its kept-alive connection and the
+    # wakeup socket pair of curl's internal multi handle): that plateau is by
     # design; anything above it is a leak.
-    limit = {"threads": max(base["threads"], start["threads"] + 9),
+    limit = {"threads": max(base["threads"], start["threads"] + 12),
              "fds": start["fds"] + 3 * 64 + 8}
     after = settle(pid, limit)
     hwm = after["hwm"]

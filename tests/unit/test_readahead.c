@@ -1,0 +1,1002 @@
+/*
+ * cache/readahead: the prefetcher, over the fake store of fakestore.h: what
+ * it fetches for sequential, skipping, random and concurrent readers; the
+ * ETag pin; failures; and what it stops: GETs of parts nobody will read (a
+ * close, a seek, a reader that stopped), aborted and never retried.
+ */
+#include "cache/readahead.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/membudget.h"
+#include "core/err.h"
+#include "harness.h"
+#include "fakestore.h"
+#include "s3/store.h"
+
+struct env {
+	struct fake fake;
+	struct membudget *mb;
+	struct store *ra;
+};
+
+static void env_start(struct env *v, long long size, size_t budget, const struct ra_config *cfg)
+{
+	fake_init(&v->fake, size);
+	v->mb = membudget_new(budget);
+	shim_mb = v->mb;
+	v->ra = readahead_new(&v->fake.base, v->mb, cfg);
+	CHECK(v->ra != NULL);
+	CHECK_INT(readahead_start(v->ra), 0);
+}
+
+static void env_init(struct env *v, long long size, size_t budget, size_t part, unsigned conc)
+{
+	struct ra_config cfg = { .part_size = part, .concurrency = conc };
+
+	env_start(v, size, budget, &cfg);
+}
+
+static void env_cleanup(struct env *v)
+{
+	store_destroy(v->ra);
+	CHECK_INT(membudget_used(v->mb), 0);
+	membudget_free(v->mb);
+	pthread_mutex_destroy(&v->fake.lock);
+}
+/* What a lookup's GET brought: the first got bytes of the object, in a budget buffer. */
+static struct membuf *head_of(struct env *v, struct membuf *m, size_t cap, size_t got)
+{
+	size_t i;
+
+	CHECK_INT(membudget_get(v->mb, cap, m), 0);
+	for (i = 0; m->p && i < got; i++)
+		m->p[i] = (char)byte_at(0, (long long)i);
+	return m;
+}
+
+TEST(a_head_from_the_lookup_is_read_first_and_not_fetched_again)
+{
+	long long size = 5LL << 20, off = 0, n;
+	struct membuf head;
+	struct store_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 4 << 20, 4);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", size, head_of(&v, &head, 128 << 10, 128 << 10),
+			  128 << 10);
+	CHECK(head.p == NULL && head.n == 0); /* the file owns it now */
+	/* The first read (the kernel's 16 KiB for a 1-byte read) needs no GET. */
+	CHECK_INT(read_check(rf, 0, 0, 16384), 16384);
+	/* Read-ahead then fetches the rest of the first window, and only that. */
+	for (i = 0; i < 200 && fetched(&v.fake) < (1 << 20) - (128 << 10); i++)
+		usleep(5000);
+	usleep(20000);
+	CHECK_INT(fetched(&v.fake), (1 << 20) - (128 << 10));
+	CHECK_INT(v.fake.get_off[0], 128 << 10);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(off, size);
+	CHECK_INT(fetched(&v.fake), size - (128 << 10));
+	/* Parts after the head are back on 1 MiB boundaries. */
+	for (i = 1; i < v.fake.ngets; i++)
+		CHECK_INT(v.fake.get_off[i] % (1 << 20), 0);
+	ra_close(rf);
+	env_cleanup(&v);
+
+	/* A whole small object: no GET at all. */
+	env_init(&v, 5000, 64 << 20, 4 << 20, 4);
+	rf = ra_open_head(v.ra, "k", "\"v0\"", 5000, head_of(&v, &head, 128 << 10, 5000), 5000);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 5000);
+	CHECK_INT(read_check(rf, 0, 5000, 131072), 0);
+	ra_close(rf);
+	CHECK_INT(v.fake.ngets, 0);
+	env_cleanup(&v);
+}
+
+TEST(an_out_of_order_read_inside_the_window_keeps_it)
+{
+	long long size = 24LL << 20, off = 0, n;
+	struct store_file *rf;
+	struct ra_stats st;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 4 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	while (off < (7LL << 19) && (n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	/*
+	 * 3.5 MiB in: a read at 2.25 MiB is more than the back tolerance (1 MiB)
+	 * behind, but the part [1 MiB, 3 MiB) is still held.
+	 */
+	CHECK_INT(read_check(rf, 0, 9LL << 18, 131072), 131072);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(off, size);
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	CHECK_INT(st.direct_gets, 0);
+	CHECK_INT(fetched(&v.fake), size);
+	env_cleanup(&v);
+}
+
+TEST(sequential_fetches_each_byte_once)
+{
+	static const size_t sizes[] = { 4096, 131072, 70000, 1 << 20 };
+	long long size = 40LL << 20 | 12345;
+	unsigned k;
+
+	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct env v;
+		struct store_file *rf;
+		struct ra_stats st;
+		long long off = 0, n;
+
+		env_init(&v, size, 64 << 20, 4 << 20, 4);
+		rf = ra_open(v.ra, "k", "\"v0\"", size);
+		while ((n = read_check(rf, 0, off, sizes[k])) > 0)
+			off += n;
+		CHECK_INT(n, 0);
+		CHECK_INT(off, size);
+		ra_close(rf);
+		readahead_stats(v.ra, &st);
+		CHECK_INT(fetched(&v.fake), size);
+		CHECK_INT(st.direct_gets, 0);
+		/* The window grew: far fewer GETs than reads, and none above the part size. */
+		CHECK(v.fake.ngets < 25);
+		for (n = 0; n < v.fake.ngets; n++)
+			CHECK(v.fake.get_len[n] <= 4 << 20);
+		/* The window (4 parts) plus the part being read and the one kept behind. */
+		CHECK(membudget_peak(v.mb) <= 24 << 20);
+		env_cleanup(&v);
+	}
+}
+
+TEST(first_read_fetches_only_the_first_window)
+{
+	struct env v;
+	struct store_file *rf;
+
+	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
+	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
+	ra_close(rf);
+	env_cleanup(&v);
+	CHECK_INT(v.fake.ngets, 1);
+	CHECK_INT(v.fake.get_off[0], 0);
+	CHECK_INT(v.fake.get_len[0], 1 << 20);
+}
+
+TEST(small_skips_keep_streaming)
+{
+	long long size = 24 << 20, off = 0;
+	struct ra_stats st;
+	struct store_file *rf;
+	struct env v;
+	int i = 0;
+
+	env_init(&v, size, 64 << 20, 2 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	while (off < size) {
+		CHECK(read_check(rf, 0, off, 131072) > 0);
+		if (i % 7 == 3)
+			CHECK(read_check(rf, 0, off - 65536, 4096) > 0); /* a little back */
+		off += 131072;
+		if (i++ % 5 == 4)
+			off += 300000; /* a little forward */
+	}
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	CHECK_INT(st.direct_gets, 0);
+	/* Skipped bytes may be fetched; none twice. */
+	CHECK(fetched(&v.fake) <= size);
+	env_cleanup(&v);
+}
+
+TEST(a_jump_past_the_window_is_a_seek)
+{
+	long long off, jump = 12 << 20;
+	struct ra_stats before, after;
+	struct store_file *rf;
+	struct env v;
+	int i, found = 0;
+
+	env_init(&v, 100 << 20, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", 100 << 20);
+	/* Stream 2 MiB: the window has grown to a few MiB, far short of 12. */
+	for (off = 0; off < 2 << 20; off += 128 << 10)
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+	readahead_stats(v.ra, &before);
+	/*
+	 * 10 MiB past the last read and past everything requested: a random
+	 * reader's next read, not a skip. It fetches its own bytes; it used to
+	 * count as sequential (anything up to 16 MiB ahead) and pull a 4 MiB
+	 * window.
+	 */
+	CHECK_INT(read_check(rf, 0, jump, 128 << 10), 128 << 10);
+	readahead_stats(v.ra, &after);
+	CHECK_INT(after.direct_gets, before.direct_gets + 1);
+	ra_close(rf);
+	env_cleanup(&v);
+	for (i = 0; i < v.fake.ngets && i < MAX_GETS; i++)
+		if (v.fake.get_off[i] == jump)
+			found = v.fake.get_len[i] == 128 << 10;
+	CHECK(found);
+}
+
+TEST(out_of_order_reads_after_a_seek_stream)
+{
+	long long size = 64 << 20, base = 20 << 20, off;
+	struct ra_stats st;
+	struct store_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	/* 128 KiB reads in pairs, the second half first, as async kernel reads come. */
+	for (i = 0; i < 64; i += 2) {
+		off = base + (long long)i * (128 << 10);
+		CHECK_INT(read_check(rf, 0, off + (128 << 10), 128 << 10), 128 << 10);
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+	}
+	ra_close(rf);
+	readahead_stats(v.ra, &st);
+	/* Only the first few reads go direct; then the window takes over. */
+	CHECK(st.direct_gets <= 4);
+	CHECK(st.gets >= 1);
+	env_cleanup(&v);
+}
+
+TEST(random_reads_fetch_what_is_asked)
+{
+	long long size = 100 << 20, asked = 0;
+	unsigned seed = 42;
+	struct store_file *rf;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	for (i = 0; i < 300; i++) {
+		long long off = (long long)(rand_r(&seed) % (size / 4096)) * 4096;
+
+		if (i == 0 && off == 0)
+			off = 4096;
+		CHECK_INT(read_check(rf, 0, off, 4096), 4096);
+		asked += 4096;
+	}
+	/* Random 256 KiB reads come as two adjacent 128 KiB kernel reads. */
+	for (i = 0; i < 50; i++) {
+		long long off = (long long)(rand_r(&seed) % (size / (256 << 10))) * (256 << 10);
+
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+		CHECK_INT(read_check(rf, 0, off + (128 << 10), 128 << 10), 128 << 10);
+		asked += 256 << 10;
+	}
+	/* Unaligned: rounded out to 4 KiB blocks. */
+	CHECK_INT(read_check(rf, 0, 5000, 100), 100);
+	asked += 100;
+	ra_close(rf);
+	CHECK(fetched(&v.fake) <= 2 * asked);
+	CHECK_INT(v.fake.ngets, 401);
+	env_cleanup(&v);
+}
+
+TEST(reads_at_and_past_the_end)
+{
+	long long size = 1000003;
+	struct store_file *rf;
+	struct store_span sp;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 8 << 20, 8);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	CHECK_INT(read_check(rf, 0, 0, 1 << 20), size);
+	CHECK_INT(read_check(rf, 0, size - 3, 4096), 3);
+	CHECK_INT(ra_read(rf, size, 4096, NULL, &sp, &ra_err), 0);
+	CHECK_INT(sp.len, 0);
+	ra_span_release(rf, &sp);
+	CHECK_INT(ra_read(rf, size + 99, 4096, NULL, &sp, &ra_err), 0);
+	CHECK_INT(sp.len, 0);
+	ra_span_release(rf, &sp);
+	ra_close(rf);
+	/*
+	 * The object is shorter than the listing said: only the size given at
+	 * open ends it, so the bytes that do not come are an error, never a
+	 * short read that looks like the end of the file.
+	 */
+	rf = ra_open(v.ra, "k", "\"v0\"", size + 5000);
+	CHECK_INT(read_check(rf, 0, 0, 1 << 20), -EIO);
+	CHECK_INT(read_check(rf, 0, size - 4096, 1 << 20), -EIO);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+TEST(changed_object_gives_estale_never_mixed_bytes)
+{
+	long long size = 32 << 20, off = 0, n;
+	struct store_file *rf, *rf2;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	for (n = 0; n < 8; n++) {
+		CHECK_INT(read_check(rf, 0, off, 131072), 131072);
+		off += 131072;
+	}
+	fake_change(&v.fake);
+	/* Bytes already fetched may still be served; once past them, ESTALE. */
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(n, -ESTALE);
+	CHECK(off < size);
+	CHECK_INT(read_check(rf, 0, 0, 4096), -ESTALE);
+	CHECK_INT(read_check(rf, 0, size - 4096, 4096), -ESTALE);
+	ra_close(rf);
+	/* A new open with the new ETag reads the new bytes. */
+	rf2 = ra_open(v.ra, "k", v.fake.etag, size);
+	CHECK_INT(read_check(rf2, 1, 12345, 4096), 4096);
+	ra_close(rf2);
+	env_cleanup(&v);
+}
+
+TEST(an_unpinned_file_is_pinned_to_its_first_answer)
+{
+	long long size = 8LL << 20, off = 0, n;
+	struct store_file *rf;
+	struct env v;
+
+	/* The listing gave no ETag: the first answer's pins the rest. */
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "", size);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	fake_change(&v.fake);
+	while ((n = read_check(rf, 0, off, 131072)) > 0)
+		off += n;
+	CHECK_INT(n, -ESTALE);
+	CHECK(off < size);
+	ra_close(rf);
+	env_cleanup(&v);
+
+	/* A listing's ETag that could split a header pins nothing either. */
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"\r\nX: 1", size);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+/* The version whose byte at pos is b (versions differ in every byte). */
+static int version_of(unsigned char b, long long pos)
+{
+	int w;
+
+	for (w = 0; w < 256 && b != byte_at(w, pos); w++)
+		;
+	return w;
+}
+
+TEST(unpinned_parts_of_two_versions_are_never_mixed)
+{
+	long long size = 16LL << 20, off, n;
+	int round;
+
+	for (round = 0; round < 20; round++) {
+		struct store_file *rf;
+		struct store_span sp;
+		struct env v;
+		int version = -1, mixed = 0, rc = 0, i;
+		size_t j;
+
+		/* A new version after every GET: parallel unpinned parts differ. */
+		env_init(&v, size, 64 << 20, 256 << 10, 4);
+		v.fake.change_every = 1;
+		rf = ra_open(v.ra, "k", "", size);
+		for (off = 0; off < size; off += n) {
+			long long pos = off;
+
+			rc = ra_read(rf, off, 131072, NULL, &sp, &ra_err);
+			if (rc || !sp.len)
+				break;
+			/* Every byte served is of one version, the first one's. */
+			for (i = 0; i < sp.niov; i++) {
+				const unsigned char *p = sp.iov[i].iov_base;
+
+				for (j = 0; j < sp.iov[i].iov_len; j++, pos++) {
+					if (version < 0)
+						version = version_of(p[j], pos);
+					if (p[j] != byte_at(version, pos))
+						mixed = 1;
+				}
+			}
+			n = (long long)sp.len;
+			ra_span_release(rf, &sp);
+		}
+		CHECK(!mixed);
+		CHECK_INT(rc, -ESTALE); /* the change was noticed */
+		ra_close(rf);
+		env_cleanup(&v);
+	}
+}
+
+TEST(a_failed_read_is_answered_again_at_once_then_asked_again)
+{
+	long long size = 16LL << 20;
+	struct store_file *rf;
+	struct env v;
+	int gets;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	fake_set(&v.fake, &v.fake.fail_rc, -ETIMEDOUT);
+	/* A seek: the reader's own GET fails after its budget ... */
+	CHECK_INT(read_check(rf, 0, 5 << 20, 131072), -ETIMEDOUT);
+	gets = fake_get(&v.fake, &v.fake.ngets);
+	/* ... and the kernel's retry of its first page costs no second one. */
+	CHECK_INT(read_check(rf, 0, 5 << 20, 4096), -ETIMEDOUT);
+	CHECK_INT(fake_get(&v.fake, &v.fake.ngets), gets);
+	/* Elsewhere, reads ask. */
+	CHECK_INT(read_check(rf, 0, 9 << 20, 4096), -ETIMEDOUT);
+	CHECK(fake_get(&v.fake, &v.fake.ngets) > gets);
+	/* The fault is over: the same handle reads again (after the short memory). */
+	fake_set(&v.fake, &v.fake.fail_rc, 0);
+	usleep(2100 * 1000);
+	CHECK_INT(read_check(rf, 0, 5 << 20, 131072), 131072);
+	ra_close(rf);
+
+	/* The same through the window: a failed part is not kept. */
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	fake_set(&v.fake, &v.fake.fail_rc, -EIO);
+	CHECK_INT(read_check(rf, 0, 0, 131072), -EIO);
+	gets = fake_get(&v.fake, &v.fake.ngets);
+	CHECK_INT(read_check(rf, 0, 0, 4096), -EIO);
+	CHECK_INT(fake_get(&v.fake, &v.fake.ngets), gets);
+	fake_set(&v.fake, &v.fake.fail_rc, 0);
+	usleep(2100 * 1000);
+	CHECK_INT(read_check(rf, 0, 0, 131072), 131072);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+struct blocked_reader {
+	struct store_file *rf;
+	long long off;
+	int cancel;
+	int rc;
+	int done;
+};
+
+static void *blocked_reader_main(void *arg)
+{
+	struct blocked_reader *b = arg;
+	struct store_span sp;
+
+	b->rc = ra_read(b->rf, b->off, 131072, &b->cancel, &sp, &ra_err);
+	if (!b->rc)
+		ra_span_release(b->rf, &sp);
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Interrupt a reader stuck on a stalled GET; 1 when it gave up within 2 s. */
+static int interrupt_reader(struct blocked_reader *b)
+{
+	int i;
+
+	usleep(50000);
+	CHECK(!__atomic_load_n(&b->done, __ATOMIC_ACQUIRE));
+	__atomic_store_n(&b->cancel, 1, __ATOMIC_RELEASE);
+	ra_interrupt(b->rf);
+	for (i = 0; i < 400 && !__atomic_load_n(&b->done, __ATOMIC_ACQUIRE); i++)
+		usleep(5000);
+	return __atomic_load_n(&b->done, __ATOMIC_ACQUIRE);
+}
+
+TEST(an_interrupted_reader_is_released_at_once)
+{
+	long long size = 16LL << 20;
+	struct blocked_reader b;
+	struct ra_stats st;
+	pthread_t t;
+	struct env v;
+	int i;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 2);
+	v.fake.block = 1;
+	/* Waiting for a read-ahead part. */
+	memset(&b, 0, sizeof(b));
+	b.rf = ra_open(v.ra, "k", "\"v0\"", size);
+	pthread_create(&t, NULL, blocked_reader_main, &b);
+	CHECK(interrupt_reader(&b));
+	pthread_join(t, NULL);
+	CHECK_INT(b.rc, -EINTR);
+	/* The part's GET goes on for the window; closing the file calls it off. */
+	ra_close(b.rf);
+	for (i = 0; i < 400 && fake_get(&v.fake, &v.fake.cancelled) < 1; i++)
+		usleep(5000);
+	CHECK(fake_get(&v.fake, &v.fake.cancelled) >= 1);
+
+	/* Its own GET (a seek). */
+	memset(&b, 0, sizeof(b));
+	b.rf = ra_open(v.ra, "k", "\"v0\"", size);
+	b.off = 7 << 20;
+	pthread_create(&t, NULL, blocked_reader_main, &b);
+	CHECK(interrupt_reader(&b));
+	pthread_join(t, NULL);
+	CHECK_INT(b.rc, -EINTR);
+	ra_close(b.rf);
+	fake_set(&v.fake, &v.fake.block, 0);
+	readahead_stats(v.ra, &st);
+	CHECK(st.cancelled + st.aborted >= 1);
+	env_cleanup(&v);
+}
+
+TEST(direct_reads_are_in_the_budget)
+{
+	long long size = 16LL << 20;
+	struct store_file *rf;
+	struct store_span sp;
+	struct env v;
+
+	env_init(&v, size, 4 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	/* A seek: the reader's own GET, into a buffer counted in the budget. */
+	CHECK_INT(ra_read(rf, 5 << 20, 131072, NULL, &sp, &ra_err), 0);
+	CHECK_INT(sp.len, 131072);
+	CHECK(sp.owned != NULL);
+	CHECK(membudget_used(v.mb) >= 131072);
+	ra_span_release(rf, &sp);
+	CHECK_INT(membudget_used(v.mb), 0);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+/*
+ * FUSE answers a read, then releases its span; the kernel may have sent the
+ * RELEASE in between and another thread closed the file: the span is
+ * released after the close (ASan saw a use after free here).
+ */
+TEST(a_span_is_released_after_its_file_is_closed)
+{
+	long long size = 16LL << 20;
+	struct store_file *rf;
+	struct store_span direct, held;
+	struct env v;
+
+	env_init(&v, size, 4 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	CHECK_INT(ra_read(rf, 0, 4096, NULL, &held, &ra_err), 0);
+	CHECK(held.nheld > 0);
+	ra_span_release(rf, &held);
+	/* A read the window does not cover: a span that holds no part of the file. */
+	CHECK_INT(ra_read(rf, 9 << 20, 4096, NULL, &direct, &ra_err), 0);
+	CHECK(direct.owned != NULL && direct.nheld == 0);
+	ra_close(rf);
+	ra_span_release(rf, &direct);
+	CHECK_INT(membudget_used(v.mb), 0);
+	env_cleanup(&v);
+}
+
+TEST(a_size_past_any_object_is_bounded)
+{
+	struct store_file *rf;
+	struct store_span sp;
+	struct env v;
+
+	/* A listing's <Size> of 2^63-1: offsets near it must not overflow (UBSan). */
+	env_init(&v, 1 << 20, 64 << 20, 1 << 20, 2);
+	rf = ra_open(v.ra, "k", "\"v0\"", 0x7fffffffffffffffLL);
+	CHECK_INT(ra_read(rf, 0x7fffffffffffff00LL, 4096, NULL, &sp, &ra_err), 0);
+	CHECK_INT(sp.len, 0);
+	/* Bounded to STORE_SIZE_MAX; the object is much shorter: an error, not EOF. */
+	CHECK_INT(ra_read(rf, STORE_SIZE_MAX - 100, 4096, NULL, &sp, &ra_err), -EIO);
+	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+struct reader {
+	struct store *ra;
+	long long size;
+	size_t chunk;
+	int ok;
+	struct store_file *shared;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct store_file *rf = r->shared ? r->shared : ra_open(r->ra, "k", "\"v0\"", r->size);
+	long long off = 0, n;
+
+	while ((n = read_check(rf, 0, off, r->chunk)) > 0)
+		off += n;
+	r->ok = n == 0 && off == r->size;
+	if (!r->shared)
+		ra_close(rf);
+	return NULL;
+}
+
+TEST(many_handles_and_a_small_budget)
+{
+	struct reader r[4];
+	pthread_t t[4];
+	struct env v;
+	int i;
+
+	/* 6 MiB for four streams of 4 MiB parts: read-ahead shrinks, never exceeds. */
+	env_init(&v, 20 << 20, 6 << 20, 4 << 20, 8);
+	for (i = 0; i < 4; i++) {
+		r[i] = (struct reader){ v.ra, 20 << 20, (size_t)(65536 << (i % 3)), 0, NULL };
+		pthread_create(&t[i], NULL, reader_main, &r[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(r[i].ok);
+	}
+	CHECK(membudget_peak(v.mb) <= 6 << 20);
+	env_cleanup(&v);
+}
+
+TEST(concurrent_reads_on_one_handle)
+{
+	struct reader r = { 0 };
+	struct store_file *rf;
+	long long size = 16 << 20, off;
+	struct env v;
+	pthread_t t;
+
+	env_init(&v, size, 64 << 20, 2 << 20, 4);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	r = (struct reader){ v.ra, size, 131072, 0, rf };
+	pthread_create(&t, NULL, reader_main, &r);
+	/* Meanwhile, out-of-order reads on the same handle. */
+	for (off = size - 131072; off >= 0; off -= 3 * 131072)
+		CHECK(read_check(rf, 0, off, 131072) == 131072);
+	pthread_join(t, NULL);
+	CHECK(r.ok);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+TEST(close_before_the_span_is_released)
+{
+	struct store_file *rf;
+	struct store_span sp;
+	struct env v;
+	int i;
+
+	/* The kernel may send RELEASE as soon as a reply is out. */
+	env_init(&v, 4096, 64 << 20, 8 << 20, 8);
+	for (i = 0; i < 50; i++) {
+		rf = ra_open(v.ra, "k", "\"v0\"", 4096);
+		CHECK_INT(ra_read(rf, 0, 4096, NULL, &sp, &ra_err), 0);
+		CHECK_INT(sp.len, 4096);
+		ra_close(rf);
+		CHECK(sp.niov == 1 && ((unsigned char *)sp.iov[0].iov_base)[4095] == byte_at(0, 4095));
+		ra_span_release(rf, &sp);
+	}
+	env_cleanup(&v);
+}
+
+/* ---- What nobody will read is not fetched ------------------------------------------ */
+
+/* GETs the fake store is running now, for all keys. */
+static int busy(struct fake *f)
+{
+	int i, n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (i = 0; i < FAKE_KEYS; i++)
+		n += f->busy[i];
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* Wait (up to 10 s) until a GET runs; 1 when one does. */
+static int wait_busy(struct fake *f)
+{
+	int i;
+
+	for (i = 0; i < 1000 && !busy(f); i++)
+		usleep(10000);
+	return busy(f) > 0;
+}
+
+/* Wait (up to 10 s) until no GET has run for 50 ms; 1 when so. */
+static int wait_quiet(struct fake *f)
+{
+	int i, quiet = 0;
+
+	for (i = 0; i < 1000 && quiet < 5; i++) {
+		quiet = busy(f) ? 0 : quiet + 1;
+		usleep(10000);
+	}
+	return quiet >= 5;
+}
+
+/* What all GETs asked for, in bytes. */
+static long long requested(struct fake *f)
+{
+	long long n = 0;
+	int i;
+
+	pthread_mutex_lock(&f->lock);
+	for (i = 0; i < f->ngets && i < MAX_GETS; i++)
+		n += (long long)f->get_len[i];
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* Stream [from, to) in 128 KiB reads, checking every byte. */
+static void stream(struct store_file *rf, long long from, long long to)
+{
+	long long off;
+
+	for (off = from; off < to; off += 128 << 10)
+		CHECK_INT(read_check(rf, 0, off, 128 << 10), 128 << 10);
+}
+
+TEST(a_close_aborts_the_gets_in_flight_and_none_is_asked_again)
+{
+	long long size = 64 << 20;
+	struct ra_stats st;
+	struct store_file *rf;
+	struct env v;
+	int gets;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 8);
+	/* The server stalls from 6 MiB on: the window's parts there stay in flight. */
+	v.fake.block_from = 6 << 20;
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	stream(rf, 0, 4 << 20);
+	/* The window has grown past the reader: parts are in flight. */
+	CHECK(wait_busy(&v.fake));
+	ra_close(rf);
+	CHECK(wait_quiet(&v.fake));
+	readahead_stats(v.ra, &st);
+	/* Each GET nobody would read saw its cancel flag and stopped, short of its bytes. */
+	CHECK(fake_get(&v.fake, &v.fake.cancelled) >= 1);
+	CHECK_INT(st.aborted, fake_get(&v.fake, &v.fake.cancelled));
+	CHECK(fetched(&v.fake) < requested(&v.fake));
+	/* An aborted GET is not asked again, nor counted as a failure. */
+	gets = fake_get(&v.fake, &v.fake.ngets);
+	usleep(100000);
+	CHECK_INT(fake_get(&v.fake, &v.fake.ngets), gets);
+	CHECK_INT(st.gets + st.aborted + st.direct_gets, gets);
+	env_cleanup(&v);
+}
+
+TEST(a_seek_away_aborts_the_window_and_reading_there_again_fetches_it)
+{
+	long long size = 64 << 20;
+	struct ra_stats st;
+	struct store_file *rf;
+	struct env v;
+
+	env_init(&v, size, 64 << 20, 1 << 20, 8);
+	v.fake.block_from = 6 << 20;
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	stream(rf, 0, 4 << 20);
+	CHECK(wait_busy(&v.fake));
+	/* A seek back to the start: the window's GETs are called off. */
+	CHECK_INT(read_check(rf, 0, 0, 4096), 4096);
+	CHECK(wait_quiet(&v.fake));
+	readahead_stats(v.ra, &st);
+	CHECK(st.aborted >= 1);
+	CHECK_INT(st.aborted, fake_get(&v.fake, &v.fake.cancelled));
+	fake_set_ll(&v.fake, &v.fake.block_from, 0);
+	/* Aborted is not failed: the bytes they were fetching are read again. */
+	CHECK_INT(read_check(rf, 0, 6 << 20, 131072), 131072);
+	CHECK_INT(read_check(rf, 0, 7 << 20, 4096), 4096);
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+TEST(a_reader_that_stops_leaves_at_most_a_window_fetched_ahead)
+{
+	struct ra_config cfg = { .part_size = 1 << 20, .concurrency = 8, .idle_ms = 50 };
+	long long size = 256 << 20, stop = 40 << 20;
+	struct store_file *rf;
+	struct env v;
+
+	env_start(&v, size, 64 << 20, &cfg);
+	rf = ra_open(v.ra, "k", "\"v0\"", size);
+	stream(rf, 0, stop);
+	/* It stops; however long the file stays open, the window does not run on. */
+	usleep(300000);
+	CHECK(wait_quiet(&v.fake));
+	CHECK(fetched(&v.fake) <= stop + (8 << 20));
+	ra_close(rf);
+	env_cleanup(&v);
+}
+
+/* GETs running now for key slot k. */
+static int busy_of(struct fake *f, int k)
+{
+	int n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->busy[k];
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+TEST(four_streams_share_the_fetch_threads)
+{
+	struct ra_config cfg = { .part_size = 256 << 10, .concurrency = 32, .max_window = 64 << 20 };
+	long long size = 64 << 20;
+	struct store_file *rf[4];
+	char key[3] = "k0";
+	struct env v;
+	int i, n = 0;
+
+	/*
+	 * Three files stream, and the server stalls their GETs past 512 KiB:
+	 * each keeps parts in flight. A fourth then streams 4 MiB, and its
+	 * window asks for far more. It takes its share, a quarter of the 32
+	 * threads, and leaves the rest to the others: it used to take every
+	 * thread free, and then every part the others asked for waited behind
+	 * its own.
+	 */
+	env_start(&v, size, 64 << 20, &cfg);
+	for (i = 1; i < 4; i++)
+		v.fake.block_at[i] = 512 << 10;
+	v.fake.block_at[0] = 4 << 20;
+	for (i = 0; i < 4; i++) {
+		key[1] = (char)('0' + i);
+		rf[i] = ra_open(v.ra, key, "\"v0\"", size);
+	}
+	for (i = 1; i < 4; i++)
+		stream(rf[i], 0, 512 << 10);
+	stream(rf[0], 0, 4 << 20);
+	for (i = 0; i < 200 && n < 8; i++) {
+		usleep(10000);
+		n = busy_of(&v.fake, 0);
+	}
+	usleep(50000);
+	CHECK_INT(busy_of(&v.fake, 0), 8);
+	for (i = 1; i < 4; i++)
+		CHECK(busy_of(&v.fake, i) >= 1);
+	for (i = 0; i < 4; i++)
+		ra_close(rf[i]);
+	CHECK(wait_quiet(&v.fake));
+	env_cleanup(&v);
+}
+
+TEST(a_stream_whose_reader_stopped_takes_no_share)
+{
+	struct ra_config cfg = { .part_size = 1 << 20, .concurrency = 32, .max_window = 8 << 20,
+				 .idle_ms = 50 };
+	long long size = 32 << 20;
+	struct store_file *a, *b;
+	struct env v;
+	int i;
+
+	/*
+	 * a's reader stops with parts still in flight (the server stalls past
+	 * 5 MiB); its file stays open. Once it has been away for idle_ms, b
+	 * streams as if alone: its whole window (8 MiB, parts of 1 MiB, stalled
+	 * past 4 MiB) in flight, not half of it.
+	 */
+	env_start(&v, size, 64 << 20, &cfg);
+	v.fake.block_at[0] = 5 << 20;
+	v.fake.block_at[1] = 4 << 20;
+	a = ra_open(v.ra, "k0", "\"v0\"", size);
+	stream(a, 0, 4 << 20);
+	CHECK(wait_busy(&v.fake));
+	usleep(200000);
+	b = ra_open(v.ra, "k1", "\"v0\"", size);
+	stream(b, 0, 4 << 20);
+	for (i = 0; i < 200 && busy_of(&v.fake, 1) < 7; i++)
+		usleep(10000);
+	usleep(50000);
+	CHECK(busy_of(&v.fake, 1) > 4);
+	CHECK(busy_of(&v.fake, 0) >= 1);
+	ra_close(a);
+	ra_close(b);
+	CHECK(wait_quiet(&v.fake));
+	env_cleanup(&v);
+}
+
+TEST(quarter_readers_do_not_read_ahead_into_each_other)
+{
+	long long size = 32 << 20, q = size / 4, off;
+	struct store_file *rf[4];
+	struct env v;
+	int i;
+
+	/*
+	 * Four readers of one object, a quarter each, in turns: read-ahead of
+	 * each stops where the next one began (those bytes are in the page
+	 * cache, and its reader stops there). It used to run a whole window
+	 * (8 MiB here) past each quarter, and to fetch again the first bytes
+	 * each reader had read before its window opened: up to 57 MiB fetched
+	 * for 32 read.
+	 */
+	env_init(&v, size, 64 << 20, 1 << 20, 8);
+	for (i = 0; i < 4; i++)
+		rf[i] = ra_open(v.ra, "k", "\"v0\"", size);
+	for (off = 0; off < q; off += 128 << 10)
+		for (i = 0; i < 4; i++)
+			CHECK_INT(read_check(rf[i], 0, i * q + off, 128 << 10), 128 << 10);
+	CHECK(wait_quiet(&v.fake));
+	CHECK_INT(fetched(&v.fake), size);
+	/*
+	 * The kernel's read-ahead may go on past where a reader stops (when
+	 * the next quarter's pages were evicted): 256 KiB past each quarter
+	 * cost one first window (1 MiB), not a window.
+	 */
+	for (i = 0; i < 3; i++)
+		stream(rf[i], (i + 1) * q, (i + 1) * q + (256 << 10));
+	for (i = 0; i < 4; i++)
+		ra_close(rf[i]);
+	CHECK(wait_quiet(&v.fake));
+	CHECK_INT(fetched(&v.fake), size + (3 << 20));
+	env_cleanup(&v);
+
+	/* The same when the next reader has finished and closed before: its range is remembered. */
+	env_init(&v, size, 64 << 20, 1 << 20, 8);
+	for (i = 3; i >= 0; i--) {
+		struct store_file *r = ra_open(v.ra, "k", "\"v0\"", size);
+
+		stream(r, i * q, i < 3 ? (i + 1) * q + (256 << 10) : size);
+		ra_close(r);
+	}
+	CHECK(wait_quiet(&v.fake));
+	CHECK_INT(fetched(&v.fake), size + (3 << 20));
+	/* Another object's streams do not clip this one's read-ahead, ... */
+	rf[0] = ra_open(v.ra, "other", "\"v0\"", size);
+	stream(rf[0], 0, 4 << 20);
+	CHECK(wait_quiet(&v.fake));
+	CHECK(fetched(&v.fake) >= size + (3 << 20) + (10 << 20));
+	ra_close(rf[0]);
+	/*
+	 * ... and a reader that reads on through the ranges others read (their
+	 * pages were evicted) gets every byte, each fetched once.
+	 */
+	rf[0] = ra_open(v.ra, "k", "\"v0\"", size);
+	off = fetched(&v.fake);
+	stream(rf[0], 0, size);
+	CHECK(wait_quiet(&v.fake));
+	CHECK_INT(fetched(&v.fake), off + size);
+	ra_close(rf[0]);
+	env_cleanup(&v);
+}
+
+int main(void)
+{
+	RUN(a_head_from_the_lookup_is_read_first_and_not_fetched_again);
+	RUN(an_out_of_order_read_inside_the_window_keeps_it);
+	RUN(sequential_fetches_each_byte_once);
+	RUN(first_read_fetches_only_the_first_window);
+	RUN(small_skips_keep_streaming);
+	RUN(a_jump_past_the_window_is_a_seek);
+	RUN(out_of_order_reads_after_a_seek_stream);
+	RUN(random_reads_fetch_what_is_asked);
+	RUN(reads_at_and_past_the_end);
+	RUN(changed_object_gives_estale_never_mixed_bytes);
+	RUN(an_unpinned_file_is_pinned_to_its_first_answer);
+	RUN(unpinned_parts_of_two_versions_are_never_mixed);
+	RUN(a_failed_read_is_answered_again_at_once_then_asked_again);
+	RUN(an_interrupted_reader_is_released_at_once);
+	RUN(direct_reads_are_in_the_budget);
+	RUN(a_span_is_released_after_its_file_is_closed);
+	RUN(a_size_past_any_object_is_bounded);
+	RUN(many_handles_and_a_small_budget);
+	RUN(concurrent_reads_on_one_handle);
+	RUN(close_before_the_span_is_released);
+	RUN(a_close_aborts_the_gets_in_flight_and_none_is_asked_again);
+	RUN(a_seek_away_aborts_the_window_and_reading_there_again_fetches_it);
+	RUN(a_reader_that_stops_leaves_at_most_a_window_fetched_ahead);
+	RUN(four_streams_share_the_fetch_threads);
+	RUN(a_stream_whose_reader_stopped_takes_no_share);
+	RUN(quarter_readers_do_not_read_ahead_into_each_other);
+	return harness_done();
+}
