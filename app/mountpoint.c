@@ -23,63 +23,24 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/mountinfo.h"
 
 /* Stacked dead mounts detached at most, before giving up. */
 #define MAX_DEAD 8
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-	char *out = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
-}
-
 int mountpoint_find(FILE *mountinfo, const char *path, char *type, size_t typelen,
 		    char *source, size_t sourcelen)
 {
-	char *line = NULL, *save, *tok, *t, *s;
-	size_t cap = 0;
-	int i, found = -ENOENT;
+	struct mountinfo_entry e;
+	int rc = mountinfo_find(mountinfo, path, &e);
 
-	/*
-	 * "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE
-	 * SUPEROPTIONS". A later line at the same path is mounted on top.
-	 */
-	while (getline(&line, &cap, mountinfo) > 0) {
-		tok = strtok_r(line, " \n", &save);
-		for (i = 0; tok && i < 4; i++)
-			tok = strtok_r(NULL, " \n", &save);
-		if (!tok)
-			continue;
-		unescape(tok);
-		if (strcmp(tok, path) != 0)
-			continue;
-		while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-") != 0)
-			;
-		t = tok ? strtok_r(NULL, " \n", &save) : NULL;
-		s = t ? strtok_r(NULL, " \n", &save) : NULL;
-		if (!s)
-			continue;
-		unescape(t);
-		unescape(s);
-		if (type)
-			snprintf(type, typelen, "%s", t);
-		if (source)
-			snprintf(source, sourcelen, "%s", s);
-		found = 0;
-	}
-	free(line);
-	return found;
+	if (rc)
+		return rc;
+	if (type)
+		snprintf(type, typelen, "%s", e.fstype);
+	if (source)
+		snprintf(source, sourcelen, "%s", e.source);
+	return 0;
 }
 
 int mountpoint_canonical(const char *dir, char *out, size_t outlen)

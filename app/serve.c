@@ -58,6 +58,7 @@ struct volume_server {
 	double next_try;
 	double delay;
 	int complained;			/* a failure to connect was logged in this streak */
+	int unmounted;			/* its irsafs exited 0: the plugin removes the socket */
 	struct volume_server *next;
 };
 
@@ -282,13 +283,20 @@ static void retry_later(struct volume_server *v)
 static void start(struct serve *s, struct volume_server *v)
 {
 	struct handoff h;
-	int conn, rc;
+	int conn, rc, level;
 
+	/*
+	 * Once its volume was unmounted, irsafs-csi removes the socket right
+	 * after the unmount that ended our irsafs: a failure until then is no news.
+	 */
+	level = v->unmounted ? LOG_INFO : LOG_WARNING;
 	conn = unixsock_connect_at(s->dirfd, v->name, SOCK_SEQPACKET);
 	if (conn < 0) {
 		if (!v->complained++)
-			log_msg(LOG_WARNING, "cannot connect to %s/%s: %s (%s); retrying", s->dir,
-				v->name, strerror(-conn), conn == -ECONNREFUSED ?
+			log_msg(level, "cannot connect to %s/%s: %s (%s); retrying", s->dir,
+				v->name, strerror(-conn), v->unmounted ?
+				"its volume was unmounted: irsafs-csi removes it" :
+				conn == -ECONNREFUSED ?
 				"nobody listens: the irsafs-csi that made it has stopped" :
 				conn == -EACCES ? "this user may not use it: check the emptyDir's "
 				"permissions" : "is irsafs-csi running on this node?");
@@ -298,7 +306,7 @@ static void start(struct serve *s, struct volume_server *v)
 	rc = handoff_recv(conn, &h, HANDOFF_WAIT_MS);
 	if (rc != 0 || h.error[0]) {
 		if (!v->complained++)
-			log_msg(LOG_WARNING, "%s/%s: no volume received: %s; retrying", s->dir,
+			log_msg(level, "%s/%s: no volume received: %s; retrying", s->dir,
 				v->name, rc ? strerror(-rc) : h.error);
 		handoff_close(&h);
 		close(conn);
@@ -314,7 +322,7 @@ static void start(struct serve *s, struct volume_server *v)
 		log_msg(LOG_NOTICE, "volume %s: serving s3://%s/%s with irsafs pid %d%s",
 			v->volume_id, h.bucket, h.prefix, (int)v->pid,
 			h.generation > 1 ? " (taking over the mount)" : "");
-	v->complained = 0;
+	v->complained = v->unmounted = 0;
 	handoff_close(&h);
 	close(conn);
 	if (rc != 0)
@@ -350,7 +358,8 @@ static void reap(struct serve *s)
 			log_msg(LOG_INFO, "volume %s: irsafs %s", v->volume_id, how);
 			continue;
 		}
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		v->unmounted = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		if (v->unmounted)
 			log_msg(LOG_NOTICE, "volume %s: irsafs %s (the volume was unmounted)",
 				v->volume_id, how);
 		else

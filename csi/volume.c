@@ -35,6 +35,7 @@
 
 #include "core/handoff.h"
 #include "core/log.h"
+#include "core/mountinfo.h"
 #include "core/unixsock.h"
 #include "csi/grpc.h"
 
@@ -126,84 +127,17 @@ void volumes_free(struct volumes *vs)
 	free(vs);
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
+/* What is mounted on top at path; an empty entry when nothing is. 0 or -errno. */
+static int mount_at(const char *path, struct mountinfo_entry *m)
 {
-	char *out = s;
+	int rc = mountinfo_find_self(path, m);
 
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
-}
-
-/*
- * Read from mountinfo, never stat the path: a FUSE mount whose server is
- * away would block a stat until a server came.
- */
-/* What mountinfo says about the mount on top at a path. */
-struct mount_entry {
-	char fstype[64];		/* "" when nothing is mounted there */
-	char dev[32];			/* "0:57" */
-	char source[300];		/* "irsafs:BUCKET" for ours */
-};
-
-/*
- * Read from mountinfo, never stat the path: a FUSE mount whose server is
- * away would block a stat until a server came.
- */
-static int mount_at(const char *path, struct mount_entry *m)
-{
-	char *line = NULL, *f, *save, *mnt, *id;
-	size_t cap = 0;
-	FILE *fp;
-	int i, sep;
-
-	memset(m, 0, sizeof(*m));
-	fp = fopen("/proc/self/mountinfo", "re");
-	if (!fp)
-		return -errno;
-	while (getline(&line, &cap, fp) > 0) {
-		mnt = id = NULL;
-		sep = 0;
-		save = NULL;
-		/* ID PARENT DEV ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
-		for (i = 0, f = strtok_r(line, " \n", &save); f; f = strtok_r(NULL, " \n", &save), i++) {
-			if (i == 2)
-				id = f;
-			else if (i == 4)
-				mnt = f;
-			else if (i > 5 && !sep && !strcmp(f, "-"))
-				sep = i;
-			else if (sep && i == sep + 1 && mnt && id) {
-				unescape(mnt);
-				if (strcmp(mnt, path) != 0)
-					break;
-				/* The last line for path is the mount on top. */
-				snprintf(m->fstype, sizeof(m->fstype), "%s", f);
-				snprintf(m->dev, sizeof(m->dev), "%s", id);
-				m->source[0] = '\0';
-			} else if (sep && i == sep + 2 && mnt && !strcmp(mnt, path)) {
-				unescape(f);
-				snprintf(m->source, sizeof(m->source), "%s", f);
-				break;
-			}
-		}
-	}
-	free(line);
-	fclose(fp);
-	return 0;
+	return rc == -ENOENT ? 0 : rc;
 }
 
 int volumes_mount_type(const char *path, char *fstype, size_t len)
 {
-	struct mount_entry m;
+	struct mountinfo_entry m;
 	int rc = mount_at(path, &m);
 
 	snprintf(fstype, len, "%s", m.fstype);
@@ -212,7 +146,7 @@ int volumes_mount_type(const char *path, char *fstype, size_t len)
 
 int volumes_mount_device(const char *path, char *dev, size_t len)
 {
-	struct mount_entry m;
+	struct mountinfo_entry m;
 
 	if (mount_at(path, &m) != 0 || strcmp(m.fstype, "fuse.irsafs") != 0 || !m.dev[0])
 		return -1;
@@ -388,7 +322,7 @@ static char *dup_or(const char *s, int *oom)
 int volumes_publish(struct volumes *vs, const struct volume_spec *s, char *msg, size_t len)
 {
 	char path[4096], source[300];
-	struct mount_entry m;
+	struct mountinfo_entry m;
 	const char *fstype = m.fstype;
 	struct volume *v;
 	int oom = 0, made_target;

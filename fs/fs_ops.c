@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/mountinfo.h"
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -33,43 +34,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape_mountinfo(char *s)
-{
-	char *out = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*out++ = *s;
-		}
-	}
-	*out = '\0';
-}
-
 /* The device ("0:57") of the last mount on path, from /proc/self/mountinfo; 0 if found. */
 static int mount_device(const char *path, char *dev, size_t devlen)
 {
-	char line[4096], id[32], mnt[4096];
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	int found = -1;
+	struct mountinfo_entry e;
 
-	if (!f)
+	if (mountinfo_find_self(path, &e) != 0)
 		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%*s %*s %31s %*s %4095s", id, mnt) != 2)
-			continue;
-		unescape_mountinfo(mnt);
-		if (!strcmp(mnt, path)) {
-			snprintf(dev, devlen, "%s", id);
-			found = 0;
-		}
-	}
-	fclose(f);
-	return found;
+	snprintf(dev, devlen, "%s", e.dev);
+	return 0;
 }
 
 void fs_tune_readahead(struct irsafs *fs)

@@ -10,6 +10,24 @@
  * replaying it costs an answer the kernel discards). FILLING slots of a dead
  * server are dropped.
  *
+ * On Linux 6.9 or later a successor does not replay the slots: it has the
+ * kernel send every unanswered request again (FUSE_NOTIFY_RESEND, which sets
+ * bit 63 of the request's unique), which also covers a request a thread of
+ * the dead server read after it was killed, before it could copy it. The
+ * slots still count replays: a request handed to a server before is answered
+ * EIO instead of resent, so a request that kills its server kills one more
+ * at most.
+ *
+ * The root's directory handles: the FUSE operations' fh is a pointer, and a
+ * successor's pointers can equal its predecessor's (ASan's allocator, or a
+ * process without ASLR, lays the heap out the same way in every run). Were
+ * they handed to the kernel as they are, the RELEASEDIR of a handle opened
+ * before the restart would release the new server's equal handle, and the
+ * next READDIR on that one would get ESTALE. So a successor gives the kernel
+ * handles of its own, which no other server can have given out (bit 63, never
+ * set in a user-space pointer like the first server's; the generation in
+ * bits 32-55; a count below), and maps them back to the operations' fh.
+ *
  * Invariants: a successor hands libfuse nothing before the replayed INIT has
  * been answered (libfuse refuses every other request until then); an inode
  * number below this server's base is never passed to the FUSE operations,
@@ -40,6 +58,10 @@
 #define SLOT_DATA 1000			/* a READ is 80 bytes, a LOOKUP at most ~300 */
 #define INIT_MAX 256
 #define GENERATION_SHIFT 40		/* 2^40 inode numbers per server */
+#define ROOT_FH_TAG (1ULL << 63)	/* a successor's root handle, never a pointer */
+/* Linux 6.9's FUSE_NOTIFY_RESEND and the bit it sets in a resent request's unique. */
+#define NOTIFY_RESEND 7
+#define UNIQUE_RESEND (1ULL << 63)
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_FULL };
 
@@ -69,6 +91,18 @@ struct replay {
 	size_t len;
 };
 
+/* A request the kernel resends, and how often a server was handed it before. */
+struct resent {
+	uint64_t unique;		/* as resent: UNIQUE_RESEND set */
+	uint32_t replays;
+};
+
+/* A root directory handle of this server: the kernel's and the FUSE operations'. */
+struct root_handle {
+	uint64_t id;
+	uint64_t fh;
+};
+
 /* One volume per process (irsafs serve runs one irsafs per volume). */
 static struct {
 	struct state *st;
@@ -76,6 +110,9 @@ static struct {
 	int conn;			/* to the node plugin, held while we serve */
 	size_t readahead_kb;		/* --kernel-readahead, for the plugin to set */
 	uint64_t base;			/* this server's first inode number; 0: first server */
+	uint32_t generation;		/* of this server */
+	struct resent *resent;		/* set before the workers start, read-only after */
+	size_t nresent;
 	pthread_mutex_t lock;		/* guards the fields below */
 	pthread_cond_t init_done;
 	struct replay *queue;		/* replayed before reading the kernel */
@@ -84,8 +121,9 @@ static struct {
 	int init_handed;		/* a worker has the replayed INIT */
 	int fake_init;			/* the INIT's answer is to be swallowed */
 	uint64_t init_unique;
-	uint64_t *root_fh;		/* root directory handles this server gave out */
+	struct root_handle *roots;	/* root directory handles this server gave out */
 	size_t nroot, caproot;
+	uint32_t root_count;		/* the last one's count */
 	uint64_t *opendirs;		/* uniques of OPENDIRs of the root in flight */
 	size_t nopen, capopen;
 	int stale_logged;
@@ -93,6 +131,19 @@ static struct {
 	.conn = -1 };
 
 static __thread unsigned slot_hint;
+
+/* How often a request the kernel resends was handed to a server before. */
+static uint32_t resent_replays(uint64_t unique)
+{
+	size_t i;
+
+	if (!(unique & UNIQUE_RESEND))
+		return 0;
+	for (i = 0; i < rs.nresent; i++)
+		if (rs.resent[i].unique == unique)
+			return rs.resent[i].replays;
+	return 0;
+}
 
 static int load32(const uint32_t *p)
 {
@@ -130,7 +181,7 @@ static void slot_track(const uint8_t *buf, size_t n)
 		s->unique = in->unique;
 		s->total = (uint32_t)n;
 		s->len = (uint32_t)(n < SLOT_DATA ? n : SLOT_DATA);
-		s->replays = 0;
+		s->replays = resent_replays(in->unique);
 		memcpy(s->data, buf, s->len);
 		__atomic_store_n(&s->state, SLOT_FULL, __ATOMIC_RELEASE);
 		slot_hint = i;
@@ -223,6 +274,40 @@ static int take(uint64_t *a, size_t *n, uint64_t v)
 	return 0;
 }
 
+/* Record a root directory handle with fh for the kernel; its id, or 0 (out of memory). */
+static uint64_t root_add_locked(uint64_t fh)
+{
+	struct root_handle *p;
+	size_t cap;
+
+	if (rs.nroot == rs.caproot) {
+		cap = rs.caproot ? rs.caproot * 2 : 16;
+		p = realloc(rs.roots, cap * sizeof(*p));
+		if (!p)
+			return 0;
+		rs.roots = p;
+		rs.caproot = cap;
+	}
+	rs.roots[rs.nroot].id = ROOT_FH_TAG | (uint64_t)rs.generation << 32 | ++rs.root_count;
+	rs.roots[rs.nroot].fh = fh;
+	return rs.roots[rs.nroot++].id;
+}
+
+/* The operations' fh of the root handle id into *fh (and forget it when drop); 0 if unknown. */
+static int root_find_locked(uint64_t id, uint64_t *fh, int drop)
+{
+	size_t i;
+
+	for (i = 0; i < rs.nroot; i++)
+		if (rs.roots[i].id == id) {
+			*fh = rs.roots[i].fh;
+			if (drop)
+				rs.roots[i] = rs.roots[--rs.nroot];
+			return 1;
+		}
+	return 0;
+}
+
 /* Drop the predecessors' inodes from a BATCH_FORGET; returns the new length (0: none left). */
 static size_t filter_batch_forget(uint8_t *buf, size_t n)
 {
@@ -271,7 +356,7 @@ static void note_stale(void)
 static int filter(uint8_t *buf, size_t *n)
 {
 	struct fuse_in_header *in = (void *)buf;
-	uint64_t fh;
+	uint64_t id, fh;
 	int pass;
 
 	if (!rs.base || *n < sizeof(*in))
@@ -310,19 +395,14 @@ static int filter(uint8_t *buf, size_t *n)
 	if (*n < sizeof(*in) + sizeof(fh))
 		return 1;
 	/* fuse_read_in, fuse_release_in and fuse_fsync_in all start with fh. */
-	memcpy(&fh, in + 1, sizeof(fh));
+	memcpy(&id, in + 1, sizeof(id));
 	pthread_mutex_lock(&rs.lock);
-	if (in->opcode == FUSE_RELEASEDIR) {
-		pass = take(rs.root_fh, &rs.nroot, fh);
-	} else {
-		size_t i;
-
-		for (i = 0, pass = 0; i < rs.nroot && !pass; i++)
-			pass = rs.root_fh[i] == fh;
-	}
+	pass = root_find_locked(id, &fh, in->opcode == FUSE_RELEASEDIR);
 	pthread_mutex_unlock(&rs.lock);
-	if (pass)
+	if (pass) {
+		memcpy(in + 1, &fh, sizeof(fh));
 		return 1;
+	}
 	if (!is_letting_go(in->opcode))
 		note_stale();
 	answer(in->unique, is_letting_go(in->opcode) ? 0 : ESTALE);
@@ -376,7 +456,9 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	const struct fuse_out_header *out = iov[0].iov_base;
-	uint64_t unique = out->unique, fh;
+	uint64_t unique = out->unique, fh, id = 0;
+	struct iovec mine[2];
+	uint8_t arg[64];		/* a copy of fuse_open_out, with our id */
 	ssize_t n;
 	int err, i, opendir = 0, fake;
 	size_t total = 0;
@@ -404,14 +486,31 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	if (rs.base && unique && rs.nopen) {
 		pthread_mutex_lock(&rs.lock);
 		opendir = take(rs.opendirs, &rs.nopen, unique);
-		if (opendir && out->error == 0 && count >= 2 && iov[1].iov_len >= sizeof(fh)) {
-			memcpy(&fh, iov[1].iov_base, sizeof(fh));	/* fuse_open_out.fh */
-			push(&rs.root_fh, &rs.nroot, &rs.caproot, fh);
+		/* Recorded before the kernel has it: its READDIR may come at once. */
+		if (opendir && out->error == 0 && count == 2 && iov[1].iov_len >= sizeof(fh) &&
+		    iov[1].iov_len <= sizeof(arg)) {
+			memcpy(arg, iov[1].iov_base, iov[1].iov_len);
+			memcpy(&fh, arg, sizeof(fh));	/* fuse_open_out.fh */
+			id = root_add_locked(fh);
 		}
 		pthread_mutex_unlock(&rs.lock);
+		/* Unrecorded (out of memory, a reply unlike libfuse's): unknown, so ESTALE. */
+		if (id) {
+			memcpy(arg, &id, sizeof(id));
+			mine[0] = iov[0];
+			mine[1].iov_base = arg;
+			mine[1].iov_len = iov[1].iov_len;
+			iov = mine;
+		}
 	}
 	n = writev(fd, iov, count);
 	err = errno;
+	if (n < 0 && id) {
+		/* The kernel never got it (an interrupted OPENDIR): no RELEASEDIR will come. */
+		pthread_mutex_lock(&rs.lock);
+		root_find_locked(id, &fh, 1);
+		pthread_mutex_unlock(&rs.lock);
+	}
 	if (unique) {
 		if (unique == rs.init_unique && n >= 0 && !rs.st->init_replied) {
 			rs.st->init_replied = 1;
@@ -442,8 +541,26 @@ static int queue_add(const uint8_t *data, size_t len)
 }
 
 /*
- * Read the predecessor's state: queue its INIT and the requests it left
- * unanswered. Runs before any worker thread exists.
+ * Ask the kernel to send again every request a server read and did not
+ * answer (Linux 6.9 or later; older kernels refuse the notification): those
+ * in slots, and those a thread of a dying server read after the SIGKILL, when
+ * it cannot copy them any more. 1 when the kernel does.
+ */
+static int kernel_resend(void)
+{
+	struct fuse_out_header out = {
+		.len = sizeof(out),
+		.error = NOTIFY_RESEND,
+	};
+
+	return write(rs.fd, &out, sizeof(out)) == (ssize_t)sizeof(out);
+}
+
+/*
+ * Read the predecessor's state: replay its INIT, and have the requests it
+ * left unanswered sent again, by the kernel where it can, else from the
+ * slots. A request handed to a server once already is answered EIO instead.
+ * Runs before any worker thread exists.
  */
 static void take_over(unsigned generation)
 {
@@ -451,7 +568,32 @@ static void take_over(unsigned generation)
 	const struct fuse_in_header *in;
 	unsigned i, replayed = 0, failed = 0;
 	uint32_t init_len = st->init_len;
+	int asked = 0, resend = 0;
 
+	/* Answered before the kernel requeues what is in flight, so it is not resent. */
+	for (i = 0; i < SLOTS; i++) {
+		struct slot *s = &st->slots[i];
+
+		if (s->state == SLOT_FILLING)
+			s->state = SLOT_FREE;
+		if (s->state == SLOT_FULL && (s->replays >= 1 || s->len < sizeof(*in))) {
+			failed++;
+			answer(s->unique, EIO);
+		}
+	}
+	/*
+	 * Not while an INIT is saved but not known answered: the kernel may have had
+	 * its answer (the server died between writing it and noting it), and would
+	 * then resend nothing, leaving libfuse without an INIT. The saved one is
+	 * replayed instead, answered either way, and no other request can be in
+	 * flight before the kernel has its answer.
+	 */
+	if (!init_len || st->init_replied) {
+		asked = 1;
+		resend = kernel_resend();
+	}
+	if (resend)
+		rs.resent = calloc(SLOTS, sizeof(*rs.resent));
 	if (init_len >= sizeof(*in) && init_len <= INIT_MAX) {
 		in = (const void *)st->init;
 		rs.init_unique = in->unique;
@@ -465,12 +607,19 @@ static void take_over(unsigned generation)
 	for (i = 0; i < SLOTS; i++) {
 		struct slot *s = &st->slots[i];
 
-		if (s->state == SLOT_FILLING)
-			s->state = SLOT_FREE;
 		if (s->state != SLOT_FULL)
 			continue;
-		if (s->len < s->total || s->replays >= 1 || s->len < sizeof(*in) ||
-		    queue_add(s->data, s->len) != 0) {
+		if (resend) {
+			/* Its copy comes back from the kernel, counted by slot_track. */
+			if (rs.resent) {
+				rs.resent[rs.nresent].unique = s->unique | UNIQUE_RESEND;
+				rs.resent[rs.nresent++].replays = s->replays + 1;
+			}
+			__atomic_store_n(&s->state, SLOT_FREE, __ATOMIC_RELEASE);
+			replayed++;
+			continue;
+		}
+		if (s->len < s->total || queue_add(s->data, s->len) != 0) {
 			failed++;
 			answer(s->unique, EIO);
 			continue;
@@ -479,10 +628,14 @@ static void take_over(unsigned generation)
 		replayed++;
 	}
 	log_msg(LOG_NOTICE, "taking over from server %u of this volume: %s; %u request%s in "
-		"flight replayed, %u answered EIO; files opened before now answer ESTALE",
+		"flight replayed%s, %u answered EIO; files opened before now answer ESTALE",
 		st->generation, rs.fake_init ? "the kernel's INIT replayed" :
-		rs.init_gate ? "the kernel's unanswered INIT answered" : "no INIT yet",
-		replayed, replayed == 1 ? "" : "s", failed);
+		rs.init_gate ? "the kernel's unanswered INIT answered" :
+		"no INIT yet", replayed, replayed == 1 ? "" : "s",
+		resend ? " by the kernel (and any a dying thread read)" : "", failed);
+	if (asked && !resend)
+		log_msg(LOG_INFO, "this kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux "
+			"6.9): a request a thread of the dead server read as it died is lost");
 	st->generation = generation;
 }
 
@@ -555,6 +708,7 @@ int resume_session_mount(struct irsafs *fs, struct fuse_session *se, const char 
 		rs.st->generation = (uint32_t)generation;
 	} else if (generation > 1) {
 		rs.base = (uint64_t)(generation - 1) << GENERATION_SHIFT;
+		rs.generation = (uint32_t)generation;
 		inode_table_set_first_ino(fs->inodes, rs.base + 2);
 		take_over((unsigned)generation);
 	}

@@ -22,8 +22,8 @@
  *    predecessor's: any request on it is answered ESTALE (the kernel's path
  *    walk then retries with a fresh lookup, so opening by name works at
  *    once), and FORGETs of such numbers are dropped. The root (1) is
- *    everyone's; its directory handles are checked against the ones this
- *    server gave out.
+ *    everyone's; a successor hands out its directory handles under numbers
+ *    no other server uses, and checks them against the ones it gave out.
  *
  * Files open across a restart get ESTALE on their next read; their close
  * works. Requests are filtered and tracked by libfuse's custom I/O hooks, so

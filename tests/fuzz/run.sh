@@ -92,6 +92,7 @@ PY
 put fuzz_csi unpublish '\006\012\001v\022\002/t'
 put fuzz_csi info '\003'
 put fuzz_csi handoff '\200irsafs-handoff 1\nvolume_id=v\nbucket=b\nprefix=p/\ngeneration=2\n'
+put fuzz_mountinfo ok '/mnt/a b\n36 35 0:44 / /mnt/a\\040b rw,nosuid - fuse.irsafs irsafs:demo rw,user_id=0\n37 36 0:45 / /mnt/a\\040b rw shared:1 - tmpfs none rw\n'
 put fuzz_headers range 'bytes 0-131071/1073741824'
 put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
 put fuzz_headers iso '2026-11-28T15:17:00.123Z'

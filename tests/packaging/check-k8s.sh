@@ -3,9 +3,9 @@
 # Kubernetes OpenAPI schemas) pinned by packaging/kubernetes/validate/
 # package-lock.json, installed with `npm ci` into WORKDIR (a build directory,
 # never the source tree), then validate.mjs on three renderings of the
-# templates and negative.mjs (each mistake the validator must catch), and
-# validate-csi.mjs for the CSI driver's manifests in packaging/kubernetes/csi
-# (with unknown-field checks).
+# templates, validate-csi.mjs for the CSI driver's manifests in
+# packaging/kubernetes/csi (with unknown-field checks), and negative.mjs (each
+# mistake either validator must catch).
 #   usage: check-k8s.sh SRC IRSAFS WORKDIR IRSAFS_CSI
 set -eu
 src=$1
@@ -41,7 +41,7 @@ for set in "" "PREFIX=models/ KEY_PREFIX=models/" "PREFIX= KEY_PREFIX="; do
 done
 # Each mistake the validator exists for, made on purpose, must be caught.
 echo "== negative.mjs"
-node negative.mjs "$manifests" "$bin" "$src" || status=1
+node negative.mjs "$manifests" "$bin" "$src" "$csi" || status=1
 for set in "" "PREFIX=models/" "PREFIX="; do
 	echo "== validate-csi.mjs ${set:-(placeholders.env)}"
 	# shellcheck disable=SC2086 # one word per NAME=VALUE

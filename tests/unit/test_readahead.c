@@ -894,7 +894,8 @@ TEST(a_stream_whose_reader_stopped_takes_no_share)
 	usleep(200000);
 	b = ra_open(v.ra, "k1", "\"v0\"", size);
 	stream(b, 0, 4 << 20);
-	for (i = 0; i < 200 && busy_of(&v.fake, 1) < 7; i++)
+	/* Up to 20 s: a loaded machine under ASan starts the fetches late (2 s was too short once). */
+	for (i = 0; i < 2000 && busy_of(&v.fake, 1) < 7; i++)
 		usleep(10000);
 	usleep(50000);
 	CHECK(busy_of(&v.fake, 1) > 4);

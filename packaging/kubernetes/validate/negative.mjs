@@ -1,18 +1,20 @@
-// Proves validate.mjs rejects each mistake it exists to catch: every case
-// copies the shipped manifests, breaks one thing, and expects validate() to
-// fail with a line matching its pattern (and the untouched copy to pass).
-// usage: node negative.mjs MANIFEST_DIR IRSAFS_BINARY SOURCE_ROOT
+// Proves validate.mjs and validate-csi.mjs reject each mistake they exist to
+// catch: every case copies the shipped manifests, breaks one thing, and
+// expects the validator to fail with a line matching its pattern (and the
+// untouched copy to pass).
+// usage: node negative.mjs MANIFEST_DIR IRSAFS_BINARY SOURCE_ROOT IRSAFS_CSI_BINARY
 // Prints one line per case that was not caught and "N passed, M failed".
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { validate } from "./validate.mjs";
 
-const [dir, irsafs, srcRoot] = process.argv.slice(2);
-if (!dir || !irsafs || !srcRoot) {
-  console.error("usage: node negative.mjs MANIFEST_DIR IRSAFS_BINARY SOURCE_ROOT");
+const [dir, irsafs, srcRoot, irsafsCsi] = process.argv.slice(2);
+if (!dir || !irsafs || !srcRoot || !irsafsCsi) {
+  console.error("usage: node negative.mjs MANIFEST_DIR IRSAFS_BINARY SOURCE_ROOT IRSAFS_CSI_BINARY");
   process.exit(2);
 }
 const help = execFileSync(irsafs, ["--help"], { encoding: "utf8" });
@@ -105,6 +107,36 @@ const CASES = [
     (d) => fs.copyFileSync(path.join(d, "pod-staging.yaml"), path.join(d, "pod-staging-2.yaml"))],
 ];
 
+// The CSI driver's manifests (csi/), checked by validate-csi.mjs; each file in csi/.
+const daemonSet = (d) => d.spec.template.spec;
+const CSI_CASES = [
+  ["a misspelt field in the node DaemonSet", /node\.yaml: DaemonSet .*unknown fields .*\.mountPropagaton/,
+    yamlEdit("csi/node.yaml", (d) => {
+      const m = daemonSet(d).containers[0].volumeMounts.find((x) => x.mountPropagation);
+      m.mountPropagaton = m.mountPropagation;
+      delete m.mountPropagation;
+    })],
+  ["the app Pod asking for privileges", /pod-inline\.yaml: app: privileged/,
+    yamlEdit("csi/pod-inline.yaml", (p) => { app(p).securityContext.privileged = true; })],
+  ["the sidecar allowed to escalate", /pod-pvc\.yaml: irsafs: allowPrivilegeEscalation must be false/,
+    yamlEdit("csi/pod-pvc.yaml", (p) => { sidecar(p).securityContext.allowPrivilegeEscalation = true; })],
+  ["the sidecar adding a capability", /pod-inline\.yaml: irsafs: adds capabilities/,
+    yamlEdit("csi/pod-inline.yaml", (p) => { sidecar(p).securityContext.capabilities.add = ["SYS_ADMIN"]; })],
+  ["a CSIDriver with attachRequired true", /CSIDriver: attachRequired false/,
+    yamlEdit("csi/csidriver.yaml", (c) => { c.spec.attachRequired = true; })],
+  ["an inline volume that is not read-only", /pod-inline\.yaml: the inline volume is readOnly/,
+    yamlEdit("csi/pod-inline.yaml", (p) => { p.spec.volumes.find((v) => v.csi).csi.readOnly = false; })],
+];
+
+// validate-csi.mjs on d/csi: its problems (its FAIL lines).
+function validateCsi(d) {
+  const script = fileURLToPath(new URL("./validate-csi.mjs", import.meta.url));
+  const r = spawnSync(process.execPath, [script, path.join(d, "csi"), irsafs, irsafsCsi], { encoding: "utf8" });
+  const problems = r.stdout.split("\n").filter((l) => l.startsWith("FAIL ")).map((l) => l.slice(5));
+  if (r.status !== 0 && !problems.length) problems.push(`validate-csi.mjs exited ${r.status}: ${r.stderr}`);
+  return problems;
+}
+
 function copy(from, to) {
   fs.mkdirSync(to, { recursive: true });
   for (const x of fs.readdirSync(from, { withFileTypes: true })) {
@@ -122,18 +154,19 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "irsafs-k8s-negative-"));
 try {
   const clean = path.join(tmp, "clean");
   copy(dir, clean);
-  const base = await validate(clean, help, srcRoot);
-  if (base.problems.length) {
+  const base = [...(await validate(clean, help, srcRoot)).problems, ...validateCsi(clean)];
+  if (base.length) {
     failed++;
-    console.log(`FAIL the unbroken copy does not validate: ${base.problems.join("; ")}`);
+    console.log(`FAIL the unbroken copy does not validate: ${base.join("; ")}`);
   } else {
     passed++;
   }
-  for (const [i, [what, want, brk]] of CASES.entries()) {
+  const all = [...CASES.map((c) => [...c, false]), ...CSI_CASES.map((c) => [...c, true])];
+  for (const [i, [what, want, brk, csi]] of all.entries()) {
     const d = path.join(tmp, `case-${i}`);
     copy(dir, d);
     brk(d);
-    const { problems } = await validate(d, help, srcRoot);
+    const problems = csi ? validateCsi(d) : (await validate(d, help, srcRoot)).problems;
     if (problems.some((p) => want.test(p))) {
       passed++;
     } else {
