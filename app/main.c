@@ -268,9 +268,10 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	/* It reads the stack's books (the listing fetches among them): first. */
+	metrics_http_stop(app->metrics);
 	/* Listing threads answer FUSE requests: stop them before the fd goes. */
 	stack_stop(&app->stack);
-	metrics_http_stop(app->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
