@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include "cache/membudget.h"
+#include "cache/metacache.h"
 #include "core/log.h"
+#include "fs/inode.h"
 
 /*
  * The signal thread and the unmount state. stopping and stops are atomics;
@@ -229,6 +231,16 @@ static void *signal_main(void *arg)
 				"reuse, peak %zu, ceiling %zu (--max-memory)",
 				membudget_used(lc.app->stack.mem), membudget_pooled(lc.app->stack.mem),
 				membudget_peak(lc.app->stack.mem), membudget_limit(lc.app->stack.mem));
+		if (lc.app->stack.meta) {
+			struct metacache_stats ms;
+
+			metacache_stats(lc.app->stack.meta, &ms);
+			log_msg(LOG_NOTICE, "memory: listings %zu bytes cached, %zu held by %u being "
+				"read, the most one held %zu (--metadata-cache-size %zu); %lu names "
+				"known to the kernel", ms.listing_bytes, ms.listing_held,
+				ms.listings_live, ms.listing_held_peak,
+				lc.app->opts->metadata_cache_size, inode_count(lc.app->fs.inodes));
+		}
 	}
 	return NULL;
 }

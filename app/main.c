@@ -71,14 +71,8 @@ static int mount_check(struct app *app, const char *principal, const char *endpo
 		 * A whole first page is no slower than one key: when it is the
 		 * whole root, it answers the first lookups (within the TTL).
 		 */
-		struct store_dir *l = page.truncated ? NULL : store_dir_new();
-
-		if (l && listing_add_page(l, o->prefix, &page) == 0) {
-			listing_finish(l, o->prefix);
-			*root = l;
-			l = NULL;
-		}
-		store_dir_release(l);
+		if (!page.truncated)
+			*root = listing_of_page(o->prefix, &page);
 		store_page_cleanup(&page);
 		log_msg(LOG_INFO, "s3://%s/%s is listable by %s", o->bucket, o->prefix, principal);
 		return 0;
@@ -274,9 +268,10 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
+	/* It reads the stack's books (the listing fetches among them): first. */
+	metrics_http_stop(app->metrics);
 	/* Listing threads answer FUSE requests: stop them before the fd goes. */
 	stack_stop(&app->stack);
-	metrics_http_stop(app->metrics);
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:

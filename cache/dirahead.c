@@ -722,7 +722,7 @@ static size_t sd_count(void *dir)
 
 static void sd_entry(void *dir, size_t i, struct dirahead_entry *out)
 {
-	const struct store_dirent *e = &((struct store_dir *)dir)->e[i];
+	const struct store_dirent *e = store_dir_at(dir, i);
 
 	out->name = e->name;
 	out->is_dir = e->is_dir;
@@ -730,12 +730,24 @@ static void sd_entry(void *dir, size_t i, struct dirahead_entry *out)
 	out->etag = store_attr_packed_etag(&e->attr);
 }
 
+/* Binary search by name (a whole listing: entries from 0, sorted). */
 static long sd_find(void *dir, const char *name)
 {
 	struct store_dir *d = dir;
-	const struct store_dirent *e = store_dir_find(d, name);
+	size_t lo = 0, hi = d->n, mid;
+	int c;
 
-	return e ? (long)(e - d->e) : -1;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = strcmp(store_dir_at(d, mid)->name, name);
+		if (!c)
+			return (long)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
 }
 
 static void sd_release(void *dir)
@@ -755,6 +767,22 @@ static const struct dirahead_dir_ops store_dir_ops = {
 	.release = sd_release,
 	.ref = sd_ref,
 };
+
+/*
+ * The kept listing of dir_key when it is whole (a listing larger than the
+ * metadata cache is read in a window and let go of behind the reader: not
+ * one to plan with), a new reference; else NULL.
+ */
+static struct store_dir *peek_whole(struct store *inner, const char *dir_key)
+{
+	struct store_dir *d = store_dir_peek(inner, dir_key);
+
+	if (d && d->first) {
+		store_dir_release(d);
+		d = NULL;
+	}
+	return d;
+}
 
 /* key = *dir_key (malloc'd: up to and with its last '/', or "") + *name (in key). */
 static int split_key(const char *key, char **dir_key, const char **name)
@@ -790,7 +818,7 @@ static struct store_file *ds_open(struct store *s, const char *key, const struct
 	if ((head && head->buf) || split_key(key, &dir_key, &name))
 		return store_open(ds->layer.inner, key, a, head);
 	memset(&f, 0, sizeof(f));
-	if (dirahead_open(ds->da, dir_key, name, store_dir_peek(ds->layer.inner, dir_key),
+	if (dirahead_open(ds->da, dir_key, name, peek_whole(ds->layer.inner, dir_key),
 			  a->etag, a->size, &f) && f.buf.p)
 		h = (struct store_head){ f.buf.p, f.buf.n, f.got, head_release, ds->mb };
 	free(dir_key);
@@ -824,7 +852,7 @@ static int ds_lookup(struct store *s, const char *dir_key, const char *name,
 	 * TTL does at its first subdirectory.
 	 */
 	if (!d)
-		d = store_dir_peek(ds->layer.inner, dir_key);
+		d = peek_whole(ds->layer.inner, dir_key);
 	ent = d ? store_dir_find(d, name) : NULL;
 	if (!ent || ent->is_dir)
 		goto below;
@@ -874,9 +902,12 @@ static const struct store_ops ds_ops = {
 	.stat_head = store_fwd_stat_head,
 	.identity = store_fwd_identity,
 	.lookup = ds_lookup,
-	.dir_join = store_fwd_dir_join,
+	.dir_open = store_fwd_dir_open,
+	.dir_read = store_fwd_dir_read,
+	.dir_wait = store_fwd_dir_wait,
 	.dir_arm = store_fwd_dir_arm,
 	.dir_cancel = store_fwd_dir_cancel,
+	.dir_close = store_fwd_dir_close,
 	.dir_peek = store_fwd_dir_peek,
 	.open = ds_open,
 	.destroy = ds_destroy,

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/listorder.h"
 #include "core/log.h"
 #include "core/strutil.h"
+
+/* The first chunk starts this small: most directories are small. */
+#define FIRST_CHUNK_CAP 16
 
 size_t listing_max_pages(int page_size)
 {
@@ -15,7 +19,7 @@ size_t listing_max_pages(int page_size)
 	return n < 1000 ? 1000 : n;
 }
 
-/* What an entry holds besides its slot in l->e. */
+/* What an entry holds besides its slot. */
 static size_t entry_bytes(const struct store_dirent *ent)
 {
 	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
@@ -27,152 +31,162 @@ static void entry_clear(struct store_dirent *ent)
 	store_attr_packed_clear(&ent->attr);
 }
 
-static int add_entry(struct store_dir *l, const char *name, size_t len, int is_dir,
-		     const struct store_attr *attr)
+/* Room for one more entry at index l->n. 0 or -ENOMEM. */
+static int grow(struct store_dir *l)
+{
+	size_t k = l->n >> STORE_DIR_CHUNK_SHIFT, used = l->n & (STORE_DIR_CHUNK - 1);
+	struct store_dirent *c;
+
+	if (k < l->nchunks && used < l->last_cap)
+		return 0;
+	if (k < l->nchunks) {
+		/* The last chunk is full below STORE_DIR_CHUNK: double it. */
+		size_t cap = l->last_cap * 2;
+
+		c = realloc(l->chunk[k], cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		l->chunk[k] = c;
+		l->bytes += (cap - l->last_cap) * sizeof(*c);
+		l->last_cap = cap;
+		return 0;
+	}
+	/* A new chunk: the first starts small, later ones whole (the listing is big). */
+	if (k == l->nslots) {
+		struct store_dirent **slots = realloc(l->chunk, (k + 64) * sizeof(*slots));
+
+		if (!slots)
+			return -ENOMEM;
+		l->chunk = slots;
+		l->nslots = k + 64;
+		l->bytes += 64 * sizeof(*slots);
+	}
+	l->last_cap = k ? STORE_DIR_CHUNK : FIRST_CHUNK_CAP;
+	c = malloc(l->last_cap * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	l->chunk[k] = c;
+	l->nchunks = k + 1;
+	l->bytes += l->last_cap * sizeof(*c);
+	return 0;
+}
+
+int listing_append(struct store_dir *l, struct listing_batch *b)
+{
+	size_t i, moved = 0;
+	int rc = 0;
+
+	for (i = 0; i < b->n && !rc; i++) {
+		rc = grow(l);
+		if (rc)
+			break;
+		l->chunk[l->n >> STORE_DIR_CHUNK_SHIFT][l->n & (STORE_DIR_CHUNK - 1)] = b->e[i];
+		moved += entry_bytes(&b->e[i]);
+		l->n++;
+	}
+	/* What moved is l's now; b keeps the rest (all of it but on ENOMEM). */
+	l->bytes += moved;
+	b->bytes -= moved;
+	if (i < b->n)
+		memmove(b->e, b->e + i, (b->n - i) * sizeof(*b->e));
+	b->n -= i;
+	return rc;
+}
+
+/* ---- batches ---------------------------------------------------------------------------- */
+
+int listing_batch_take(struct listing_batch *b, char *name, size_t len, int is_dir,
+		       struct store_attr_packed *attr)
 {
 	struct store_dirent *ent;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct store_dirent *e = realloc(l->e, cap * sizeof(*e));
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct store_dirent *e = realloc(b->e, cap * sizeof(*e));
 
 		if (!e)
 			return -ENOMEM;
-		l->bytes += (cap - l->cap) * sizeof(*e);
-		l->e = e;
-		l->cap = cap;
+		b->e = e;
+		b->cap = cap;
 	}
-	ent = &l->e[l->n];
-	memset(ent, 0, sizeof(*ent));
-	ent->name = strndup(name, len);
-	if (!ent->name || (attr && store_attr_pack(&ent->attr, attr) != 0)) {
-		free(ent->name);
-		return -ENOMEM;
-	}
+	ent = &b->e[b->n++];
+	ent->name = name;
 	ent->is_dir = is_dir;
-	l->bytes += entry_bytes(ent);
-	l->n++;
+	memset(&ent->attr, 0, sizeof(ent->attr));
+	if (attr) {
+		ent->attr = *attr;
+		attr->strings = NULL;
+	}
+	b->bytes += len + 1 + store_attr_packed_bytes(&ent->attr);
 	return 0;
 }
 
-static void hidden(const char *key, const char *why)
+int listing_batch_add(struct listing_batch *b, const char *name, size_t len, int is_dir,
+		      const struct store_attr_packed *attr)
 {
-	log_once(LOG_NOTICE, "hiding s3 key '%s': %s", key, why);
+	struct store_attr_packed copy = { 0 };
+	char *n = strndup(name, len);
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	if (attr) {
+		struct store_attr a;
+
+		store_attr_unpack(attr, &a);
+		if (store_attr_pack(&copy, &a) != 0) {
+			free(n);
+			return -ENOMEM;
+		}
+	}
+	rc = listing_batch_take(b, n, len, is_dir, &copy);
+	if (rc) {
+		free(n);
+		store_attr_packed_clear(&copy);
+	}
+	return rc;
 }
 
-/* The parser's dropped entries, once each: they would otherwise vanish without a word. */
-static void log_drops(const char *dir_key, const struct store_page *page)
+void listing_batch_cleanup(struct listing_batch *b)
 {
 	size_t i;
 
-	for (i = 0; i < page->ndrops; i++) {
-		const struct store_drop *d = &page->drops[i];
-
-		if (d->key[0])
-			log_once(LOG_NOTICE, "hiding s3 key '%s' (as the listing of '%s' sent it): %s",
-				 d->key, dir_key, d->why);
-		else
-			log_once(LOG_NOTICE, "hiding an entry of the listing of '%s': %s", dir_key,
-				 d->why);
-	}
-	if (page->dropped > page->ndrops)
-		log_msg(LOG_NOTICE, "hiding %zu more entries of one page of the listing of '%s' "
-			"(only the first %zu are named)", page->dropped - page->ndrops, dir_key,
-			page->ndrops);
+	for (i = 0; i < b->n; i++)
+		entry_clear(&b->e[i]);
+	free(b->e);
+	memset(b, 0, sizeof(*b));
 }
 
-int listing_add_page(struct store_dir *l, const char *dir_key, const struct store_page *page)
+struct store_dir *listing_of_page(const char *dir_key, const struct store_page *page)
 {
-	size_t dlen = strlen(dir_key), i, len;
-	int rc;
+	struct listorder *o = listorder_new(dir_key);
+	struct listing_batch b = { 0 };
+	struct store_dir *l = store_dir_new();
+	int rc = -ENOMEM;
 
-	log_drops(dir_key, page);
-	for (i = 0; i < page->nobjects; i++) {
-		const struct store_object *o = &page->objects[i];
-		struct store_attr a;
-		const char *name;
-
-		if (strncmp(o->key, dir_key, dlen) != 0)
-			continue;
-		name = o->key + dlen;
-		len = strlen(name);
-		if (len == 0)
-			continue; /* the folder marker of this directory */
-		if (!store_name_ok(name, len)) {
-			hidden(o->key, len > STORE_NAME_MAX ? "name longer than 255 bytes"
-							    : "not a valid file name");
-			continue;
-		}
-		memset(&a, 0, sizeof(a));
-		a.size = o->size;
-		a.mtime = o->mtime;
-		snprintf(a.etag, sizeof(a.etag), "%s", o->etag ? o->etag : "");
-		snprintf(a.storage_class, sizeof(a.storage_class), "%s", o->storage_class);
-		rc = add_entry(l, name, len, 0, &a);
-		if (rc)
-			return rc;
+	if (o && l) {
+		rc = listorder_add_page(o, page, &b);
+		if (!rc)
+			rc = listorder_finish(o, &b);
+		if (!rc)
+			rc = listing_append(l, &b);
 	}
-	for (i = 0; i < page->nprefixes; i++) {
-		const char *p = page->prefixes[i], *name;
-
-		if (strncmp(p, dir_key, dlen) != 0)
-			continue;
-		name = p + dlen;
-		len = strlen(name);
-		if (len && name[len - 1] == '/')
-			len--;
-		if (!store_name_ok(name, len)) {
-			hidden(p, len == 0 ? "empty path segment" : len > STORE_NAME_MAX
-					 ? "name longer than 255 bytes" : "not a valid directory name");
-			continue;
-		}
-		rc = add_entry(l, name, len, 1, NULL);
-		if (rc)
-			return rc;
+	listing_batch_cleanup(&b);
+	listorder_free(o);
+	if (rc) {
+		store_dir_release(l);
+		return NULL;
 	}
-	return 0;
+	return l;
 }
 
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct store_dirent *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	/* Directories first among equal names, so they win. */
-	return c ? c : y->is_dir - x->is_dir;
-}
-
-void listing_finish(struct store_dir *l, const char *dir_key)
-{
-	size_t r, w = 0;
-
-	if (l->n < 2)
-		return; /* nothing to sort (and qsort may not get a NULL base) */
-	qsort(l->e, l->n, sizeof(*l->e), entry_cmp);
-	for (r = 0; r < l->n; r++) {
-		if (w && !strcmp(l->e[w - 1].name, l->e[r].name)) {
-			if (l->e[w - 1].is_dir && !l->e[r].is_dir)
-				log_once(LOG_NOTICE, "s3 key '%s%s' is hidden by the directory "
-					 "'%s%s/'", dir_key, l->e[r].name, dir_key, l->e[r].name);
-			l->bytes -= entry_bytes(&l->e[r]);
-			entry_clear(&l->e[r]);
-			continue;
-		}
-		l->e[w++] = l->e[r];
-	}
-	l->n = w;
-}
+/* ---- fetching --------------------------------------------------------------------------- */
 
 /*
- * The continuation tokens a listing was given, as 64-bit hashes in an
- * open-addressed table kept at most half full. A false "seen" needs two of a
- * listing's (at most a few thousand) tokens to share a hash: about 1 in 10^12.
+ * The continuation tokens a listing was given are kept as 64-bit hashes in an
+ * open-addressed table at most half full. A false "seen" needs two of a
+ * listing's (at most ten thousand) tokens to share a hash: about 1 in 10^11.
  */
-struct token_set {
-	unsigned long long *slot;	/* 0: empty */
-	size_t cap, n;
-};
-
 static unsigned long long token_hash(const char *s)
 {
 	unsigned long long h = 1469598103934665603ULL;
@@ -183,114 +197,111 @@ static unsigned long long token_hash(const char *s)
 }
 
 /* Add token: 0, 1 when it was there already, or -ENOMEM. */
-static int token_set_add(struct token_set *ts, const char *token)
+static int token_add(struct listing_fetch *f, const char *token)
 {
 	unsigned long long h = token_hash(token);
 	size_t i;
 
-	if (2 * (ts->n + 1) > ts->cap) {
-		struct token_set bigger = { .cap = ts->cap ? ts->cap * 2 : 64 };
+	if (2 * (f->ntokens + 1) > f->tokens_cap) {
+		size_t cap = f->tokens_cap ? f->tokens_cap * 2 : 64;
+		unsigned long long *slot = calloc(cap, sizeof(*slot));
 
-		bigger.slot = calloc(bigger.cap, sizeof(*bigger.slot));
-		if (!bigger.slot)
+		if (!slot)
 			return -ENOMEM;
-		for (i = 0; i < ts->cap; i++) {
-			size_t j = ts->slot[i] % bigger.cap;
+		for (i = 0; i < f->tokens_cap; i++) {
+			size_t j = f->tokens[i] % cap;
 
-			if (!ts->slot[i])
+			if (!f->tokens[i])
 				continue;
-			while (bigger.slot[j])
-				j = (j + 1) % bigger.cap;
-			bigger.slot[j] = ts->slot[i];
+			while (slot[j])
+				j = (j + 1) % cap;
+			slot[j] = f->tokens[i];
 		}
-		bigger.n = ts->n;
-		free(ts->slot);
-		*ts = bigger;
+		free(f->tokens);
+		f->tokens = slot;
+		f->tokens_cap = cap;
 	}
-	for (i = h % ts->cap; ts->slot[i]; i = (i + 1) % ts->cap)
-		if (ts->slot[i] == h)
+	for (i = h % f->tokens_cap; f->tokens[i]; i = (i + 1) % f->tokens_cap)
+		if (f->tokens[i] == h)
 			return 1;
-	ts->slot[i] = h;
-	ts->n++;
+	f->tokens[i] = h;
+	f->ntokens++;
 	return 0;
 }
 
-/* One listing_fetch in progress. */
-struct fetch {
-	const char *dir_key;
-	const struct listing_bounds *b;
-	struct store_dir *l;
-	struct token_set tokens;
-	size_t pages;
-	size_t charged;			/* bytes already passed to b->charge */
-	struct store_error *e;		/* the caller's */
-};
+int listing_fetch_init(struct listing_fetch *f, struct store *st, const char *dir_key,
+		       int page_size, const struct listing_bounds *bounds)
+{
+	memset(f, 0, sizeof(*f));
+	f->st = st;
+	f->page_size = page_size;
+	if (bounds)
+		f->b = *bounds;
+	f->max_pages = f->b.max_pages ? f->b.max_pages : listing_max_pages(page_size);
+	f->dir_key = strdup(dir_key);
+	f->order = listorder_new(dir_key);
+	if (!f->dir_key || !f->order) {
+		listing_fetch_cleanup(f);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void listing_fetch_cleanup(struct listing_fetch *f)
+{
+	listorder_free(f->order);
+	free(f->tokens);
+	free(f->token);
+	free(f->dir_key);
+	memset(f, 0, sizeof(*f));
+}
+
+size_t listing_fetch_bytes(const struct listing_fetch *f)
+{
+	return f->tokens_cap * sizeof(*f->tokens) + (f->order ? listorder_bytes(f->order) : 0);
+}
 
 /*
  * A listing ends for a bound the server's answers ran into: an answer this
  * listing cannot use (class cls, why), with the table's errno (EIO).
  */
-static int fetch_fail(struct fetch *f, enum err_class cls, const char *why)
+static int fetch_fail(struct listing_fetch *f, struct store_error *e, enum err_class cls,
+		      const char *why)
 {
-	store_error_clear(f->e);
-	f->e->cls = cls;
-	snprintf(f->e->what, sizeof(f->e->what), "%s", why);
-	snprintf(f->e->op, sizeof(f->e->op), "LIST");
-	snprintf(f->e->key, sizeof(f->e->key), "%s", f->dir_key);
-	return -store_error_errno(f->e);
+	store_error_clear(e);
+	e->cls = cls;
+	snprintf(e->what, sizeof(e->what), "%s", why);
+	snprintf(e->op, sizeof(e->op), "LIST");
+	snprintf(e->key, sizeof(e->key), "%s", f->dir_key);
+	return -store_error_errno(e);
 }
 
 /* Before a page: cancelled, out of pages, out of time? 0 or the errno to end with. */
-static int fetch_may_go_on(struct fetch *f, size_t max_pages)
+static int may_go_on(struct listing_fetch *f, struct store_error *e)
 {
-	const struct listing_bounds *b = f->b;
+	const struct listing_bounds *b = &f->b;
 
 	if (b->cancelled && b->cancelled(b->ctx))
 		return -EINTR;
-	if (f->pages >= max_pages) {
+	if (f->pages >= f->max_pages) {
 		log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): no "
 			"directory needs more than %zu pages, the server keeps saying there is "
-			"more; the listing fails (EIO)", f->dir_key, f->pages, f->l->n, max_pages);
-		return fetch_fail(f, ERR_PROTOCOL, "too many pages");
+			"more; the listing fails (EIO)", f->dir_key, f->pages, f->entries,
+			f->max_pages);
+		return fetch_fail(f, e, ERR_PROTOCOL, "too many pages");
 	}
 	if (b->deadline_ms && clock_mono_ms() >= b->deadline_ms) {
 		log_msg(LOG_ERR, "listing of '%s' is not done within --list-timeout (%zu pages, "
 			"%zu entries so far): the listing fails (EIO); raise --list-timeout if the "
 			"directory is this large and the server this slow", f->dir_key, f->pages,
-			f->l->n);
-		return fetch_fail(f, ERR_PROTOCOL, "not done within --list-timeout");
+			f->entries);
+		return fetch_fail(f, e, ERR_PROTOCOL, "not done within --list-timeout");
 	}
 	return 0;
 }
 
-/* After a page: the memory bound. 0 or -EIO. */
-static int fetch_charge(struct fetch *f)
-{
-	const struct listing_bounds *b = f->b;
-	size_t now = f->l->bytes + f->tokens.n * LISTING_TOKEN_BYTES;
-
-	if (b->max_bytes && now > b->max_bytes) {
-		log_msg(LOG_ERR, "listing of '%s' needs more than --metadata-cache-size (%zu MiB) "
-			"after %zu pages (%zu entries): the listing fails (EIO); raise "
-			"--metadata-cache-size to list this directory", f->dir_key,
-			b->max_bytes >> 20, f->pages, f->l->n);
-		return fetch_fail(f, ERR_TOO_LARGE, "larger than --metadata-cache-size");
-	}
-	if (b->charge && now > f->charged) {
-		if (b->charge(b->ctx, now - f->charged)) {
-			log_msg(LOG_ERR, "listing of '%s' stopped after %zu pages (%zu entries): the "
-				"listings being built at once hold all of --metadata-cache-size; the "
-				"listing fails (EIO); raise --metadata-cache-size", f->dir_key,
-				f->pages, f->l->n);
-			return fetch_fail(f, ERR_TOO_LARGE, "no room in --metadata-cache-size");
-		}
-		f->charged = now;
-	}
-	return 0;
-}
-
-/* The token that continues after page: 0 with *token set, or -EIO / -ENOMEM. */
-static int fetch_next_token(struct fetch *f, struct store_page *page, char **token)
+/* The token that continues after page: 0 with f->token set, or -EIO / -ENOMEM. */
+static int next_token(struct listing_fetch *f, struct store_page *page, struct store_error *e)
 {
 	size_t len;
 	int rc;
@@ -298,69 +309,57 @@ static int fetch_next_token(struct fetch *f, struct store_page *page, char **tok
 	if (!page->next_token || !*page->next_token) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu is truncated but has no "
 			"continuation token; the listing fails (EIO)", f->dir_key, f->pages);
-		return fetch_fail(f, ERR_PROTOCOL, "a truncated page without a token");
+		return fetch_fail(f, e, ERR_PROTOCOL, "a truncated page without a token");
 	}
 	len = strlen(page->next_token);
 	if (len > LISTING_MAX_TOKEN) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu has a continuation token of "
 			"%zu bytes, more than %d; the listing fails (EIO)", f->dir_key, f->pages,
 			len, LISTING_MAX_TOKEN);
-		return fetch_fail(f, ERR_PROTOCOL, "a continuation token too long");
+		return fetch_fail(f, e, ERR_PROTOCOL, "a continuation token too long");
 	}
-	rc = token_set_add(&f->tokens, page->next_token);
+	rc = token_add(f, page->next_token);
 	if (rc == 1) {
 		log_msg(LOG_ERR, "ListObjectsV2 under '%s': page %zu repeats a continuation token "
 			"this listing was already given, so the server would loop for ever; the "
 			"listing fails (EIO)", f->dir_key, f->pages);
-		return fetch_fail(f, ERR_PROTOCOL, "a continuation token repeated");
+		return fetch_fail(f, e, ERR_PROTOCOL, "a continuation token repeated");
 	}
 	if (rc)
 		return rc;
-	*token = page->next_token;
+	f->token = page->next_token;
 	page->next_token = NULL;
 	return 0;
 }
 
-int listing_fetch(struct store *st, const char *dir_key, int page_size,
-		  const struct listing_bounds *bounds, struct store_dir **out, struct store_error *e)
+int listing_fetch_page(struct listing_fetch *f, struct listing_batch *out, struct store_error *e)
 {
-	static const struct listing_bounds none;
-	struct fetch f = { .dir_key = dir_key, .b = bounds ? bounds : &none, .e = e };
-	size_t max_pages = f.b->max_pages ? f.b->max_pages : listing_max_pages(page_size);
 	struct store_page page;
-	char *token = NULL;
+	size_t before = out->n;
 	int rc;
 
 	store_error_clear(e);
-	f.l = store_dir_new();
-	if (!f.l)
-		return -ENOMEM;
-	for (;;) {
-		rc = fetch_may_go_on(&f, max_pages);
-		if (rc)
-			break;
-		rc = store_list_page(st, dir_key, token, page_size, &page, e);
-		free(token);
-		token = NULL;
-		if (rc)
-			break;
-		f.pages++;
-		rc = listing_add_page(f.l, dir_key, &page);
-		if (!rc && page.truncated)
-			rc = fetch_next_token(&f, &page, &token);
-		if (!rc)
-			rc = fetch_charge(&f);
-		store_page_cleanup(&page);
-		if (rc || !token)
-			break;
-	}
-	free(token);
-	free(f.tokens.slot);
-	if (rc) {
-		store_dir_release(f.l);
+	rc = may_go_on(f, e);
+	if (rc)
 		return rc;
+	rc = store_list_page(f->st, f->dir_key, f->token, f->page_size, &page, e);
+	free(f->token);
+	f->token = NULL;
+	if (rc)
+		return rc;
+	f->pages++;
+	/* The token first: a page that loops is not taken (its keys would come again). */
+	if (page.truncated)
+		rc = next_token(f, &page, e);
+	if (!rc)
+		rc = listorder_add_page(f->order, &page, out);
+	if (!rc && !page.truncated) {
+		rc = listorder_finish(f->order, out);
+		f->ended = 1;
 	}
-	listing_finish(f.l, dir_key);
-	*out = f.l;
-	return 0;
+	f->entries += out->n - before;
+	store_page_cleanup(&page);
+	if (rc)
+		return rc;
+	return f->ended ? 0 : 1;
 }

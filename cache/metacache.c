@@ -258,19 +258,41 @@ static int mc_lookup(struct store *s, const char *dir_key, const char *name,
 	return rc;
 }
 
-static int mc_dir_join(struct store *s, const char *dir_key, struct store_dir_waiter *w)
+static int mc_dir_open(struct store *s, const char *dir_key, struct store_dir_reader **out,
+		       struct store_dir_waiter *w)
 {
 	struct metacache *mc = (struct metacache *)s;
 	struct store_dir *d = metatable_get_dir(mc->table, dir_key, mc->cfg.ttl_ms);
 
+	*out = NULL;
 	if (d) {
-		/* Fresh: answered now, delivered at the arm. */
-		dirfetch_answered(w, 0, d);
+		/* Fresh: a reader of the whole listing, answered at the arm. */
+		*out = dirfetch_open_listing(d);
+		store_dir_release(d);
+		if (!*out)
+			return -ENOMEM;
+		dirfetch_answered(w, *out, 0);
 		return 0;
 	}
 	if (!mc->dirs)
 		return -ESHUTDOWN;
-	return dirfetch_join(mc->dirs, dir_key, w);
+	return dirfetch_open(mc->dirs, dir_key, out, w);
+}
+
+static ssize_t mc_dir_read(struct store *s, struct store_dir_reader *r, size_t off,
+			   store_dirent_fn fn, void *ctx)
+{
+	return dirfetch_read(((struct metacache *)s)->dirs, r, off, fn, ctx);
+}
+
+static int mc_dir_wait(struct store *s, struct store_dir_reader *r, size_t off,
+		       struct store_dir_waiter *w)
+{
+	struct metacache *mc = (struct metacache *)s;
+
+	if (!mc->dirs)
+		return -EIO;
+	return dirfetch_wait(mc->dirs, r, off, w);
 }
 
 static void mc_dir_arm(struct store *s, struct store_dir_waiter *w)
@@ -292,6 +314,11 @@ static struct store_dir *mc_dir_peek(struct store *s, const char *dir_key)
 	return metatable_get_dir(((struct metacache *)s)->table, dir_key, LLONG_MAX);
 }
 
+static void mc_dir_close(struct store *s, struct store_dir_reader *r)
+{
+	dirfetch_close(((struct metacache *)s)->dirs, r);
+}
+
 /* The fetches' share of the table, and where a finished listing goes. */
 static int fetch_reserve(void *ctx, size_t bytes)
 {
@@ -305,7 +332,8 @@ static void fetch_unreserve(void *ctx, size_t bytes)
 
 static void fetch_finished(void *ctx, const char *key, int rc, struct store_dir *d)
 {
-	if (!rc)
+	/* d is NULL for a listing read in a window: not kept. */
+	if (!rc && d)
 		metatable_set_dir(((struct metacache *)ctx)->table, key, d);
 }
 
@@ -328,10 +356,13 @@ static const struct store_ops mc_ops = {
 	.stat_head = store_fwd_stat_head,
 	.identity = store_fwd_identity,
 	.lookup = mc_lookup,
-	.dir_join = mc_dir_join,
+	.dir_open = mc_dir_open,
+	.dir_read = mc_dir_read,
+	.dir_wait = mc_dir_wait,
 	.dir_arm = mc_dir_arm,
 	.dir_cancel = mc_dir_cancel,
 	.dir_peek = mc_dir_peek,
+	.dir_close = mc_dir_close,
 	/* Reads pass through: the file is the layer's below that opens files. */
 	.open = store_fwd_open,
 	.destroy = mc_destroy,
@@ -354,7 +385,6 @@ struct store *metacache_new(struct store *inner, const struct metacache_config *
 		.store = inner,
 		.page_size = cfg->page_size,
 		.timeout_ms = cfg->list_timeout_ms,
-		.max_bytes = cfg->max_listing_bytes,
 		.reserve = fetch_reserve,
 		.unreserve = fetch_unreserve,
 		.finished = fetch_finished,
@@ -399,4 +429,11 @@ void metacache_stats(struct store *s, struct metacache_stats *out)
 	out->lookup_hits = __atomic_load_n(&mc->hits, __ATOMIC_RELAXED);
 	out->lookup_misses = __atomic_load_n(&mc->misses, __ATOMIC_RELAXED);
 	out->listing_bytes = metatable_listing_bytes(mc->table);
+	out->listing_held = 0;
+	out->listing_held_peak = 0;
+	out->listings_live = 0;
+	if (mc->dirs) {
+		out->listing_held = dirfetch_held(mc->dirs, &out->listing_held_peak);
+		out->listings_live = dirfetch_live(mc->dirs);
+	}
 }

@@ -2,11 +2,12 @@
  * metacache: the metadata cache, a store layer that answers what names are.
  *
  * It turns the flat keyspace of the store below into directories: it handles
- * lookup (what is this name in this directory) and the asynchronous
- * directory listings (dir_join, dir_arm, dir_cancel), and forwards every
- * other hook. What it remembers is in its table (cache/metatable.h):
- * listings by directory key for the metadata TTL, and negative answers ("no
- * such key" for the negative TTL, "denied" for the TTL).
+ * lookup (what is this name in this directory) and the directories, read
+ * while their listings arrive (dir_open, dir_read, dir_wait, dir_arm,
+ * dir_cancel, dir_close), and forwards every other hook. What it remembers
+ * is in its table (cache/metatable.h): listings by directory key for the
+ * metadata TTL, and negative answers ("no such key" for the negative TTL,
+ * "denied" for the TTL).
  *
  * A lookup inside a directory listed within the TTL is answered from that
  * listing, and a name with a fresh negative entry from that. Otherwise it
@@ -30,11 +31,13 @@
  * whose GET is denied too, is a directory that can be traversed, not listed.
  * A name the role may list but not read is a file shown as refused.
  *
- * Listings are fetched off the caller's thread (cache/dirfetch.h): any number
- * of waiters of one directory share one fetch, a finished listing is kept in
- * the table (its bytes were reserved there while it was fetched), and a
- * waiter may leave at any time. Thread-safe; the layer's own locks are its
- * table's and its fetches' (never held across a call to the store below).
+ * Listings are fetched off the caller's thread (cache/dirfetch.h) and read
+ * as their pages arrive: any number of readers of one directory share one
+ * fetch, a finished listing is kept in the table (its bytes were reserved
+ * there while it was fetched), one too large for --metadata-cache-size is
+ * read in a window and not kept, and a waiter may leave at any time.
+ * Thread-safe; the layer's own locks are its table's and its fetches' (never
+ * held across a call to the store below).
  */
 #ifndef IRSAFS_CACHE_METACACHE_H
 #define IRSAFS_CACHE_METACACHE_H
@@ -58,6 +61,9 @@ struct metacache_stats {
 	unsigned long long lookup_hits;	/* answered from a listing or a negative entry */
 	unsigned long long lookup_misses;	/* lookups that asked the store below */
 	size_t listing_bytes;		/* bytes of kept listings */
+	size_t listing_held;		/* bytes held by listings being read as they arrive */
+	size_t listing_held_peak;	/* the most one of them held after a page */
+	unsigned listings_live;		/* listings being fetched (or waiting for readers) */
 };
 
 /* The layer over inner (not owned). NULL on ENOMEM. No thread starts yet. */

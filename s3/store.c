@@ -343,9 +343,22 @@ int store_fwd_lookup(struct store *s, const char *dir_key, const char *name,
 	return store_lookup(inner_of(s), dir_key, name, out, e);
 }
 
-int store_fwd_dir_join(struct store *s, const char *dir_key, struct store_dir_waiter *w)
+int store_fwd_dir_open(struct store *s, const char *dir_key, struct store_dir_reader **out,
+		       struct store_dir_waiter *w)
 {
-	return store_dir_join(inner_of(s), dir_key, w);
+	return store_dir_open(inner_of(s), dir_key, out, w);
+}
+
+ssize_t store_fwd_dir_read(struct store *s, struct store_dir_reader *r, size_t off,
+			   store_dirent_fn fn, void *ctx)
+{
+	return store_dir_read(inner_of(s), r, off, fn, ctx);
+}
+
+int store_fwd_dir_wait(struct store *s, struct store_dir_reader *r, size_t off,
+		       struct store_dir_waiter *w)
+{
+	return store_dir_wait(inner_of(s), r, off, w);
 }
 
 void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w)
@@ -361,6 +374,11 @@ void store_fwd_dir_cancel(struct store *s, const void *tag)
 struct store_dir *store_fwd_dir_peek(struct store *s, const char *dir_key)
 {
 	return store_dir_peek(inner_of(s), dir_key);
+}
+
+void store_fwd_dir_close(struct store *s, struct store_dir_reader *r)
+{
+	store_dir_close(inner_of(s), r);
 }
 
 int store_name_ok(const char *name, size_t len)
@@ -390,30 +408,91 @@ struct store_dir *store_dir_ref(struct store_dir *d)
 	return d;
 }
 
+/* What an entry holds besides its slot. */
+static size_t dirent_bytes(const struct store_dirent *ent)
+{
+	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
+}
+
+/* Chunk k's entries (those in [d->first, d->n)) are freed, then the chunk; the bytes they held. */
+static size_t free_chunk(struct store_dir *d, size_t k, size_t cap)
+{
+	size_t lo = k << STORE_DIR_CHUNK_SHIFT, hi = lo + STORE_DIR_CHUNK, i, bytes = 0;
+	struct store_dirent *c = d->chunk[k];
+
+	if (!c)
+		return 0;
+	if (lo < d->first)
+		lo = d->first;
+	if (hi > d->n)
+		hi = d->n;
+	for (i = lo; i < hi; i++) {
+		struct store_dirent *ent = &c[i & (STORE_DIR_CHUNK - 1)];
+
+		bytes += dirent_bytes(ent);
+		free(ent->name);
+		store_attr_packed_clear(&ent->attr);
+	}
+	free(c);
+	d->chunk[k] = NULL;
+	return bytes + cap * sizeof(*c);
+}
+
 void store_dir_release(struct store_dir *d)
 {
-	size_t i;
+	size_t k;
 
 	if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	for (i = 0; i < d->n; i++) {
-		free(d->e[i].name);
-		store_attr_packed_clear(&d->e[i].attr);
-	}
-	free(d->e);
+	for (k = 0; k < d->nchunks; k++)
+		free_chunk(d, k, 0);
+	free(d->chunk);
 	free(d);
+}
+
+size_t store_dir_let_go(struct store_dir *d, size_t below)
+{
+	size_t k, end = below >> STORE_DIR_CHUNK_SHIFT, freed = 0;
+
+	if (below > d->n)
+		end = d->n >> STORE_DIR_CHUNK_SHIFT;
+	/* Chunks wholly below `below` are full, STORE_DIR_CHUNK entries each. */
+	for (k = d->first >> STORE_DIR_CHUNK_SHIFT; k < end; k++)
+		freed += free_chunk(d, k, STORE_DIR_CHUNK);
+	if (end << STORE_DIR_CHUNK_SHIFT > d->first)
+		d->first = end << STORE_DIR_CHUNK_SHIFT;
+	d->bytes -= freed;
+	return freed;
+}
+
+int store_name_cmp(const char *a, const char *b)
+{
+	const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+
+	while (*x && *x == *y) {
+		x++;
+		y++;
+	}
+	if (!*x && !*y)
+		return 0;
+	/* The end of a name sorts as the '/' that would follow it... */
+	if ((*x ? *x : '/') != (*y ? *y : '/'))
+		return (int)(*x ? *x : '/') - (int)(*y ? *y : '/');
+	/* ... and before a '/' that is really there (a name to look up never holds one). */
+	return *x ? 1 : -1;
 }
 
 const struct store_dirent *store_dir_find(const struct store_dir *d, const char *name)
 {
-	size_t lo = 0, hi = d->n;
+	size_t lo = d->first, hi = d->n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(d->e[mid].name, name);
+		const struct store_dirent *ent = store_dir_at(d, mid);
+		int c = store_name_cmp(ent->name, name);
 
 		if (c == 0)
-			return &d->e[mid];
+			return ent;
 		if (c < 0)
 			lo = mid + 1;
 		else

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -203,18 +204,38 @@ struct store_dirent {
 };
 
 /*
- * A directory's listing: its entries, sorted by name (byte order), unique.
- * Built by the metadata cache from list pages (cache/listing.h), then
- * immutable and reference-counted, so open directory handles and lookups
- * share it without locks.
+ * The order of a directory's entries: a+"/" against b+"/" in byte order (<0,
+ * 0, >0), so a file sorts where a directory of its name would ("a.txt" < "a"
+ * < "a0", since '.' < '/' < '0'). That is the order S3 sends the keys in,
+ * with every file moved from "f" to "f/", which lets a listing be handed out
+ * while its pages are still coming (cache/listorder.h). Names hold no '/'.
+ */
+int store_name_cmp(const char *a, const char *b);
+
+/* Entries per chunk of a listing (a power of two). */
+#define STORE_DIR_CHUNK_SHIFT 10
+#define STORE_DIR_CHUNK ((size_t)1 << STORE_DIR_CHUNK_SHIFT)
+
+/*
+ * A directory's listing: its entries, unique, in store_name_cmp's order.
+ * Built by the metadata cache from list pages (cache/listing.h). Entries
+ * live in chunks of STORE_DIR_CHUNK (the first starts small and grows), so a
+ * listing grows by appending without copying what it holds, and one read
+ * while it is fetched (cache/dirstream.h) can let go of the chunks every
+ * reader has passed: entries below `first` are gone. A whole listing (first
+ * 0, nothing appended any more) is immutable and reference-counted, so open
+ * directory handles and lookups share it without locks.
  */
 struct store_dir {
 	int refs;			/* atomic */
 	long long fetched_ms;		/* monotonic time of the first page request */
-	size_t n;
-	size_t cap;
-	struct store_dirent *e;
-	size_t bytes;			/* what it holds: the struct, e[cap], names, attributes */
+	size_t n;			/* entries appended: indexes 0 .. n-1 */
+	size_t first;			/* entries below it were let go; 0 in a whole listing */
+	struct store_dirent **chunk;	/* chunk[i >> STORE_DIR_CHUNK_SHIFT] holds entry i */
+	size_t nchunks;			/* chunks made (some freed: NULL below first) */
+	size_t nslots;			/* slots in chunk[] */
+	size_t last_cap;		/* entries the last chunk has room for */
+	size_t bytes;			/* what it holds: the struct, chunks, names, attributes */
 };
 
 /* An empty listing, fetched now (one reference). NULL on ENOMEM. */
@@ -222,8 +243,21 @@ struct store_dir *store_dir_new(void);
 struct store_dir *store_dir_ref(struct store_dir *d);
 /* Drop a reference; NULL is allowed. */
 void store_dir_release(struct store_dir *d);
-/* Binary search by name; NULL when absent. */
+/* Binary search by name in a whole listing; NULL when absent. */
 const struct store_dirent *store_dir_find(const struct store_dir *d, const char *name);
+
+/* Entry i, for d->first <= i < d->n. */
+static inline const struct store_dirent *store_dir_at(const struct store_dir *d, size_t i)
+{
+	return &d->chunk[i >> STORE_DIR_CHUNK_SHIFT][i & (STORE_DIR_CHUNK - 1)];
+}
+
+/*
+ * Let go of the entries below `below` (rounded down to a whole chunk): their
+ * memory is freed and d->first moves up. Returns the bytes d->bytes lost.
+ * The owner's, under its own lock (cache/dirstream.c).
+ */
+size_t store_dir_let_go(struct store_dir *d, size_t below);
 
 /* The attributes of a listed file (zeros for a directory). */
 static inline void store_dirent_attr(const struct store_dirent *ent, struct store_attr *out)
@@ -239,24 +273,40 @@ struct store_entry {
 };
 
 /*
- * An opendir waiting for its directory's listing (store_dir_join). The
- * caller fills done and tag; the rest is the store's.
+ * An open directory (store_dir_open): one reader of its listing, kept whole
+ * or read while it arrives. The store's; freed by store_dir_close.
+ */
+struct store_dir_reader;
+
+/*
+ * Called for entry i of a listing (store_dir_read), under the listing's lock:
+ * 0 to go on, 1 to stop before this entry (the reply is full), or a negative
+ * errno to stop.
+ */
+typedef int (*store_dirent_fn)(void *ctx, size_t i, const struct store_dirent *ent);
+
+/*
+ * An opendir waiting for its directory's first page (store_dir_open), or a
+ * readdir waiting for its next entries (store_dir_wait). The caller fills
+ * done and tag; the rest is the store's.
  */
 struct store_dir_waiter {
 	/*
-	 * rc 0: d is a new reference for the waiter; else d is NULL and e (may
-	 * be NULL) says why. Called exactly once per joined waiter, with no
-	 * lock held; after it the waiter belongs to done (which may free it).
+	 * An open: rc 0, the reader may read; else the open failed (e, which
+	 * may be NULL, says why) and its reader is closed already. A wait: rc
+	 * 0, read again (entries, the end or the listing's error are there);
+	 * else -EINTR (cancelled) or -EIO. Called exactly once per added
+	 * waiter, with no lock held; after it the waiter belongs to done (which
+	 * may free it).
 	 */
-	void (*done)(struct store_dir_waiter *w, int rc, struct store_dir *d,
-		     const struct store_error *e);
+	void (*done)(struct store_dir_waiter *w, int rc, const struct store_error *e);
 	const void *tag;		/* what store_dir_cancel finds it by (a fuse_req_t) */
 	/* Private to the store that took it. */
 	struct store_dir_waiter *next;
-	void *flight;
-	int state;
-	int rc;
-	struct store_dir *d;
+	void *flight;			/* NULL once detached */
+	struct store_dir_reader *r;
+	size_t off;
+	int kind, state, rc;
 	struct store_error *err;
 };
 
@@ -372,17 +422,28 @@ struct store_ops {
 	int (*lookup)(struct store *s, const char *dir_key, const char *name,
 		      struct store_entry *out, struct store_error *e);
 	/*
-	 * Optional (the metadata cache): the listing of dir_key, asynchronously.
-	 * dir_join adds w to the directory's fetch (starting one when none
-	 * runs; a fresh cached listing answers it at once): 1 when a fetch was
-	 * started, 0 when w joined one or was answered, or a negative errno (w
-	 * was not taken). Until dir_arm the waiter is the caller's: an answer or
-	 * a cancel that comes in between is held and delivered by dir_arm (so the
-	 * caller can register what will call dir_cancel first). dir_cancel: the
-	 * waiter with this tag leaves, answered -EINTR now (or at its arm); a
-	 * fetch nobody waits for is abandoned.
+	 * Optional (the metadata cache): open the directory dir_key, whose
+	 * entries are read while its listing arrives (a fresh cached listing
+	 * answers at once). dir_open sets *out to its reader, and w waits for
+	 * the first page: 1 when a fetch was started, 0 when w joined one or was
+	 * answered, or a negative errno (*out NULL, w not taken). dir_read hands
+	 * fn the entries from offset off (0 is the first) that are there:
+	 * returns how many fn took, 0 at the end, the listing's error once it
+	 * ended with one before off, fn's error, or -EAGAIN (not there yet:
+	 * dir_wait). dir_wait adds w to wait for the entry at off: 0 (arm it), 1
+	 * when it is there already (read again), or a negative errno (w not
+	 * taken). Until dir_arm a waiter is the caller's: an answer or a cancel
+	 * that comes in between is held and delivered by dir_arm (so the caller
+	 * can register what will call dir_cancel first). dir_cancel: the waiter
+	 * with this tag leaves, answered -EINTR now (or at its arm); a fetch
+	 * nobody reads is abandoned. dir_close: a RELEASEDIR.
 	 */
-	int (*dir_join)(struct store *s, const char *dir_key, struct store_dir_waiter *w);
+	int (*dir_open)(struct store *s, const char *dir_key, struct store_dir_reader **out,
+			struct store_dir_waiter *w);
+	ssize_t (*dir_read)(struct store *s, struct store_dir_reader *r, size_t off,
+			    store_dirent_fn fn, void *ctx);
+	int (*dir_wait)(struct store *s, struct store_dir_reader *r, size_t off,
+			struct store_dir_waiter *w);
 	void (*dir_arm)(struct store *s, struct store_dir_waiter *w);
 	void (*dir_cancel)(struct store *s, const void *tag);
 	/*
@@ -392,6 +453,7 @@ struct store_ops {
 	 * GET to the listed ETag and size), never for answers that must be fresh.
 	 */
 	struct store_dir *(*dir_peek)(struct store *s, const char *dir_key);
+	void (*dir_close)(struct store *s, struct store_dir_reader *r);
 
 	/*
 	 * Open key, of the attributes a (its ETag pins every read: a changed
@@ -476,12 +538,25 @@ static inline int store_lookup(struct store *s, const char *dir_key, const char 
 	return s->ops->lookup(s, dir_key, name, out, e);
 }
 
-static inline int store_dir_join(struct store *s, const char *dir_key,
+static inline int store_dir_open(struct store *s, const char *dir_key,
+				 struct store_dir_reader **out, struct store_dir_waiter *w)
+{
+	*out = NULL;
+	if (!s->ops->dir_open)
+		return -ENOSYS;
+	return s->ops->dir_open(s, dir_key, out, w);
+}
+
+static inline ssize_t store_dir_read(struct store *s, struct store_dir_reader *r, size_t off,
+				     store_dirent_fn fn, void *ctx)
+{
+	return s->ops->dir_read(s, r, off, fn, ctx);
+}
+
+static inline int store_dir_wait(struct store *s, struct store_dir_reader *r, size_t off,
 				 struct store_dir_waiter *w)
 {
-	if (!s->ops->dir_join)
-		return -ENOSYS;
-	return s->ops->dir_join(s, dir_key, w);
+	return s->ops->dir_wait(s, r, off, w);
 }
 
 static inline void store_dir_arm(struct store *s, struct store_dir_waiter *w)
@@ -500,6 +575,12 @@ static inline struct store_dir *store_dir_peek(struct store *s, const char *dir_
 	if (!s->ops->dir_peek)
 		return NULL;
 	return s->ops->dir_peek(s, dir_key);
+}
+
+static inline void store_dir_close(struct store *s, struct store_dir_reader *r)
+{
+	if (r)
+		s->ops->dir_close(s, r);
 }
 
 static inline struct store_file *store_open(struct store *s, const char *key,
@@ -564,10 +645,16 @@ int store_fwd_stat_head(struct store *s, const char *key, struct store_attr *out
 int store_fwd_identity(struct store *s, struct store_identity *out);
 int store_fwd_lookup(struct store *s, const char *dir_key, const char *name,
 		     struct store_entry *out, struct store_error *e);
-int store_fwd_dir_join(struct store *s, const char *dir_key, struct store_dir_waiter *w);
+int store_fwd_dir_open(struct store *s, const char *dir_key, struct store_dir_reader **out,
+		       struct store_dir_waiter *w);
+ssize_t store_fwd_dir_read(struct store *s, struct store_dir_reader *r, size_t off,
+			   store_dirent_fn fn, void *ctx);
+int store_fwd_dir_wait(struct store *s, struct store_dir_reader *r, size_t off,
+		       struct store_dir_waiter *w);
 void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w);
 void store_fwd_dir_cancel(struct store *s, const void *tag);
 struct store_dir *store_fwd_dir_peek(struct store *s, const char *dir_key);
+void store_fwd_dir_close(struct store *s, struct store_dir_reader *r);
 struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
 				  struct store_head *head);
 

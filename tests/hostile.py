@@ -54,6 +54,12 @@ Objects and state (keys are bytes; a str is UTF-8 encoded):
   with EKS-shaped claims; raw: the exact file contents).
   srv.sts_calls: the parsed forms of STS requests (dicts); srv.issued: the
   (AccessKeyId, expiration epoch) pairs handed out.
+  synth(b, prefix, n, fmt="k%07d", size=0): a directory of n keys
+  prefix + fmt % i (fmt must sort as i does: zero-padded), made up as they are
+  asked for (listings, HEAD, GET: `size` bytes, byte j of key i is
+  (i + j) % 251, ETag the md5 of those), so a million keys cost no memory; a
+  listing under prefix sees only them, and prefix shows in its parent's
+  listing. synth_data(i, size): the bytes of key i.
 
 Rules: add(fault, kind=None, path=None, key=None, query=None, bucket=None,
 count=None, skip=0, headers=None, **params) -> Rule. A rule matches a request
@@ -124,6 +130,8 @@ request. Faults and their params (defaults):
   error               `status` (500) with an S3 <Error> Code `code` (InternalError),
                       Message `message` (HEAD: no body)
  timing (kind "any"):
+  gate                hold the request until srv.release(rule) (or `seconds`, 60,
+                      pass), then the real answer
   hang                read the request, answer nothing for `seconds` (30), then close
   delay               nothing for `seconds` (3), then the real answer
   stall               the head and `keep` bytes of the body (None: half; with no
@@ -148,6 +156,7 @@ As a program, with a JSON control endpoint:
     curl CONTROL/stats;  curl 'CONTROL/requests?n=50'
     curl -d '{"bucket":"b","key":"k","data":"text"}' CONTROL/objects  # or key_b64,
          # data_b64, size (pseudo-random bytes); DELETE CONTROL/objects with bucket, key
+    curl -d '{"bucket":"b","prefix":"m/","n":1000000}' CONTROL/synth  # + fmt, size
     curl -d '{"bucket":"b","prefix":"p/","actions":["get"]}' CONTROL/deny
     curl -d '{"expires_in":30}' CONTROL/sts
     curl -d '{"bucket":"b","key":"k","n":2,"data":"new"}' CONTROL/replace_after
@@ -221,6 +230,7 @@ FAULTS = {
     "auth_malformed": ("s3", {"region": "eu-west-1"}, False),
     "error": ("s3", {"status": 500, "code": "InternalError",
                      "message": "We encountered an internal error."}, False),
+    "gate": ("any", {"seconds": 60}, False),
     "hang": ("any", {"seconds": 30}, False),
     "delay": ("any", {"seconds": 3}, False),
     "stall": ("any", {"keep": None, "seconds": 30}, False),
@@ -311,6 +321,47 @@ class Obj:
         self.pending = None     # (n, data, etag) from replace_after
 
 
+def synth_data(i, size):
+    """The bytes of key i of a synthesized directory."""
+    return bytes((i + j) % 251 for j in range(size))
+
+
+class _Synth:
+    """A directory of n keys prefix + fmt % i, made up on demand. A sequence of
+    its keys (sorted; bisect works on it) and a mapping key -> Obj."""
+
+    def __init__(self, prefix, n, fmt, size, mtime):
+        self.prefix, self.n, self.fmt, self.size, self.mtime = prefix, n, fmt.encode(), size, mtime
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.prefix + self.fmt % i
+
+    def index(self, key):
+        """i for one of its keys, else None."""
+        if not key.startswith(self.prefix):
+            return None
+        i = bisect.bisect_left(self, key)
+        return i if i < self.n and self[i] == key else None
+
+    def obj(self, i):
+        data = synth_data(i, self.size)
+        return Obj(data, '"%s"' % hashlib.md5(data).hexdigest(), self.mtime, "STANDARD")
+
+    def get(self, key, default=None):
+        i = self.index(key)
+        return self.obj(i) if i is not None else default
+
+    def __contains__(self, key):
+        return self.index(key) is not None
+
+
 class Request(collections.namedtuple("Request", "method path query headers")):
     """(method, path, query, headers); also .kind, .bucket, .key, .time."""
 
@@ -346,6 +397,7 @@ class Rule:
         self.matched = 0
         self.injected = 0
         self.seq = 0        # endless_new_token's page counter
+        self.opened = threading.Event()     # gate
 
     def active(self):
         return self.count is None or self.injected < self.count
@@ -475,6 +527,7 @@ class HostileServer:
         self.cond = threading.Condition(self.lock)
         self.buckets = {}           # name -> {key bytes: Obj}
         self.sorted = {}            # name -> sorted key list (cache)
+        self.synths = {}            # name -> [_Synth]
         self.denials = []           # (bucket, prefix bytes, actions)
         self.rules = []
         self.counts = collections.Counter()
@@ -567,6 +620,28 @@ class HostileServer:
             self.buckets.setdefault(bucket, {})[key] = obj
             self.sorted.pop(bucket, None)
         return etag
+
+    def synth(self, bucket, prefix, n, fmt="k%07d", size=0):
+        prefix = _b(prefix)
+        sd = _Synth(prefix, n, fmt, size, int(time.time()))
+        with self.lock:
+            self.synths.setdefault(bucket, []).append(sd)
+        if n:
+            # One real object, so that the parent's listing shows the prefix.
+            o = sd.obj(0)
+            self.put(bucket, sd[0], o.data, etag=o.etag, mtime=sd.mtime)
+        return sd
+
+    def _obj(self, bucket, key):
+        """The object at key (synthesized ones too), or None. Under the lock."""
+        for sd in self.synths.get(bucket, ()):
+            if key is not None and key.startswith(sd.prefix):
+                return sd.get(key)
+        return self.buckets[bucket].get(key)
+
+    def release(self, rule):
+        """Let the requests a gate rule holds go on (and later ones pass)."""
+        rule.opened.set()
 
     def delete(self, bucket, key):
         with self.lock:
@@ -801,13 +876,20 @@ class HostileServer:
             rid = "hostile-%08d" % self.nreq
             obj, denied_now = None, False
             if kind in ("get", "head") and bucket in self.buckets:
-                obj = self.buckets[bucket].get(key)
+                obj = self._obj(bucket, key)
                 denied_now = self._denied(bucket, key, kind)
         object_ok = obj is not None and not denied_now
         rule = self._pick(req, object_ok)
         if rule is not None and rule.fault == "hang":
             self.stop_event.wait(rule.p["seconds"])
             raise _Drop()
+        if rule is not None and rule.fault == "gate":
+            end = time.monotonic() + rule.p["seconds"]
+            while not rule.opened.wait(0.05):
+                if self.stop_event.is_set():
+                    raise _Drop()
+                if time.monotonic() > end:
+                    break
         if rule is not None and rule.fault == "delay":
             if self.stop_event.wait(rule.p["seconds"]):
                 raise _Drop()
@@ -983,7 +1065,7 @@ class HostileServer:
                 return Answer(404, xml, b"" if head_only else
                               error_doc("NoSuchBucket", "The specified bucket does not exist",
                                         BucketName=bucket))
-            o = self.buckets[bucket].get(key)
+            o = self._obj(bucket, key)
             if o is None:
                 return Answer(404, xml, b"" if head_only else
                               error_doc("NoSuchKey", "The specified key does not exist.",
@@ -1114,6 +1196,9 @@ class HostileServer:
         truncated, last) with last = (kind, marker) of the page's last entry."""
         keys = self._sorted_keys(bucket)
         objs = self.buckets[bucket]
+        for sd in self.synths.get(bucket, ()):
+            if prefix.startswith(sd.prefix):
+                keys, objs = sd, sd
         i = bisect.bisect_left(keys, prefix)
         if after is not None:
             k, m = after
@@ -1137,7 +1222,7 @@ class HostileServer:
                 while i < len(keys) and keys[i].startswith(cp):
                     i += 1
             else:
-                contents.append((key, objs[key]))
+                contents.append((key, objs.get(key)))
                 last = (b"k", key)
                 i += 1
             n += 1
@@ -1350,6 +1435,10 @@ def _control_server(srv, port):
                     etag = srv.put(spec["bucket"], key, data, etag=spec.get("etag"),
                                    storage_class=spec.get("storage_class"))
                     return self._reply(200, {"etag": etag, "size": len(data)})
+                if self.path == "/synth":
+                    sd = srv.synth(spec["bucket"], spec["prefix"], int(spec["n"]),
+                                   spec.get("fmt", "k%07d"), int(spec.get("size", 0)))
+                    return self._reply(200, {"n": len(sd)})
                 if self.path == "/deny":
                     srv.deny(spec["bucket"], spec.get("prefix", ""),
                              tuple(spec.get("actions", ("list", "get"))))

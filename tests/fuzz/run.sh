@@ -67,6 +67,7 @@ done
 put fuzz_sigv4 vanilla 'GET /a//b/../c/%%41%%zz?x=1&y=&=z&x=0 HTTP/1.1\nHost:example.amazonaws.com\nX-Amz-Date:20150830T123600Z\nMy-Header1:  a   b  \nmy-header1:c\n\n'
 put fuzz_sigv4 normalized '\001GET /./../%%2e%%2E/x HTTP/1.1\nHost:h\n\n'
 put fuzz_listing keys 'dir/\ndir/a\ndir/\ndir//b\ndir/./c\ndir/../d\ndir/e\001f\ndir/g\r\nh\ndir/\377\376\nP:dir/x/\nP:dir//\nP:dir/e\001f/\nother/z\n'
+put fuzz_listing pages 'd/\nd/a\nd/a!b\n--\nd/a.txt\nP:d/a/\n--\nd/b\nd/a0\n--\nP:d/b/\nd/c\n'
 python3 -c 'import sys; sys.stdout.write("d/\n" + "d/" + "x"*1024 + "\n" + "d/" + "y"*255 + "\n" + "d/" + "z"*256 + "\n")' \
 	>"$work/seed-fuzz_listing/long"
 put fuzz_creds_json ok '\000{"AccessKeyId":"AKID","SecretAccessKey":"s","Token":"t","Expiration":"2030-01-01T00:00:00Z"}'

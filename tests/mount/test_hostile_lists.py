@@ -7,10 +7,11 @@ killed.
 
 The bounds under test (README, "Reliability: listings"): a repeated token is
 a protocol error at once; a listing's bytes count against
---metadata-cache-size as pages arrive; --list-timeout ends a listing that
-keeps going; a page is parsed as a stream under the 8 MiB body cap; opendirs
-of one directory share one fetch, which runs off the FUSE threads and is
-abandoned when its readers are gone.
+--metadata-cache-size as pages arrive, and one that outgrows it is streamed
+in a window; --list-timeout ends a listing that keeps going; a page is parsed
+as a stream under the 8 MiB body cap; opendirs of one directory share one
+fetch, which runs off the FUSE threads and is abandoned when its readers are
+gone.
 
 Every child process here has its own timeout: on the old code these listings
 never end, and a killed reader stays in D state until irsafs answers.
@@ -104,21 +105,35 @@ def test_truncated_page_without_token_is_eio(hostile, lying):
     assert len(lists_of(hostile, "loop/")) == 1
 
 
-def test_endless_new_token_stops_at_the_memory_bound(hostile, lying):
-    """1,000 new keys a page for ever: the listing's bytes pass
-    --metadata-cache-size (16 MiB here) after about 130 pages; EIO, one line
-    naming the option, and the daemon's peak RSS stays under the cache size
-    plus 64 MiB (measured 32 MiB; the old code was at 164 MiB and growing
-    after 120 s, its ls never ending)."""
-    m = lying("--metadata-cache-size", "16M",
-              expect_log=[r"needs more than --metadata-cache-size \(16 MiB\)"])
+COUNT = ("import os, sys, errno\n"
+         "n = 0\n"
+         "try:\n"
+         "    for e in os.scandir(sys.argv[1]):\n"
+         "        n += 1\n"
+         "    print('ok', n)\n"
+         "except OSError as e:\n"
+         "    print(errno.errorcode[e.errno], n)\n")
+
+
+def test_endless_new_token_streams_past_the_cache_until_the_time_bound(hostile, lying):
+    """1,000 new keys a page for ever: the listing passes --metadata-cache-size
+    (4 MiB here) after about 35 pages, and is then streamed in a window
+    instead of failing (a directory too large for the cache is read, not kept):
+    the reader gets entries until --list-timeout ends the listing with EIO and
+    one line naming the option. (Before streaming it ended with EIO at the
+    memory bound, with no entry read; before bounds, never.)"""
+    m = lying("--metadata-cache-size", "4M", "--list-timeout", "10",
+              expect_log=[r"is not done within --list-timeout"])
     hostile.add("endless_new_token", query=r"prefix=loop%2F")
-    assert listdir(m.path("loop"), 120) == ("EIO",)
+    p = subprocess.run([sys.executable, "-c", COUNT, m.path("loop")], capture_output=True,
+                       text=True, timeout=120)
+    err, n = p.stdout.split()
+    assert err == "EIO", p.stdout
     pages = len(lists_of(hostile, "loop/"))
-    assert 20 < pages < 1000, pages
-    assert "raise --metadata-cache-size" in m.log()
-    if not ASAN:
-        assert hwm(m) < (16 + 64) << 20, f"peak RSS {hwm(m) >> 20} MiB"
+    # every page's entries reached the reader (not a count: how many pages
+    # fit in 10 s depends on the machine); past the cache, read in a window
+    assert pages > 2 and int(n) >= (pages - 2) * 1000, (n, pages)
+    assert "does not fit in --metadata-cache-size" in m.log()
     assert listdir(m.path("other"), 30) == ("ok", "3")
 
 

@@ -10,6 +10,7 @@
  * the budget is whole again at the end.
  */
 #include "cache/dirahead.h"
+#include "cache/listing.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -148,20 +149,26 @@ static struct store fake_store = { &fake_ops };
 static struct store_dir *make_listing(long long age_ms)
 {
 	struct store_dir *d = store_dir_new();
+	struct listing_batch b;
+	struct store_attr_packed p;
 	struct store_attr a;
+	char name[8];
 	int i;
 
+	memset(&b, 0, sizeof(b));
 	d->fetched_ms -= age_ms;
-	d->e = calloc(NF, sizeof(*d->e));
-	d->cap = NF;
 	for (i = 0; i < NF; i++) {
 		memset(&a, 0, sizeof(a));
 		a.size = size_of(i);
 		snprintf(a.etag, sizeof(a.etag), "\"e%d\"", i);
-		CHECK(asprintf(&d->e[i].name, "f%02d", i) > 0);
-		CHECK_INT(store_attr_pack(&d->e[i].attr, &a), 0);
-		d->n++;
+		snprintf(name, sizeof(name), "f%02d", i);
+		CHECK_INT(store_attr_pack(&p, &a), 0);
+		CHECK_INT(listing_batch_add(&b, name, strlen(name), 0, &p), 0);
+		store_attr_packed_clear(&p);
 	}
+	CHECK_INT(listing_append(d, &b), 0);
+	listing_batch_cleanup(&b);
+	CHECK_INT(d->n, NF);
 	return d;
 }
 

@@ -1,7 +1,9 @@
 /*
- * Unit tests for fs/listing.c: how S3 keys become names, and how a fetch is
- * bounded against a lying server. The server here is a store whose pages are
- * ListObjectsV2 XML written per request and run through the real parser.
+ * Unit tests for cache/listing.c: how S3 keys become names, the order and the
+ * chunked storage, and how a fetch is bounded against a lying server. The
+ * server here is a store whose pages are ListObjectsV2 XML written per
+ * request and run through the real parser. The order across pages is
+ * cache/listorder.c's (test_listorder.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,11 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/listing.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strutil.h"
-#include "cache/listing.h"
 #include "harness.h"
 #include "http/xml.h"
 #include "s3/s3_xml.h"
@@ -44,10 +46,9 @@ static struct store_dir *build(const char *dir, const char *const *keys, size_t 
 			     const char *const *prefixes, size_t nprefixes)
 {
 	struct store_page p = page_of(keys, nkeys, prefixes, nprefixes);
-	struct store_dir *l = store_dir_new();
+	struct store_dir *l = listing_of_page(dir, &p);
 
-	CHECK_INT(listing_add_page(l, dir, &p), 0);
-	listing_finish(l, dir);
+	CHECK(l != NULL);
 	store_page_cleanup(&p);
 	return l;
 }
@@ -70,15 +71,61 @@ TEST(names)
 	}
 }
 
-TEST(dir_and_dash_sort_order)
+/*
+ * Names sort as if each ended in '/', as S3 sends directories: "dir-1" ('-'
+ * is below '/') before "dir", files too, and store_dir_find agrees.
+ */
+TEST(names_sort_as_directories_would)
 {
-	static const char *const prefixes[] = { "dir-1/", "dir/" };
-	struct store_dir *l = build("", NULL, 0, prefixes, 2);
+	static const char *const prefixes[] = { "dir/", "dir-1/" };
+	static const char *const keys[] = { "a0", "a", "a.txt", "a!b" };
+	struct store_dir *l = build("", keys, 4, prefixes, 2);
+	static const char *const want[] = { "a!b", "a.txt", "a", "a0", "dir-1", "dir" };
+	size_t i;
 
-	CHECK_INT(l->n, 2);
-	CHECK_STR(l->e[0].name, "dir");
-	CHECK_STR(l->e[1].name, "dir-1");
-	CHECK(l->e[0].is_dir && l->e[1].is_dir);
+	CHECK_INT(l->n, 6);
+	for (i = 0; i < 6 && i < l->n; i++) {
+		CHECK_STR(store_dir_at(l, i)->name, want[i]);
+		CHECK(store_dir_find(l, want[i]) == store_dir_at(l, i));
+	}
+	CHECK(store_dir_at(l, 5)->is_dir && !store_dir_at(l, 2)->is_dir);
+	CHECK(store_name_cmp("a", "a.txt") > 0 && store_name_cmp("a", "a0") < 0);
+	CHECK(store_name_cmp("a", "a") == 0 && store_name_cmp("", "a") < 0);
+	CHECK(store_dir_find(l, "a/") == NULL && store_dir_find(l, "b") == NULL);
+	store_dir_release(l);
+}
+
+/* Appending fills chunks of STORE_DIR_CHUNK; letting go frees whole chunks only. */
+TEST(chunks_append_and_let_go)
+{
+	struct store_dir *l = store_dir_new();
+	struct listing_batch b = { 0 };
+	size_t i, bytes, freed;
+	char name[16];
+
+	for (i = 0; i < 3 * STORE_DIR_CHUNK + 10; i++) {
+		snprintf(name, sizeof(name), "f%07zu", i);
+		CHECK_INT(listing_batch_add(&b, name, strlen(name), 0, NULL), 0);
+		if (b.n == 300 || i == 3 * STORE_DIR_CHUNK + 9) {
+			CHECK_INT(listing_append(l, &b), 0);
+			CHECK(b.n == 0 && b.bytes == 0);
+		}
+	}
+	CHECK_INT(l->n, 3 * STORE_DIR_CHUNK + 10);
+	CHECK_STR(store_dir_at(l, STORE_DIR_CHUNK + 7)->name, "f0001031");
+	CHECK(store_dir_find(l, "f0002000") == store_dir_at(l, 2000));
+	bytes = l->bytes;
+	/* below 1,500: only chunk 0 is wholly below */
+	freed = store_dir_let_go(l, 1500);
+	CHECK_INT(l->first, STORE_DIR_CHUNK);
+	CHECK(freed > STORE_DIR_CHUNK * sizeof(struct store_dirent));
+	CHECK_INT(l->bytes, bytes - freed);
+	CHECK_STR(store_dir_at(l, STORE_DIR_CHUNK)->name, "f0001024");
+	/* past the end: every whole chunk, never the one still filling */
+	store_dir_let_go(l, l->n + 5);
+	CHECK_INT(l->first, 3 * STORE_DIR_CHUNK);
+	CHECK_STR(store_dir_at(l, l->n - 1)->name, "f0003081");
+	listing_batch_cleanup(&b);
 	store_dir_release(l);
 }
 
@@ -89,8 +136,8 @@ TEST(directory_shadows_file)
 	struct store_dir *l = build("", keys, 2, prefixes, 1);
 
 	CHECK_INT(l->n, 2);
-	CHECK_STR(l->e[0].name, "blue");
-	CHECK(l->e[0].is_dir);
+	CHECK_STR(store_dir_at(l, 0)->name, "blue");
+	CHECK(store_dir_at(l, 0)->is_dir);
 	CHECK(store_dir_find(l, "hello.txt") != NULL);
 	CHECK(store_dir_find(l, "nope") == NULL);
 	store_dir_release(l);
@@ -103,8 +150,8 @@ TEST(marker_and_hidden_names)
 	struct store_dir *l = build("hidden/", keys, 2, prefixes, 3);
 
 	CHECK_INT(l->n, 1);
-	CHECK_STR(l->e[0].name, "ok.txt");
-	CHECK_INT(l->e[0].attr.size, 2);
+	CHECK_STR(store_dir_at(l, 0)->name, "ok.txt");
+	CHECK_INT(store_dir_at(l, 0)->attr.size, 2);
 	store_dir_release(l);
 }
 
@@ -170,7 +217,7 @@ TEST(long_name_hidden)
 	keys[1] = "d/short";
 	l = build("d/", keys, 2, NULL, 0);
 	CHECK_INT(l->n, 1);
-	CHECK_STR(l->e[0].name, "short");
+	CHECK_STR(store_dir_at(l, 0)->name, "short");
 	store_dir_release(l);
 }
 
@@ -180,7 +227,7 @@ TEST(foreign_keys_ignored)
 	struct store_dir *l = build("d/", keys, 2, NULL, 0);
 
 	CHECK_INT(l->n, 1);
-	CHECK_STR(l->e[0].name, "y");
+	CHECK_STR(store_dir_at(l, 0)->name, "y");
 	store_dir_release(l);
 }
 
@@ -236,7 +283,7 @@ static int liar_list(struct store *st, const char *prefix, const char *token, in
 			   prefix, prefix, prefix);
 	}
 	for (k = 0; k < s->keys; k++)
-		buf_printf(&b, "<Contents><Key>%sp%d-k%d</Key><Size>%d</Size>"
+		buf_printf(&b, "<Contents><Key>%sp%05d-k%05d</Key><Size>%d</Size>"
 			   "<ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag></Contents>",
 			   prefix, n, k, k);
 	more = s->lie == HONEST ? n + 1 < s->pages : s->lie != BAD_ENTRIES;
@@ -277,20 +324,8 @@ static struct liar liar(enum lie lie, int pages, int keys)
 }
 
 struct counts {
-	size_t charged;
-	size_t refuse_over;	/* charge fails once charged would pass this; 0: never */
 	int polls, cancel_after;	/* cancelled() says yes from this poll on; 0: never */
 };
-
-static int count_charge(void *ctx, size_t bytes)
-{
-	struct counts *c = ctx;
-
-	if (c->refuse_over && c->charged + bytes > c->refuse_over)
-		return -ENOSPC;
-	c->charged += bytes;
-	return 0;
-}
 
 static int count_cancelled(void *ctx)
 {
@@ -299,12 +334,36 @@ static int count_cancelled(void *ctx)
 	return c->cancel_after && ++c->polls >= c->cancel_after;
 }
 
+/* The whole listing, page after page (what cache/dirfetch.c does, without a stream). */
 static int fetch(struct liar *s, struct listing_bounds *b, struct store_dir **out)
 {
+	struct listing_batch batch = { 0 };
+	struct listing_fetch f;
+	struct store_dir *l = store_dir_new();
 	struct store_error e;
+	int rc;
 
 	*out = NULL;
-	return listing_fetch(&s->base, "d/", 1000, b, out, &e);
+	rc = listing_fetch_init(&f, &s->base, "d/", 1000, b);
+	if (rc) {
+		store_dir_release(l);
+		return rc;
+	}
+	do {
+		rc = listing_fetch_page(&f, &batch, &e);
+		if (rc >= 0 && listing_append(l, &batch) != 0)
+			rc = -ENOMEM;
+		/* What the fetch holds of its own stays small: tokens and held-back files. */
+		CHECK(listing_fetch_bytes(&f) < 64 * 1024);
+	} while (rc == 1);
+	listing_batch_cleanup(&batch);
+	listing_fetch_cleanup(&f);
+	if (rc) {
+		store_dir_release(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
 }
 
 /* Read everything written to stderr while fn runs. */
@@ -364,21 +423,20 @@ static void check_fails_saying(struct liar *s, struct listing_bounds *b, const c
 	free(log);
 }
 
-/* An honest listing of many pages comes back whole, and its bytes were charged as they came. */
+/* An honest listing of many pages comes back whole, in order. */
 TEST(fetch_honest_pages)
 {
 	struct liar s = liar(HONEST, 30, 100);
-	struct counts c = { 0 };
-	struct listing_bounds b = { .charge = count_charge, .ctx = &c, .max_bytes = 64 << 20 };
 	struct store_dir *l;
+	size_t i;
 
-	CHECK_INT(fetch(&s, &b, &l), 0);
+	CHECK_INT(fetch(&s, NULL, &l), 0);
 	CHECK_INT(s.calls, 30);
 	CHECK_STR(s.last_token, "token-28");
 	CHECK(l && l->n == 3000);
-	CHECK(l && store_dir_find(l, "p29-k99") != NULL);
-	/* the charge covers the listing and the 29 tokens kept */
-	CHECK(l && c.charged >= l->bytes + 29 * LISTING_TOKEN_BYTES);
+	CHECK(l && store_dir_find(l, "p00029-k00099") != NULL);
+	for (i = 1; l && i < l->n; i++)
+		CHECK(store_name_cmp(store_dir_at(l, i - 1)->name, store_dir_at(l, i)->name) < 0);
 	store_dir_release(l);
 
 	/* 1,001 pages (a million keys' worth at 1,000 a page) are within the page cap */
@@ -414,7 +472,11 @@ TEST(fetch_repeated_token)
 	CHECK_INT(s.calls, 1);
 }
 
-/* Always a new token: the page cap, the memory bounds, the time bound, a cancel. */
+/*
+ * Always a new token: the page cap, the time bound, a cancel. (Memory is the
+ * stream's to bound: a listing past the cache is streamed in a window,
+ * test_dirfetch.c.)
+ */
 TEST(fetch_endless_new_tokens)
 {
 	struct liar s = liar(NEW_TOKEN, 0, 0);
@@ -426,21 +488,9 @@ TEST(fetch_endless_new_tokens)
 	/* empty pages: the page cap */
 	check_fails_saying(&s, &b, "listing of 'd/' stopped after 50 pages (0 entries)");
 	CHECK_INT(s.calls, 50);
-
-	/* full pages: this listing's own bound (1 MiB), long before any page cap */
-	s = liar(NEW_TOKEN, 0, 1000);
-	b = (struct listing_bounds){ .max_bytes = 1 << 20 };
-	check_fails_saying(&s, &b, "needs more than --metadata-cache-size (1 MiB)");
-	CHECK(s.calls > 1 && s.calls < 20);
-
-	/* ... or the shared reservation refusing more */
-	s = liar(NEW_TOKEN, 0, 1000);
-	c = (struct counts){ .refuse_over = 1 << 20 };
-	b = (struct listing_bounds){ .charge = count_charge, .ctx = &c };
-	check_fails_saying(&s, &b, "the listings being built at once hold all of "
-			   "--metadata-cache-size");
-	CHECK(s.calls > 1 && s.calls < 20);
-	CHECK(c.charged <= 1 << 20 && c.charged > 0);
+	/* full pages count their entries in the line (the last file is held back: cache/listorder.h) */
+	s = liar(NEW_TOKEN, 0, 10);
+	check_fails_saying(&s, &b, "listing of 'd/' stopped after 50 pages (499 entries)");
 
 	/* the time bound, checked before each page (a deadline already past: no request) */
 	s = liar(NEW_TOKEN, 0, 1);
@@ -471,7 +521,7 @@ static void fetch_bad_twice(void *arg)
 
 	for (i = 0; i < 2; i++) {
 		CHECK_INT(fetch(s, NULL, &l), 0);
-		CHECK(l && l->n == 1 && !strcmp(l->e[0].name, "ok.txt"));
+		CHECK(l && l->n == 1 && !strcmp(store_dir_at(l, 0)->name, "ok.txt"));
 		store_dir_release(l);
 	}
 }
@@ -509,7 +559,8 @@ int main(void)
 	log_set_level(LOG_ERR);
 	xml_global_init();
 	RUN(names);
-	RUN(dir_and_dash_sort_order);
+	RUN(names_sort_as_directories_would);
+	RUN(chunks_append_and_let_go);
 	RUN(directory_shadows_file);
 	RUN(marker_and_hidden_names);
 	RUN(entries_keep_etag_and_storage_class);

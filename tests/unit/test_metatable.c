@@ -29,7 +29,7 @@ static struct metatable *table(long long ttl, long long neg_ttl, size_t max_byte
 /* A finished listing of n files named f0..f(n-1). */
 static struct store_dir *listing_of(size_t n)
 {
-	struct store_dir *l = store_dir_new();
+	struct store_dir *l;
 	struct store_page p;
 	size_t i;
 
@@ -42,8 +42,8 @@ static struct store_dir *listing_of(size_t n)
 		strcpy(p.objects[i].storage_class, "STANDARD");
 	}
 	p.nobjects = n;
-	CHECK_INT(listing_add_page(l, "d/", &p), 0);
-	listing_finish(l, "d/");
+	l = listing_of_page("d/", &p);
+	CHECK(l != NULL);
 	store_page_cleanup(&p);
 	return l;
 }

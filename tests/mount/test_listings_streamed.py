@@ -1,0 +1,192 @@
+"""Listings read while they arrive (issue 16.4), against the hostile S3
+server (tests/hostile.py), whose synth() makes up a directory of any size
+without storing it.
+
+opendir answers once the first page is in and readdir hands out entries as
+the pages come; the names stay unique and in order (names sort as if each
+ended in '/', so a file waits only until the listing passes "name/": a file
+and the directory that hides it may be pages apart); a directory larger than
+--metadata-cache-size is read in a window, in bounded memory, not kept (later
+lookups there ask S3 by name); a reader that seeks back past the window reads
+the directory again. Each test checks what the code before streaming did not
+do: there opendir waited for the last page, and a listing over the cache was
+EIO.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+B = "stream-bucket"
+# Sanitizers multiply RSS: the memory bounds are checked on plain builds only.
+ASAN = any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
+
+
+def lists_of(srv, prefix):
+    """ListObjectsV2 requests the server saw for this directory (not the 1-key probes)."""
+    q = "prefix=" + prefix.replace("/", "%2F")
+    return [r for r in srv.requests if r.kind == "list" and q in r.query.split("&") and
+            "max-keys=1" not in r.query.split("&")]
+
+
+def status(m, field):
+    """A /proc/PID/status field of the daemon, in bytes."""
+    with open(f"/proc/{m.proc.pid}/status") as f:
+        return [int(l.split()[1]) for l in f if l.startswith(field + ":")][0] * 1024
+
+
+def books(m):
+    """Send SIGUSR1 and return the daemon's listing books line."""
+    before = m.log().count("memory: listings")
+    m.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while m.log().count("memory: listings") == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [l for l in m.log().splitlines() if "memory: listings" in l][-1]
+
+
+def names_of(n):
+    return ["k%07d" % i for i in range(n)]
+
+
+def test_first_entries_before_the_last_page(hostile, hostile_mount):
+    """20 pages; the server holds the second page until the test lets it go.
+    The first entry is read while only the first page was served (the old
+    code's opendir waited for all 20, here 30 s at the held page)."""
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", 20000)
+    m = hostile_mount(B, "--metadata-ttl", "60")
+    rule = hostile.add("gate", kind="list", count=1, seconds=30,
+                       query=r"^(?=.*continuation-token)(?=.*prefix=m%2F)")
+    it = os.scandir(m.path("m"))
+    first = next(it)
+    asked = len(lists_of(hostile, "m/"))
+    hostile.release(rule)
+    assert first.name == "k0000000"
+    assert asked <= 2, f"{asked} pages asked before the first entry was read"
+    names = [first.name] + [e.name for e in it]
+    assert names == names_of(20000)
+    it.close()
+
+
+def test_names_once_in_order_with_a_directory_pages_after_its_file(hostile, hostile_mount):
+    """Two entries a page: the file `a` (page 1) is hidden by the directory
+    `a/` (page 2), with `a!b` and `a.txt` between them in S3's key order;
+    `c` and `c/` share a page. Each name comes once, the directory wins,
+    and the order is the documented one (names as if they ended in '/'; the
+    old code sorted plain bytes: a, a!b, a.txt, ...)."""
+    for k in ["d/a", "d/a!b", "d/a.txt", "d/a/x", "d/b", "d/b0", "d/c", "d/c/y"]:
+        hostile.put(B, k, b"x")
+    m = hostile_mount(B, "--list-page-size", "2", "--metadata-ttl", "60")
+    assert os.listdir(m.path("d")) == ["a!b", "a.txt", "a", "b", "b0", "c"]
+    assert os.path.isdir(m.path("d", "a")) and os.path.isdir(m.path("d", "c"))
+    assert os.listdir(m.path("d", "a")) == ["x"]
+    assert re.search(r"s3 key 'd/a' is hidden by the directory 'd/a/'", m.log()), m.log()
+    pages = lists_of(hostile, "d/")
+    assert len(pages) == 4, [p.query for p in pages]
+
+
+def test_directory_over_the_cache_streams_in_bounded_memory(hostile, hostile_mount):
+    """200,000 keys under a 4 MiB metadata cache (the whole listing would
+    take about 22 MiB): every name once and in order, the most one listing
+    held stays within the cache, the 2 MiB window and a page, the peak RSS
+    within that plus what the kernel's names cost (one node per name it holds,
+    about 260 bytes; it forgets them when short of memory), and the listing is
+    not kept. The old code failed the listing with EIO at the cache size."""
+    n = 200000
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", n)
+    m = hostile_mount(B, "--metadata-cache-size", "4M", "--metadata-ttl", "60")
+    base = status(m, "VmRSS")
+    assert os.listdir(m.path("m")) == names_of(n)
+    line = books(m)
+    held = int(re.search(r"the most one held (\d+)", line).group(1))
+    cached = int(re.search(r"listings (\d+) bytes cached", line).group(1))
+    # the kernel's names: at most one node each, fewer once it forgets some
+    nodes = int(re.search(r"(\d+) names known to the kernel", line).group(1))
+    assert held <= (4 << 20) + (2 << 20) + (1 << 20), line
+    assert cached < 64 << 10, line          # the root's, not this one
+    assert 0 < nodes <= n + 10, line
+    assert "does not fit in --metadata-cache-size" in m.log()
+    if not ASAN:
+        peak = status(m, "VmHWM")
+        assert peak - base < (4 << 20) + (24 << 20) + n * 400, \
+            f"peak RSS {peak >> 20} MiB, {base >> 20} MiB after mounting"
+
+
+def test_lookups_after_a_streamed_listing(hostile, hostile_mount):
+    """After a listing too large to keep, names in that directory are looked
+    up with the per-name probe (one 1-key listing and one GET each), and
+    answer right: sizes, bytes, a missing name."""
+    n = 30000
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", n, size=100)
+    m = hostile_mount(B, "--metadata-cache-size", "1M", "--metadata-ttl", "1")
+    assert len(os.listdir(m.path("m"))) == n
+    time.sleep(1.5)     # past the TTL: the kernel asks again, and nothing is cached
+    gets = hostile.stats()["requests"].get("get", 0)
+    for i in (0, 12345, n - 1):
+        p = m.path("m", "k%07d" % i)
+        assert os.stat(p).st_size == 100
+        with open(p, "rb") as f:
+            assert f.read() == bytes((i + j) % 251 for j in range(100))
+    assert not os.path.exists(m.path("m", "k%07d" % n))
+    assert hostile.stats()["requests"].get("get", 0) > gets
+    assert "does not fit in --metadata-cache-size" in m.log()
+
+
+SEEK = r"""
+use strict;
+my ($dir, $n) = @ARGV;
+opendir(my $d, $dir) or die "opendir: $!\n";
+my @first;
+while (@first < 1000) { my $e = readdir $d; push @first, $e unless $e =~ /^\.\.?$/; }
+my $pos = telldir $d;
+my $next = readdir $d;
+# far past the window (2 MiB, some 20,000 entries), then back
+my $far = 0;
+while ($far < 60000 && defined(my $e = readdir $d)) { $far++; }
+seekdir $d, $pos;
+my $again = readdir $d;
+rewinddir $d;
+my @all = grep { !/^\.\.?$/ } readdir $d;
+my $sorted = join(",", @all) eq join(",", map { sprintf "k%07d", $_ } 0 .. $n - 1) ? 1 : 0;
+print "$next $again ", scalar(@all), " $sorted\n";
+"""
+
+
+def test_seek_back_past_the_window_reads_again(hostile, hostile_mount):
+    """telldir/seekdir and rewinddir on a directory read in a window: the
+    offsets stay valid (the directory is read again from the start, which
+    the server sees as a second listing)."""
+    n = 100000
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", n)
+    m = hostile_mount(B, "--metadata-cache-size", "2M", "--metadata-ttl", "60")
+    p = subprocess.run(["perl", "-e", SEEK, m.path("m"), str(n)], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    nxt, again, count, ok = p.stdout.split()
+    assert nxt == again == "k0001000", p.stdout
+    assert (count, ok) == (str(n), "1"), p.stdout
+    firsts = [r for r in lists_of(hostile, "m/") if "continuation-token" not in r.query]
+    assert len(firsts) >= 2, "a seek back past the window reads the directory again"
+
+
+def test_two_readers_of_one_huge_directory(hostile, hostile_mount):
+    """Two concurrent readers of a directory too large for the cache each
+    get every name once and in order (the second shares the fetch while it
+    is kept, or reads one of its own once it is not)."""
+    n = 60000
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", n)
+    m = hostile_mount(B, "--metadata-cache-size", "2M", "--metadata-ttl", "60")
+    script = "import os, sys; print(os.listdir(sys.argv[1]) == ['k%07d' % i for i in range(int(sys.argv[2]))])"
+    procs = [subprocess.Popen([sys.executable, "-c", script, m.path("m"), str(n)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert outs == ["True", "True"], outs
