@@ -6,6 +6,8 @@
  * through the kernel to our loop, so when it returns the mount serves, and
  * the command never races the mount. When the command has exited, the mount
  * is unmounted with the loop still running, and the loop ends by itself.
+ * While it runs, a terminal on stderr shows a progress line (files, bytes,
+ * rate); the summary line at the end is always printed.
  */
 #include "app/exec.h"
 
@@ -67,6 +69,81 @@ int exec_split(int *argc, char ***argv, struct exec_cmd *cmd)
 	*argc = i - 1;
 	*argv += 1;
 	return 0;
+}
+
+/*
+ * The progress line: while the command runs and stderr is a terminal,
+ * "irsafs: N files, X MB, Y MB/s" from the mount's counters, rewritten in
+ * place about once a second, and erased when the command exits (the summary
+ * line says it all then). Off a terminal (a Pod's log) it would only be
+ * noise: the summary alone is printed.
+ */
+struct progress {
+	const struct irsafs *fs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* stop, on the monotonic clock */
+	int stop;
+	int shown;
+	pthread_t th;
+};
+
+static void *progress_main(void *arg)
+{
+	struct progress *p = arg;
+	struct timespec ts;
+	double secs;
+
+	pthread_mutex_lock(&p->lock);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	while (!p->stop) {
+		ts.tv_sec++;
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == 0 || p->stop)
+			continue;
+		secs = lifecycle_elapsed(&started);
+		fprintf(stderr, "\rirsafs: %llu files, %.1f MB, %.1f MB/s\033[K",
+			__atomic_load_n(&p->fs->counters.opens, __ATOMIC_RELAXED),
+			__atomic_load_n(&p->fs->counters.bytes_read, __ATOMIC_RELAXED) / 1e6,
+			secs > 0 ? __atomic_load_n(&p->fs->counters.bytes_read,
+						   __ATOMIC_RELAXED) / 1e6 / secs : 0.0);
+		p->shown = 1;
+	}
+	if (p->shown)
+		fprintf(stderr, "\r\033[K");
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Start the progress line when stderr is a terminal: 1 when it runs. */
+static int progress_start(struct progress *p, const struct irsafs *fs)
+{
+	pthread_condattr_t ca;
+
+	memset(p, 0, sizeof(*p));
+	if (!isatty(STDERR_FILENO))
+		return 0;
+	p->fs = fs;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&p->th, NULL, progress_main, p) != 0) {
+		pthread_cond_destroy(&p->cond);
+		pthread_mutex_destroy(&p->lock);
+		return 0;
+	}
+	return 1;
+}
+
+static void progress_stop(struct progress *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stop = 1;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->th, NULL);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
 }
 
 static void *loop_main(void *arg)
@@ -201,7 +278,9 @@ int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *
 	struct loop_thread t = { .se = se, .loop = loop };
 	sigset_t stops, saved, child_mask;
 	char line[256];
-	int status, rc, started_cmd = 0;
+	int status, rc, started_cmd = 0, showing = 0;
+	struct progress prog;
+	double secs;
 	struct stat st;
 	pthread_t th;
 	pid_t pid;
@@ -259,6 +338,7 @@ int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *
 	log_msg(LOG_INFO, "exec: running %s (pid %d) with s3://%s/%s on %s", cmd->argv[0],
 		(int)pid, app->opts->bucket, app->opts->prefix, mnt);
 
+	showing = progress_start(&prog, &app->fs);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			log_msg(LOG_ERR, "exec: waiting for %s: %s", cmd->argv[0], strerror(errno));
@@ -267,6 +347,8 @@ int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *
 		}
 	}
 	child_pid = 0;
+	if (showing)
+		progress_stop(&prog);
 	if (WIFSIGNALED(status))
 		status = 128 + WTERMSIG(status);
 	else
@@ -280,8 +362,10 @@ out_signals:
 	for (i = 0; i < NFORWARDED; i++)
 		sigaction(forwarded[i], &old[i], NULL);
 	lifecycle_counters(&app->fs, line, sizeof(line));
+	secs = lifecycle_elapsed(&started);
 	if (started_cmd)
-		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %s exited %d", line,
-			lifecycle_elapsed(&started), cmd->argv[0], status);
+		log_msg(LOG_NOTICE, "summary: %s, time %.2f s, %.1f MB/s, %s exited %d", line, secs,
+			secs > 0 ? __atomic_load_n(&app->fs.counters.bytes_read, __ATOMIC_RELAXED) /
+					   1e6 / secs : 0.0, cmd->argv[0], status);
 	return status;
 }

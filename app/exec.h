@@ -5,7 +5,9 @@
  * command with the mount in place, stop serving, unmount, and exit with the
  * command's status. Everything before the command (flags, credentials, the
  * bucket check, the mount itself) is main's usual path, so a mount that fails
- * exits 1 before the command runs. One summary line ends the run.
+ * exits 1 before the command runs. One summary line ends the run (files,
+ * bytes, requests, seconds, MB/s); while the command runs, a progress line
+ * is kept up to date on stderr when it is a terminal.
  *
  * While the command runs, SIGTERM, SIGINT, SIGHUP and SIGQUIT are passed on
  * to it (kubelet stops an init container with SIGTERM); irsafs unmounts once

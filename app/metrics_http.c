@@ -24,6 +24,7 @@
 #include <microhttpd.h>
 
 #include "app/app.h"
+#include "cache/dirahead.h"
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
@@ -202,6 +203,34 @@ static int render_readahead(struct buf *out, struct app *app)
 	return rc;
 }
 
+static int render_dirahead(struct buf *out, struct app *app)
+{
+	struct dirahead_stats ds;
+	int rc;
+
+	if (!app->stack.ahead)
+		return 0;
+	dirahead_store_stats(app->stack.ahead, &ds);
+	rc = one(out, "irsafs_dirahead_requests_total", "counter",
+		 "GETs of files fetched ahead of a reader that opens a directory's files in "
+		 "listing order (--dir-readahead)", (long long)ds.gets);
+	if (!rc)
+		rc = one(out, "irsafs_dirahead_taken_total", "counter",
+			 "Opens that found their file fetched ahead", (long long)ds.hits);
+	if (!rc)
+		rc = one(out, "irsafs_dirahead_unused_total", "counter",
+			 "Files fetched ahead that no open took (the reader stopped or left the "
+			 "order): one GET each", (long long)ds.wasted);
+	if (!rc)
+		rc = one(out, "irsafs_dirahead_breaks_total", "counter",
+			 "Opens out of listing order, which stopped the read-ahead across files",
+			 (long long)ds.breaks);
+	if (!rc)
+		rc = one(out, "irsafs_dirahead_held_bytes", "gauge",
+			 "Bytes of files fetched ahead and not yet opened", (long long)ds.held);
+	return rc;
+}
+
 static int render_memory(struct buf *out, struct app *app)
 {
 	struct membudget *mem = app->stack.mem;
@@ -264,6 +293,8 @@ static int render_fs(struct buf *out, void *arg)
 		rc = render_caches(out, app);
 	if (!rc)
 		rc = render_readahead(out, app);
+	if (!rc)
+		rc = render_dirahead(out, app);
 	if (!rc)
 		rc = render_memory(out, app);
 	if (!rc)

@@ -43,6 +43,7 @@ enum {
 	OPT_INSTANCE_ROLE,
 	OPT_UNLISTED_DIRS,
 	OPT_LIST_TIMEOUT,
+	OPT_DIR_RA,
 };
 
 static const struct option long_opts[] = {
@@ -72,6 +73,7 @@ static const struct option long_opts[] = {
 	{ "read-part-size", required_argument, NULL, OPT_PART_SIZE },
 	{ "read-concurrency", required_argument, NULL, OPT_READ_CONC },
 	{ "lookup-read", required_argument, NULL, OPT_LOOKUP_READ },
+	{ "dir-readahead", required_argument, NULL, OPT_DIR_RA },
 	{ "kernel-readahead", required_argument, NULL, OPT_KERNEL_RA },
 	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
 	{ "max-cache-size", required_argument, NULL, OPT_CACHE_SIZE },
@@ -130,6 +132,9 @@ void opts_usage(FILE *f)
 		"  --lookup-read SIZE       a file looked up by name is fetched with a GET of its\n"
 		"                           first SIZE bytes, not a HEAD, so that reading it next\n"
 		"                           costs no request (or one fewer); 0 = HEAD (default 128K)\n"
+		"  --dir-readahead N        when a directory's files are opened in listing order\n"
+		"                           (cp -a, tar, rsync), fetch up to N files ahead, in\n"
+		"                           parallel; 0 = off, up to 1024 (default 64)\n"
 		"  --kernel-readahead SIZE  the kernel's read-ahead for this mount, so that it asks\n"
 		"                           for larger reads; 0 = leave it (default 512K; needs a\n"
 		"                           writable /sys)\n"
@@ -243,6 +248,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->read_part_size = 8u << 20;
 	o->read_concurrency = 8;
 	o->lookup_read = 128u << 10;
+	o->dir_readahead = 64;
 	o->kernel_readahead = 512u << 10;
 	o->max_cache_size = 1u << 30;
 	o->log_level = -1;
@@ -390,6 +396,11 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			else if (parse_size(optarg, 4u << 10, 64u << 20, &o->kernel_readahead))
 				return bad("--kernel-readahead", optarg,
 					   "expected 0 or a size from 4K to 64M, such as 512K");
+			break;
+		case OPT_DIR_RA:
+			if (parse_long(optarg, 0, 1024, &v))
+				return bad("--dir-readahead", optarg, "expected a number from 0 to 1024");
+			o->dir_readahead = (int)v;
 			break;
 		case OPT_READ_CONC:
 			if (parse_long(optarg, 1, 64, &v))

@@ -43,6 +43,7 @@ struct opts {
 	size_t read_part_size;		/* bytes per ranged GET */
 	int read_concurrency;		/* ranged GETs in flight, all files */
 	size_t lookup_read;		/* bytes a lookup GETs instead of a HEAD; 0: HEAD */
+	int dir_readahead;		/* files fetched ahead in listing order; 0: off */
 	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
 	const char *cache_dir;		/* NULL: no disk cache */
 	size_t max_cache_size;		/* bytes of block files in cache_dir */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/opts.h"
+#include "cache/dirahead.h"
 #include "cache/diskcache.h"
 #include "cache/headcache.h"
 #include "cache/membudget.h"
@@ -82,6 +83,23 @@ int stack_open_caches(struct stack *st, const struct opts *o, char *why, size_t 
 	if (!st->meta)
 		goto nomem;
 	st->top = st->meta;
+	if (o->dir_readahead) {
+		/*
+		 * As many GETs at once as the read-ahead, whole files up to 1 MiB,
+		 * at most a quarter of the budget held, leaving another quarter to
+		 * the files being read.
+		 */
+		st->ahead = dirahead_store_new(st->top, st->mem, &(struct dirahead_config){
+			.max_inflight = (unsigned)o->read_concurrency,
+			.max_files = (unsigned)o->dir_readahead,
+			.max_bytes = o->max_memory / 4,
+			.keep_free = o->max_memory / 4,
+			.whole_max = 1u << 20,
+		}, (long long)(o->metadata_ttl * 1000));
+		if (!st->ahead)
+			goto nomem;
+		st->top = st->ahead;
+	}
 	return 0;
 nomem:
 	snprintf(why, whylen, "out of memory");
@@ -94,6 +112,10 @@ int stack_start(struct stack *st)
 		log_msg(LOG_ERR, "cannot start the read-ahead threads");
 		return -1;
 	}
+	/* Best effort too: without its threads, files are not fetched ahead. */
+	if (st->ahead && dirahead_store_start(st->ahead) != 0)
+		log_msg(LOG_WARNING, "cannot start the read-ahead across files: files are read "
+			"one after another");
 	/* Best effort: without helpers a lookup asks its two questions in turn. */
 	if (metacache_start(st->meta) != 0)
 		log_msg(LOG_WARNING, "cannot start the lookup helper threads: cold lookups "
@@ -103,12 +125,22 @@ int stack_start(struct stack *st)
 
 void stack_stop(struct stack *st)
 {
+	struct dirahead_stats ds;
+
 	if (st->meta)
 		metacache_stop(st->meta);
+	if (!st->ahead || st->ahead_logged)
+		return;
+	st->ahead_logged = 1;
+	dirahead_store_stats(st->ahead, &ds);
+	if (ds.gets || ds.breaks)
+		log_msg(LOG_INFO, "read ahead across files: %llu requests, %llu taken by opens, "
+			"%llu breaks in the order", ds.gets, ds.hits, ds.breaks);
 }
 
 void stack_free(struct stack *st)
 {
+	store_destroy(st->ahead);
 	store_destroy(st->meta);
 	store_destroy(st->head);
 	store_destroy(st->ra);

@@ -11,6 +11,9 @@
  *   metadata     what names are: listings by directory and negative
  *   cache        answers for the TTL, lookups, listings fetched off the
  *                FUSE threads
+ *   read-ahead   --dir-readahead: when a directory's files are opened in
+ *   across files listing order (cp -a, tar, rsync), the next files are
+ *                fetched whole ahead, and each open takes its bytes
  *
  * Why this order: the disk cache keeps only bytes the S3 store verified and
  * must see every ranged GET of object bytes, the read-ahead's parts and a
@@ -23,7 +26,11 @@
  * for a stat with the head (the head cache's) and a one-key listing, and its
  * listing fetches read pages through them (forwarded to S3). The filesystem
  * holds only the top (stack.top) and all reads, stats and listings go
- * through it.
+ * through it. The read-ahead across files sits on the metadata cache, whose
+ * listings tell it which files come next (store_dir_peek), and sees every
+ * open and lookup; the bytes an open takes go down with the open, as the
+ * head cache's do, and its GETs go down through every layer (the disk cache
+ * sees them).
  *
  * Every buffer of the stack is reserved in one memory budget (--max-memory),
  * which the stack owns. Not thread-safe: built, started and freed by main.
@@ -45,7 +52,9 @@ struct stack {
 	struct store *ra;
 	struct store *head;		/* or NULL (--lookup-read 0) */
 	struct store *meta;
-	struct store *top;		/* what the filesystem holds: meta, once open */
+	struct store *ahead;		/* or NULL (--dir-readahead 0) */
+	struct store *top;		/* what the filesystem holds: ahead or meta, once open */
+	int ahead_logged;		/* stack_stop said what the read-ahead across files did */
 	struct membudget *mem;		/* --max-memory: every buffer above */
 };
 
@@ -65,7 +74,8 @@ int stack_start(struct stack *st);
 
 /*
  * Stop answering asynchronous waiters (the metadata cache's listings): they
- * are FUSE requests, so this runs before the FUSE session goes. Idempotent.
+ * are FUSE requests, so this runs before the FUSE session goes. Logs what
+ * the read-ahead across files did, once. Idempotent.
  */
 void stack_stop(struct stack *st);
 

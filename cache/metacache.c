@@ -8,6 +8,7 @@
 #include "cache/metacache.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +308,12 @@ static void mc_dir_cancel(struct store *s, const void *tag)
 		dirfetch_cancel(mc->dirs, tag);
 }
 
+/* The kept listing whatever its age: the caller checks what it plans with it. */
+static struct store_dir *mc_dir_peek(struct store *s, const char *dir_key)
+{
+	return metatable_get_dir(((struct metacache *)s)->table, dir_key, LLONG_MAX);
+}
+
 static void mc_dir_close(struct store *s, struct store_dir_reader *r)
 {
 	dirfetch_close(((struct metacache *)s)->dirs, r);
@@ -354,6 +361,7 @@ static const struct store_ops mc_ops = {
 	.dir_wait = mc_dir_wait,
 	.dir_arm = mc_dir_arm,
 	.dir_cancel = mc_dir_cancel,
+	.dir_peek = mc_dir_peek,
 	.dir_close = mc_dir_close,
 	/* Reads pass through: the file is the layer's below that opens files. */
 	.open = store_fwd_open,

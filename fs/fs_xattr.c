@@ -16,9 +16,13 @@
  *               with the request ids of the refused request).
  *
  * A listing says nothing about a file's content type or version, so the first
- * getxattr/listxattr of a file known only from a listing costs one HEAD; the
- * answer is kept on the node like any other attribute. Values carry no
- * trailing NUL, as getfattr expects. setxattr and removexattr are EROFS
+ * getxattr of one of those two of a file known only from a listing costs one
+ * HEAD; the answer is kept on the node like any other attribute. listxattr
+ * never costs a request: it names what the node knows (a file looked up with
+ * a GET, or fetched ahead with its directory, knows both from that GET's
+ * headers). `cp -a` lists and copies every attribute of every file: it must
+ * not cost a HEAD per file. Values carry no trailing NUL, as getfattr
+ * expects. setxattr and removexattr are EROFS
  * (fs_ops.c). No secret is ever an attribute: the credentials give only the
  * principal's ARN and their expiry.
  *
@@ -105,13 +109,14 @@ static int root_xattrs(struct irsafs *fs, struct xattr_set *xs)
 	return rc;
 }
 
-static int file_xattrs(struct irsafs *fs, struct inode_info *ii, struct xattr_set *xs)
+static int file_xattrs(struct irsafs *fs, struct inode_info *ii, int headers,
+		       struct xattr_set *xs)
 {
 	struct store_error e;
 	char when[21];
 	int rc;
 
-	if (!ii->attr.content_type[0] && !ii->denied) {
+	if (headers && !ii->attr.content_type[0] && !ii->denied) {
 		/* Known from a listing only: one HEAD for what a listing lacks. */
 		struct store_attr a;
 
@@ -137,8 +142,12 @@ static int file_xattrs(struct irsafs *fs, struct inode_info *ii, struct xattr_se
 	return rc;
 }
 
-/* Every attribute of node ino. 0 or a negative errno. */
-static int collect(struct irsafs *fs, fuse_ino_t ino, struct xattr_set *xs)
+/*
+ * Every attribute of node ino; a file's content type and version id only
+ * when known, or when headers asks for them (then a file known only from a
+ * listing costs a HEAD). 0 or a negative errno.
+ */
+static int collect(struct irsafs *fs, fuse_ino_t ino, int headers, struct xattr_set *xs)
 {
 	struct inode_info ii;
 	char *uri = NULL;
@@ -157,7 +166,7 @@ static int collect(struct irsafs *fs, fuse_ino_t ino, struct xattr_set *xs)
 	if (!rc && ino == FUSE_ROOT_ID)
 		rc = root_xattrs(fs, xs);
 	else if (!rc && !ii.is_dir)
-		rc = file_xattrs(fs, &ii, xs);
+		rc = file_xattrs(fs, &ii, headers, xs);
 	free(uri);
 	inode_info_cleanup(&ii);
 	if (rc)
@@ -179,7 +188,9 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 		fs_reply_err(req, METRICS_FS_GETXATTR, ENODATA);
 		return;
 	}
-	rc = collect(fs_of(req), ino, &xs);
+	/* Only these two are not in a listing: any other is answered without a request. */
+	rc = collect(fs_of(req), ino, !strcmp(name, "user.s3.content_type") ||
+		     !strcmp(name, "user.s3.version_id"), &xs);
 	if (rc) {
 		fs_reply_err(req, METRICS_FS_GETXATTR, -rc);
 		return;
@@ -208,7 +219,8 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t i, len = 0, n;
 	int rc;
 
-	rc = collect(fs_of(req), ino, &xs);
+	/* Never a request: cp -a lists the attributes of every file it copies. */
+	rc = collect(fs_of(req), ino, 0, &xs);
 	if (rc) {
 		fs_reply_err(req, METRICS_FS_LISTXATTR, -rc);
 		return;

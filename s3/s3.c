@@ -830,6 +830,8 @@ static int s3_read_range(struct store *st, const char *key, struct store_read *r
 		*got = resp.sink_len;
 		if (rd && !pin)
 			snprintf(rd->etag, sizeof(rd->etag), "%s", resp.etag);
+		if (rd && rd->headers)
+			attr_from_headers(&resp, rd->headers);
 	}
 	http_response_cleanup(&resp);
 	return rc;

@@ -76,6 +76,11 @@ size_t store_attr_packed_bytes(const struct store_attr_packed *p)
 	return (size_t)(r - p->strings);
 }
 
+const char *store_attr_packed_etag(const struct store_attr_packed *p)
+{
+	return p->strings ? p->strings : ""; /* packed first (fields[0]) */
+}
+
 void store_attr_packed_clear(struct store_attr_packed *p)
 {
 	free(p->strings);
@@ -364,6 +369,11 @@ void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w)
 void store_fwd_dir_cancel(struct store *s, const void *tag)
 {
 	store_dir_cancel(inner_of(s), tag);
+}
+
+struct store_dir *store_fwd_dir_peek(struct store *s, const char *dir_key)
+{
+	return store_dir_peek(inner_of(s), dir_key);
 }
 
 void store_fwd_dir_close(struct store *s, struct store_dir_reader *r)

@@ -30,6 +30,7 @@
 #include "core/err.h"
 
 struct log_fields;
+struct store_attr;
 
 /*
  * The largest object size irsafs believes (1 PiB; S3 allows 50 TB). Offsets
@@ -110,6 +111,13 @@ struct store_read {
 	long long size;
 	/* When it reads non-zero the read stops with -EINTR; NULL: never. */
 	const int *cancel;
+	/*
+	 * Optional out (NULL: not wanted): the attributes the answer's headers
+	 * gave, among them the content type and version id a listing lacks.
+	 * Filled only when a GET answered; left as it was when none was needed
+	 * (nothing to read, a disk cache hit).
+	 */
+	struct store_attr *headers;
 };
 
 /* Terms for a read pinned to etag (NULL or "": any version) of size bytes (-1: unknown). */
@@ -139,6 +147,8 @@ struct store_attr_packed {
 int store_attr_pack(struct store_attr_packed *p, const struct store_attr *a);
 /* The store_attr *p was packed from. */
 void store_attr_unpack(const struct store_attr_packed *p, struct store_attr *a);
+/* The ETag *p was packed with, without unpacking the rest ("" when none). */
+const char *store_attr_packed_etag(const struct store_attr_packed *p);
 /* Bytes *p holds besides itself. */
 size_t store_attr_packed_bytes(const struct store_attr_packed *p);
 void store_attr_packed_clear(struct store_attr_packed *p);
@@ -436,6 +446,13 @@ struct store_ops {
 			struct store_dir_waiter *w);
 	void (*dir_arm)(struct store *s, struct store_dir_waiter *w);
 	void (*dir_cancel)(struct store *s, const void *tag);
+	/*
+	 * Optional (the metadata cache): the listing of dir_key it keeps, a new
+	 * reference, whatever its age; NULL when it keeps none. For plans whose
+	 * every answer is checked anyway (the read-ahead across files pins each
+	 * GET to the listed ETag and size), never for answers that must be fresh.
+	 */
+	struct store_dir *(*dir_peek)(struct store *s, const char *dir_key);
 	void (*dir_close)(struct store *s, struct store_dir_reader *r);
 
 	/*
@@ -553,6 +570,13 @@ static inline void store_dir_cancel(struct store *s, const void *tag)
 		s->ops->dir_cancel(s, tag);
 }
 
+static inline struct store_dir *store_dir_peek(struct store *s, const char *dir_key)
+{
+	if (!s->ops->dir_peek)
+		return NULL;
+	return s->ops->dir_peek(s, dir_key);
+}
+
 static inline void store_dir_close(struct store *s, struct store_dir_reader *r)
 {
 	if (r)
@@ -629,6 +653,7 @@ int store_fwd_dir_wait(struct store *s, struct store_dir_reader *r, size_t off,
 		       struct store_dir_waiter *w);
 void store_fwd_dir_arm(struct store *s, struct store_dir_waiter *w);
 void store_fwd_dir_cancel(struct store *s, const void *tag);
+struct store_dir *store_fwd_dir_peek(struct store *s, const char *dir_key);
 void store_fwd_dir_close(struct store *s, struct store_dir_reader *r);
 struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
 				  struct store_head *head);

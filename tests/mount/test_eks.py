@@ -20,7 +20,7 @@ from conftest import BAD_LINE, Mount, irsafs_bin, pod_env, sha256_file
 
 HELLO = b"hello from irsafs\n"
 SUMMARY = re.compile(r"summary: objects opened (\d+), bytes read (\d+), S3 requests (\d+), "
-                     r"listings (\d+), time ([\d.]+) s, (\S+) exited (\d+)")
+                     r"listings (\d+), time ([\d.]+) s, ([\d.]+) MB/s, (\S+) exited (\d+)")
 
 
 def run_exec(testbed, *args, env=None, timeout=120):
@@ -106,7 +106,7 @@ def test_exec_runs_the_command_on_the_mount_and_exits_with_its_status(testbed, t
     assert (opened, nbytes) == (1, len(HELLO)), m.group(0)
     # At least the mount check's listing and the GET of hello.txt.
     assert requests >= 2, m.group(0)
-    assert m.group(6) == "sh" and m.group(7) == "7"
+    assert m.group(7) == "sh" and m.group(8) == "7"
     assert len(SUMMARY.findall(err)) == 1
     assert clean_log(err) == []
 

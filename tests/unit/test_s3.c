@@ -115,6 +115,33 @@ TEST(a_right_answer_is_read_and_pinned)
 	CHECK_STR(rd.etag, "\"v1\"");
 }
 
+TEST(a_read_reports_the_headers_a_listing_lacks)
+{
+	struct store_attr a;
+	struct store_read rd;
+	struct store_error e;
+	char buf[64];
+	size_t got = 0;
+
+	memset(&a, 0, sizeof(a));
+	store_read_init(&rd, "\"v1\"", SIZE);
+	rd.headers = &a;
+	fakesrv_pushf(srv, NULL, "HTTP/1.1 206 Partial Content\r\nETag: \"v1\"\r\n"
+		      "Content-Type: text/csv\r\nx-amz-version-id: 3HL4kqtJlcpXroDTDmJ\r\n"
+		      "Content-Range: bytes 0-9/%lld\r\nContent-Length: 10\r\n\r\n%.10s",
+		      SIZE, DATA);
+	CHECK_INT(read_at(&rd, 0, 10, buf, &got, &e), 0);
+	CHECK_INT(got, 10);
+	CHECK_STR(a.content_type, "text/csv");
+	CHECK_STR(a.version_id, "3HL4kqtJlcpXroDTDmJ");
+	CHECK_STR(a.etag, "\"v1\"");
+	CHECK_INT(a.size, SIZE);
+	/* Nothing to read, no request: left as it was. */
+	memset(&a, 0, sizeof(a));
+	CHECK_INT(read_at(&rd, SIZE, 10, buf, &got, &e), 0);
+	CHECK_STR(a.content_type, "");
+}
+
 TEST(the_known_size_ends_the_object)
 {
 	struct store_read rd;
@@ -305,6 +332,7 @@ int main(void)
 		return harness_done();
 	RUN(store_new_checks_the_endpoint);
 	RUN(a_right_answer_is_read_and_pinned);
+	RUN(a_read_reports_the_headers_a_listing_lacks);
 	RUN(the_known_size_ends_the_object);
 	RUN(a_wrong_answer_is_retried_then_eio);
 	RUN(another_version_is_estale_at_once);
