@@ -217,7 +217,10 @@ def test_a_copy_tool_stages_every_byte_with_one_get_per_file(testbed, data, tool
         # tar opens no empty file; the others open every file.
         opened = len(data) if tool != "tar" else sum(1 for s, _ in data.values() if s > 0)
         assert m and int(m.group(1)) == opened, err[-2000:]
-        assert int(m.group(2)) == sum(size for size, _ in data.values())
+        # Every byte read; the kernel may read a range again after it let the
+        # pages go (512 KiB more once, on a loaded machine): a window or two.
+        total = sum(size for size, _ in data.values())
+        assert total <= int(m.group(2)) <= total + (2 << 20), (int(m.group(2)), total)
     finally:
         subprocess.run(["rm", "-rf", dest], check=False)
 
