@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -75,7 +77,30 @@ class Testbed:
                         *args], check=True, capture_output=True)
 
     def rgw_log_size(self, log="rgw.log"):
-        return os.path.getsize(os.path.join(self.dir, "log", log))
+        """Where the access log ends once every request answered so far is in it.
+
+        radosgw writes its lines asynchronously, after the response: a request
+        irsafs saw answered may be logged after a plain size was taken, and
+        then counted as the test's own (a listing page once, on a loaded
+        machine). So an anonymous marker request is sent and its line waited
+        for (at most 10 s); lines of earlier requests come before it."""
+        path = os.path.join(self.dir, "log", log)
+        if log != "rgw.log":
+            return os.path.getsize(path)
+        marker = f"/log-marker-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            urllib.request.urlopen("http://127.0.0.1:7480" + marker, timeout=5).close()
+        except (urllib.error.URLError, OSError):
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            size = os.path.getsize(path)
+            with open(path, "rb") as f:
+                f.seek(max(0, size - (1 << 20)))
+                if marker.encode() in f.read():
+                    return size
+            time.sleep(0.05)
+        return os.path.getsize(path)
 
     def rgw_requests_since(self, offset, agent="irsafs/", settle=0.3, log="rgw.log"):
         """Access-log request lines ("GET /path HTTP/1.1") made by irsafs after offset.
