@@ -1,12 +1,13 @@
 /*
  * fakestore: the object store the cache tests read through (test_cache.c,
- * test_readahead.c). It keeps one object in memory (byte_at gives each byte
- * of each version), records every ranged GET, and can fail, stall, change the
- * object (a new ETag) between two reads, or deliver slowly, chunk by chunk,
- * so that a GET cut short has received only part of its bytes.
+ * test_readahead.c, test_rafetch.c). It keeps one object in memory (byte_at
+ * gives each byte of each version), records every ranged GET, and can fail,
+ * stall, change the object (a new ETag) between two reads, or deliver
+ * slowly, chunk by chunk, so that a GET cut short has received only part of
+ * its bytes; and a read-ahead over it (struct env).
  *
- * Header-only, like harness.h (include it after harness.h): read_check uses
- * its CHECKs.
+ * Header-only, like harness.h (include it after harness.h): read_check and
+ * the env helpers use its CHECKs.
  */
 #ifndef IRSAFS_TESTS_FAKESTORE_H
 #define IRSAFS_TESTS_FAKESTORE_H
@@ -279,6 +280,38 @@ static inline long long fetched(struct fake *f)
 	n = f->bytes;
 	pthread_mutex_unlock(&f->lock);
 	return n;
+}
+
+/* A read-ahead over a fake object of size bytes, with its own budget. */
+struct env {
+	struct fake fake;
+	struct membudget *mb;
+	struct store *ra;
+};
+
+static inline void env_start(struct env *v, long long size, size_t budget, const struct ra_config *cfg)
+{
+	fake_init(&v->fake, size);
+	v->mb = membudget_new(budget);
+	shim_mb = v->mb;
+	v->ra = readahead_new(&v->fake.base, v->mb, cfg);
+	CHECK(v->ra != NULL);
+	CHECK_INT(readahead_start(v->ra), 0);
+}
+
+static inline void env_init(struct env *v, long long size, size_t budget, size_t part, unsigned conc)
+{
+	struct ra_config cfg = { .part_size = part, .concurrency = conc };
+
+	env_start(v, size, budget, &cfg);
+}
+
+static inline void env_cleanup(struct env *v)
+{
+	store_destroy(v->ra);
+	CHECK_INT(membudget_used(v->mb), 0);
+	membudget_free(v->mb);
+	pthread_mutex_destroy(&v->fake.lock);
 }
 
 #endif
