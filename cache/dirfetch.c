@@ -214,19 +214,6 @@ static struct flight *flight_new_locked(struct dirfetch *df, const char *key, in
 	return fl;
 }
 
-/* A copy of e for a waiter to hold until it is answered (NULL when none or no memory). */
-static struct store_error *error_keep(const struct store_error *e)
-{
-	struct store_error *k;
-
-	if (!e || e->cls == ERR_OK)
-		return NULL;
-	k = malloc(sizeof(*k));
-	if (k)
-		*k = *e;
-	return k;
-}
-
 /* ---- waiters ----------------------------------------------------------------------------- */
 
 /* Is w answered by where the stream is? Then *rc is its answer. */
@@ -266,7 +253,7 @@ static struct store_dir_waiter *detach_locked(struct flight *fl, int all, int rc
 		w->flight = NULL;
 		w->next = NULL;
 		w->rc = rc;
-		w->err = rc && rc != -EINTR ? error_keep(&fl->err) : NULL;
+		w->err = rc && rc != -EINTR ? store_error_dup(&fl->err) : NULL;
 		if (w->state == W_ARMED) {
 			w->next = answer;
 			answer = w;

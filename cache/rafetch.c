@@ -98,27 +98,6 @@ static void part_forget_locked(struct ra_file *f, struct ra_part *p)
 	}
 }
 
-/* A copy of e to keep with a failure (NULL when there is none, or no memory). */
-static struct store_error *error_keep(const struct store_error *e)
-{
-	struct store_error *k;
-
-	if (!e || e->cls == ERR_OK)
-		return NULL;
-	k = malloc(sizeof(*k));
-	if (k)
-		*k = *e;
-	return k;
-}
-
-void ra_error_give(const struct store_error *kept, struct store_error *e)
-{
-	if (kept)
-		*e = *kept;
-	else
-		store_error_clear(e);
-}
-
 void ra_note_failure_locked(struct ra_file *f, int rc, long long off, long long end,
 				const struct store_error *e)
 {
@@ -129,7 +108,7 @@ void ra_note_failure_locked(struct ra_file *f, int rc, long long off, long long 
 	f->fail.end = end;
 	f->fail.at_ms = clock_mono_ms();
 	free(f->fail.err);
-	f->fail.err = error_keep(e);
+	f->fail.err = store_error_dup(e);
 }
 
 int ra_recent_failure_locked(struct ra_file *f, long long off, long long end,
@@ -139,7 +118,7 @@ int ra_recent_failure_locked(struct ra_file *f, long long off, long long end,
 		return 0;
 	if (off >= f->fail.end || end <= f->fail.off)
 		return 0;
-	ra_error_give(f->fail.err, e);
+	store_error_give(f->fail.err, e);
 	return f->fail.rc;
 }
 
@@ -379,7 +358,7 @@ void *ra_fetch_thread(void *arg)
 			rc = ra_pin_locked(f, &rd, &e);
 		p->rc = rc;
 		if (rc)
-			p->err = error_keep(&e);
+			p->err = store_error_dup(&e);
 		p->got = rc ? 0 : got;
 		p->state = PART_DONE;
 		f->inflight--;

@@ -190,10 +190,7 @@ static struct store_file *ra_open(struct store *s, const char *key, const struct
 	f->base.store = s;
 	f->ra = ra;
 	__atomic_add_fetch(&ra->nfiles, 1, __ATOMIC_ACQ_REL);
-	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
-	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
-	/* Bounded, so that offset arithmetic never overflows. */
-	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	store_open_terms(a, f->etag, sizeof(f->etag), &f->size);
 	f->refs = 1;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
@@ -289,7 +286,7 @@ static int gather_locked(struct ra_file *f, long long off, long long end, const 
 		if (!rc && p->got != p->len)
 			rc = -err_class_errno(ERR_PROTOCOL);
 		if (rc) {
-			ra_error_give(p->err, e);
+			store_error_give(p->err, e);
 			span_release_locked(sp);
 			return rc;
 		}

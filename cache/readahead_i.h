@@ -120,9 +120,6 @@ void ra_part_put_locked(struct ra_part *p);
 /* Take a part out of the list; cancel it if no thread has started it. */
 void ra_part_unlink_locked(struct ra_file *f, struct ra_part **link);
 
-/* Hand a kept error's detail (or none) to the caller's e. */
-void ra_error_give(const struct store_error *kept, struct store_error *e);
-
 /* Remember a failed read of [off, end) and its detail e (RA_FAIL_MEMORY_MS). */
 void ra_note_failure_locked(struct ra_file *f, int rc, long long off, long long end,
 			    const struct store_error *e);

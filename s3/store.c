@@ -119,6 +119,26 @@ void store_error_clear(struct store_error *e)
 	memset(e, 0, sizeof(*e));
 }
 
+struct store_error *store_error_dup(const struct store_error *e)
+{
+	struct store_error *k;
+
+	if (!e || e->cls == ERR_OK)
+		return NULL;
+	k = malloc(sizeof(*k));
+	if (k)
+		*k = *e;
+	return k;
+}
+
+void store_error_give(const struct store_error *kept, struct store_error *e)
+{
+	if (kept)
+		*e = *kept;
+	else
+		store_error_clear(e);
+}
+
 void store_error_log_fields(const struct store_error *e, struct log_fields *f)
 {
 	memset(f, 0, sizeof(*f));
@@ -227,6 +247,12 @@ static void plain_put(struct plain_file *f)
 	free(f);
 }
 
+void store_open_terms(const struct store_attr *a, char *etag, size_t etaglen, long long *size)
+{
+	snprintf(etag, etaglen, "%s", etag_sendable(a->etag) ? a->etag : "");
+	*size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+}
+
 struct store_file *store_plain_open(struct store *s, const char *key, const struct store_attr *a,
 				    struct store_head *head)
 {
@@ -243,9 +269,7 @@ struct store_file *store_plain_open(struct store *s, const char *key, const stru
 	f->base.store = s;
 	f->refs = 1;
 	pthread_mutex_init(&f->lock, NULL);
-	/* An ETag that cannot be sent back pins nothing: the first answer's will. */
-	snprintf(f->etag, sizeof(f->etag), "%s", etag_sendable(a->etag) ? a->etag : "");
-	f->size = a->size < 0 ? 0 : a->size > STORE_SIZE_MAX ? STORE_SIZE_MAX : a->size;
+	store_open_terms(a, f->etag, sizeof(f->etag), &f->size);
 	if (head) {
 		f->head = *head;
 		memset(head, 0, sizeof(*head));

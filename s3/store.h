@@ -73,6 +73,12 @@ struct store_error {
 
 void store_error_clear(struct store_error *e);
 
+/* A heap copy of e to keep for later (free it); NULL for none, ERR_OK or no memory. */
+struct store_error *store_error_dup(const struct store_error *e);
+
+/* A kept copy (store_error_dup) handed to e; e cleared when none was kept. */
+void store_error_give(const struct store_error *kept, struct store_error *e);
+
 /* The errno of e's class (the one table); 0 for ERR_OK. */
 static inline int store_error_errno(const struct store_error *e)
 {
@@ -657,6 +663,13 @@ struct store_dir *store_fwd_dir_peek(struct store *s, const char *dir_key);
 void store_fwd_dir_close(struct store *s, struct store_dir_reader *r);
 struct store_file *store_fwd_open(struct store *s, const char *key, const struct store_attr *a,
 				  struct store_head *head);
+
+/*
+ * The terms an open of a works with: the ETag it pins (a's, or "" when it
+ * cannot be sent back: the first answer's is pinned then) and its size,
+ * bounded by STORE_SIZE_MAX so that offset arithmetic never overflows.
+ */
+void store_open_terms(const struct store_attr *a, char *etag, size_t etaglen, long long *size);
 
 /*
  * Plain files, for a store that keeps no per-open state: each read is one
