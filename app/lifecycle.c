@@ -76,6 +76,19 @@ static struct {
 	const char *phase;		/* what main is waiting for; atomic */
 } su = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* A helper thread that takes no signal: they are the signal thread's, or the FUSE threads'. */
+static int thread_start_masked(pthread_t *t, void *(*fn)(void *))
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(t, NULL, fn, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 static void *startup_main(void *arg)
 {
 	const char *phase;
@@ -112,14 +125,10 @@ static void *startup_main(void *arg)
 
 int lifecycle_startup_start(int exec_form)
 {
-	sigset_t all, old;
 	int rc;
 
 	su.exec_form = exec_form;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&su.thread, NULL, startup_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start_masked(&su.thread, startup_main);
 	if (rc)
 		return -rc;
 	su.running = 1;
@@ -248,7 +257,6 @@ static void *signal_main(void *arg)
 int lifecycle_signals_start(struct app *app, struct fuse_session *se, int stop_signals)
 {
 	struct sigaction sa;
-	sigset_t all, old;
 	int rc;
 
 	lc.app = app;
@@ -264,10 +272,7 @@ int lifecycle_signals_start(struct app *app, struct fuse_session *se, int stop_s
 		sigaction(SIGUSR2, &sa, NULL);
 		signal(SIGPIPE, SIG_IGN);
 	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&lc.thread, NULL, signal_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start_masked(&lc.thread, signal_main);
 	if (rc)
 		return -rc;
 	lc.running = 1;
