@@ -356,7 +356,7 @@ int exec_run(struct app *app, struct fuse_session *se, struct fuse_loop_config *
 
 out_loop:
 	loop_stop(se, mnt, th);
-	if (t.rc < 0)
+	if (lifecycle_loop_failed(t.rc))
 		log_msg(LOG_ERR, "exec: the FUSE loop failed: %s", strerror(-t.rc));
 out_signals:
 	for (i = 0; i < NFORWARDED; i++)

@@ -388,6 +388,18 @@ enum lifecycle_unmount_result lifecycle_unmount(struct fuse_session *se, const c
 	return r;
 }
 
+int lifecycle_loop_failed(int rc)
+{
+	int unmounted;
+
+	if (rc >= 0)
+		return 0;
+	pthread_mutex_lock(&lc.lock);
+	unmounted = lc.unmounted;
+	pthread_mutex_unlock(&lc.lock);
+	return !(unmounted && (rc == -ECONNABORTED || rc == -ENODEV));
+}
+
 void lifecycle_release(struct fuse_session *se)
 {
 	struct pollfd pfd = { .fd = fuse_session_fd(se), .events = 0 };

@@ -78,6 +78,14 @@ void lifecycle_signals_stop(void);
  * itself), and must call lifecycle_release. Never call fuse_session_unmount
  * besides these two.
  */
+/*
+ * Did the FUSE loop that returned rc fail? Not when it only saw the
+ * connection end after we had unmounted: once the last file closes after a
+ * lazy detach, the kernel may end it as aborted (ECONNABORTED) rather than
+ * gone (which libfuse takes as the normal end).
+ */
+int lifecycle_loop_failed(int rc);
+
 enum lifecycle_unmount_result lifecycle_unmount(struct fuse_session *se, const char *mountpoint);
 void lifecycle_release(struct fuse_session *se);
 
