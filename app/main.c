@@ -207,6 +207,7 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	char optbuf[512], counters[256];
+	unsigned n;
 	int rc = 1;
 
 	/*
@@ -263,7 +264,8 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	if (cmd) {
 		rc = exec_run(app, se, loop, cmd);
 	} else {
-		rc = fuse_session_loop_mt(se, loop) < 0 ? IRSAFS_EXIT_FAIL : IRSAFS_EXIT_OK;
+		rc = lifecycle_loop_failed(fuse_session_loop_mt(se, loop)) ? IRSAFS_EXIT_FAIL
+									    : IRSAFS_EXIT_OK;
 		lifecycle_counters(fs, counters, sizeof(counters));
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
@@ -272,6 +274,12 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	metrics_http_stop(app->metrics);
 	/* Listing threads answer FUSE requests: stop them before the fd goes. */
 	stack_stop(&app->stack);
+	/* The loop is over: what the kernel never released is closed now. */
+	n = fs_handles_close(fs);
+	if (n)
+		log_msg(LOG_INFO, "closed %u open file%s or director%s whose release the "
+			"kernel dropped when the connection ended", n, n == 1 ? "" : "s",
+			n == 1 ? "y" : "ies");
 out_loop:
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
@@ -367,6 +375,7 @@ int main(int argc, char **argv)
 		.negative_ttl = o.negative_ttl,
 		.kernel_readahead = o.kernel_readahead,
 	};
+	fs_handles_init(fs);
 	fs->ttl = o.metadata_ttl;
 	fs->ttl_ms = (long long)(o.metadata_ttl * 1000);
 	clock_gettime(CLOCK_REALTIME, &fs->mount_time);

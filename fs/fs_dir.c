@@ -45,14 +45,38 @@ struct dir_open {
 	struct store_dir_reader *r;
 };
 
-static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct store *st,
+/* An open directory: what fi->fh points to. */
+struct dhandle {
+	struct fs_handle h;	/* first */
+	struct store_dir_reader *r;
+};
+
+static void dhandle_close(struct irsafs *fs, struct fs_handle *h)
+{
+	struct dhandle *dh = (struct dhandle *)h;
+
+	store_dir_close(fs->store, dh->r);
+	free(dh);
+}
+
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct irsafs *fs,
 		       struct store_dir_reader *r)
 {
-	fi->fh = (uint64_t)(uintptr_t)r;
+	struct dhandle *dh = malloc(sizeof(*dh));
+
+	if (!dh) {
+		store_dir_close(fs->store, r);
+		fs_reply_err(req, METRICS_FS_OPENDIR, ENOMEM);
+		return;
+	}
+	dh->h.close = dhandle_close;
+	dh->r = r;
+	fi->fh = (uint64_t)(uintptr_t)dh;
 	fi->cache_readdir = 0;
+	fs_handle_add(fs, &dh->h);
 	/* -ENOENT: the request was interrupted and is gone; no RELEASEDIR will come. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		store_dir_close(st, r);
+		fs_handle_close(fs, &dh->h);
 }
 
 static void dir_open_done(struct store_dir_waiter *w, int rc, const struct store_error *e)
@@ -65,7 +89,7 @@ static void dir_open_done(struct store_dir_waiter *w, int rc, const struct store
 	if (rc)
 		fs_reply_err(o->req, METRICS_FS_OPENDIR, -rc);
 	else
-		reply_open(o->req, &o->fi, o->fs->store, o->r);
+		reply_open(o->req, &o->fi, o->fs, o->r);
 	free(o);
 }
 
@@ -291,7 +315,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	rd->w.tag = req;
 	rd->req = req;
 	rd->fs = fs;
-	rd->r = (struct store_dir_reader *)(uintptr_t)fi->fh;
+	rd->r = ((struct dhandle *)(uintptr_t)fi->fh)->r;
 	rd->ino = ino;
 	rd->plus = plus;
 	rd->off = off;
@@ -332,6 +356,6 @@ void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	store_dir_close(fs_of(req)->store, (struct store_dir_reader *)(uintptr_t)fi->fh);
+	fs_handle_close(fs_of(req), (struct fs_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }

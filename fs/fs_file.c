@@ -30,9 +30,20 @@
 #include "s3/store.h"
 
 struct fhandle {
+	struct fs_handle h;	/* first: fi->fh points to both */
 	char *key;
 	struct store_file *f;
 };
+
+static void fhandle_close(struct irsafs *fs, struct fs_handle *h)
+{
+	struct fhandle *fh = (struct fhandle *)h;
+
+	(void)fs;
+	store_file_close(fh->f);
+	free(fh->key);
+	free(fh);
+}
 
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -70,13 +81,13 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	ii.key = NULL;
 	/* Same object as the last open: the page cache may keep its pages. */
 	fi->keep_cache = inode_note_open(fs->inodes, ino, ii.attr.etag);
+	fh->h.close = fhandle_close;
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fs_count(&fs->counters.opens, 1);
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		store_file_close(fh->f);
-		free(fh->key);
-		free(fh);
-	}
+	fs_handle_add(fs, &fh->h);
+	/* -ENOENT: the request was interrupted and is gone; no RELEASE will come. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_handle_close(fs, &fh->h);
 	inode_info_cleanup(&ii);
 	return;
 fail:
@@ -150,8 +161,7 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fhandle *fh = (struct fhandle *)(uintptr_t)fi->fh;
 
-	store_file_close(fh->f);
-	free(fh->key);
-	free(fh);
+	(void)ino;
+	fs_handle_close(fs_of(req), &fh->h);
 	fuse_reply_err(req, 0);
 }

@@ -4,7 +4,8 @@
  * The operations are split by what they touch: fs_node.c (lookup, forget,
  * getattr), fs_file.c (open, read, release), fs_dir.c (opendir, readdir),
  * fs_xattr.c (getxattr, listxattr), fs_ops.c (the table, init, statfs and
- * the EROFS answers).
+ * the EROFS answers), handles.c (what is open, closed at exit if the kernel
+ * never released it).
  */
 #ifndef IRSAFS_FS_FS_I_H
 #define IRSAFS_FS_FS_I_H
@@ -17,6 +18,18 @@
 #include "s3/store.h"
 
 struct irsafs *fs_of(fuse_req_t req);
+
+/*
+ * An open file or directory: on fs->handles from the open to its release
+ * (fs/handles.c). Embedded first in what fi->fh points to.
+ */
+struct fs_handle {
+	struct fs_handle *prev, *next;	/* under fs->handles_lock */
+	void (*close)(struct irsafs *fs, struct fs_handle *h);	/* closes and frees h */
+};
+void fs_handle_add(struct irsafs *fs, struct fs_handle *h);
+/* Off the list, then h->close. */
+void fs_handle_close(struct irsafs *fs, struct fs_handle *h);
 void fs_count(unsigned long long *c, unsigned long long n);
 /* Attributes of a file (from a) or a directory (a may be NULL). */
 void fs_fill_stat(const struct irsafs *fs, uint64_t ino, int is_dir, const struct store_attr *a,

@@ -10,11 +10,13 @@
 #define FUSE_USE_VERSION 314
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <sys/types.h>
 #include <time.h>
 
 struct store;
 struct inode_table;
+struct fs_handle;
 
 struct irsafs_counters {
 	unsigned long long opens;
@@ -48,7 +50,20 @@ struct irsafs {
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
 	struct irsafs_counters counters;
+	pthread_mutex_t handles_lock;	/* fs_handles_init; guards handles */
+	struct fs_handle *handles;	/* open files and directories (fs/handles.c) */
 };
+
+/* Before the first FUSE request: no file or directory is open. */
+void fs_handles_init(struct irsafs *fs);
+
+/*
+ * After the loop has returned (no FUSE request runs any more), before the
+ * store stack goes: close the files and directories whose RELEASE never
+ * came (the kernel drops the ones it had queued when the connection ends).
+ * Returns how many.
+ */
+unsigned fs_handles_close(struct irsafs *fs);
 
 extern const struct fuse_lowlevel_ops irsafs_ops;
 
