@@ -374,6 +374,8 @@ int main(int argc, char **argv)
 		.dir_mode = o.dir_mode,
 		.negative_ttl = o.negative_ttl,
 		.kernel_readahead = o.kernel_readahead,
+		.direct_io_size = o.direct_io_size,
+		.direct_io_given = o.direct_io_given,
 	};
 	fs_handles_init(fs);
 	fs->ttl = o.metadata_ttl;

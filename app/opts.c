@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ enum {
 	OPT_UNLISTED_DIRS,
 	OPT_LIST_TIMEOUT,
 	OPT_DIR_RA,
+	OPT_DIRECT_IO,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +77,7 @@ static const struct option long_opts[] = {
 	{ "lookup-read", required_argument, NULL, OPT_LOOKUP_READ },
 	{ "dir-readahead", required_argument, NULL, OPT_DIR_RA },
 	{ "kernel-readahead", required_argument, NULL, OPT_KERNEL_RA },
+	{ "direct-io-size", required_argument, NULL, OPT_DIRECT_IO },
 	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
 	{ "max-cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 	{ "help", no_argument, NULL, 'h' },
@@ -138,6 +141,10 @@ void opts_usage(FILE *f)
 		"  --kernel-readahead SIZE  the kernel's read-ahead for this mount, so that it asks\n"
 		"                           for larger reads; 0 = leave it (default 512K; needs a\n"
 		"                           writable /sys)\n"
+		"  --direct-io-size SIZE    objects of SIZE or more are read with direct I/O, past\n"
+		"                           the kernel's page cache: a stream costs the Pod no\n"
+		"                           page cache and no copy into it; off = never (default\n"
+		"                           64M; on kernels older than 6.6, off unless given)\n"
 		"  --cache-dir DIR          keep what was read in DIR, checked on every read (0700,\n"
 		"                           emptied at mount and at exit, one mount at a time)\n"
 		"  --max-cache-size SIZE    most bytes kept in --cache-dir (default 1G)\n"
@@ -250,6 +257,7 @@ int opts_parse(int argc, char **argv, struct opts *o)
 	o->lookup_read = 128u << 10;
 	o->dir_readahead = 64;
 	o->kernel_readahead = 512u << 10;
+	o->direct_io_size = 64u << 20;
 	o->max_cache_size = 1u << 30;
 	o->log_level = -1;
 
@@ -396,6 +404,16 @@ int opts_parse(int argc, char **argv, struct opts *o)
 			else if (parse_size(optarg, 4u << 10, 64u << 20, &o->kernel_readahead))
 				return bad("--kernel-readahead", optarg,
 					   "expected 0 or a size from 4K to 64M, such as 512K");
+			break;
+		case OPT_DIRECT_IO:
+			o->direct_io_given = 1;
+			if (!strcmp(optarg, "off"))
+				o->direct_io_size = SIZE_MAX;
+			else if (!strcmp(optarg, "0"))
+				o->direct_io_size = 0;
+			else if (parse_size(optarg, 4u << 10, (size_t)1 << 50, &o->direct_io_size))
+				return bad("--direct-io-size", optarg,
+					   "expected off, 0 (every object) or a size such as 64M");
 			break;
 		case OPT_DIR_RA:
 			if (parse_long(optarg, 0, 1024, &v))

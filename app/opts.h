@@ -45,6 +45,8 @@ struct opts {
 	size_t lookup_read;		/* bytes a lookup GETs instead of a HEAD; 0: HEAD */
 	int dir_readahead;		/* files fetched ahead in listing order; 0: off */
 	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
+	size_t direct_io_size;		/* objects this large skip the page cache; SIZE_MAX: none */
+	int direct_io_given;		/* --direct-io-size was on the command line */
 	const char *cache_dir;		/* NULL: no disk cache */
 	size_t max_cache_size;		/* bytes of block files in cache_dir */
 	int show_help;

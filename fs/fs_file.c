@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "core/strutil.h"
+#include "fs/initext.h"
 #include "fs/inode.h"
 #include "s3/store.h"
 
@@ -81,6 +82,10 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	ii.key = NULL;
 	/* Same object as the last open: the page cache may keep its pages. */
 	fi->keep_cache = inode_note_open(fs->inodes, ino, ii.attr.etag);
+	/* A big object streams past the page cache (--direct-io-size). */
+	if ((unsigned long long)ii.attr.size >= fs->cfg.direct_io_size &&
+	    (fs->cfg.direct_io_given || initext_direct_io_mmap()))
+		fi->direct_io = 1;
 	fh->h.close = fhandle_close;
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fs_count(&fs->counters.opens, 1);

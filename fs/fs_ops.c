@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -14,6 +15,7 @@
 
 #include "core/log.h"
 #include "core/mountinfo.h"
+#include "fs/initext.h"
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
@@ -103,6 +105,8 @@ int fs_reader_dying(pid_t tid)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct irsafs *fs = userdata;
+
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* Always readdirplus: ls -l then costs no per-entry lookups. */
@@ -117,6 +121,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * FUSE_INTERRUPT, which fs_op_read answers at once (fs_file.c).
 	 */
 	conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
+	if (fs->cfg.direct_io_size != SIZE_MAX && !fs->cfg.direct_io_given &&
+	    !initext_direct_io_mmap())
+		log_msg(LOG_INFO, "this kernel cannot map a direct-I/O file shared (Linux 6.6 "
+			"can): every object is read through the page cache; --direct-io-size "
+			"forces direct I/O for large ones, and their MAP_SHARED mmap then fails");
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 }

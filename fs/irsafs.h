@@ -37,6 +37,8 @@ struct fs_config {
 	mode_t dir_mode;
 	double negative_ttl;		/* seconds the kernel may keep a "no such entry" */
 	size_t kernel_readahead;	/* the mount's read_ahead_kb, in bytes; 0: the kernel's */
+	size_t direct_io_size;		/* objects this large are opened FOPEN_DIRECT_IO; SIZE_MAX: none */
+	int direct_io_given;		/* even if MAP_SHARED mmap of them then fails (fs/initext.c) */
 };
 
 struct irsafs {

@@ -51,6 +51,7 @@
 
 #include "core/handoff.h"
 #include "core/log.h"
+#include "fs/initext.h"
 #include "fs/inode.h"
 
 #define STATE_MAGIC 0x31736661737269ULL	/* "irsafs1" */
@@ -448,6 +449,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 			slot_track(buf, (size_t)r);
 		}
 		n = (size_t)r;
+		initext_request(buf, n);
 		if (filter(buf, &n))
 			return (ssize_t)n;
 	}
@@ -455,14 +457,18 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
-	const struct fuse_out_header *out = iov[0].iov_base;
-	uint64_t unique = out->unique, fh, id = 0;
+	struct initext_copy init;
+	const struct fuse_out_header *out;
+	uint64_t unique, fh, id = 0;
 	struct iovec mine[2];
 	uint8_t arg[64];		/* a copy of fuse_open_out, with our id */
 	ssize_t n;
 	int err, i, opendir = 0, fake;
 	size_t total = 0;
 
+	iov = initext_reply(iov, count, &init);	/* first: a replayed INIT's answer too */
+	out = iov[0].iov_base;
+	unique = out->unique;
 	/* Set before any worker runs; cleared once, here, under the lock. */
 	if (unique && unique == rs.init_unique && __atomic_load_n(&rs.init_gate, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&rs.lock);
@@ -670,7 +676,7 @@ int resume_session_mount(struct irsafs *fs, struct fuse_session *se, const char 
 	long fd;
 
 	if (!env)
-		return fuse_session_mount(se, mountpoint);
+		return initext_session_mount(se, mountpoint);
 	snprintf(copy, sizeof(copy), "%s", env);
 	unsetenv(RESUME_ENV);	/* for no command this process may start */
 	state_fd = env_num(copy, "state");

@@ -1,0 +1,101 @@
+"""Big objects are read with direct I/O (--direct-io-size): past the page cache,
+the same bytes, and still mappable MAP_SHARED (FUSE_DIRECT_IO_ALLOW_MMAP, which
+irsafs asks of the kernel's INIT itself: libfuse 3.14 cannot)."""
+import errno
+import hashlib
+import mmap
+import os
+import random
+import subprocess
+
+import pytest
+
+
+def resident(path):
+    """Bytes of path in the page cache, as fincore (util-linux) counts them."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def read_all(path, bufsize=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(bufsize)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def kernel_maps_direct_io_shared():
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 6)
+
+
+def drop_caches():
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def test_an_object_over_the_size_bypasses_the_page_cache_and_maps_shared(testbed, mount):
+    m = mount("demo-bucket", "--direct-io-size", "4M")
+    objs = testbed.objects()
+    big, medium = m.path("big.bin"), m.path("medium.bin")
+    drop_caches()
+    assert read_all(big) == objs["big.bin"]["sha256"]
+    assert resident(big) == 0
+    # Under the size: the page cache as before.
+    assert read_all(medium) == objs["medium.bin"]["sha256"]
+    assert resident(medium) >= objs["medium.bin"]["size"]  # whole pages
+    with open(big, "rb") as f:
+        if not kernel_maps_direct_io_shared():
+            with pytest.raises(OSError) as e:
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            assert e.value.errno == errno.ENODEV
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:  # MAP_SHARED
+            assert hashlib.sha256(mm).hexdigest() == objs["big.bin"]["sha256"]
+            assert mm[12345:12350] == testbed.owner.get_object(
+                "demo-bucket", "big.bin", "bytes=12345-12349").body
+
+
+def test_by_default_and_with_off_objects_stay_in_the_page_cache(testbed, mount):
+    objs = testbed.objects()
+    for args in ((), ("--direct-io-size", "off")):  # big.bin is 12 MiB, the default 64M
+        m = mount("demo-bucket", *args)
+        drop_caches()
+        assert read_all(m.path("big.bin")) == objs["big.bin"]["sha256"]
+        assert resident(m.path("big.bin")) >= objs["big.bin"]["size"], args
+        m.unmount()
+
+
+def test_direct_reads_at_odd_offsets_and_sizes_return_the_stored_bytes(testbed, mount):
+    m = mount("demo-bucket", "--direct-io-size", "0")  # every object
+    ref = testbed.owner.get_object("demo-bucket", "big.bin").body
+    size = len(ref)
+    rng = random.Random(4321)
+    fd = os.open(m.path("big.bin"), os.O_RDONLY)
+    try:
+        for _ in range(40):
+            off = rng.randrange(0, size)
+            n = rng.choice([1, 7, 4095, 4097, 70000, 131073, 1 << 20, 3 << 20])
+            assert os.pread(fd, n, off) == ref[off:off + n], (off, n)
+        assert os.pread(fd, 100, size - 10) == ref[-10:]
+        assert os.pread(fd, 100, size) == b""
+        assert os.pread(fd, 100, size + 12345) == b""
+    finally:
+        os.close(fd)
+    assert resident(m.path("big.bin")) == 0
+    with open(m.path("hello.txt"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == testbed.objects()["hello.txt"]["sha256"]
+
+
+@pytest.mark.parametrize("value", ["banana", "-1", "1K", "12Q"])
+def test_a_bad_direct_io_size_is_refused_with_the_flag_named(value):
+    from conftest import irsafs_bin
+    r = subprocess.run([irsafs_bin(), "--direct-io-size", value, "b", "/nonexistent"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--direct-io-size" in lines[0] and "64M" in lines[0], lines
