@@ -316,9 +316,10 @@ def slow_object(testbed):
 
 
 def test_a_slow_link_delivers_the_whole_file(testbed, mount, slow_object):
-    """Every answer at 256 kB/s per connection: an 8 MiB part takes 32 s,
-    twice the old whole-request timeout of 15 s, and the read ended in EIO.
-    Now only a stalled body is cut, and the file arrives whole."""
+    """Every answer at 256 kB/s per connection: a 2 MiB part takes 8 s, more
+    than the operation's 5 s budget (an 8 MiB part took 32 s, twice the old
+    whole-request timeout of 15 s, and the read ended in EIO). Only a stalled
+    body is cut, and the file arrives whole."""
     data, keys = slow_object
     proxy = faultproxy.FaultProxy(upstream=("127.0.0.1", 7480)).start()
     try:
@@ -326,7 +327,7 @@ def test_a_slow_link_delivers_the_whole_file(testbed, mount, slow_object):
                       AWS_WEB_IDENTITY_TOKEN_FILE=None,
                       AWS_ACCESS_KEY_ID=keys["AWS_ACCESS_KEY_ID"],
                       AWS_SECRET_ACCESS_KEY=keys["AWS_SECRET_ACCESS_KEY"])
-        m = mount(SLOW_BUCKET, env=env)
+        m = mount(SLOW_BUCKET, "--operation-timeout", "5", "--read-part-size", "2M", env=env)
         proxy.add("trickle", kind="get", chunk=32768, interval=0.125)
         t0 = time.monotonic()
         assert sha256_file(m.path("24m.bin")) == __import__("hashlib").sha256(data).hexdigest()
