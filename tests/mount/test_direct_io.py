@@ -5,10 +5,11 @@ import errno
 import hashlib
 import mmap
 import os
-import random
 import subprocess
 
 import pytest
+
+from test_read import check_odd_reads
 
 
 def resident(path):
@@ -73,19 +74,7 @@ def test_by_default_and_with_off_objects_stay_in_the_page_cache(testbed, mount):
 def test_direct_reads_at_odd_offsets_and_sizes_return_the_stored_bytes(testbed, mount):
     m = mount("demo-bucket", "--direct-io-size", "0")  # every object
     ref = testbed.owner.get_object("demo-bucket", "big.bin").body
-    size = len(ref)
-    rng = random.Random(4321)
-    fd = os.open(m.path("big.bin"), os.O_RDONLY)
-    try:
-        for _ in range(40):
-            off = rng.randrange(0, size)
-            n = rng.choice([1, 7, 4095, 4097, 70000, 131073, 1 << 20, 3 << 20])
-            assert os.pread(fd, n, off) == ref[off:off + n], (off, n)
-        assert os.pread(fd, 100, size - 10) == ref[-10:]
-        assert os.pread(fd, 100, size) == b""
-        assert os.pread(fd, 100, size + 12345) == b""
-    finally:
-        os.close(fd)
+    check_odd_reads(m.path("big.bin"), ref, 4321, 40)
     assert resident(m.path("big.bin")) == 0
     with open(m.path("hello.txt"), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == testbed.objects()["hello.txt"]["sha256"]

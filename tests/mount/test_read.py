@@ -63,14 +63,13 @@ def test_listing_split_over_many_pages(testbed, mount):
     assert len(os.listdir(m.dir)) == 14
 
 
-def test_odd_offsets_and_buffer_sizes(testbed, mount):
-    m = mount()
-    ref = testbed.owner.get_object("demo-bucket", "big.bin").body
+def check_odd_reads(path, ref, seed, rounds):
+    """pread at random offsets with odd sizes, across the end and past it."""
     size = len(ref)
-    rng = random.Random(1234)
-    fd = os.open(m.path("big.bin"), os.O_RDONLY)
+    rng = random.Random(seed)
+    fd = os.open(path, os.O_RDONLY)
     try:
-        for _ in range(60):
+        for _ in range(rounds):
             off = rng.randrange(0, size)
             n = rng.choice([1, 7, 4095, 4097, 70000, 131073, 1 << 20, 3 << 20])
             assert os.pread(fd, n, off) == ref[off:off + n], (off, n)
@@ -80,6 +79,12 @@ def test_odd_offsets_and_buffer_sizes(testbed, mount):
         assert os.pread(fd, 100, size + 12345) == b""
     finally:
         os.close(fd)
+
+
+def test_odd_offsets_and_buffer_sizes(testbed, mount):
+    m = mount()
+    ref = testbed.owner.get_object("demo-bucket", "big.bin").body
+    check_odd_reads(m.path("big.bin"), ref, 1234, 60)
     # Sequential with a 70000-byte buffer, as peers test it.
     h = hashlib.sha256()
     with open(m.path("big.bin"), "rb", buffering=0) as f:
