@@ -28,27 +28,36 @@
 static uint64_t init_unique;
 static int offered;		/* atomic */
 
+/*
+ * Both sides are read and written with memcpy: the buffers are libfuse's,
+ * and nothing promises they are aligned for the kernel's structs.
+ */
 void initext_request(const void *buf, size_t len)
 {
-	const struct fuse_in_header *in = buf;
+	struct fuse_in_header in;
 	uint32_t flags, flags2;
 
-	if (len < IN_FLAGS2 + sizeof(flags2) || in->opcode != FUSE_INIT)
+	if (len < IN_FLAGS2 + sizeof(flags2))
+		return;
+	memcpy(&in, buf, sizeof(in));
+	if (in.opcode != FUSE_INIT)
 		return;
 	memcpy(&flags, (const char *)buf + IN_FLAGS, sizeof(flags));
 	memcpy(&flags2, (const char *)buf + IN_FLAGS2, sizeof(flags2));
-	init_unique = in->unique;
+	init_unique = in.unique;
 	__atomic_store_n(&offered, (flags & FUSE_INIT_EXT) &&
 			 (flags2 & (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32)), __ATOMIC_RELEASE);
 }
 
 struct iovec *initext_reply(struct iovec *iov, int count, struct initext_copy *copy)
 {
-	const struct fuse_out_header *out = iov[0].iov_base;
+	struct fuse_out_header out;
 	uint32_t flags, flags2;
 
-	if (count != 2 || iov[0].iov_len < sizeof(*out) || !init_unique ||
-	    out->unique != init_unique || out->error || !initext_direct_io_mmap() ||
+	if (count != 2 || iov[0].iov_len < sizeof(out) || !init_unique)
+		return iov;
+	memcpy(&out, iov[0].iov_base, sizeof(out));
+	if (out.unique != init_unique || out.error || !initext_direct_io_mmap() ||
 	    iov[1].iov_len < OUT_FLAGS2 + sizeof(flags2) || iov[1].iov_len > sizeof(copy->arg))
 		return iov;
 	memcpy(copy->arg, iov[1].iov_base, iov[1].iov_len);

@@ -78,7 +78,7 @@ put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjA
 put fuzz_jwt bad 'a.b.c\n'
 # CSI requests (first byte: the method; 5 is NodePublishVolume, 6 Unpublish) and a
 # handoff message (first byte 0x80). The publish seed is a whole valid request.
-mkdir -p "$work/seed-fuzz_csi"
+mkdir -p "$work/seed-fuzz_csi" "$work/seed-fuzz_initext"
 python3 - "$work/seed-fuzz_csi/publish" <<'PY'
 import sys
 def f(n, b): return bytes([n << 3 | 2, len(b)]) + b
@@ -93,6 +93,16 @@ put fuzz_csi unpublish '\006\012\001v\022\002/t'
 put fuzz_csi info '\003'
 put fuzz_csi handoff '\200irsafs-handoff 1\nvolume_id=v\nbucket=b\nprefix=p/\ngeneration=2\n'
 put fuzz_mountinfo ok '/mnt/a b\n36 35 0:44 / /mnt/a\\040b rw,nosuid - fuse.irsafs irsafs:demo rw,user_id=0\n37 36 0:45 / /mnt/a\\040b rw shared:1 - tmpfs none rw\n'
+# A FUSE INIT as the kernel sends it (header, then fuse_init_in: flags with
+# FUSE_INIT_EXT, flags2 with FUSE_DIRECT_IO_ALLOW_MMAP), then libfuse's answer
+# (fuse_init_out); the first byte is the request's length, 104.
+python3 - "$work/seed-fuzz_initext/init" <<'PY'
+import struct, sys
+hdr = struct.pack("<IIQQIIIHH", 104, 26, 7, 0, 0, 0, 0, 0, 0)
+init_in = struct.pack("<IIIII44x", 7, 39, 131072, 1 << 30, 1 << 4)
+init_out = struct.pack("<IIIIHHIIHHII24x", 7, 38, 131072, 0x1000, 12, 9, 1 << 20, 1, 256, 0, 0, 0)
+open(sys.argv[1], "wb").write(bytes([104]) + hdr + init_in + init_out)
+PY
 put fuzz_headers range 'bytes 0-131071/1073741824'
 put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
 put fuzz_headers iso '2026-11-28T15:17:00.123Z'
