@@ -152,8 +152,18 @@ def count_requests(begin, end, bucket):
     return c
 
 
+def machine_busy():
+    """CPU seconds all cores spent busy since boot (/proc/stat: user, nice, system, irq, softirq).
+    On this machine the server shares the cores with the clients, so this is what
+    a test costs the whole machine: server, client and kernel."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:7]) - v[3] - v[4]) / TICK
+
+
 class Window:
-    """Wall time, S3 requests and the CPU of waited-for children (curl, aws, cp) of one test."""
+    """Wall time, S3 requests, the CPU of waited-for children (curl, aws, cp) and of the
+    whole machine during one test."""
 
     def __init__(self, bucket=BUCKET):
         self.bucket = bucket
@@ -162,6 +172,7 @@ class Window:
         self.begin = marker()
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.cpu0 = ru.ru_utime + ru.ru_stime
+        self.busy0 = machine_busy()
         self.t0 = time.monotonic()
         return self
 
@@ -169,6 +180,7 @@ class Window:
         self.seconds = time.monotonic() - self.t0
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.child_cpu = ru.ru_utime + ru.ru_stime - self.cpu0
+        self.machine_cpu = machine_busy() - self.busy0
         self.requests = count_requests(self.begin, marker(), self.bucket)
 
 

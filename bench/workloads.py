@@ -59,6 +59,7 @@ def direct_test(test):
             parallel_curls(8, BIG_SIZE)
         r["seq4_mbs"] = BIG_SIZE / w.seconds / 1e6
         r["seq4_cpu_per_gib"] = w.child_cpu / (BIG_SIZE / GIB)
+        r["seq4_machine_cpu_per_gib"] = w.machine_cpu / (BIG_SIZE / GIB)
         r["seq4_recv_ratio"] = w.requests["bytes"] / BIG_SIZE
     elif test in ("rand4k", "rand256k"):
         bs = 4096 if test == "rand4k" else 256 << 10
@@ -298,6 +299,7 @@ def fuse_test(client, test):
             cpu1 = m.stats()[1]
             r["seq4_mbs"] = BIG_SIZE / w.seconds / 1e6
             r["seq4_cpu_per_gib"] = (cpu1 - cpu0) / (BIG_SIZE / GIB)
+            r["seq4_machine_cpu_per_gib"] = w.machine_cpu / (BIG_SIZE / GIB)
             r["seq4_req"] = w.requests
             r["seq4_recv_ratio"] = w.requests["bytes"] / BIG_SIZE
         elif test in ("rand4k", "rand256k"):
