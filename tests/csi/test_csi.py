@@ -11,7 +11,6 @@ The gRPC stubs are generated at test time with grpc_tools from the plugin's
 own csi/csi_min.proto; one test also drives it with stubs from the full CSI
 specification (../shared/csi/csi.proto) when that is present.
 """
-import ctypes
 import errno
 import hashlib
 import os
@@ -804,7 +803,7 @@ def test_two_volumes_in_one_pod_and_a_killed_volume_server(testbed, plugin, pod,
         assert sha256_as(APP_UID, os.path.join(second, "sub", "deep.txt")) == \
             testbed.objects()["dir/sub/deep.txt"]["sha256"]
         # Kill the irsafs that serves the prefix; the whole-bucket one stays.
-        victim = [k for k in kids if f"--prefix=dir" in open(f"/proc/{k}/cmdline").read()][0]
+        victim = [k for k in kids if "--prefix=dir" in open(f"/proc/{k}/cmdline").read()][0]
         os.kill(victim, signal.SIGKILL)
         assert sha256_as(APP_UID, os.path.join(second, "a.txt")) == \
             testbed.objects()["dir/a.txt"]["sha256"]

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ BAD_LINE = re.compile(r": (error|warning|fatal): |AddressSanitizer|LeakSanitizer
 
 
 def irsafs_bin():
-    path = os.environ.get("IRSAFS_BIN") or os.path.join(SRC, "build", "fs", "irsafs")
+    path = os.environ.get("IRSAFS_BIN") or os.path.join(SRC, "build", "app", "irsafs")
     if not os.access(path, os.X_OK):
         pytest.exit(f"irsafs binary not found at {path}: build first (meson setup build && "
                     f"ninja -C build) or set IRSAFS_BIN", returncode=1)

@@ -1,7 +1,6 @@
 """The errno contract, and what a mis-wired Pod sees."""
 import errno
 import os
-import shutil
 import subprocess
 import tempfile
 

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 B = "stream-bucket"
 # Sanitizers multiply RSS: the memory bounds are checked on plain builds only.

@@ -1,11 +1,9 @@
 """Reading through the mount: names, sizes and bytes exactly as stored."""
-import errno
 import hashlib
 import os
 import random
 import subprocess
 
-import pytest
 
 from conftest import sha256_file
 
