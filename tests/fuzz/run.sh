@@ -7,8 +7,9 @@
 #
 #   tests/fuzz/run.sh [BUILDDIR] [SECONDS]     (defaults: build-fuzz, $FUZZ_SECONDS or 20)
 #
-# Prints one line per target and ends with "fuzz: N passed, M failed". A
-# crash leaves its input in BUILDDIR/fuzz-artifacts/ and fails the run.
+# Runs FUZZ_JOBS targets at once (default: one per core). Prints one line per
+# target and ends with "fuzz: N passed, M failed". A crash leaves its input in
+# BUILDDIR/fuzz-artifacts/ and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 src=$(pwd)
@@ -108,10 +109,12 @@ put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
 put fuzz_headers iso '2026-11-28T15:17:00.123Z'
 put fuzz_jwt aud 'e30.eyJhdWQiOlsxLDIsMyw0LDUsNiw3LDgsOSwxMF0sImV4cCI6IngifQ.'
 
-passed=0
-failed=0
-for exe in "$bdir"/tests/fuzz/fuzz_*; do
-	[ -f "$exe" ] && [ -x "$exe" ] || continue
+# One target per core at once (FUZZ_JOBS, default nproc): the same time per
+# target, in a fraction of the wall time. Each writes its verdict to a file,
+# printed in order at the end.
+jobs=${FUZZ_JOBS:-$(nproc)}
+fuzz_one() { # exe
+	local exe=$1 name corpus log runs
 	name=$(basename "$exe")
 	corpus=$work/corpus-$name
 	mkdir -p "$corpus" "$work/seed-$name"
@@ -121,11 +124,35 @@ for exe in "$bdir"/tests/fuzz/fuzz_*; do
 		-artifact_prefix="$art/$name-" -print_final_stats=1 \
 		"$corpus" "$work/seed-$name" >"$log" 2>&1; then
 		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-		echo "fuzz: $name: ok, ${runs:-?} runs in ${secs} s"
+		echo "fuzz: $name: ok, ${runs:-?} runs in ${secs} s" >"$work/verdict-$name"
+	else
+		{
+			echo "fuzz: $name: FAILED (see $log and $art)"
+			grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5 || true
+		} >"$work/verdict-$name"
+	fi
+}
+names=()
+for exe in "$bdir"/tests/fuzz/fuzz_*; do
+	[ -f "$exe" ] && [ -x "$exe" ] || continue
+	while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+		wait -n || true
+	done
+	fuzz_one "$exe" &
+	names+=("$(basename "$exe")")
+done
+wait
+passed=0
+failed=0
+for name in "${names[@]}"; do
+	if [ -f "$work/verdict-$name" ]; then
+		cat "$work/verdict-$name"
+	else
+		echo "fuzz: $name: FAILED (no verdict)"
+	fi
+	if grep -q ': ok,' "$work/verdict-$name" 2>/dev/null; then
 		passed=$((passed + 1))
 	else
-		echo "fuzz: $name: FAILED (see $log and $art)"
-		grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5 || true
 		failed=$((failed + 1))
 	fi
 done
