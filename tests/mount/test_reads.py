@@ -12,6 +12,7 @@ import mmap
 import os
 import random
 import re
+import subprocess
 import threading
 import time
 import urllib.error
@@ -400,6 +401,31 @@ def test_disk_cache_hits_verifies_and_empties(testbed, rmount, data, tmp_path):
     assert "failed its check" in m.log()
     m.unmount()
     assert os.listdir(cdir) == []
+
+
+def test_disk_cache_block_files_stay_out_of_the_page_cache(testbed, rmount, data, tmp_path):
+    """Block files are written and read back with O_DIRECT: after a cold read and a
+    read from disk, only their header pages and the object's short last granule are
+    in the page cache, and the bytes are right both times."""
+    from test_direct_io import resident
+    cdir = str(tmp_path / "cache")
+    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(tmp_path)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    if fstype not in ("ext4", "xfs", "btrfs"):
+        pytest.skip(f"{tmp_path} is on {fstype}: direct I/O is checked on ext4, xfs or btrfs")
+    want = hashlib.sha256(data["seq.bin"]).hexdigest()
+    m = rmount("--cache-dir", cdir, "--metadata-ttl", "30")
+    assert odirect_sha(m.path("seq.bin")) == want
+    files = block_files(cdir)
+    assert len(files) == 13
+    # A header page each, and the last block's short granule: 12345 bytes, 4 pages.
+    limit = len(files) * 4096 + 4 * 4096
+    assert sum(resident(f) for f in files) <= limit
+    before = testbed.rgw_log_size()
+    assert odirect_sha(m.path("seq.bin")) == want
+    assert gets_since(testbed, before, "seq.bin") == []
+    assert sum(resident(f) for f in block_files(cdir)) <= limit
+    m.unmount()
 
 
 def test_disk_cache_random_reads_fetch_granules(testbed, rmount, data, tmp_path):
