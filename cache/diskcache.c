@@ -200,9 +200,9 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
 }
 
 /*
- * Granule bytes, n at file offset at, read into or written from p. The whole
- * pages go past the page cache (O_DIRECT, set on fd for the one call) when p
- * and at are page aligned: a block file is read back seldom, the reader's
+ * Granule bytes, n at file offset at, read into or written from a span. The
+ * whole pages go past the page cache (O_DIRECT, set on fd for the one call)
+ * when the span and at are page aligned: a block file is read back seldom, the reader's
  * kernel may cache the bytes again above irsafs, and filling fresh
  * page-cache pages was 60% of the daemon's CPU on a cold read with
  * --cache-dir (and crowded out what the page cache held for others). The
@@ -218,8 +218,8 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
  * where the page cache may have it.
  *
  * direct_begin sets O_DIRECT on fd for the whole pages of n bytes at p and
- * at, and says how many bytes that is (0: none, fd left alone); data_read
- * and data_write do those, restore the flags, and do the rest buffered.
+ * at, and says how many bytes that is (0: none, fd left alone); data_io
+ * does those, restores the flags, and does the rest buffered.
  */
 static long long direct_begin(struct diskcache *dc, int fd, const void *p, long long n,
 			      long long at, int *fl)
@@ -241,30 +241,28 @@ static long long direct_begin(struct diskcache *dc, int fd, const void *p, long 
 	return whole;
 }
 
-static int data_read(struct diskcache *dc, int fd, char *p, long long n, long long at)
-{
-	int fl, rc = 0;
-	long long whole = direct_begin(dc, fd, p, n, at, &fl);
+/* Where granule bytes go to (a read) or come from (a write): one of the two. */
+struct span {
+	char *rd;
+	const char *wr;
+};
 
-	if (whole) {
-		rc = pread_full(fd, p, whole, at);
-		if (fcntl(fd, F_SETFL, fl) != 0)
-			rc = -1;
-	}
-	return rc ? rc : pread_full(fd, p + whole, n - whole, at + whole);
+static int span_io(int fd, const struct span *s, long long skip, long long n, long long at)
+{
+	return s->rd ? pread_full(fd, s->rd + skip, n, at) : pwrite_full(fd, s->wr + skip, n, at);
 }
 
-static int data_write(struct diskcache *dc, int fd, const char *p, long long n, long long at)
+static int data_io(struct diskcache *dc, int fd, struct span s, long long n, long long at)
 {
 	int fl, rc = 0;
-	long long whole = direct_begin(dc, fd, p, n, at, &fl);
+	long long whole = direct_begin(dc, fd, s.rd ? (const char *)s.rd : s.wr, n, at, &fl);
 
 	if (whole) {
-		rc = pwrite_full(fd, p, whole, at);
+		rc = span_io(fd, &s, 0, whole, at);
 		if (fcntl(fd, F_SETFL, fl) != 0)
 			rc = -1;
 	}
-	return rc ? rc : pwrite_full(fd, p + whole, n - whole, at + whole);
+	return rc ? rc : span_io(fd, &s, whole, n - whole, at + whole);
 }
 
 static void stats_add(struct diskcache *dc, unsigned long long *field, unsigned long long n)
@@ -386,7 +384,8 @@ static int granules_check(struct diskcache *dc, int fd, const unsigned char id[3
 	data_z = boff + (long long)(gb - 1) * GRANULE + recs[gb - 1].len;
 	a = max_ll(off, boff + (long long)ga * GRANULE);
 	z = max_ll(a, min_ll(end, data_z));
-	if (z > a && data_read(dc, fd, dst + (a - off), z - a, HDR_SIZE + (a - boff)))
+	if (z > a && data_io(dc, fd, (struct span){ .rd = dst + (a - off) }, z - a,
+				  HDR_SIZE + (a - boff)))
 		return -1;
 	c = EVP_MD_CTX_new();
 	if (!c)
@@ -600,7 +599,8 @@ static void block_fill(struct diskcache *dc, const unsigned char id[32], long lo
 				abort(); /* OpenSSL cannot hash: nothing sensible is left to do */
 		}
 		t = min_ll(boff + (long long)h * GRANULE, data_z);
-		ok = !data_write(dc, fd, buf + (s - buf_off), t - s, HDR_SIZE + (s - boff)) &&
+		ok = !data_io(dc, fd, (struct span){ .wr = buf + (s - buf_off) }, t - s,
+			      HDR_SIZE + (s - boff)) &&
 		     !pwrite_full(fd, &recs[g], (long long)((h - g) * sizeof(recs[0])),
 				  TABLE_OFF + (long long)(g * sizeof(recs[0])));
 	}
