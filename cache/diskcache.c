@@ -202,9 +202,9 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
 /*
  * Granule bytes, n at file offset at, read into or written from a span. The
  * whole pages go past the page cache (O_DIRECT, set on fd for the one call)
- * when the span and at are page aligned: a block file is read back seldom, the reader's
- * kernel may cache the bytes again above irsafs, and filling fresh
- * page-cache pages was 60% of the daemon's CPU on a cold read with
+ * when the span and at are page aligned: a block file is read back seldom,
+ * the reader's kernel may cache the bytes again above irsafs, and filling
+ * fresh page-cache pages was 60% of the daemon's CPU on a cold read with
  * --cache-dir (and crowded out what the page cache held for others). The
  * rest, the object's short last granule or an unaligned buffer, goes through
  * the page cache. The kernel writes back cached pages of the range before a
@@ -354,8 +354,8 @@ static int make_room_locked(struct diskcache *dc, size_t need, const struct entr
  * raised when a short granule, the object's last, was met), or -1.
  */
 static int granules_check(struct diskcache *dc, int fd, const unsigned char id[32],
-			  long long boff, unsigned ga, unsigned gb, char *dst, long long off, long long end, long long *data_end,
-			  int *eof)
+			  long long boff, unsigned ga, unsigned gb, char *dst, long long off,
+			  long long end, long long *data_end, int *eof)
 {
 	struct gran_rec recs[NGRAN];
 	char chunk[DISKCACHE_GRANULE];
@@ -385,7 +385,7 @@ static int granules_check(struct diskcache *dc, int fd, const unsigned char id[3
 	a = max_ll(off, boff + (long long)ga * GRANULE);
 	z = max_ll(a, min_ll(end, data_z));
 	if (z > a && data_io(dc, fd, (struct span){ .rd = dst + (a - off) }, z - a,
-				  HDR_SIZE + (a - boff)))
+			     HDR_SIZE + (a - boff)))
 		return -1;
 	c = EVP_MD_CTX_new();
 	if (!c)

@@ -22,6 +22,7 @@ import pytest
 
 import s3admin
 from conftest import pod_env, sha256_file
+from test_direct_io import resident
 
 BUCKET = "reads-bucket"
 MiB = 1 << 20
@@ -407,7 +408,6 @@ def test_disk_cache_block_files_stay_out_of_the_page_cache(testbed, rmount, data
     """Block files are written and read back with O_DIRECT: after a cold read and a
     read from disk, only their header pages and the object's short last granule are
     in the page cache, and the bytes are right both times."""
-    from test_direct_io import resident
     cdir = str(tmp_path / "cache")
     fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(tmp_path)],
                             capture_output=True, text=True, check=True).stdout.strip()
