@@ -221,6 +221,14 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
  * at, and says how many bytes that is (0: none, fd left alone); data_io
  * does those, restores the flags, and does the rest buffered.
  */
+/* The file system refuses O_DIRECT: say so once, and go on buffered. */
+static void no_direct(struct diskcache *dc)
+{
+	if (!__atomic_exchange_n(&dc->no_direct, 1, __ATOMIC_RELAXED))
+		log_msg(LOG_INFO, "disk cache: %s takes no direct I/O; block files go through "
+			"the page cache", dc->dir);
+}
+
 static long long direct_begin(struct diskcache *dc, int fd, const void *p, long long n,
 			      long long at, int *fl)
 {
@@ -233,9 +241,8 @@ static long long direct_begin(struct diskcache *dc, int fd, const void *p, long 
 	if (*fl < 0)
 		return 0;
 	if (fcntl(fd, F_SETFL, *fl | O_DIRECT) != 0) {
-		if (errno == EINVAL && !__atomic_exchange_n(&dc->no_direct, 1, __ATOMIC_RELAXED))
-			log_msg(LOG_INFO, "disk cache: %s takes no direct I/O; block files go through "
-				"the page cache", dc->dir);
+		if (errno == EINVAL)
+			no_direct(dc);
 		return 0;
 	}
 	return whole;
@@ -258,7 +265,14 @@ static int data_io(struct diskcache *dc, int fd, struct span s, long long n, lon
 	long long whole = direct_begin(dc, fd, s.rd ? (const char *)s.rd : s.wr, n, at, &fl);
 
 	if (whole) {
+		errno = 0;
 		rc = span_io(fd, &s, 0, whole, at);
+		/* Some file systems take the flag and refuse the I/O: do it buffered. */
+		if (rc && errno == EINVAL) {
+			no_direct(dc);
+			rc = 0;
+			whole = 0;
+		}
 		if (fcntl(fd, F_SETFL, fl) != 0)
 			rc = -1;
 	}

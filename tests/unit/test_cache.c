@@ -463,6 +463,97 @@ TEST(disk_cache_a_corrupted_granule_is_refetched)
 	dcenv_cleanup(&v);
 }
 
+/*
+ * A file system that takes O_DIRECT with fcntl and then refuses the I/O
+ * (EINVAL), as some FUSE and network file systems do. The test binary is
+ * linked with --wrap for pread64 and pwrite64 (meson.build): while
+ * refuse_direct is set, a call on an fd with O_DIRECT fails so.
+ */
+static int refuse_direct, refused;
+
+ssize_t __real_pread64(int fd, void *buf, size_t n, off_t at);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t at);
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t at);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t at);
+
+static int direct_refused(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (!refuse_direct || fl < 0 || !(fl & O_DIRECT))
+		return 0;
+	__atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
+	errno = EINVAL;
+	return 1;
+}
+
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t at)
+{
+	return direct_refused(fd) ? -1 : __real_pread64(fd, buf, n, at);
+}
+
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t at)
+{
+	return direct_refused(fd) ? -1 : __real_pwrite64(fd, buf, n, at);
+}
+
+/* Read [off, off+len) into a page-aligned buffer (what lets the cache go direct); 0 if right. */
+static int aligned_read(struct store *s, long long off, size_t len)
+{
+	struct store_read rd;
+	struct store_error e;
+	size_t got = 0, i;
+	void *p = NULL;
+	int rc, bad = 0;
+
+	CHECK_INT(posix_memalign(&p, 4096, len), 0);
+	if (!p)
+		return -1;
+	store_read_init(&rd, "\"v0\"", -1);
+	rc = store_read_range(s, "k", &rd, off, len, p, &got, &e);
+	for (i = 0; i < got; i++)
+		if (((unsigned char *)p)[i] != byte_at(0, off + (long long)i))
+			bad = 1;
+	free(p);
+	return rc || bad || got != len ? -1 : 0;
+}
+
+/* Direct I/O taken by fcntl and refused by the file system: hits stay hits, on the page cache. */
+TEST(disk_cache_direct_io_refused_goes_buffered)
+{
+	char probe[600];
+	struct dcenv v;
+	int fd, takes;
+
+	if (dcenv_init(&v, 3 * MB, 64 << 20, 64 << 20))
+		return;
+	snprintf(probe, sizeof(probe), "%s/probe", v.tmpl);
+	fd = open(probe, O_RDWR | O_CREAT, 0600);
+	CHECK(fd >= 0);
+	takes = fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_DIRECT) == 0;
+	close(fd);
+	unlink(probe);
+	if (!takes)
+		fprintf(stderr, "note: the temp dir refuses O_DIRECT outright; only the buffered "
+			"path is tested\n");
+
+	/* Block 0 stored direct, then read back with direct I/O refused. */
+	CHECK_INT(aligned_read(v.dc, 0, MB), 0);
+	CHECK_INT(v.f.ngets, 1);
+	refuse_direct = 1;
+	CHECK_INT(aligned_read(v.dc, 0, MB), 0);
+	CHECK_INT(v.f.ngets, 1);
+	if (takes)
+		CHECK(refused > 0);
+	/* Block 1 stored and read back buffered: a hit, with no GET. */
+	CHECK_INT(aligned_read(v.dc, MB, MB), 0);
+	CHECK_INT(v.f.ngets, 2);
+	CHECK_INT(aligned_read(v.dc, MB, MB), 0);
+	CHECK_INT(v.f.ngets, 2);
+	refuse_direct = 0;
+	dcenv_cleanup(&v);
+}
+
 /* Granules read at random across many blocks: the bytes on disk stay under the limit. */
 TEST(disk_cache_evicts_by_bytes)
 {
@@ -605,6 +696,7 @@ int main(void)
 	RUN(disk_cache_sequential_reads_fill_whole_blocks);
 	RUN(disk_cache_a_corrupted_granule_is_refetched);
 	RUN(disk_cache_evicts_by_bytes);
+	RUN(disk_cache_direct_io_refused_goes_buffered);
 	RUN(disk_cache_concurrent_readers);
 	RUN(disk_cache_buffers_are_in_the_budget);
 	return harness_done();
