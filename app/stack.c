@@ -14,6 +14,7 @@
 #include "cache/metacache.h"
 #include "cache/readahead.h"
 #include "core/log.h"
+#include "http/http.h"
 #include "s3/s3.h"
 
 /* Heads kept at once: a stat that is never followed by an open holds little. */
@@ -34,6 +35,7 @@ int stack_open_s3(struct stack *st, const struct opts *o, struct http_client *ht
 	};
 
 	memset(st, 0, sizeof(*st));
+	st->http = http;
 	st->s3 = s3_store_new(&sc, http, creds, why, whylen);
 	st->top = st->s3;
 	return st->s3 ? 0 : -1;
@@ -127,6 +129,8 @@ void stack_stop(struct stack *st)
 {
 	struct dirahead_stats ds;
 
+	if (st->http)
+		http_client_close(st->http);
 	if (st->meta)
 		metacache_stop(st->meta);
 	if (!st->ahead || st->ahead_logged)

@@ -56,6 +56,7 @@ struct stack {
 	struct store *top;		/* what the filesystem holds: ahead or meta, once open */
 	int ahead_logged;		/* stack_stop said what the read-ahead across files did */
 	struct membudget *mem;		/* --max-memory: every buffer above */
+	struct http_client *http;	/* the S3 store's (not owned): stack_stop closes it */
 };
 
 /*
@@ -74,8 +75,10 @@ int stack_start(struct stack *st);
 
 /*
  * Stop answering asynchronous waiters (the metadata cache's listings): they
- * are FUSE requests, so this runs before the FUSE session goes. Logs what
- * the read-ahead across files did, once. Idempotent.
+ * are FUSE requests, so this runs before the FUSE session goes. Every S3
+ * exchange still running or to come is called off first (http_client_close),
+ * so no thread waits out a hung server's time budget. Logs what the
+ * read-ahead across files did, once. Idempotent.
  */
 void stack_stop(struct stack *st);
 

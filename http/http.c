@@ -24,10 +24,12 @@ struct http_client {
 		CURL **idle;
 		unsigned nidle;
 	} locked;
+	int closing;		/* atomic: http_client_close was called */
 };
 
 /* State of one transfer, seen by the curl callbacks. */
 struct transfer {
+	const struct http_client *c;
 	const struct http_request *req;
 	struct http_response *resp;
 	int overflow;
@@ -35,7 +37,7 @@ struct transfer {
 	int checked;		/* the expectation was checked against the head */
 	long long want;		/* body bytes the head promised, -1 when not known */
 	int etag_bad;		/* an ETag header arrived but was not valid */
-	int cancelled;		/* expect->cancel was set */
+	int cancelled;		/* expect->cancel was set, or the client is closing */
 	int late;		/* past the deadline: headers missing, or body stalled */
 	long long deadline_ms;	/* monotonic; 0 = none (see on_progress) */
 	long long mark_ms;	/* the start of the current one-second window ... */
@@ -63,6 +65,20 @@ struct http_client *http_client_new(const struct http_config *cfg)
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	return c;
+}
+
+void http_client_close(struct http_client *c)
+{
+	__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
+}
+
+/* The caller called the request off, or the client is closing. */
+static int called_off(const struct http_client *c, const struct http_request *req)
+{
+	const struct http_expect *x = req->expect;
+
+	return __atomic_load_n(&c->closing, __ATOMIC_ACQUIRE) ||
+	       (x && x->cancel && __atomic_load_n(x->cancel, __ATOMIC_ACQUIRE));
 }
 
 void http_client_free(struct http_client *c)
@@ -373,10 +389,9 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 		       curl_off_t ulnow)
 {
 	struct transfer *t = userdata;
-	const struct http_expect *x = t->req->expect;
 	long long now;
 
-	if (x && x->cancel && __atomic_load_n(x->cancel, __ATOMIC_ACQUIRE)) {
+	if (called_off(t->c, t->req)) {
 		t->cancelled = 1;
 		return 1;
 	}
@@ -451,7 +466,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		 struct http_response *resp, struct s3_error *e)
 {
 	struct curl_slist *hdrs = NULL, *tmp;
-	struct transfer t = { .req = req, .resp = resp };
+	struct transfer t = { .c = c, .req = req, .resp = resp };
 	CURLcode cc;
 	CURL *h;
 	size_t i;
@@ -464,8 +479,7 @@ int http_perform(struct http_client *c, const struct http_request *req,
 	resp->status = 0;
 	head_reset(resp);
 	t.want = -1;
-	if (req->expect && req->expect->cancel &&
-	    __atomic_load_n(req->expect->cancel, __ATOMIC_ACQUIRE)) {
+	if (called_off(c, req)) {
 		/* Nobody waits for the answer any more: do not ask. */
 		e->curl_code = CURLE_ABORTED_BY_CALLBACK;
 		return -EINTR;
@@ -511,11 +525,10 @@ int http_perform(struct http_client *c, const struct http_request *req,
 		t.deadline_ms = clock_mono_ms() + req->timeout_ms;
 	else if (req->timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-	if (t.deadline_ms || (req->expect && req->expect->cancel)) {
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	}
+	/* Always: a request called off, or a client closing, ends it at once. */
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	if (c->cfg.stall_timeout_ms > 0) {
 		/*
 		 * Slower than the stall rate for the stall time counts as a stalled

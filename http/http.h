@@ -120,6 +120,13 @@ struct http_response {
 };
 
 struct http_client *http_client_new(const struct http_config *cfg);
+/*
+ * Call off every exchange of c, running or to come: each ends within about a
+ * second with -EINTR, as if its caller had cancelled it (never retried). For
+ * shutdown, so that no thread waits out a hung server's time budget. Safe
+ * from any thread; there is no way back.
+ */
+void http_client_close(struct http_client *c);
 void http_client_free(struct http_client *c);
 
 void http_response_init(struct http_response *r);
@@ -133,8 +140,8 @@ void http_response_cleanup(struct http_response *r);
  * request's expectation rejects (code MalformedReply or PreconditionFailed,
  * with status and message; see struct http_expect); a body over its cap (a
  * success's is ReplyTooLarge, ERR_TOO_LARGE; an error's keeps its status).
- * Only a request the caller called off (http_expect.cancel) gives -EINTR,
- * and -ENOMEM is ours.
+ * Only a request the caller called off (http_expect.cancel) or one of a
+ * closing client (http_client_close) gives -EINTR, and -ENOMEM is ours.
  */
 int http_perform(struct http_client *c, const struct http_request *req,
 		 struct http_response *resp, struct s3_error *e);

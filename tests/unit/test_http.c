@@ -430,6 +430,57 @@ TEST(a_cancelled_request_stops_at_once)
 	http_response_cleanup(&r);
 }
 
+struct closer {
+	struct http_client *c;
+	long after_ms;
+};
+
+static void *close_later(void *arg)
+{
+	struct closer *c = arg;
+	struct timespec ts = { c->after_ms / 1000, (c->after_ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+	http_client_close(c->c);
+	return NULL;
+}
+
+/* Shutdown: a hung exchange with no deadline of its own ends when its client closes. */
+TEST(a_closing_client_calls_off_what_runs_and_what_comes)
+{
+	struct http_config cfg = { .connect_timeout_ms = 2000, .user_agent = "irsafs-test" };
+	struct http_client *c = http_client_new(&cfg);
+	struct http_request req = { .method = "GET", .url = fakesrv_url(srv), .timeout_ms = 60000,
+				    .max_body = 64 * 1024 };
+	struct closer cl = { c, 300 };
+	struct http_response r;
+	struct s3_error e;
+	pthread_t t;
+	long long t0;
+	int before;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	http_response_init(&r);
+	push_stalled(8000);
+	pthread_create(&t, NULL, close_later, &cl);
+	t0 = clock_mono_ms();
+	err_clear(&e);
+	CHECK_INT(http_perform(c, &req, &r, &e), -EINTR);
+	CHECK(elapsed_ms(t0) < 5000);
+	pthread_join(t, NULL);
+	CHECK_INT(e.curl_code, CURLE_ABORTED_BY_CALLBACK);
+	CHECK_INT(err_is_retryable(&e), 0);
+	/* Closed: nothing more is sent. */
+	before = fakesrv_nrequests(srv);
+	err_clear(&e);
+	CHECK_INT(http_perform(c, &req, &r, &e), -EINTR);
+	CHECK_INT(fakesrv_nrequests(srv), before);
+	http_response_cleanup(&r);
+	http_client_free(c);
+}
+
 int main(void)
 {
 	struct http_config cfg = { .connect_timeout_ms = 2000, .stall_timeout_ms = 1000,
@@ -452,6 +503,7 @@ int main(void)
 	RUN(late_headers_and_stalled_bodies_time_out);
 	RUN(a_stalled_body_is_cut_at_the_deadline);
 	RUN(a_cancelled_request_stops_at_once);
+	RUN(a_closing_client_calls_off_what_runs_and_what_comes);
 	http_client_free(client);
 	fakesrv_stop(srv);
 	curl_global_cleanup();
