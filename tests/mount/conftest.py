@@ -30,6 +30,24 @@ BAD_LINE = re.compile(r": (error|warning|fatal): |AddressSanitizer|LeakSanitizer
                       re.IGNORECASE)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "long_wait: mostly waits on timers (credential lifetimes, TTLs, budgets); "
+        "skipped when IRSAFS_SKIP_LONG_WAITS=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The sanitizer run (tests/check.sh) sets IRSAFS_SKIP_LONG_WAITS=1: a test
+    that spends its time waiting adds no code path the rest of the run does not
+    take, and the gcc run keeps it."""
+    if os.environ.get("IRSAFS_SKIP_LONG_WAITS") != "1":
+        return
+    skip = pytest.mark.skip(reason="long wait, left to the gcc run (IRSAFS_SKIP_LONG_WAITS=1)")
+    for item in items:
+        if "long_wait" in item.keywords:
+            item.add_marker(skip)
+
+
 def irsafs_bin():
     path = os.environ.get("IRSAFS_BIN") or os.path.join(SRC, "build", "app", "irsafs")
     if not os.access(path, os.X_OK):

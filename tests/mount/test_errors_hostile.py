@@ -128,6 +128,7 @@ def test_sts_handing_out_expired_credentials_is_a_failed_refresh(hostile, hostil
 
 # ---- 12.7 / 13.6: one budget per operation, whatever it waits on ----
 
+@pytest.mark.long_wait
 def test_hung_sts_costs_an_operation_its_budget_not_more(hostile, hostile_mount):
     """Regression: with the credentials expired and STS hanging, every
     operation waited for STS, about 30 s, far past --operation-timeout.

@@ -171,7 +171,9 @@ TRANSIENT = [
 ]
 
 
-@pytest.mark.parametrize("fault,kw,applied", TRANSIENT, ids=[t[0] for t in TRANSIENT])
+@pytest.mark.parametrize("fault,kw,applied", [
+    pytest.param(*t, id=t[0], marks=[pytest.mark.long_wait] if t[0] == "delay" else [])
+    for t in TRANSIENT])
 def test_transient_fault_is_invisible(testbed, mount, proxy, fault, kw, applied):
     m = mount("demo-bucket", "--metadata-ttl", "0", "--list-page-size", "10",
               env=proxied_env(testbed, proxy), expect_log=RETRY_LOG)

@@ -463,6 +463,7 @@ def loss_scenario(testbed, m, tok, problems, events):
         problems.append("loss scenario: %r" % e)
 
 
+@pytest.mark.long_wait
 def test_refresh_across_lifetimes_rotation_and_token_loss(testbed, mount, tmp_path):
     """Two mounts with 60 s credentials, run side by side to halve the wall time."""
     tok_a, tok_b = str(tmp_path / "token-a"), str(tmp_path / "token-b")
