@@ -395,6 +395,12 @@ static void refresh_locked(struct creds_cache *c)
 				fresh->principal_arn ? fresh->principal_arn : "unknown principal",
 				exp, (long long)(c->locked.refresh_at - now));
 		}
+	} else if (rc == -EINTR) {
+		/*
+		 * Called off (http_client_close): the process is shutting down.
+		 * No refresh took place, so none failed: nothing is counted or
+		 * logged, and the next acquire may ask again.
+		 */
 	} else {
 		refresh_failed_locked(c, why, now);
 	}

@@ -24,7 +24,7 @@ struct fake {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int fetches;
-	int fail;
+	int fail;		/* 1: fail (EACCES); 2: called off (EINTR) */
 	int hold;		/* fetch waits while set */
 	long life;		/* seconds of validity of what it hands out */
 };
@@ -40,6 +40,10 @@ static int fake_fetch(struct creds_provider *p, struct creds **out, char *why, s
 	while (f->hold)
 		pthread_cond_wait(&f->cond, &f->lock);
 	pthread_mutex_unlock(&f->lock);
+	if (f->fail == 2) {
+		snprintf(why, whylen, "fake call off %d", n);
+		return -EINTR; /* what a closing HTTP client gives */
+	}
 	if (f->fail) {
 		snprintf(why, whylen, "fake failure %d", n);
 		return -EACCES;
@@ -163,6 +167,30 @@ TEST(cache_failures_keep_valid_creds_then_ekeyexpired)
 	f.fail = 0;
 	f.life = 200;
 	creds_cache_set_clock_offset(c, 70 + 31);
+	CHECK_STR(acquire_ak(c, &rc), "AK4");
+	CHECK_INT(rc, 0);
+	creds_cache_free(c);
+}
+
+/* At shutdown the HTTP client calls a refresh off (-EINTR): no failure, no backoff. */
+TEST(cache_called_off_refresh_is_not_a_failure)
+{
+	struct creds_cache *c;
+	struct fake f;
+	int rc;
+
+	fake_init(&f, 60);
+	c = creds_cache_new(&f.base);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	f.fail = 2;
+	creds_cache_set_clock_offset(c, 50);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(rc, 0);
+	CHECK_INT(fake_count(&f), 2);
+	/* A failure would back off; a call-off does not: the next acquire asks again. */
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(fake_count(&f), 3);
+	f.fail = 0;
 	CHECK_STR(acquire_ak(c, &rc), "AK4");
 	CHECK_INT(rc, 0);
 	creds_cache_free(c);
@@ -463,6 +491,7 @@ int main(void)
 	log_set_level(LOG_CRIT);
 	RUN(cache_refreshes_once_per_lifetime);
 	RUN(cache_failures_keep_valid_creds_then_ekeyexpired);
+	RUN(cache_called_off_refresh_is_not_a_failure);
 	RUN(cache_invalidate_forces_one_refresh);
 	RUN(cache_one_fetch_in_flight);
 	RUN(cache_rejection_single_flight);
