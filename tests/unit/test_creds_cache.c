@@ -135,6 +135,27 @@ TEST(cache_refreshes_once_per_lifetime)
 	creds_cache_free(c);
 }
 
+/*
+ * A cache of 60 s credentials, 50 s on: due, and its refresh fails as fail
+ * says (struct fake). The first failed refresh is behind it, and the
+ * still-valid credentials kept serving.
+ */
+static struct creds_cache *due_and_failing(struct fake *f, int fail)
+{
+	struct creds_cache *c;
+	int rc;
+
+	fake_init(f, 60);
+	c = creds_cache_new(&f->base);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	f->fail = fail;
+	creds_cache_set_clock_offset(c, 50);
+	CHECK_STR(acquire_ak(c, &rc), "AK1");
+	CHECK_INT(rc, 0);
+	CHECK_INT(fake_count(f), 2);
+	return c;
+}
+
 TEST(cache_failures_keep_valid_creds_then_ekeyexpired)
 {
 	char why[CREDS_WHY_LEN];
@@ -143,15 +164,7 @@ TEST(cache_failures_keep_valid_creds_then_ekeyexpired)
 	struct fake f;
 	int rc;
 
-	fake_init(&f, 60);
-	c = creds_cache_new(&f.base);
-	CHECK_STR(acquire_ak(c, &rc), "AK1");
-	f.fail = 1;
-	creds_cache_set_clock_offset(c, 50);
-	/* Due but failing: the still-valid credentials keep serving. */
-	CHECK_STR(acquire_ak(c, &rc), "AK1");
-	CHECK_INT(rc, 0);
-	CHECK_INT(fake_count(&f), 2);
+	c = due_and_failing(&f, 1);
 	/* Past expiry: EKEYEXPIRED with the provider's reason, and no storm. */
 	creds_cache_set_clock_offset(c, 70);
 	rc = creds_cache_acquire(c, &cr, why, sizeof(why));
@@ -179,14 +192,7 @@ TEST(cache_called_off_refresh_is_not_a_failure)
 	struct fake f;
 	int rc;
 
-	fake_init(&f, 60);
-	c = creds_cache_new(&f.base);
-	CHECK_STR(acquire_ak(c, &rc), "AK1");
-	f.fail = 2;
-	creds_cache_set_clock_offset(c, 50);
-	CHECK_STR(acquire_ak(c, &rc), "AK1");
-	CHECK_INT(rc, 0);
-	CHECK_INT(fake_count(&f), 2);
+	c = due_and_failing(&f, 2);
 	/* A failure would back off; a call-off does not: the next acquire asks again. */
 	CHECK_STR(acquire_ak(c, &rc), "AK1");
 	CHECK_INT(fake_count(&f), 3);
