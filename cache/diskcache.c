@@ -199,6 +199,14 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
 	return 0;
 }
 
+/* The file system refuses O_DIRECT: say so once, and go on buffered. */
+static void no_direct(struct diskcache *dc)
+{
+	if (!__atomic_exchange_n(&dc->no_direct, 1, __ATOMIC_RELAXED))
+		log_msg(LOG_INFO, "disk cache: %s takes no direct I/O; block files go through "
+			"the page cache", dc->dir);
+}
+
 /*
  * Granule bytes, n at file offset at, read into or written from a span. The
  * whole pages go past the page cache (O_DIRECT, set on fd for the one call)
@@ -219,16 +227,10 @@ static int pwrite_full(int fd, const void *buf, long long n, long long at)
  *
  * direct_begin sets O_DIRECT on fd for the whole pages of n bytes at p and
  * at, and says how many bytes that is (0: none, fd left alone); data_io
- * does those, restores the flags, and does the rest buffered.
+ * does those, restores the flags, and does the rest buffered. A file system
+ * that takes the flag but refuses the I/O (EINVAL) gets it all buffered, and
+ * no direct I/O again (no_direct).
  */
-/* The file system refuses O_DIRECT: say so once, and go on buffered. */
-static void no_direct(struct diskcache *dc)
-{
-	if (!__atomic_exchange_n(&dc->no_direct, 1, __ATOMIC_RELAXED))
-		log_msg(LOG_INFO, "disk cache: %s takes no direct I/O; block files go through "
-			"the page cache", dc->dir);
-}
-
 static long long direct_begin(struct diskcache *dc, int fd, const void *p, long long n,
 			      long long at, int *fl)
 {
@@ -265,9 +267,8 @@ static int data_io(struct diskcache *dc, int fd, struct span s, long long n, lon
 	long long whole = direct_begin(dc, fd, s.rd ? (const char *)s.rd : s.wr, n, at, &fl);
 
 	if (whole) {
-		errno = 0;
+		errno = 0; /* a short read fails without setting it */
 		rc = span_io(fd, &s, 0, whole, at);
-		/* Some file systems take the flag and refuse the I/O: do it buffered. */
 		if (rc && errno == EINVAL) {
 			no_direct(dc);
 			rc = 0;

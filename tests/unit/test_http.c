@@ -385,18 +385,23 @@ TEST(a_stalled_body_is_cut_at_the_deadline)
 	http_response_cleanup(&r);
 }
 
-struct canceller {
-	int *flag;
+/* After after_ms, set *flag (a request's cancel) or close client: one of the two. */
+struct later {
 	long after_ms;
+	int *flag;
+	struct http_client *client;
 };
 
-static void *cancel_later(void *arg)
+static void *call_off_later(void *arg)
 {
-	struct canceller *c = arg;
-	struct timespec ts = { c->after_ms / 1000, (c->after_ms % 1000) * 1000000L };
+	struct later *l = arg;
+	struct timespec ts = { l->after_ms / 1000, (l->after_ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
-	__atomic_store_n(c->flag, 1, __ATOMIC_RELEASE);
+	if (l->flag)
+		__atomic_store_n(l->flag, 1, __ATOMIC_RELEASE);
+	else
+		http_client_close(l->client);
 	return NULL;
 }
 
@@ -405,7 +410,7 @@ TEST(a_cancelled_request_stops_at_once)
 	int flag = 0;
 	struct http_expect x = { .range_off = 0, .range_len = 50, .size = 1000, .need_etag = 1,
 				 .cancel = &flag };
-	struct canceller c = { &flag, 300 };
+	struct later l = { .after_ms = 300, .flag = &flag };
 	struct http_response r;
 	struct s3_error e;
 	char sink[64];
@@ -415,7 +420,7 @@ TEST(a_cancelled_request_stops_at_once)
 
 	http_response_init(&r);
 	push_stalled(8000);
-	pthread_create(&t, NULL, cancel_later, &c);
+	pthread_create(&t, NULL, call_off_later, &l);
 	t0 = clock_mono_ms();
 	CHECK_INT(get(&x, sink, 50, 60000, &r, &e), -EINTR);
 	CHECK(elapsed_ms(t0) < 5000);
@@ -430,21 +435,6 @@ TEST(a_cancelled_request_stops_at_once)
 	http_response_cleanup(&r);
 }
 
-struct closer {
-	struct http_client *c;
-	long after_ms;
-};
-
-static void *close_later(void *arg)
-{
-	struct closer *c = arg;
-	struct timespec ts = { c->after_ms / 1000, (c->after_ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-	http_client_close(c->c);
-	return NULL;
-}
-
 /* Shutdown: a hung exchange with no deadline of its own ends when its client closes. */
 TEST(a_closing_client_calls_off_what_runs_and_what_comes)
 {
@@ -452,7 +442,7 @@ TEST(a_closing_client_calls_off_what_runs_and_what_comes)
 	struct http_client *c = http_client_new(&cfg);
 	struct http_request req = { .method = "GET", .url = fakesrv_url(srv), .timeout_ms = 60000,
 				    .max_body = 64 * 1024 };
-	struct closer cl = { c, 300 };
+	struct later l = { .after_ms = 300, .client = c };
 	struct http_response r;
 	struct s3_error e;
 	pthread_t t;
@@ -464,7 +454,7 @@ TEST(a_closing_client_calls_off_what_runs_and_what_comes)
 		return;
 	http_response_init(&r);
 	push_stalled(8000);
-	pthread_create(&t, NULL, close_later, &cl);
+	pthread_create(&t, NULL, call_off_later, &l);
 	t0 = clock_mono_ms();
 	err_clear(&e);
 	CHECK_INT(http_perform(c, &req, &r, &e), -EINTR);
