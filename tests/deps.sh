@@ -15,7 +15,7 @@ pkgs=(
 	# testbed: radosgw + a tiny OIDC issuer; its AWS mode adds TLS (stunnel4)
 	radosgw ceph-mon ceph-osd ceph-common python3 openssl curl stunnel4
 	# tests
-	python3-pytest python3-yaml attr valgrind findutils coreutils strace
+	python3-pytest python3-yaml attr valgrind findutils coreutils strace rsync
 	# tests: the CSI plugin, driven as the kubelet does (gRPC stubs made at test time)
 	python3-grpcio python3-grpc-tools procps
 	# packaging tests: the .deb build and lintian, the man page, mount -t
