@@ -4,7 +4,12 @@
  *  - every node is in both tables exactly once;
  *  - nlookup > 0 for every node but the root, which is pinned;
  *  - a node's key and is_dir never change, so its place in the key table is
- *    fixed for its life.
+ *    fixed for its life;
+ *  - the recency list holds exactly the files (not directories, not the
+ *    root) the kernel has not been asked to forget, most recently used
+ *    first;
+ *  - bytes is the sum of every node's cost, as node_cost() last gave it,
+ *    and of the two bucket arrays.
  */
 #include "fs/inode.h"
 
@@ -13,23 +18,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "core/strutil.h"
 
 #define ROOT_INO 1
 
+/* What malloc(3) adds to each block, for the books (glibc on 64 bits: 8 to 24). */
+#define MALLOC_OVERHEAD 16
+
 struct node {
 	uint64_t ino;
 	uint64_t nlookup;
 	char *key;
-	int is_dir;
+	unsigned is_dir : 1;
+	unsigned letting_go : 1;	/* the kernel was asked to forget it */
+	unsigned cost;			/* bytes counted for it in t->bytes */
 	struct store_attr_packed attr;
 	long long attr_ms;
 	char *last_open_etag;
 	long long denied_ms;		/* when a denial was seen; 0: never */
 	struct node *next_by_ino;
 	struct node *next_by_key;
+	struct node *newer, *older;	/* the recency list (files only) */
 };
 
 struct inode_table {
@@ -42,15 +54,82 @@ struct inode_table {
 	struct node *root;
 	long long ttl_ms;		/* a denial is shown this long */
 	char last_denial[512];
+	struct node *newest, *oldest;	/* the recency list */
+	size_t bytes;			/* what the nodes cost, all together */
+	size_t wait_limit;		/* inode_wait_over: signal above this; 0: none waits */
+	int woken;			/* inode_wake was called */
+	pthread_cond_t over;		/* bytes passed wait_limit, or woken */
 };
+
+static size_t hash_key_len(const char *key, size_t len, int is_dir)
+{
+	size_t h = 1469598103934665603ULL, i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+	return h ^ (size_t)is_dir;
+}
 
 static size_t hash_key(const char *key, int is_dir)
 {
-	size_t h = 1469598103934665603ULL;
+	return hash_key_len(key, strlen(key), is_dir);
+}
 
-	for (; *key; key++)
-		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
-	return h ^ (size_t)is_dir;
+/* What a node takes: itself, its key, its attributes' strings, its ETag. */
+static unsigned node_cost(const struct node *n)
+{
+	size_t c = sizeof(*n) + MALLOC_OVERHEAD + strlen(n->key) + 1 + MALLOC_OVERHEAD;
+
+	if (n->attr.strings)
+		c += store_attr_packed_bytes(&n->attr) + MALLOC_OVERHEAD;
+	if (n->last_open_etag)
+		c += strlen(n->last_open_etag) + 1 + MALLOC_OVERHEAD;
+	return (unsigned)c;
+}
+
+static void recost_locked(struct inode_table *t, struct node *n)
+{
+	t->bytes -= n->cost;
+	n->cost = node_cost(n);
+	t->bytes += n->cost;
+	if (t->wait_limit && t->bytes > t->wait_limit)
+		pthread_cond_signal(&t->over);
+}
+
+static void recent_unlink_locked(struct inode_table *t, struct node *n)
+{
+	if (n->newer)
+		n->newer->older = n->older;
+	else
+		t->newest = n->older;
+	if (n->older)
+		n->older->newer = n->newer;
+	else
+		t->oldest = n->newer;
+	n->newer = n->older = NULL;
+}
+
+static void recent_push_locked(struct inode_table *t, struct node *n)
+{
+	n->older = t->newest;
+	n->newer = NULL;
+	if (t->newest)
+		t->newest->newer = n;
+	else
+		t->oldest = n;
+	t->newest = n;
+}
+
+/* n was used: a file goes to the head of the recency list (back on it, if let go). */
+static void touch_locked(struct inode_table *t, struct node *n)
+{
+	if (n->is_dir || n == t->root || n == t->newest)
+		return;
+	if (n->letting_go)
+		n->letting_go = 0;
+	else
+		recent_unlink_locked(t, n);
+	recent_push_locked(t, n);
 }
 
 static void node_free(struct node *n)
@@ -70,6 +149,8 @@ static void insert_locked(struct inode_table *t, struct node *n)
 	n->next_by_key = t->by_key[bk];
 	t->by_key[bk] = n;
 	t->count++;
+	n->cost = node_cost(n);
+	t->bytes += n->cost;
 }
 
 /* Double the buckets when the table gets crowded (best effort). */
@@ -103,12 +184,14 @@ static void grow_locked(struct inode_table *t)
 	free(t->by_key);
 	t->by_ino = bi;
 	t->by_key = bk;
+	t->bytes += 2 * (nb - t->nbuckets) * sizeof(*bi);
 	t->nbuckets = nb;
 }
 
 struct inode_table *inode_table_new(const char *root_key)
 {
 	struct inode_table *t = calloc(1, sizeof(*t));
+	pthread_condattr_t ca;
 	struct node *root;
 
 	if (!t)
@@ -129,7 +212,12 @@ struct inode_table *inode_table_new(const char *root_key)
 		return NULL;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->over, &ca);
+	pthread_condattr_destroy(&ca);
 	t->ttl_ms = 1000;
+	t->bytes = 2 * t->nbuckets * sizeof(*t->by_ino);
 	root->ino = ROOT_INO;
 	root->is_dir = 1;
 	root->nlookup = 1;
@@ -161,6 +249,7 @@ void inode_table_free(struct inode_table *t)
 		}
 	free(t->by_ino);
 	free(t->by_key);
+	pthread_cond_destroy(&t->over);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -187,14 +276,21 @@ static struct node *find_ino_locked(struct inode_table *t, uint64_t ino)
 	return NULL;
 }
 
-static struct node *find_key_locked(struct inode_table *t, const char *key, int is_dir)
+/* The node of the first len bytes of key. */
+static struct node *find_key_len_locked(struct inode_table *t, const char *key, size_t len,
+					int is_dir)
 {
 	struct node *n;
 
-	for (n = t->by_key[hash_key(key, is_dir) % t->nbuckets]; n; n = n->next_by_key)
-		if (n->is_dir == is_dir && !strcmp(n->key, key))
+	for (n = t->by_key[hash_key_len(key, len, is_dir) % t->nbuckets]; n; n = n->next_by_key)
+		if (n->is_dir == (unsigned)is_dir && !strncmp(n->key, key, len) && !n->key[len])
 			return n;
 	return NULL;
+}
+
+static struct node *find_key_locked(struct inode_table *t, const char *key, int is_dir)
+{
+	return find_key_len_locked(t, key, strlen(key), is_dir);
 }
 
 int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
@@ -217,6 +313,7 @@ int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
 		out->denied = denied_locked(t, n);
 		if (!out->key)
 			rc = -ENOMEM;
+		touch_locked(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -237,6 +334,7 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 	struct node *n;
 	uint64_t ino = 0;
 
+	is_dir = !!is_dir;
 	/* Packed outside the lock. Out of memory fails the lookup: no node without its ETag. */
 	if (attr && store_attr_pack(&packed, attr) != 0)
 		return 0;
@@ -251,10 +349,14 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 			goto out;
 		}
 		n->ino = t->next_ino++;
-		n->is_dir = is_dir;
+		n->is_dir = (unsigned)is_dir;
 		if (t->count > t->nbuckets * 2)
 			grow_locked(t);
 		insert_locked(t, n);
+		if (!is_dir)
+			recent_push_locked(t, n);
+	} else {
+		touch_locked(t, n);
 	}
 	n->nlookup++;
 	if (attr) {
@@ -263,6 +365,7 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 		packed.strings = NULL;
 		n->attr_ms = clock_mono_ms();
 	}
+	recost_locked(t, n);
 	ino = n->ino;
 out:
 	pthread_mutex_unlock(&t->lock);
@@ -286,6 +389,9 @@ static void unlink_locked(struct inode_table *t, struct node *n)
 			break;
 		}
 	t->count--;
+	t->bytes -= n->cost;
+	if (!n->is_dir && !n->letting_go)
+		recent_unlink_locked(t, n);
 }
 
 void inode_forget(struct inode_table *t, uint64_t ino, uint64_t nl)
@@ -327,6 +433,7 @@ void inode_set_attr(struct inode_table *t, uint64_t ino, const struct store_attr
 		n->attr = packed;
 		packed.strings = NULL;
 		n->attr_ms = clock_mono_ms();
+		recost_locked(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	store_attr_packed_clear(&packed);
@@ -344,6 +451,7 @@ int inode_note_open(struct inode_table *t, uint64_t ino, const char *etag)
 		if (!same) {
 			free(n->last_open_etag);
 			n->last_open_etag = strdup(etag);
+			recost_locked(t, n);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -399,4 +507,74 @@ unsigned long inode_count(struct inode_table *t)
 	c = t->count;
 	pthread_mutex_unlock(&t->lock);
 	return c;
+}
+
+size_t inode_bytes(struct inode_table *t)
+{
+	size_t b;
+
+	pthread_mutex_lock(&t->lock);
+	b = t->bytes;
+	pthread_mutex_unlock(&t->lock);
+	return b;
+}
+
+size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max)
+{
+	struct node *n, *parent;
+	size_t got = 0, plen;
+	const char *slash;
+
+	pthread_mutex_lock(&t->lock);
+	while (got < max && (n = t->oldest)) {
+		recent_unlink_locked(t, n);
+		n->letting_go = 1;
+		/* Its directory: the key up to its last '/' (the root's key is the prefix). */
+		slash = strrchr(n->key, '/');
+		plen = slash ? (size_t)(slash - n->key) + 1 : 0;
+		parent = find_key_len_locked(t, n->key, plen, 1);
+		if (!parent)
+			continue; /* the kernel holds no directory of it: nothing to ask */
+		out[got].name = strdup(n->key + plen);
+		if (!out[got].name)
+			break;
+		out[got].ino = n->ino;
+		out[got].parent = parent->ino;
+		got++;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return got;
+}
+
+int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms)
+{
+	struct timespec until;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	if (timeout_ms >= 0) {
+		until.tv_sec += timeout_ms / 1000;
+		until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&t->lock);
+	t->wait_limit = limit;
+	while (!t->woken && t->bytes <= limit && rc == 0)
+		rc = timeout_ms >= 0 ? pthread_cond_timedwait(&t->over, &t->lock, &until)
+				     : pthread_cond_wait(&t->over, &t->lock);
+	t->wait_limit = 0;
+	rc = t->woken ? -1 : t->bytes > limit;
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void inode_wake(struct inode_table *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->woken = 1;
+	pthread_cond_broadcast(&t->over);
+	pthread_mutex_unlock(&t->lock);
 }

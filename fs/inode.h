@@ -15,6 +15,12 @@
  * negative answers) is the metadata cache's (cache/metacache.h), below the
  * store interface.
  *
+ * What the nodes cost in memory is counted (inode_bytes). The kernel keeps
+ * a name until it runs short of memory, so a daemon that only waited for
+ * FORGETs would hold a node for every name ever listed; inode_pick_unused
+ * names the files least recently used, for fs/nodetrim.c to ask the kernel
+ * to forget (a lookup of one of them later makes it anew).
+ *
  * The table has one mutex. Callers never keep a struct node pointer after
  * unlocking: the functions below copy what callers need out of the node.
  * Thread-safe.
@@ -22,6 +28,7 @@
 #ifndef IRSAFS_FS_INODE_H
 #define IRSAFS_FS_INODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "s3/store.h"
@@ -88,5 +95,32 @@ void inode_last_denial(struct inode_table *t, char *out, size_t outlen);
 
 /* Number of live nodes (tests, metrics). */
 unsigned long inode_count(struct inode_table *t);
+
+/* Bytes the table takes: its nodes, their strings and its buckets. */
+size_t inode_bytes(struct inode_table *t);
+
+/* A name for the kernel to forget: its node, its directory's and its name there. */
+struct inode_name {
+	uint64_t ino;
+	uint64_t parent;
+	char *name;		/* malloc'd: the caller frees it */
+};
+
+/*
+ * The files least recently looked up or used (never a directory or the
+ * root), at most max, oldest first, into out. Each is marked let go and not
+ * named again until a lookup gives it back to the kernel; its node stays
+ * until the kernel's FORGET. Returns how many.
+ */
+size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max);
+
+/*
+ * Wait until the table takes more than limit bytes (inode_bytes),
+ * timeout_ms passes (< 0: no timeout) or inode_wake is called. 1 when over
+ * the limit, 0 when not, -1 once woken.
+ */
+int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms);
+/* End every wait, now and to come (before inode_table_free). */
+void inode_wake(struct inode_table *t);
 
 #endif

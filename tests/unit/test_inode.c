@@ -79,10 +79,98 @@ TEST(last_denial)
 	inode_table_free(t);
 }
 
+/* Pick n names into got; returns how many, checks each against want ("ino:parent:name"). */
+static void check_picked(struct inode_table *t, size_t max, const char *const *want, size_t nwant)
+{
+	struct inode_name got[8];
+	size_t n = inode_pick_unused(t, got, max), i;
+	char s[64];
+
+	CHECK_INT(n, nwant);
+	for (i = 0; i < n; i++) {
+		if (i < nwant) {
+			snprintf(s, sizeof(s), "%llu:%llu:%s", (unsigned long long)got[i].ino,
+				 (unsigned long long)got[i].parent, got[i].name);
+			CHECK_STR(s, want[i]);
+		}
+		free(got[i].name);
+	}
+}
+
+TEST(unused_files_go_oldest_first_and_come_back)
+{
+	struct inode_table *t = table(HOUR_MS);
+	struct inode_info ii;
+	uint64_t f1, f2, d, g;
+
+	f1 = inode_lookup_ref(t, "pre/f1", 0, NULL);
+	f2 = inode_lookup_ref(t, "pre/f2", 0, NULL);
+	d = inode_lookup_ref(t, "pre/d/", 1, NULL);
+	g = inode_lookup_ref(t, "pre/d/g", 0, NULL);
+	CHECK_INT(f1, 2);
+	CHECK_INT(f2, 3);
+	CHECK_INT(d, 4);
+	CHECK_INT(g, 5);
+	/* used: f1 is now the most recent */
+	CHECK_INT(inode_get(t, f1, &ii), 0);
+	inode_info_cleanup(&ii);
+	{
+		const char *const want[] = { "3:1:f2", "5:4:g" };
+
+		check_picked(t, 2, want, 2);
+	}
+	{
+		/* never a directory or the root, never a name already let go */
+		const char *const want[] = { "2:1:f1" };
+
+		check_picked(t, 8, want, 1);
+	}
+	check_picked(t, 8, NULL, 0);
+	/* looked up again, f2 is the kernel's again: it can go again */
+	CHECK_INT(inode_lookup_ref(t, "pre/f2", 0, NULL), f2);
+	{
+		const char *const want[] = { "3:1:f2" };
+
+		check_picked(t, 8, want, 1);
+	}
+	/* a name let go stays until its FORGET */
+	CHECK_INT(inode_count(t), 5);
+	inode_forget(t, f2, 2);
+	inode_forget(t, g, 1);
+	CHECK_INT(inode_count(t), 3);
+	check_picked(t, 8, NULL, 0);
+	inode_table_free(t);
+}
+
+TEST(bytes_are_counted_and_waited_for)
+{
+	struct inode_table *t = table(HOUR_MS);
+	struct store_attr a = { .size = 1, .etag = "\"0123456789abcdef0123456789abcdef\"" };
+	size_t empty = inode_bytes(t), one;
+	uint64_t f;
+
+	CHECK(empty > 0); /* the root and the buckets */
+	CHECK_INT(inode_wait_over(t, empty, 0), 0);
+	f = inode_lookup_ref(t, "pre/a-name", 0, &a);
+	one = inode_bytes(t);
+	CHECK(one > empty + strlen("pre/a-name") + strlen(a.etag));
+	CHECK_INT(inode_wait_over(t, empty, 0), 1);
+	CHECK_INT(inode_wait_over(t, one, 10), 0);
+	CHECK_INT(inode_note_open(t, f, a.etag), 0); /* the open's ETag counts too */
+	CHECK(inode_bytes(t) > one);
+	inode_forget(t, f, 1);
+	CHECK_INT(inode_bytes(t), empty);
+	inode_wake(t);
+	CHECK_INT(inode_wait_over(t, empty, -1), -1); /* woken: no wait, now or later */
+	inode_table_free(t);
+}
+
 int main(void)
 {
 	RUN(lookup_forget);
 	RUN(denial_shows_until_the_ttl);
 	RUN(last_denial);
+	RUN(unused_files_go_oldest_first_and_come_back);
+	RUN(bytes_are_counted_and_waited_for);
 	return harness_done();
 }
