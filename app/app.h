@@ -28,6 +28,7 @@ struct app {
 	struct stack stack;		/* the stores; the filesystem holds its top */
 	struct irsafs fs;		/* the FUSE side: userdata of the session */
 	struct metrics_http *metrics;	/* --metrics-addr endpoint, or NULL */
+	struct nodetrim *trim;		/* keeps fs's nodes in their share, or NULL */
 };
 
 #endif

@@ -26,6 +26,7 @@
 #include "cache/metacache.h"
 #include "core/log.h"
 #include "fs/inode.h"
+#include "fs/nodetrim.h"
 
 /*
  * The signal thread and the unmount state. stopping and stops are atomics;
@@ -246,9 +247,10 @@ static void *signal_main(void *arg)
 			metacache_stats(lc.app->stack.meta, &ms);
 			log_msg(LOG_NOTICE, "memory: listings %zu bytes cached, %zu held by %u being "
 				"read, the most one held %zu (--metadata-cache-size %zu); %lu names "
-				"known to the kernel", ms.listing_bytes, ms.listing_held,
-				ms.listings_live, ms.listing_held_peak,
-				lc.app->opts->metadata_cache_size, inode_count(lc.app->fs.inodes));
+				"known to the kernel in %zu bytes, %llu let go", ms.listing_bytes,
+				ms.listing_held, ms.listings_live, ms.listing_held_peak,
+				lc.app->opts->metadata_cache_size, inode_count(lc.app->fs.inodes),
+				inode_bytes(lc.app->fs.inodes), nodetrim_let_go(lc.app->trim));
 		}
 	}
 	return NULL;

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
+#include "fs/nodetrim.h"
 #include "fs/resume.h"
 #include "http/http.h"
 #include "http/xml.h"
@@ -244,6 +245,7 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 	creds_cache_background(app->creds);
 	if (stack_start(&app->stack) != 0)
 		goto out_unmount;
+	app->trim = nodetrim_start(fs, o->metadata_cache_size, stack_listing_bytes, &app->stack);
 	if (!o->foreground)
 		log_use_syslog();
 	loop = fuse_loop_cfg_create();
@@ -270,8 +272,10 @@ static int serve(struct app *app, const struct exec_cmd *cmd)
 		log_msg(LOG_NOTICE, "unmounting %s (%s)", o->mountpoint, counters);
 	}
 	lifecycle_signals_stop();
-	/* It reads the stack's books (the listing fetches among them): first. */
+	/* They read the stack's books (the listing fetches among them): first. */
 	metrics_http_stop(app->metrics);
+	nodetrim_stop(app->trim);
+	app->trim = NULL;
 	/* Listing threads answer FUSE requests: stop them before the fd goes. */
 	stack_stop(&app->stack);
 	/* The loop is over: what the kernel never released is closed now. */

@@ -125,6 +125,17 @@ int stack_start(struct stack *st)
 	return 0;
 }
 
+size_t stack_listing_bytes(void *arg)
+{
+	struct stack *st = arg;
+	struct metacache_stats ms;
+
+	if (!st->meta)
+		return 0;
+	metacache_stats(st->meta, &ms);
+	return ms.listing_bytes + ms.listing_held;
+}
+
 void stack_stop(struct stack *st)
 {
 	struct dirahead_stats ds;

@@ -74,6 +74,12 @@ int stack_open_caches(struct stack *st, const struct opts *o, char *why, size_t 
 int stack_start(struct stack *st);
 
 /*
+ * Bytes the listings hold now, kept and being read (a nodetrim_others_fn;
+ * arg is the struct stack). 0 without a metadata cache.
+ */
+size_t stack_listing_bytes(void *arg);
+
+/*
  * Stop answering asynchronous waiters (the metadata cache's listings): they
  * are FUSE requests, so this runs before the FUSE session goes. Every S3
  * exchange still running or to come is called off first (http_client_close),

@@ -189,3 +189,49 @@ def test_two_readers_of_one_huge_directory(hostile, hostile_mount):
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].strip() for p in procs]
     assert outs == ["True", "True"], outs
+
+
+def test_ls_l_of_a_huge_directory_keeps_the_names_in_their_share(hostile, hostile_mount):
+    """`ls -l` of 200,000 keys under a 4 MiB metadata cache. The kernel keeps
+    every name readdirplus gave it until it is short of memory, and the old
+    daemon kept a node for each: 200,002 nodes, about 50 MB, far past the
+    cache. Now the names past their share (the cache less the listings, at
+    least 8 MiB) are let go, the kernel asked to forget them: the table
+    stays within the 4 MiB and the 8 MiB floor, every line of `ls -l` is
+    right, and no name is asked of S3 (ls stats each name right after
+    readdir hands it out). A name let go is looked up again, and answers
+    right."""
+    n = 200000
+    hostile.create_bucket(B)
+    hostile.synth(B, "m/", n, size=100)
+    m = hostile_mount(B, "--metadata-cache-size", "4M", "--metadata-ttl", "60")
+    p = subprocess.run(["ls", "-l", "--time-style=+%s", m.path("m")], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()[1:]           # after "total N"
+    assert len(lines) == n, len(lines)
+    for i in (0, 1, n // 2, n - 1):
+        f = lines[i].split()
+        assert (f[4], f[6]) == ("100", "k%07d" % i), lines[i]
+    req = hostile.stats()["requests"]
+    assert req.get("head", 0) == 0 and req.get("get", 0) == 0, req
+    # the let-go names' FORGETs come within moments
+    bound = (4 << 20) + (8 << 20)
+    deadline = time.monotonic() + 20
+    while True:
+        line = books(m)
+        nodes = int(re.search(r"(\d+) names known to the kernel", line).group(1))
+        held = re.search(r"names known to the kernel in (\d+) bytes, (\d+) let go", line)
+        if (held and int(held.group(1)) <= bound) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert nodes < n // 4, line
+    assert held and int(held.group(1)) <= bound, line
+    assert int(held.group(2)) >= n - nodes - 10, line
+    assert "the least recently used are let go" in m.log()
+    # the first names were let go long ago: looked up again, they answer right
+    for i in (0, 1, 7):
+        st = os.stat(m.path("m", "k%07d" % i))
+        assert st.st_size == 100
+        with open(m.path("m", "k%07d" % i), "rb") as f:
+            assert f.read() == bytes((i + j) % 251 for j in range(100))
