@@ -250,7 +250,7 @@ static void *signal_main(void *arg)
 				"known to the kernel in %zu bytes, %llu let go", ms.listing_bytes,
 				ms.listing_held, ms.listings_live, ms.listing_held_peak,
 				lc.app->opts->metadata_cache_size, inode_count(lc.app->fs.inodes),
-				inode_bytes(lc.app->fs.inodes), nodetrim_let_go(lc.app->trim));
+				inode_bytes(lc.app->fs.inodes, NULL), nodetrim_let_go(lc.app->trim));
 		}
 	}
 	return NULL;

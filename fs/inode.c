@@ -9,7 +9,8 @@
  *    root) the kernel has not been asked to forget, most recently used
  *    first;
  *  - bytes is the sum of every node's cost, as node_cost() last gave it,
- *    and of the two bucket arrays.
+ *    and of the two bucket arrays; going is the part of it of the nodes let
+ *    go (whose FORGET has not come).
  */
 #include "fs/inode.h"
 
@@ -56,6 +57,7 @@ struct inode_table {
 	char last_denial[512];
 	struct node *newest, *oldest;	/* the recency list */
 	size_t bytes;			/* what the nodes cost, all together */
+	size_t going;			/* of which the nodes let go */
 	size_t wait_limit;		/* inode_wait_over: signal above this; 0: none waits */
 	int woken;			/* inode_wake was called */
 	pthread_cond_t over;		/* bytes passed wait_limit, or woken */
@@ -89,10 +91,13 @@ static unsigned node_cost(const struct node *n)
 
 static void recost_locked(struct inode_table *t, struct node *n)
 {
-	t->bytes -= n->cost;
-	n->cost = node_cost(n);
-	t->bytes += n->cost;
-	if (t->wait_limit && t->bytes > t->wait_limit)
+	unsigned cost = node_cost(n);
+
+	t->bytes += cost - (size_t)n->cost;
+	if (n->letting_go)
+		t->going += cost - (size_t)n->cost;
+	n->cost = cost;
+	if (t->wait_limit && t->bytes - t->going > t->wait_limit)
 		pthread_cond_signal(&t->over);
 }
 
@@ -125,10 +130,12 @@ static void touch_locked(struct inode_table *t, struct node *n)
 {
 	if (n->is_dir || n == t->root || n == t->newest)
 		return;
-	if (n->letting_go)
+	if (n->letting_go) {
 		n->letting_go = 0;
-	else
+		t->going -= n->cost;
+	} else {
 		recent_unlink_locked(t, n);
+	}
 	recent_push_locked(t, n);
 }
 
@@ -390,7 +397,9 @@ static void unlink_locked(struct inode_table *t, struct node *n)
 		}
 	t->count--;
 	t->bytes -= n->cost;
-	if (!n->is_dir && !n->letting_go)
+	if (n->letting_go)
+		t->going -= n->cost;
+	else if (!n->is_dir)
 		recent_unlink_locked(t, n);
 }
 
@@ -509,26 +518,31 @@ unsigned long inode_count(struct inode_table *t)
 	return c;
 }
 
-size_t inode_bytes(struct inode_table *t)
+size_t inode_bytes(struct inode_table *t, size_t *going)
 {
 	size_t b;
 
 	pthread_mutex_lock(&t->lock);
 	b = t->bytes;
+	if (going)
+		*going = t->going;
 	pthread_mutex_unlock(&t->lock);
 	return b;
 }
 
-size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max)
+size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
+			 size_t bytes)
 {
 	struct node *n, *parent;
-	size_t got = 0, plen;
+	size_t got = 0, plen, picked = 0;
 	const char *slash;
 
 	pthread_mutex_lock(&t->lock);
-	while (got < max && (n = t->oldest)) {
+	while (got < max && picked < bytes && (n = t->oldest)) {
 		recent_unlink_locked(t, n);
 		n->letting_go = 1;
+		t->going += n->cost;
+		picked += n->cost;
 		/* Its directory: the key up to its last '/' (the root's key is the prefix). */
 		slash = strrchr(n->key, '/');
 		plen = slash ? (size_t)(slash - n->key) + 1 : 0;
@@ -562,11 +576,11 @@ int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms)
 	}
 	pthread_mutex_lock(&t->lock);
 	t->wait_limit = limit;
-	while (!t->woken && t->bytes <= limit && rc == 0)
+	while (!t->woken && t->bytes - t->going <= limit && rc == 0)
 		rc = timeout_ms >= 0 ? pthread_cond_timedwait(&t->over, &t->lock, &until)
 				     : pthread_cond_wait(&t->over, &t->lock);
 	t->wait_limit = 0;
-	rc = t->woken ? -1 : t->bytes > limit;
+	rc = t->woken ? -1 : t->bytes - t->going > limit;
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }

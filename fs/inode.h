@@ -96,8 +96,11 @@ void inode_last_denial(struct inode_table *t, char *out, size_t outlen);
 /* Number of live nodes (tests, metrics). */
 unsigned long inode_count(struct inode_table *t);
 
-/* Bytes the table takes: its nodes, their strings and its buckets. */
-size_t inode_bytes(struct inode_table *t);
+/*
+ * Bytes the table takes: its nodes, their strings and its buckets; in
+ * *going (when not NULL) those of the nodes let go, whose FORGET is due.
+ */
+size_t inode_bytes(struct inode_table *t, size_t *going);
 
 /* A name for the kernel to forget: its node, its directory's and its name there. */
 struct inode_name {
@@ -108,15 +111,17 @@ struct inode_name {
 
 /*
  * The files least recently looked up or used (never a directory or the
- * root), at most max, oldest first, into out. Each is marked let go and not
- * named again until a lookup gives it back to the kernel; its node stays
- * until the kernel's FORGET. Returns how many.
+ * root), oldest first, into out: at most max, and no more once they take
+ * bytes. Each is marked let go and not named again until a lookup gives it
+ * back to the kernel; its node stays until the kernel's FORGET. Returns how
+ * many.
  */
-size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max);
+size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
+			 size_t bytes);
 
 /*
- * Wait until the table takes more than limit bytes (inode_bytes),
- * timeout_ms passes (< 0: no timeout) or inode_wake is called. 1 when over
+ * Wait until the table takes more than limit bytes (inode_bytes, less
+ * those of the nodes let go), timeout_ms passes (< 0: no timeout) or inode_wake is called. 1 when over
  * the limit, 0 when not, -1 once woken.
  */
 int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms);

@@ -101,14 +101,14 @@ static int prune(struct nodetrim *nt, const struct inode_name *batch, size_t n)
 	return -1;
 }
 
-/* Ask the kernel to forget one batch; how many names it held. */
-static size_t let_go_batch(struct nodetrim *nt, size_t share_now)
+/* Ask the kernel to forget one batch, of about bytes; how many names it held. */
+static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 {
 	struct inode_name batch[TRIM_BATCH];
 	size_t n, i;
 	int rc;
 
-	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH);
+	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH, bytes);
 	if (n && !nt->no_prune && prune(nt, batch, n) != 0)
 		nt->no_prune = 1;
 	for (i = 0; i < n; i++) {
@@ -142,18 +142,27 @@ static void *trim_main(void *arg)
 	int trim_due = 0;
 
 	while (!__atomic_load_n(&nt->stop, __ATOMIC_ACQUIRE)) {
-		size_t limit = share(nt), bytes = inode_bytes(t);
+		size_t limit = share(nt), going, bytes = inode_bytes(t, &going);
+		size_t kept = bytes - going, target, n = 1;
 		int rc;
 
-		if (bytes > limit) {
-			if (let_go_batch(nt, limit)) {
-				trim_due = 1;
-				continue;
+		if (kept > limit) {
+			/*
+			 * Down to 7/8 of the share in one go, not a batch per name
+			 * over it: the kernel then sends their FORGETs in batches.
+			 */
+			target = limit - limit / 8;
+			while (kept > target && (n = let_go_batch(nt, limit, kept - target)) > 0) {
+				bytes = inode_bytes(t, &going);
+				kept = bytes - going;
 			}
-			/* Every file is let go: wait for the kernel's FORGETs. */
-			rc = inode_wait_over(t, SIZE_MAX, FORGET_WAIT_MS);
-			if (rc < 0)
-				break;
+			trim_due = 1;
+			if (n == 0 && kept > limit) {
+				/* Nothing left to let go (open files): look again later. */
+				rc = inode_wait_over(t, SIZE_MAX, FORGET_WAIT_MS);
+				if (rc < 0)
+					break;
+			}
 			continue;
 		}
 		/*
@@ -166,7 +175,7 @@ static void *trim_main(void *arg)
 			trimmed_ms = clock_mono_ms();
 			trim_due = 0;
 		}
-		if (bytes > nt->floor || trim_due)
+		if (kept > nt->floor || trim_due)
 			/* The share shrinks as listings grow: look again. */
 			rc = inode_wait_over(t, limit, SHARE_POLL_MS);
 		else

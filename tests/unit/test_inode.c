@@ -1,5 +1,6 @@
 /* Unit tests for fs/inode.c: nodes, lookup counts, denials, the last denial. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ TEST(last_denial)
 static void check_picked(struct inode_table *t, size_t max, const char *const *want, size_t nwant)
 {
 	struct inode_name got[8];
-	size_t n = inode_pick_unused(t, got, max), i;
+	size_t n = inode_pick_unused(t, got, max, SIZE_MAX), i;
 	char s[64];
 
 	CHECK_INT(n, nwant);
@@ -146,20 +147,35 @@ TEST(bytes_are_counted_and_waited_for)
 {
 	struct inode_table *t = table(HOUR_MS);
 	struct store_attr a = { .size = 1, .etag = "\"0123456789abcdef0123456789abcdef\"" };
-	size_t empty = inode_bytes(t), one;
+	size_t empty = inode_bytes(t, NULL), one, going, all;
+	struct inode_name got[2];
 	uint64_t f;
 
 	CHECK(empty > 0); /* the root and the buckets */
 	CHECK_INT(inode_wait_over(t, empty, 0), 0);
 	f = inode_lookup_ref(t, "pre/a-name", 0, &a);
-	one = inode_bytes(t);
+	one = inode_bytes(t, NULL);
 	CHECK(one > empty + strlen("pre/a-name") + strlen(a.etag));
 	CHECK_INT(inode_wait_over(t, empty, 0), 1);
 	CHECK_INT(inode_wait_over(t, one, 10), 0);
 	CHECK_INT(inode_note_open(t, f, a.etag), 0); /* the open's ETag counts too */
-	CHECK(inode_bytes(t) > one);
+	one = inode_bytes(t, &going);
+	CHECK(one > empty + strlen(a.etag));
+	CHECK_INT(going, 0);
+	/* let go: its bytes are going, and no longer count against a limit */
+	CHECK_INT(inode_lookup_ref(t, "pre/b-name", 0, &a), f + 1);
+	CHECK_INT(inode_pick_unused(t, got, 2, 1), 1); /* a byte's worth: one name */
+	CHECK_STR(got[0].name, "a-name");
+	free(got[0].name);
+	all = inode_bytes(t, &going);
+	CHECK_INT(going, one - empty); /* a-name's cost */
+	CHECK_INT(inode_wait_over(t, all - going, 0), 0);
+	CHECK_INT(inode_wait_over(t, all - going - 1, 0), 1);
 	inode_forget(t, f, 1);
-	CHECK_INT(inode_bytes(t), empty);
+	inode_bytes(t, &going);
+	CHECK_INT(going, 0);
+	inode_forget(t, f + 1, 1);
+	CHECK_INT(inode_bytes(t, NULL), empty);
 	inode_wake(t);
 	CHECK_INT(inode_wait_over(t, empty, -1), -1); /* woken: no wait, now or later */
 	inode_table_free(t);
