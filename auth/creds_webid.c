@@ -268,6 +268,14 @@ static int webid_try(void *arg, struct retry *r, struct s3_error *e)
 	return webid_attempt(call->w, retry_attempt_ms(r), call->out, call->why, call->whylen, e);
 }
 
+/* A backoff ends early once the daemon is stopping (http_client_close). */
+static int webid_called_off(void *arg)
+{
+	const struct webid_call *call = arg;
+
+	return http_called_off(call->w->http, NULL);
+}
+
 static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, size_t whylen)
 {
 	struct webid *w = (struct webid *)p;
@@ -289,6 +297,8 @@ static int webid_fetch(struct creds_provider *p, struct creds **out, char *why, 
 	retry_begin(&r, &pol, NULL);
 	r.op = METRICS_OP_STS;
 	r.log = &f;
+	r.called_off = webid_called_off;
+	r.called_off_arg = &call;
 	rc = retry_run(&r, webid_try, &call, &e, what);
 	e.latency_us = metrics_now_us() - start;
 	metrics_latency(METRICS_OP_STS, e.latency_us);

@@ -72,13 +72,16 @@ void http_client_close(struct http_client *c)
 	__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
 }
 
+int http_called_off(const struct http_client *c, const struct http_expect *x)
+{
+	return __atomic_load_n(&c->closing, __ATOMIC_ACQUIRE) ||
+	       (x && x->cancel && __atomic_load_n(x->cancel, __ATOMIC_ACQUIRE));
+}
+
 /* The caller called the request off, or the client is closing. */
 static int called_off(const struct http_client *c, const struct http_request *req)
 {
-	const struct http_expect *x = req->expect;
-
-	return __atomic_load_n(&c->closing, __ATOMIC_ACQUIRE) ||
-	       (x && x->cancel && __atomic_load_n(x->cancel, __ATOMIC_ACQUIRE));
+	return http_called_off(c, req->expect);
 }
 
 void http_client_free(struct http_client *c)

@@ -129,6 +129,13 @@ struct http_client *http_client_new(const struct http_config *cfg);
 void http_client_close(struct http_client *c);
 void http_client_free(struct http_client *c);
 
+/*
+ * Is an exchange of c expecting x (NULL: none) called off: x's caller set
+ * its cancel, or c is closing? 0 or 1. For a retry loop's backoff
+ * (struct retry's called_off): such an exchange would end with -EINTR.
+ */
+int http_called_off(const struct http_client *c, const struct http_expect *x);
+
 void http_response_init(struct http_response *r);
 void http_response_cleanup(struct http_response *r);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <openssl/rand.h>
 
 #include "core/err.h"
@@ -139,6 +140,24 @@ void retry_sleep_ms(long ms)
 		;
 }
 
+int retry_backoff(const struct retry *r, long ms)
+{
+	long slice;
+
+	if (!r->called_off) {
+		retry_sleep_ms(ms);
+		return 0;
+	}
+	while (ms > 0) {
+		if (r->called_off(r->called_off_arg))
+			return -EINTR;
+		slice = ms < RETRY_POLL_MS ? ms : RETRY_POLL_MS;
+		retry_sleep_ms(slice);
+		ms -= slice;
+	}
+	return r->called_off(r->called_off_arg) ? -EINTR : 0;
+}
+
 int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_error *e,
 	      const char *what)
 {
@@ -184,6 +203,11 @@ int retry_run(struct retry *r, retry_attempt_fn attempt, void *arg, struct s3_er
 		f.err = 0; /* not failed yet: a retry line carries no errno */
 		log_op(LOG_WARNING, lf, "%s -> %s (attempt %d/%d, retry in %ld ms)%s", what, desc,
 		       r->attempt, r->policy->max_attempts, sleep_ms, ids);
-		retry_sleep_ms(sleep_ms);
+		if (retry_backoff(r, sleep_ms) != 0) {
+			/* As if the next attempt had been called off (http_perform). */
+			err_clear(e);
+			e->curl_code = CURLE_ABORTED_BY_CALLBACK;
+			return -EINTR;
+		}
 	}
 }

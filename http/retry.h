@@ -65,7 +65,17 @@ struct retry {
 	/* Set by the caller after retry_begin (defaults: none): */
 	int op;			/* metrics op (core/metrics.h) retries count under */
 	const struct log_fields *log;	/* op, bucket, key of the retry loop's lines */
+	/*
+	 * Asked during each backoff sleep, every RETRY_POLL_MS: 1 ends the
+	 * loop at once with -EINTR and e as a called-off attempt leaves it,
+	 * with no further attempt and no log line (the caller called the
+	 * operation off, or its client is closing).
+	 */
+	int (*called_off)(void *arg);
+	void *called_off_arg;
 };
+
+#define RETRY_POLL_MS 50
 
 void retry_begin(struct retry *r, const struct retry_policy *p, struct retry_bucket *b);
 
@@ -94,6 +104,12 @@ void retry_success(struct retry *r);
 
 /* Sleep for ms milliseconds (restarting after signals). */
 void retry_sleep_ms(long ms);
+
+/*
+ * Sleep for ms milliseconds unless r->called_off says 1 first (asked every
+ * RETRY_POLL_MS): 0 after the whole sleep, -EINTR when called off.
+ */
+int retry_backoff(const struct retry *r, long ms);
 
 /*
  * One attempt of an operation. Returns 0 on success, RETRY_AGAIN to run

@@ -586,6 +586,14 @@ static int s3_try(void *arg, struct retry *rt, struct s3_error *e)
 	return -err_to_errno(e);
 }
 
+/* A backoff ends early when the reader or the store called the request off. */
+static int s3_called_off(void *arg)
+{
+	const struct s3_op *op = arg;
+
+	return http_called_off(op->s->http, op->r->expect);
+}
+
 /*
  * Run one logical request with retries. Returns 0 on a 2xx/304 answer, else a
  * negative errno from the table: e holds the detail, and out the store's
@@ -606,6 +614,8 @@ static int s3_do(struct s3 *s, const struct s3_req *r, struct http_response *res
 	retry_begin(&rt, &s->policy, &s->retries);
 	rt.op = req_op(r);
 	rt.log = &f;
+	rt.called_off = s3_called_off;
+	rt.called_off_arg = &op;
 	rc = retry_run(&rt, s3_try, &op, e, op.what);
 	e->latency_us = metrics_now_us() - start;
 	metrics_latency(rt.op, e->latency_us);

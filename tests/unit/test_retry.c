@@ -9,6 +9,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strutil.h"
 #include "http/retry.h"
 #include "harness.h"
 
@@ -259,6 +260,58 @@ TEST(run_retries_what_heals_and_stops_on_what_does_not)
 	CHECK_INT(op.attempts, 2);
 }
 
+static int flag_set(void *arg)
+{
+	return __atomic_load_n((const int *)arg, __ATOMIC_ACQUIRE);
+}
+
+static void *set_flag_later(void *arg)
+{
+	retry_sleep_ms(100);
+	__atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Called off during a 5 s backoff (a reader closed, or the daemon is
+ * stopping): the loop ends within a poll, with -EINTR and no second
+ * attempt. It used to sleep the whole backoff, then try again.
+ */
+TEST(run_ends_a_backoff_that_is_called_off)
+{
+	static const struct retry_policy p = {
+		.max_attempts = 5, .base_ms = 5000, .max_backoff_ms = 5000, .budget_ms = 60000,
+	};
+	struct fake_op op;
+	struct s3_error e;
+	struct retry r;
+	long long t0;
+	pthread_t t;
+	int off = 0;
+
+	memset(&op, 0, sizeof(op));
+	op.fail_first = -1;
+	op.status = 503;
+	op.code = "SlowDown";
+	retry_begin(&r, &p, NULL);
+	r.called_off = flag_set;
+	r.called_off_arg = &off;
+	CHECK_INT(pthread_create(&t, NULL, set_flag_later, &off), 0);
+	t0 = clock_mono_ms();
+	CHECK_INT(retry_run(&r, fake_attempt, &op, &e, "GET s3://b/k"), -EINTR);
+	CHECK(clock_mono_ms() - t0 < 2000);
+	pthread_join(t, NULL);
+	CHECK_INT(op.attempts, 1);
+	CHECK_INT(err_is_retryable(&e), 0); /* as a called-off exchange leaves it */
+	/* Already called off: no sleep at all. */
+	retry_begin(&r, &p, NULL);
+	r.called_off = flag_set;
+	r.called_off_arg = &off;
+	CHECK_INT(retry_backoff(&r, 5000), -EINTR);
+	off = 0;
+	CHECK_INT(retry_backoff(&r, 10), 0);
+}
+
 struct reader {
 	struct retry_bucket *b;
 	struct fake_op *op;
@@ -321,6 +374,7 @@ int main(void)
 	RUN(attempt_timeout);
 	RUN(bucket_costs_and_refunds);
 	RUN(run_retries_what_heals_and_stops_on_what_does_not);
+	RUN(run_ends_a_backoff_that_is_called_off);
 	RUN(bucket_bounds_64_readers);
 	return harness_done();
 }
