@@ -50,15 +50,10 @@ static void bucket_give(struct retry_bucket *b, long n)
 
 void retry_begin(struct retry *r, const struct retry_policy *p, struct retry_bucket *b)
 {
-	r->policy = p;
-	r->bucket = b;
-	r->attempt = 0;
-	r->again = 0;
-	r->held = 0;
-	r->stopped = NULL;
-	r->start_ms = clock_mono_ms();
-	r->op = METRICS_OP_NONE;
-	r->log = NULL;
+	/* Every field, the caller's optional ones too: r may be stack garbage. */
+	*r = (struct retry){
+		.policy = p, .bucket = b, .start_ms = clock_mono_ms(), .op = METRICS_OP_NONE,
+	};
 }
 
 long retry_remaining_ms(const struct retry *r)

@@ -289,6 +289,10 @@ TEST(run_ends_a_backoff_that_is_called_off)
 	pthread_t t;
 	int off = 0;
 
+	/* retry_begin leaves nothing of what was there before: no call-off. */
+	memset(&r, 0xa5, sizeof(r));
+	retry_begin(&r, &p, NULL);
+	CHECK(r.called_off == NULL && r.log == NULL && r.stopped == NULL);
 	memset(&op, 0, sizeof(op));
 	op.fail_first = -1;
 	op.status = 503;
