@@ -35,6 +35,7 @@
 #include "core/metrics.h"
 #include "core/strutil.h"
 #include "fs/inode.h"
+#include "fs/nodetrim.h"
 
 #define METRICS_CONNS 8
 #define METRICS_TIMEOUT_S 10
@@ -304,6 +305,14 @@ static int render_fs(struct buf *out, void *arg)
 	if (!rc)
 		rc = one(out, "irsafs_inodes", "gauge", "Files and directories the kernel knows",
 			 (long long)inode_count(fs->inodes));
+	if (!rc)
+		rc = one(out, "irsafs_inodes_bytes", "gauge",
+			 "Bytes the names the kernel knows take (their share of "
+			 "--metadata-cache-size)", (long long)inode_bytes(fs->inodes, NULL));
+	if (!rc)
+		rc = one(out, "irsafs_inodes_let_go_total", "counter",
+			 "Names the kernel was asked to forget, past their share",
+			 (long long)nodetrim_let_go(app->trim));
 	return rc;
 }
 

@@ -148,6 +148,9 @@ def test_metrics_count_what_the_mount_did(testbed, mount, tmp_path):
     assert value(before, "irsafs_credential_refresh_failures_total") == 0
     assert value(before, "irsafs_credentials_expiry_timestamp_seconds") > time.time()
     assert value(before, "irsafs_memory_budget_limit_bytes") == 256 << 20
+    assert value(before, "irsafs_inodes_bytes") > 0
+    assert ("irsafs_inodes_let_go_total", frozenset()) in before
+    assert value(before, "irsafs_inodes_let_go_total") == 0
     assert [k for k in before if k[0] == "irsafs_build_info"]
 
     size = testbed.objects()["team-a/x.txt"]["size"]
