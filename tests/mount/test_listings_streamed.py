@@ -221,7 +221,7 @@ def test_ls_l_of_a_huge_directory_keeps_the_names_in_their_share(hostile, hostil
     right, and no name is asked of S3 (ls stats each name right after
     readdir hands it out). A name let go is looked up again, and answers
     right. Both ways of letting go: FUSE_NOTIFY_PRUNE (Linux 6.18 here), and
-    by name where the kernel lacks it (EKS's 6.1 and 6.12 kernels)."""
+    by name where the kernel lacks it."""
     env = hostile.env(**kernel_without_prune(tmp_path)) if how == "by name" else None
     n = 200000
     hostile.create_bucket(B)
