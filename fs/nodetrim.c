@@ -1,7 +1,8 @@
 /*
- * One thread: wait until the table passes the names' share, then ask the
- * kernel to forget a batch of the least recently used files, and again
- * until it is back under (fs/nodetrim.h says why and what it costs).
+ * One thread: wait until the table, less the names let go whose FORGET is
+ * due, passes the names' share; then ask the kernel to forget the least
+ * recently used files, in batches, until it is down to 7/8 of the share
+ * (fs/nodetrim.h says why and what it costs).
  * Invariants: stop is only set by nodetrim_stop, which then wakes the
  * table's wait, so the thread ends within one batch.
  */
@@ -152,7 +153,8 @@ static void *trim_main(void *arg)
 			 * over it: the kernel then sends their FORGETs in batches.
 			 */
 			target = limit - limit / 8;
-			while (kept > target && (n = let_go_batch(nt, limit, kept - target)) > 0) {
+			while (kept > target && !__atomic_load_n(&nt->stop, __ATOMIC_ACQUIRE) &&
+			       (n = let_go_batch(nt, limit, kept - target)) > 0) {
 				bytes = inode_bytes(t, &going);
 				kept = bytes - going;
 			}
