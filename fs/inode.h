@@ -121,8 +121,8 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 
 /*
  * Wait until the table takes more than limit bytes (inode_bytes, less
- * those of the nodes let go), timeout_ms passes (< 0: no timeout) or inode_wake is called. 1 when over
- * the limit, 0 when not, -1 once woken.
+ * those of the nodes let go), timeout_ms passes (< 0: no timeout) or
+ * inode_wake is called. 1 when over the limit, 0 when not, -1 once woken.
  */
 int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms);
 /* End every wait, now and to come (before inode_table_free). */

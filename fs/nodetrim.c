@@ -113,16 +113,14 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 	if (n && !nt->no_prune && prune(nt, batch, n) != 0)
 		nt->no_prune = 1;
 	for (i = 0; i < n; i++) {
-		if (!nt->no_prune) {
-			free(batch[i].name);
-			continue;
+		if (nt->no_prune) {
+			rc = fuse_lowlevel_notify_inval_entry(nt->fs->se, batch[i].parent,
+							      batch[i].name, strlen(batch[i].name));
+			/* -ENOENT: the kernel had let it go already. */
+			if (rc != 0 && rc != -ENOENT)
+				log_once(LOG_DEBUG, "the kernel would not forget a name (%s)",
+					 strerror(-rc));
 		}
-		rc = fuse_lowlevel_notify_inval_entry(nt->fs->se, batch[i].parent, batch[i].name,
-						      strlen(batch[i].name));
-		/* -ENOENT: the kernel had let it go already. */
-		if (rc != 0 && rc != -ENOENT)
-			log_once(LOG_DEBUG, "the kernel would not forget a name (%s)",
-				 strerror(-rc));
 		free(batch[i].name);
 	}
 	if (n) {
