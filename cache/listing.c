@@ -22,7 +22,7 @@ size_t listing_max_pages(int page_size)
 /* What an entry holds besides its slot. */
 static size_t entry_bytes(const struct store_dirent *ent)
 {
-	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
+	return store_entry_bytes(strlen(ent->name), &ent->attr);
 }
 
 static void entry_clear(struct store_dirent *ent)
@@ -117,7 +117,7 @@ int listing_batch_take(struct listing_batch *b, char *name, size_t len, int is_d
 		ent->attr = *attr;
 		attr->strings = NULL;
 	}
-	b->bytes += len + 1 + store_attr_packed_bytes(&ent->attr);
+	b->bytes += store_entry_bytes(len, &ent->attr);
 	return 0;
 }
 

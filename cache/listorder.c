@@ -124,7 +124,7 @@ static int pop_out(struct listorder *o, struct listing_batch *out)
 
 	if (rc)
 		return rc;
-	o->held_bytes -= h->len + 1 + store_attr_packed_bytes(&out->e[out->n - 1].attr);
+	o->held_bytes -= store_entry_bytes(h->len, &out->e[out->n - 1].attr);
 	o->nheld--;
 	return 0;
 }
@@ -175,7 +175,7 @@ static int push_file(struct listorder *o, const char *name, size_t len,
 		return -ENOMEM;
 	}
 	h->len = len;
-	o->held_bytes += len + 1 + store_attr_packed_bytes(&h->attr);
+	o->held_bytes += store_entry_bytes(len, &h->attr);
 	o->nheld++;
 	return 0;
 }
@@ -232,7 +232,7 @@ static int take(struct listorder *o, const struct item *it, struct listing_batch
 
 			log_once(LOG_NOTICE, "s3 key '%s%s' is hidden by the directory '%s'",
 				 o->dir_key, h->name, it->key);
-			o->held_bytes -= h->len + 1 + store_attr_packed_bytes(&h->attr);
+			o->held_bytes -= store_entry_bytes(h->len, &h->attr);
 			free(h->name);
 			store_attr_packed_clear(&h->attr);
 		}

@@ -289,6 +289,13 @@ void time_format_iso8601(time_t t, char out[21])
 	strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+size_t heap_bytes(size_t n)
+{
+	size_t c = (n + sizeof(size_t) + 15) & ~(size_t)15;
+
+	return c < 32 ? 32 : c;
+}
+
 long long clock_mono_ms(void)
 {
 	struct timespec ts;

@@ -26,9 +26,6 @@
 
 #define ROOT_INO 1
 
-/* What malloc(3) adds to each block, for the books (glibc on 64 bits: 8 to 24). */
-#define MALLOC_OVERHEAD 16
-
 struct node {
 	uint64_t ino;
 	uint64_t nlookup;
@@ -80,12 +77,10 @@ static size_t hash_key(const char *key, int is_dir)
 /* What a node takes: itself, its key, its attributes' strings, its ETag. */
 static unsigned node_cost(const struct node *n)
 {
-	size_t c = sizeof(*n) + MALLOC_OVERHEAD + strlen(n->key) + 1 + MALLOC_OVERHEAD;
+	size_t c = heap_bytes(sizeof(*n)) + store_entry_bytes(strlen(n->key), &n->attr);
 
-	if (n->attr.strings)
-		c += store_attr_packed_bytes(&n->attr) + MALLOC_OVERHEAD;
 	if (n->last_open_etag)
-		c += strlen(n->last_open_etag) + 1 + MALLOC_OVERHEAD;
+		c += heap_bytes(strlen(n->last_open_etag) + 1);
 	return (unsigned)c;
 }
 

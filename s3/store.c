@@ -76,6 +76,11 @@ size_t store_attr_packed_bytes(const struct store_attr_packed *p)
 	return (size_t)(r - p->strings);
 }
 
+size_t store_entry_bytes(size_t len, const struct store_attr_packed *a)
+{
+	return heap_bytes(len + 1) + (a->strings ? heap_bytes(store_attr_packed_bytes(a)) : 0);
+}
+
 const char *store_attr_packed_etag(const struct store_attr_packed *p)
 {
 	return p->strings ? p->strings : ""; /* packed first (fields[0]) */
@@ -435,7 +440,7 @@ struct store_dir *store_dir_ref(struct store_dir *d)
 /* What an entry holds besides its slot. */
 static size_t dirent_bytes(const struct store_dirent *ent)
 {
-	return strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
+	return store_entry_bytes(strlen(ent->name), &ent->attr);
 }
 
 /* Chunk k's entries (those in [d->first, d->n)) are freed, then the chunk; the bytes they held. */

@@ -158,6 +158,11 @@ const char *store_attr_packed_etag(const struct store_attr_packed *p);
 /* Bytes *p holds besides itself. */
 size_t store_attr_packed_bytes(const struct store_attr_packed *p);
 void store_attr_packed_clear(struct store_attr_packed *p);
+/*
+ * What an entry's name (len bytes) and packed attributes *a take from the
+ * heap besides the entry itself (heap_bytes of each): the listings' books.
+ */
+size_t store_entry_bytes(size_t len, const struct store_attr_packed *a);
 
 /* One object of a list page. */
 struct store_object {
