@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; i < l->n; i++) {
 			const struct store_dirent *ent = store_dir_at(l, i);
 
-			bytes += strlen(ent->name) + 1 + store_attr_packed_bytes(&ent->attr);
+			bytes += store_entry_bytes(strlen(ent->name), &ent->attr);
 			if (!store_name_ok(ent->name, strlen(ent->name)))
 				abort();
 			if (i && store_name_cmp(store_dir_at(l, i - 1)->name, ent->name) >= 0)
