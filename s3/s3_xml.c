@@ -26,6 +26,14 @@
  *    on every page.
  *  - NextContinuationToken is never decoded: it goes back to the server as
  *    sent (radosgw's is the raw last key).
+ *
+ * The page's own <Prefix>, the echo of the request's prefix, is never read.
+ * radosgw (Debian 12's) writes it unencoded even with encoding-type=url, so
+ * a prefix holding a control character comes back as "&#x1;", which XML 1.0
+ * forbids: the page would not parse, and a directory or file with such a
+ * name would be EIO. A page whose echo holds a character reference is
+ * parsed from a copy with the echo's text blanked (echo_blanked).
+ *
  * A key that fails to decode, decodes to hold a NUL, is longer than
  * XML_TEXT_MAX, or an entry without a usable Key or Size, is dropped: counted
  * in page->dropped and, for the first STORE_PAGE_MAX_DROPS, described in
@@ -413,16 +421,48 @@ static int decode_page(struct store_page *page)
 	return 0;
 }
 
+/*
+ * The echo is the first "<Prefix>" before any entry ("<Contents",
+ * "<CommonPrefixes", whose own Prefix is the entry's). When its text holds
+ * "&#", a malloc'd copy of body with that text turned to spaces; else NULL
+ * (parse body itself; also when the copy cannot be made).
+ */
+static char *echo_blanked(const char *body, size_t len)
+{
+	static const char open[] = "<Prefix>", close[] = "</Prefix>";
+	const char *p, *e;
+	size_t before;
+	char *copy;
+
+	p = memmem(body, len, open, sizeof(open) - 1);
+	if (!p)
+		return NULL;
+	before = (size_t)(p - body);
+	p += sizeof(open) - 1;
+	e = memmem(p, len - (size_t)(p - body), close, sizeof(close) - 1);
+	if (!e || !memmem(p, (size_t)(e - p), "&#", 2) ||
+	    memmem(body, before, "<Contents", 9) || memmem(body, before, "<CommonPrefixes", 15))
+		return NULL;
+	copy = malloc(len);
+	if (!copy)
+		return NULL;
+	memcpy(copy, body, len);
+	memset(copy + (p - body), ' ', (size_t)(e - p));
+	return copy;
+}
+
 int s3_xml_parse_list(const char *body, size_t len, struct store_page *page)
 {
 	struct list_parse lp;
 	struct xml_stream h = { .open = list_open, .close = list_close, .ctx = &lp };
+	char *blanked = echo_blanked(body, len);
 	int encoded, rc;
 
 	memset(page, 0, sizeof(*page));
 	memset(&lp, 0, sizeof(lp));
 	lp.page = page;
-	rc = xml_stream_parse(body, len, &h);
+	rc = xml_stream_parse(blanked ? blanked : body, len, &h);
+	free(blanked);
 	if (!rc && !lp.root_seen)
 		rc = -EPROTO;
 	if (!rc)
