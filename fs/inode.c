@@ -29,7 +29,6 @@
 struct node {
 	uint64_t ino;
 	uint64_t nlookup;
-	char *key;
 	unsigned is_dir : 1;
 	unsigned letting_go : 1;	/* the kernel was asked to forget it */
 	unsigned cost;			/* bytes counted for it in t->bytes */
@@ -40,6 +39,7 @@ struct node {
 	struct node *next_by_ino;
 	struct node *next_by_key;
 	struct node *newer, *older;	/* the recency list (files only) */
+	char key[];			/* in the node's own block: one malloc, not two */
 };
 
 struct inode_table {
@@ -74,11 +74,24 @@ static size_t hash_key(const char *key, int is_dir)
 	return hash_key_len(key, strlen(key), is_dir);
 }
 
-/* What a node takes: itself, its key, its attributes' strings, its ETag. */
+/* A node for key, zeroed but for the key. NULL on ENOMEM. */
+static struct node *node_new(const char *key)
+{
+	size_t len = strlen(key);
+	struct node *n = calloc(1, sizeof(*n) + len + 1);
+
+	if (n)
+		memcpy(n->key, key, len + 1);
+	return n;
+}
+
+/* What a node takes: itself with its key, its attributes' strings, its ETag. */
 static unsigned node_cost(const struct node *n)
 {
-	size_t c = heap_bytes(sizeof(*n)) + store_entry_bytes(strlen(n->key), &n->attr);
+	size_t c = heap_bytes(sizeof(*n) + strlen(n->key) + 1);
 
+	if (n->attr.strings)
+		c += heap_bytes(store_attr_packed_bytes(&n->attr));
 	if (n->last_open_etag)
 		c += heap_bytes(strlen(n->last_open_etag) + 1);
 	return (unsigned)c;
@@ -138,7 +151,6 @@ static void node_free(struct node *n)
 {
 	store_attr_packed_clear(&n->attr);
 	free(n->last_open_etag);
-	free(n->key);
 	free(n);
 }
 
@@ -201,12 +213,8 @@ struct inode_table *inode_table_new(const char *root_key)
 	t->nbuckets = 1024;
 	t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
 	t->by_key = calloc(t->nbuckets, sizeof(*t->by_key));
-	root = calloc(1, sizeof(*root));
-	if (root)
-		root->key = strdup(root_key);
-	if (!t->by_ino || !t->by_key || !root || !root->key) {
-		if (root)
-			free(root->key);
+	root = node_new(root_key);
+	if (!t->by_ino || !t->by_key || !root) {
 		free(root);
 		free(t->by_ino);
 		free(t->by_key);
@@ -343,13 +351,9 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 	pthread_mutex_lock(&t->lock);
 	n = find_key_locked(t, key, is_dir);
 	if (!n) {
-		n = calloc(1, sizeof(*n));
-		if (n)
-			n->key = strdup(key);
-		if (!n || !n->key) {
-			free(n);
+		n = node_new(key);
+		if (!n)
 			goto out;
-		}
 		n->ino = t->next_ino++;
 		n->is_dir = (unsigned)is_dir;
 		if (t->count > t->nbuckets * 2)

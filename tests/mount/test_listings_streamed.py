@@ -97,7 +97,7 @@ def test_directory_over_the_cache_streams_in_bounded_memory(hostile, hostile_mou
     take about 22 MiB): every name once and in order, the most one listing
     held stays within the cache, the 2 MiB window and a page, the peak RSS
     within that plus what the kernel's names cost (one node per name it holds,
-    about 260 bytes; it forgets them when short of memory), and the listing is
+    about 220 bytes; it forgets them when short of memory), and the listing is
     not kept. The old code failed the listing with EIO at the cache size."""
     n = 200000
     hostile.create_bucket(B)
