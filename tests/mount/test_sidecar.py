@@ -110,8 +110,6 @@ class Pod:
         self.irsafs = subprocess.Popen(
             ["nsenter", "-t", str(self.node.pid), "-m", "--", irsafs_bin(), *self.side["args"]],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env or pod_env(self.testbed))
-        # After a kill the startup probe passes on the dead mount already (it
-        # reads the mount table only); the liveness probe waits for a live one.
         for kind in ("startupProbe", "livenessProbe"):
             wait_until(lambda: self.probe(kind)[0] == 0, f"the {kind} to pass",
                        proc=self.irsafs)
@@ -194,8 +192,11 @@ def test_a_killed_sidecar_comes_back_and_the_app_reads_again(pod, testbed):
     assert e.value.errno == errno.ENOTCONN
     os.stat(f"/proc/{pod.node.pid}/root{pod.volume}")
     os.stat(f"/proc/{pod.app_ns.pid}/root{pod.volume}")
-    rc, out = pod.probe("livenessProbe")
-    assert rc != 0 and "dead irsafs mount" in out, out
+    # Every probe of the restarted container fails until it has mounted
+    # again: the dead mount is still in the mount table.
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        rc, out = pod.probe(kind)
+        assert rc != 0 and "dead irsafs mount" in out, f"{kind}: {out}"
     assert pod.app_reads("a.txt")[0] != 0
 
     # The restarted sidecar: the same arguments, the same (dead) mount point.
