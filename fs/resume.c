@@ -53,37 +53,13 @@
 #include "core/log.h"
 #include "fs/initext.h"
 #include "fs/inode.h"
+#include "fs/resume_i.h"
 
-#define STATE_MAGIC 0x31736661737269ULL	/* "irsafs1" */
-#define SLOTS 256
-#define SLOT_DATA 1000			/* a READ is 80 bytes, a LOOKUP at most ~300 */
-#define INIT_MAX 256
 #define GENERATION_SHIFT 40		/* 2^40 inode numbers per server */
 #define ROOT_FH_TAG (1ULL << 63)	/* a successor's root handle, never a pointer */
 /* Linux 6.9's FUSE_NOTIFY_RESEND and the bit it sets in a resent request's unique. */
 #define NOTIFY_RESEND 7
 #define UNIQUE_RESEND (1ULL << 63)
-
-enum { SLOT_FREE, SLOT_FILLING, SLOT_FULL };
-
-struct slot {
-	uint32_t state;
-	uint32_t len;			/* bytes kept in data */
-	uint32_t total;			/* the request's length (> len: too long to keep) */
-	uint32_t replays;
-	uint64_t unique;
-	uint8_t data[SLOT_DATA];
-};
-
-struct state {
-	uint64_t magic;
-	uint32_t generation;		/* of the last server that took the volume */
-	uint32_t init_len;		/* 0 until the kernel's INIT was read */
-	uint32_t init_replied;
-	uint32_t pad;
-	uint8_t init[INIT_MAX];
-	struct slot slots[SLOTS];
-};
 
 _Static_assert(sizeof(struct state) <= HANDOFF_STATE_SIZE, "state file too small");
 
@@ -563,6 +539,21 @@ static int kernel_resend(void)
 }
 
 /*
+ * Whether a FULL slot a predecessor left holds one whole request: its lengths
+ * fit the slot and agree with the request's own header. A request too long to
+ * keep, or a damaged state file, is not replayed (libfuse would read past it).
+ */
+static int slot_replayable(const struct slot *s)
+{
+	struct fuse_in_header in;
+
+	if (s->len < sizeof(in) || s->len > SLOT_DATA || s->len != s->total)
+		return 0;
+	memcpy(&in, s->data, sizeof(in));
+	return in.len == s->len && in.unique == s->unique;
+}
+
+/*
  * Read the predecessor's state: replay its INIT, and have the requests it
  * left unanswered sent again, by the kernel where it can, else from the
  * slots. A request handed to a server once already is answered EIO instead.
@@ -580,8 +571,8 @@ static void take_over(unsigned generation)
 	for (i = 0; i < SLOTS; i++) {
 		struct slot *s = &st->slots[i];
 
-		if (s->state == SLOT_FILLING)
-			s->state = SLOT_FREE;
+		if (s->state != SLOT_FULL)
+			s->state = SLOT_FREE;	/* FILLING, or not a state at all */
 		if (s->state == SLOT_FULL && (s->replays >= 1 || s->len < sizeof(*in))) {
 			failed++;
 			answer(s->unique, EIO);
@@ -625,7 +616,7 @@ static void take_over(unsigned generation)
 			replayed++;
 			continue;
 		}
-		if (s->len < s->total || queue_add(s->data, s->len) != 0) {
+		if (!slot_replayable(s) || queue_add(s->data, s->len) != 0) {
 			failed++;
 			answer(s->unique, EIO);
 			continue;

@@ -14,8 +14,9 @@
  *    forever: every request is copied into a slot when read and the slot is
  *    freed when the answer is written. A successor replays what is left (the
  *    kernel matches the answer by its unique id). One that was already
- *    replayed once, or did not fit a slot, is answered EIO instead: a request
- *    that kills its server does not kill the next one too.
+ *    replayed once, did not fit a slot, or whose copy does not hold together
+ *    (a damaged state file) is answered EIO instead: a request that kills
+ *    its server does not kill the next one too.
  *  - Inode numbers the kernel got from a predecessor mean nothing to a
  *    successor. Each generation numbers its nodes from its own base
  *    ((generation - 1) << 40), so a number below the base is a

@@ -5,7 +5,8 @@
  * and 2 are forked children whose FUSE operations give every opendir the same
  * fh, as two runs of irsafs do when their heaps are laid out alike (ASan's
  * allocator, no ASLR): the kernel's handle from server 1 must neither read
- * nor release server 2's.
+ * nor release server 2's. A damaged state file (slots whose lengths do not
+ * hold together) must not crash the successor or be replayed.
  */
 #include "fs/resume.h"
 
@@ -25,6 +26,7 @@
 
 #include "core/handoff.h"
 #include "fs/inode.h"
+#include "fs/resume_i.h"
 #include "harness.h"
 
 #define STUB_FH 0x5555deadbe00ULL	/* what every server's opendir gives out */
@@ -231,8 +233,76 @@ TEST(successor_root_handles_are_its_own)
 	close(state);
 }
 
+/* Put a request into a FULL slot of the state file, as a server that read it would. */
+static void slot_put(struct slot *s, uint32_t opcode, uint64_t unique, uint32_t hdr_len,
+		     uint32_t len)
+{
+	struct fuse_in_header in = {
+		.len = hdr_len,
+		.opcode = opcode,
+		.unique = unique,
+		.nodeid = FUSE_ROOT_ID,
+	};
+	struct fuse_open_in o = { .flags = O_RDONLY | O_DIRECTORY };
+
+	memset(s->data, 0, sizeof(s->data));
+	memcpy(s->data, &in, sizeof(in));
+	memcpy(s->data + sizeof(in), &o, sizeof(o));
+	s->len = len;
+	s->total = len;
+	s->replays = 0;
+	s->unique = unique;
+	s->state = SLOT_FULL;
+}
+
+TEST(damaged_slots_are_answered_eio_not_replayed)
+{
+	struct fuse_init_in init = { .major = 7, .minor = 31, .max_readahead = 65536 };
+	const uint32_t whole = sizeof(struct fuse_in_header) + sizeof(struct fuse_open_in);
+	struct state *st;
+	pid_t pid;
+	int sv[2], state, status;
+
+	state = memfd_create("irsafs-state", MFD_CLOEXEC);
+	CHECK(state >= 0 && ftruncate(state, HANDOFF_STATE_SIZE) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	fcntl(state, F_SETFD, 0);
+	pid = serve(sv[1], state, 1);
+	send_req(sv[0], FUSE_INIT, 1, 0, &init, sizeof(init));
+	CHECK_INT(answer_of(sv[0], 1, NULL, 0, NULL), 0);
+	stop(pid);
+
+	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, state, 0);
+	CHECK(st != MAP_FAILED);
+	CHECK(st->magic == STATE_MAGIC && st->init_len > 0);
+	/* Not known answered: the successor replays the slots itself, no kernel resend. */
+	st->init_replied = 0;
+	/* The header says 10 bytes fewer than the slot holds. */
+	slot_put(&st->slots[0], FUSE_OPENDIR, 77, whole, whole + 10);
+	/* A whole OPENDIR: replayed, and answered by the successor's operations. */
+	slot_put(&st->slots[1], FUSE_OPENDIR, 79, whole, whole);
+	/* A length past the slot, and past the end of the file. */
+	slot_put(&st->slots[SLOTS - 1], FUSE_OPENDIR, 78, 65536, 65536);
+	/* Not a state at all: freed, so the slot is not lost for good. */
+	st->slots[2].state = 7;
+
+	pid = serve(sv[1], state, 2);
+	CHECK_INT(answer_of(sv[0], 77, NULL, 0, NULL), -EIO);
+	CHECK_INT(answer_of(sv[0], 78, NULL, 0, NULL), -EIO);
+	CHECK_INT(answer_of(sv[0], 79, NULL, 0, NULL), 0);
+	CHECK(opendir_root(sv[0], 80) != 0);
+	CHECK_INT(waitpid(pid, &status, WNOHANG), 0);	/* still serving */
+	CHECK_INT(st->slots[2].state, SLOT_FREE);
+	stop(pid);
+	munmap(st, sizeof(*st));
+	close(sv[0]);
+	close(sv[1]);
+	close(state);
+}
+
 int main(void)
 {
 	RUN(successor_root_handles_are_its_own);
+	RUN(damaged_slots_are_answered_eio_not_replayed);
 	return harness_done();
 }
