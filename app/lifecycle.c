@@ -247,10 +247,13 @@ static void *signal_main(void *arg)
 			metacache_stats(lc.app->stack.meta, &ms);
 			log_msg(LOG_NOTICE, "memory: listings %zu bytes cached, %zu held by %u being "
 				"read, the most one held %zu (--metadata-cache-size %zu); %lu names "
-				"known to the kernel in %zu bytes, %llu let go", ms.listing_bytes,
+				"known to the kernel in %zu bytes, %llu let go; %llu forgotten in %llu "
+				"FORGET messages", ms.listing_bytes,
 				ms.listing_held, ms.listings_live, ms.listing_held_peak,
 				lc.app->opts->metadata_cache_size, inode_count(lc.app->fs.inodes),
-				inode_bytes(lc.app->fs.inodes, NULL), nodetrim_let_go(lc.app->trim));
+				inode_bytes(lc.app->fs.inodes, NULL), nodetrim_let_go(lc.app->trim),
+				load(&lc.app->fs.counters.forgotten),
+				load(&lc.app->fs.counters.forget_messages));
 		}
 	}
 	return NULL;

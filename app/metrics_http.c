@@ -313,6 +313,13 @@ static int render_fs(struct buf *out, void *arg)
 		rc = one(out, "irsafs_inodes_let_go_total", "counter",
 			 "Names the kernel was asked to forget, past their share",
 			 (long long)nodetrim_let_go(app->trim));
+	if (!rc)
+		rc = one(out, "irsafs_inodes_forgotten_total", "counter",
+			 "Names the kernel forgot (FUSE FORGET)", (long long)load(&fs->counters.forgotten));
+	if (!rc)
+		rc = one(out, "irsafs_forget_messages_total", "counter",
+			 "FORGET and BATCH_FORGET messages those came in",
+			 (long long)load(&fs->counters.forget_messages));
 	return rc;
 }
 

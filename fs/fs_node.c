@@ -268,16 +268,23 @@ out:
 
 void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	inode_forget(fs_of(req)->inodes, ino, nlookup);
+	struct irsafs *fs = fs_of(req);
+
+	inode_forget(fs->inodes, ino, nlookup);
+	fs_count(&fs->counters.forgotten, 1);
+	fs_count(&fs->counters.forget_messages, 1);
 	fuse_reply_none(req);
 }
 
 void fs_op_forget_multi(fuse_req_t req, size_t count_, struct fuse_forget_data *forgets)
 {
+	struct irsafs *fs = fs_of(req);
 	size_t i;
 
 	for (i = 0; i < count_; i++)
-		inode_forget(fs_of(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+		inode_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+	fs_count(&fs->counters.forgotten, count_);
+	fs_count(&fs->counters.forget_messages, 1);
 	fuse_reply_none(req);
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "fs/readgate.h"
 
 #ifndef FUSE_DIRECT_IO_ALLOW_MMAP
 #define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)	/* Linux 6.6, protocol 7.39 */
@@ -80,9 +81,11 @@ int initext_direct_io_mmap(void)
 
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
-	ssize_t n = read(fd, buf, len);
+	ssize_t n;
 
 	(void)userdata;
+	readgate_pass();
+	n = read(fd, buf, len);
 	if (n > 0)
 		initext_request(buf, (size_t)n);
 	return n;

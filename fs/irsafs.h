@@ -25,6 +25,8 @@ struct irsafs_counters {
 	unsigned long long lookups;
 	unsigned long long listings;
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
+	unsigned long long forgotten;	/* names the kernel's FORGETs let go ... */
+	unsigned long long forget_messages; /* ... in this many FORGETs and BATCH_FORGETs */
 };
 
 /* What the FUSE side is told of the command line (the application fills it). */

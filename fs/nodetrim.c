@@ -20,6 +20,7 @@
 #include "core/strutil.h"
 #include "fs/inode.h"
 #include "fs/irsafs.h"
+#include "fs/readgate.h"
 
 #define TRIM_BATCH 256
 /*
@@ -100,7 +101,10 @@ static int prune(struct nodetrim *nt, const struct inode_name *batch, size_t n)
 	m.count = (uint32_t)n;
 	iov[0] = (struct iovec){ &m, sizeof(m) };
 	iov[1] = (struct iovec){ ids, n * sizeof(ids[0]) };
+	/* The kernel evicts the nodes in this write: their FORGETs pile up meanwhile. */
+	readgate_close();
 	w = writev(fuse_session_fd(nt->fs->se), iov, 2);
+	readgate_open();
 	if (w == (ssize_t)m.len || (w < 0 && errno != EINVAL))
 		return 0;
 	log_msg(LOG_NOTICE, "this kernel does not prune names by number: they are let go one by "

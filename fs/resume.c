@@ -53,6 +53,7 @@
 #include "core/log.h"
 #include "fs/initext.h"
 #include "fs/inode.h"
+#include "fs/readgate.h"
 #include "fs/resume_i.h"
 
 #define GENERATION_SHIFT 40		/* 2^40 inode numbers per server */
@@ -419,6 +420,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 	for (;;) {
 		r = next_replay(buf, len);
 		if (r == 0) {
+			readgate_pass();
 			r = read(fd, buf, len);
 			if (r < 0)
 				return -1;

@@ -151,6 +151,8 @@ def test_metrics_count_what_the_mount_did(testbed, mount, tmp_path):
     assert value(before, "irsafs_inodes_bytes") > 0
     assert ("irsafs_inodes_let_go_total", frozenset()) in before
     assert value(before, "irsafs_inodes_let_go_total") == 0
+    for name in ("irsafs_inodes_forgotten_total", "irsafs_forget_messages_total"):
+        assert (name, frozenset()) in before and value(before, name) >= 0, name
     assert [k for k in before if k[0] == "irsafs_build_info"]
 
     size = testbed.objects()["team-a/x.txt"]["size"]
