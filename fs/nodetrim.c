@@ -122,8 +122,14 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH, bytes);
 	if (n && !nt->no_prune && prune(nt, batch, n) != 0)
 		nt->no_prune = 1;
-	for (i = 0; i < n; i++) {
-		if (nt->no_prune) {
+	if (n && nt->no_prune) {
+		/*
+		 * As for a prune. Each invalidation takes its directory's lock,
+		 * which a lookup waiting for its answer may hold: the gate's
+		 * bound lets that answer out.
+		 */
+		readgate_close();
+		for (i = 0; i < n; i++) {
 			rc = fuse_lowlevel_notify_inval_entry(nt->fs->se, batch[i].parent,
 							      batch[i].name, strlen(batch[i].name));
 			/* -ENOENT: the kernel had let it go already. */
@@ -131,8 +137,10 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 				log_once(LOG_DEBUG, "the kernel would not forget a name (%s)",
 					 strerror(-rc));
 		}
-		free(batch[i].name);
+		readgate_open();
 	}
+	for (i = 0; i < n; i++)
+		free(batch[i].name);
 	if (n) {
 		__atomic_add_fetch(&nt->let_go, n, __ATOMIC_RELAXED);
 		log_once_key(LOG_NOTICE, "nodetrim", "the names the kernel holds take more than "
