@@ -25,6 +25,7 @@
 
 #include "app/lifecycle.h"
 #include "core/log.h"
+#include "core/strutil.h"
 
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT };
 #define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
@@ -172,12 +173,7 @@ static void loop_stop(struct fuse_session *se, const char *mnt, pthread_t th)
 	fuse_session_exit(se);
 	for (;;) {
 		pthread_kill(th, SIGHUP);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		clock_real_in_ms(&ts, 100);
 		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
 			return;
 	}

@@ -337,12 +337,7 @@ static char *direct_buffer(struct ra_file *f, size_t n, const int *cancel)
 	while (!(p = membudget_alloc(ra->mb, n)) && !cancelled(cancel) &&
 	       clock_mono_ms() < deadline) {
 		/* Also a poll: a release may come between the alloc and the wait. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		clock_real_in_ms(&ts, 50);
 		pthread_cond_timedwait(&ra->mem_cond, &ra->lock, &ts);
 	}
 	pthread_mutex_unlock(&ra->lock);

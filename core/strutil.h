@@ -109,6 +109,12 @@ size_t heap_bytes(size_t n);
 long long clock_mono_ms(void);
 
 /*
+ * The wall clock ms milliseconds from now, normalised: the deadline
+ * pthread_cond_timedwait and pthread_timedjoin_np take.
+ */
+void clock_real_in_ms(struct timespec *ts, long ms);
+
+/*
  * Read a whole small file (at most max bytes) into a NUL-terminated malloc'd
  * string (wiped when it fails: it may be a token). Only a regular file is
  * read, and it never blocks: -EISDIR for a directory, -ESPIPE for a FIFO, a

@@ -101,10 +101,7 @@ static int prune(struct nodetrim *nt, const struct inode_name *batch, size_t n)
 	m.count = (uint32_t)n;
 	iov[0] = (struct iovec){ &m, sizeof(m) };
 	iov[1] = (struct iovec){ ids, n * sizeof(ids[0]) };
-	/* The kernel evicts the nodes in this write: their FORGETs pile up meanwhile. */
-	readgate_close();
 	w = writev(fuse_session_fd(nt->fs->se), iov, 2);
-	readgate_open();
 	if (w == (ssize_t)m.len || (w < 0 && errno != EINVAL))
 		return 0;
 	log_msg(LOG_NOTICE, "this kernel does not prune names by number: they are let go one by "
@@ -120,15 +117,16 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 	int rc;
 
 	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH, bytes);
+	/*
+	 * The kernel evicts the nodes inside the prune's write or each
+	 * invalidation: their FORGETs pile up behind the gate meanwhile. An
+	 * invalidation takes its directory's lock, which a lookup waiting for
+	 * its answer may hold: the gate's bound lets that answer out.
+	 */
+	readgate_close();
 	if (n && !nt->no_prune && prune(nt, batch, n) != 0)
 		nt->no_prune = 1;
 	if (n && nt->no_prune) {
-		/*
-		 * As for a prune. Each invalidation takes its directory's lock,
-		 * which a lookup waiting for its answer may hold: the gate's
-		 * bound lets that answer out.
-		 */
-		readgate_close();
 		for (i = 0; i < n; i++) {
 			rc = fuse_lowlevel_notify_inval_entry(nt->fs->se, batch[i].parent,
 							      batch[i].name, strlen(batch[i].name));
@@ -137,8 +135,8 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 				log_once(LOG_DEBUG, "the kernel would not forget a name (%s)",
 					 strerror(-rc));
 		}
-		readgate_open();
 	}
+	readgate_open();
 	for (i = 0; i < n; i++)
 		free(batch[i].name);
 	if (n) {

@@ -54,12 +54,7 @@ int readgate_pass(void)
 	pthread_cleanup_push(unlock, &gate.lock);
 	while (gate.closed && clock_mono_ms() < deadline) {
 		/* The condition's clock is the wall clock; the deadline is monotonic. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		clock_real_in_ms(&ts, 10);
 		pthread_cond_timedwait(&gate.opened, &gate.lock, &ts);
 	}
 	rc = gate.closed ? -1 : 1;

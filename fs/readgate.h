@@ -2,9 +2,8 @@
  * readgate: holds the FUSE threads back from reading the kernel while
  * fs/nodetrim.c asks it to forget names.
  *
- * The kernel queues one FORGET for each name it lets go,
- * and each one wakes a thread asleep in read(2) on /dev/fuse, which then
- * takes that one FORGET: a prune of 256 names cost some 256 wakeups (`ls -l`
+ * The kernel queues one FORGET for each name it lets go, and each one wakes
+ * a thread asleep in read(2) on /dev/fuse, which then takes that one FORGET: a prune of 256 names cost some 256 wakeups (`ls -l`
  * of a million keys: about a third of the daemon's CPU). While the gate is
  * closed, a thread that comes back for its next request waits here instead,
  * so the FORGETs pile up in the kernel and go out as a few BATCH_FORGETs once
@@ -15,8 +14,9 @@
  * process, or (kernels without it) one invalidation per name, each of which
  * takes its directory's lock, which a lookup waiting for its answer may hold.
  * So a thread waits at most READGATE_MAX_MS, for a gate left closed too: no
- * request is held longer than that, and the lookup's answer gets out. A thread cancelled while it waits (libfuse cancels
- * its workers at exit) leaves the lock free.
+ * request is held longer than that, and the lookup's answer gets out. A
+ * thread cancelled while it waits (libfuse cancels its workers at exit)
+ * leaves the lock free.
  *
  * One FUSE session per process (as fs/resume.c): the gate is process-wide.
  * Every function may be called from any thread.

@@ -87,6 +87,24 @@ TEST(times)
 	CHECK_STR(amz, "20261128T160000Z");
 }
 
+/* A deadline ms from now: normalised, and not before now + ms. */
+TEST(clock_real_in_ms_is_normalised)
+{
+	static const long ms[] = { 0, 10, 999, 1000, 2500 };
+	struct timespec before, ts;
+	long long b, t;
+	size_t i;
+
+	for (i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		clock_gettime(CLOCK_REALTIME, &before);
+		clock_real_in_ms(&ts, ms[i]);
+		CHECK(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+		b = (long long)before.tv_sec * 1000000000LL + before.tv_nsec;
+		t = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+		CHECK(t >= b + ms[i] * 1000000LL);
+	}
+}
+
 TEST(content_range)
 {
 	CHECK_INT(content_range_total("bytes 0-131071/1073741824"), 1073741824);
@@ -740,6 +758,7 @@ int main(void)
 	RUN(uri_encode_s3_rules);
 	RUN(uri_decode_rejects_bad_escapes);
 	RUN(times);
+	RUN(clock_real_in_ms_is_normalised);
 	RUN(content_range);
 	RUN(content_range_parse);
 	RUN(etags);
