@@ -5,9 +5,15 @@
  *  - nlookup > 0 for every node but the root, which is pinned;
  *  - a node's key and is_dir never change, so its place in the key table is
  *    fixed for its life;
- *  - the recency list holds exactly the files (not directories, not the
- *    root) the kernel has not been asked to forget, most recently used
+ *  - kids is how many nodes name this one their parent (parent_ino): a
+ *    node's parent is the directory node of its key's parent when it was
+ *    made, and an inode number is never used twice;
+ *  - a node is listed (listed_locked) when it is not the root, not let go,
+ *    and a file or a directory with no kids: the kernel pins a directory
+ *    while it holds a name in it, so none is let go before its names;
+ *  - the recency list holds exactly the listed nodes, most recently used
  *    first;
+ *  - a node let go is never a directory with kids (a new kid takes it back);
  *  - bytes is the sum of every node's cost, as node_cost() last gave it,
  *    and of the two bucket arrays; going is the part of it of the nodes let
  *    go (whose FORGET has not come).
@@ -29,8 +35,10 @@
 struct node {
 	uint64_t ino;
 	uint64_t nlookup;
+	uint64_t parent_ino;		/* its directory's node when made; 0: none */
 	unsigned is_dir : 1;
 	unsigned letting_go : 1;	/* the kernel was asked to forget it */
+	unsigned kids : 30;		/* nodes whose parent it is */
 	unsigned cost;			/* bytes counted for it in t->bytes */
 	struct store_attr_packed attr;
 	long long attr_ms;
@@ -38,7 +46,7 @@ struct node {
 	long long denied_ms;		/* when a denial was seen; 0: never */
 	struct node *next_by_ino;
 	struct node *next_by_key;
-	struct node *newer, *older;	/* the recency list (files only) */
+	struct node *newer, *older;	/* the recency list (listed nodes only) */
 	char key[];			/* in the node's own block: one malloc, not two */
 };
 
@@ -133,10 +141,28 @@ static void recent_push_locked(struct inode_table *t, struct node *n)
 	t->newest = n;
 }
 
-/* n was used: a file goes to the head of the recency list (back on it, if let go). */
+/* Its directory was made last: at the old end, as old as the names it held. */
+static void recent_push_oldest_locked(struct inode_table *t, struct node *n)
+{
+	n->newer = t->oldest;
+	n->older = NULL;
+	if (t->oldest)
+		t->oldest->older = n;
+	else
+		t->newest = n;
+	t->oldest = n;
+}
+
+/* Whether n is on the recency list, or would be but for being let go. */
+static int listable_locked(const struct inode_table *t, const struct node *n)
+{
+	return n != t->root && (!n->is_dir || n->kids == 0);
+}
+
+/* n was used: it goes to the head of the recency list (back on it, if let go). */
 static void touch_locked(struct inode_table *t, struct node *n)
 {
-	if (n->is_dir || n == t->root || n == t->newest)
+	if (!listable_locked(t, n) || n == t->newest)
 		return;
 	if (n->letting_go) {
 		n->letting_go = 0;
@@ -303,6 +329,53 @@ static struct node *find_key_locked(struct inode_table *t, const char *key, int 
 	return find_key_len_locked(t, key, strlen(key), is_dir);
 }
 
+/*
+ * How much of key names its directory: up to the last '/' before its own
+ * name (a directory's key ends in '/'); *name_len: its own name's length.
+ */
+static size_t parent_len(const char *key, int is_dir, size_t *name_len)
+{
+	size_t len = strlen(key), plen;
+
+	if (is_dir && len && key[len - 1] == '/')
+		len--;
+	for (plen = len; plen && key[plen - 1] != '/'; plen--)
+		;
+	*name_len = len - plen;
+	return plen;
+}
+
+/* n was made: it is a kid of its directory's node, which is no longer listed. */
+static void add_kid_locked(struct inode_table *t, struct node *n)
+{
+	struct node *p;
+	size_t nlen, plen = parent_len(n->key, n->is_dir, &nlen);
+
+	p = find_key_len_locked(t, n->key, plen, 1);
+	if (!p || p == n)
+		return;
+	n->parent_ino = p->ino;
+	if (p->kids++ != 0 || p == t->root)
+		return;
+	if (p->letting_go) {
+		/* the kernel kept it: a name in it came since */
+		p->letting_go = 0;
+		t->going -= p->cost;
+	} else {
+		recent_unlink_locked(t, p);
+	}
+}
+
+/* n goes: its directory's node, when that has no kid left, is listed again. */
+static void drop_kid_locked(struct inode_table *t, struct node *n)
+{
+	struct node *p = n->parent_ino ? find_ino_locked(t, n->parent_ino) : NULL;
+
+	if (!p || p->kids == 0 || --p->kids != 0 || p == t->root || p->letting_go)
+		return;
+	recent_push_oldest_locked(t, p);
+}
+
 int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
 {
 	struct node *n;
@@ -359,8 +432,8 @@ uint64_t inode_lookup_ref(struct inode_table *t, const char *key, int is_dir,
 		if (t->count > t->nbuckets * 2)
 			grow_locked(t);
 		insert_locked(t, n);
-		if (!is_dir)
-			recent_push_locked(t, n);
+		recent_push_locked(t, n);
+		add_kid_locked(t, n);
 	} else {
 		touch_locked(t, n);
 	}
@@ -398,8 +471,9 @@ static void unlink_locked(struct inode_table *t, struct node *n)
 	t->bytes -= n->cost;
 	if (n->letting_go)
 		t->going -= n->cost;
-	else if (!n->is_dir)
+	else if (listable_locked(t, n))
 		recent_unlink_locked(t, n);
+	drop_kid_locked(t, n);
 }
 
 void inode_forget(struct inode_table *t, uint64_t ino, uint64_t nl)
@@ -533,8 +607,7 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 			 size_t bytes)
 {
 	struct node *n, *parent;
-	size_t got = 0, plen, picked = 0;
-	const char *slash;
+	size_t got = 0, plen, nlen, picked = 0;
 
 	pthread_mutex_lock(&t->lock);
 	while (got < max && picked < bytes && (n = t->oldest)) {
@@ -542,13 +615,11 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 		n->letting_go = 1;
 		t->going += n->cost;
 		picked += n->cost;
-		/* Its directory: the key up to its last '/' (the root's key is the prefix). */
-		slash = strrchr(n->key, '/');
-		plen = slash ? (size_t)(slash - n->key) + 1 : 0;
-		parent = find_key_len_locked(t, n->key, plen, 1);
+		parent = n->parent_ino ? find_ino_locked(t, n->parent_ino) : NULL;
 		if (!parent)
 			continue; /* the kernel holds no directory of it: nothing to ask */
-		out[got].name = strdup(n->key + plen);
+		plen = parent_len(n->key, n->is_dir, &nlen);
+		out[got].name = strndup(n->key + plen, nlen);
 		if (!out[got].name)
 			break;
 		out[got].ino = n->ino;

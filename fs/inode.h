@@ -18,8 +18,11 @@
  * What the nodes cost in memory is counted (inode_bytes). The kernel keeps
  * a name until it runs short of memory, so a daemon that only waited for
  * FORGETs would hold a node for every name ever listed; inode_pick_unused
- * names the files least recently used, for fs/nodetrim.c to ask the kernel
- * to forget (a lookup of one of them later makes it anew).
+ * names those least recently used, for fs/nodetrim.c to ask the kernel to
+ * forget (a lookup of one of them later makes it anew): files, and
+ * directories once the kernel holds no name in them (it pins a directory
+ * while it does, so `ls -l` of 200,000 prefixes lets them go, and `find`
+ * lets a directory go after its files).
  *
  * The table has one mutex. Callers never keep a struct node pointer after
  * unlocking: the functions below copy what callers need out of the node.
@@ -110,11 +113,12 @@ struct inode_name {
 };
 
 /*
- * The files least recently looked up or used (never a directory or the
- * root), oldest first, into out: at most max, and no more once they take
- * bytes. Each is marked let go and not named again until a lookup gives it
- * back to the kernel; its node stays until the kernel's FORGET. Returns how
- * many.
+ * The names least recently looked up or used, oldest first, into out: files
+ * and directories with no node in them (never the root; a directory whose
+ * last node went counts as old as that node), at most max, and no more once
+ * they take bytes. Each is marked let go and not named again until a lookup
+ * gives it back to the kernel (or, for a directory, a name in it comes); its
+ * node stays until the kernel's FORGET. Returns how many.
  */
 size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
 			 size_t bytes);

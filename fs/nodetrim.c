@@ -1,7 +1,7 @@
 /*
  * One thread: wait until the table, less the names let go whose FORGET is
  * due, passes the names' share; then ask the kernel to forget the least
- * recently used files, in batches, until it is down to 7/8 of the share
+ * recently used names, in batches, until it is down to 7/8 of the share
  * (fs/nodetrim.h says why and what it costs).
  * Invariants: stop is only set by nodetrim_stop, which then wakes the
  * table's wait, so the thread ends within one batch.

@@ -268,3 +268,79 @@ def test_ls_l_of_a_huge_directory_keeps_the_names_in_their_share(hostile, hostil
         assert st.st_size == 100
         with open(m.path("m", "k%07d" % i), "rb") as f:
             assert f.read() == bytes((i + j) % 251 for j in range(100))
+
+
+def names_held(m, bound, deadline_s=20):
+    """The books line once the names known to the kernel take at most bound
+    bytes (their FORGETs come within moments), or the last one read."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        line = books(m)
+        held = re.search(r"names known to the kernel in (\d+) bytes", line)
+        if (held and int(held.group(1)) <= bound) or time.monotonic() > deadline:
+            return line
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("how", ["prune", "by name"])
+def test_ls_l_of_a_directory_of_directories_keeps_them_in_their_share(hostile, hostile_mount,
+                                                                       tmp_path, how):
+    """`ls -l` of 200,000 directories (a prefix per day, per user, per
+    shard) under a 4 MiB metadata cache. readdirplus gives the kernel a node
+    for each, and the old daemon never let a directory go: 200,002 nodes,
+    some 32 MB, past the 4 MiB and the 8 MiB floor. Now a directory with no
+    child the kernel knows is let go like a file, oldest first; every line
+    of `ls -l` is a directory, and one let go is looked up, listed and read
+    again."""
+    env = hostile.env(**kernel_without_prune(tmp_path)) if how == "by name" else None
+    n = 200000
+    hostile.create_bucket(B)
+    hostile.synth(B, "t/", n, fmt="d%07d/f", size=10)
+    m = hostile_mount(B, "--metadata-cache-size", "4M", "--metadata-ttl", "60", env=env)
+    p = subprocess.run(["ls", "-l", m.path("t")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()[1:]           # after "total N"
+    assert len(lines) == n, len(lines)
+    for i in (0, 1, n // 2, n - 1):
+        f = lines[i].split()
+        assert (f[0][0], f[-1]) == ("d", "d%07d" % i), lines[i]
+    line = names_held(m, (4 << 20) + (8 << 20))
+    nodes = int(re.search(r"(\d+) names known to the kernel", line).group(1))
+    held = re.search(r"names known to the kernel in (\d+) bytes, (\d+) let go", line)
+    assert nodes < n // 4, line
+    assert held and int(held.group(1)) <= (4 << 20) + (8 << 20), line
+    assert int(held.group(2)) >= (n - nodes) * 0.99, line
+    for i in (0, 1, 7):
+        d = m.path("t", "d%07d" % i)
+        assert os.listdir(d) == ["f"]
+        with open(os.path.join(d, "f"), "rb") as f:
+            assert f.read() == bytes((i + j) % 251 for j in range(10))
+
+
+def test_find_of_a_tree_over_the_share_lets_files_then_directories_go(hostile, hostile_mount):
+    """`find` of 400 directories of 125 files (50,400 names) under a 4 MiB
+    metadata cache: the names past their 8 MiB share are let go while find
+    walks, a directory only once the kernel forgot its files (it pins the
+    directory until then). Every path comes once, none fails, the names stay
+    in their share, and a directory let go is walked again the same."""
+    dirs, per = 400, 125
+    hostile.create_bucket(B)
+    for d in range(dirs):
+        hostile.synth(B, "w/d%03d/" % d, per, size=5)
+    m = hostile_mount(B, "--metadata-cache-size", "4M", "--metadata-ttl", "60")
+    want = sorted(["."] + ["./d%03d" % d for d in range(dirs)] +
+                  ["./d%03d/k%07d" % (d, i) for d in range(dirs) for i in range(per)])
+    p = subprocess.run(["find", "."], cwd=m.path("w"), capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert sorted(p.stdout.splitlines()) == want
+    line = names_held(m, (4 << 20) + (8 << 20))
+    held = re.search(r"names known to the kernel in (\d+) bytes, (\d+) let go", line)
+    assert held and int(held.group(1)) <= (4 << 20) + (8 << 20), line
+    assert int(held.group(2)) > 0, line
+    p = subprocess.run(["find", "d000", "-type", "f"], cwd=m.path("w"), capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert sorted(p.stdout.splitlines()) == ["d000/k%07d" % i for i in range(per)]
+    with open(m.path("w", "d000", "k0000003"), "rb") as f:
+        assert f.read() == bytes((3 + j) % 251 for j in range(5))

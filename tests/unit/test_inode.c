@@ -148,7 +148,88 @@ TEST(unused_files_go_oldest_first_and_come_back)
 	inode_forget(t, f2, 2);
 	inode_forget(t, g, 1);
 	CHECK_INT(inode_count(t), 3);
+	{
+		/* d's last name went: d can go now, by its name without the '/' */
+		const char *const want[] = { "4:1:d" };
+
+		check_picked(t, 8, want, 1);
+	}
 	check_picked(t, 8, NULL, 0);
+	inode_table_free(t);
+}
+
+/*
+ * The kernel pins a directory while it holds a name in it: a directory is
+ * named only once it has no node in it, as old as its last one, and a
+ * name that comes into a directory let go takes it back.
+ */
+TEST(directories_go_after_their_names)
+{
+	struct inode_table *t = table(HOUR_MS);
+	size_t going, cost;
+	uint64_t a, b, c, x, f, y;
+
+	a = inode_lookup_ref(t, "pre/a/", 1, NULL);
+	b = inode_lookup_ref(t, "pre/a/b/", 1, NULL);
+	c = inode_lookup_ref(t, "pre/a/b/c", 0, NULL);
+	f = inode_lookup_ref(t, "pre/f", 0, NULL);
+	{
+		const char *const want[] = { "4:3:c", "5:1:f" };
+
+		check_picked(t, 8, want, 2);
+	}
+	inode_forget(t, c, 1);
+	{
+		/* b is as old as c was: before any newer name */
+		const char *const want[] = { "3:2:b" };
+
+		x = inode_lookup_ref(t, "pre/x", 0, NULL);
+		CHECK_INT(x, 6);
+		check_picked(t, 1, want, 1);
+	}
+	inode_forget(t, b, 1);
+	{
+		const char *const want[] = { "2:1:a", "6:1:x" };
+
+		check_picked(t, 8, want, 2);
+	}
+	/* a name comes into a while it is let go: a is the kernel's again */
+	inode_bytes(t, &going);
+	cost = going;
+	y = inode_lookup_ref(t, "pre/a/y", 0, NULL);
+	inode_bytes(t, &going);
+	CHECK(going < cost);
+	{
+		const char *const want[] = { "7:2:y" };
+
+		check_picked(t, 8, want, 1);
+	}
+	/*
+	 * a's FORGET before y's (two threads may take them in either order):
+	 * y's is then no kid of the a made anew.
+	 */
+	inode_forget(t, a, 1);
+	a = inode_lookup_ref(t, "pre/a/", 1, NULL);
+	CHECK_INT(a, 8);
+	CHECK_INT(inode_lookup_ref(t, "pre/a/z", 0, NULL), 9);
+	inode_forget(t, y, 1);
+	{
+		const char *const want[] = { "9:8:z" };
+
+		check_picked(t, 8, want, 1);
+	}
+	inode_forget(t, 9, 1);
+	{
+		const char *const want[] = { "8:1:a" };
+
+		check_picked(t, 8, want, 1);
+	}
+	inode_forget(t, f, 1);
+	inode_forget(t, x, 1);
+	inode_forget(t, a, 1);
+	CHECK_INT(inode_count(t), 1);
+	inode_bytes(t, &going);
+	CHECK_INT(going, 0);
 	inode_table_free(t);
 }
 
@@ -230,6 +311,7 @@ int main(void)
 	RUN(denial_shows_until_the_ttl);
 	RUN(last_denial);
 	RUN(unused_files_go_oldest_first_and_come_back);
+	RUN(directories_go_after_their_names);
 	RUN(bytes_are_counted_and_waited_for);
 	RUN(bytes_are_what_the_heap_gave);
 	return harness_done();
