@@ -8,9 +8,10 @@
  *  - kids is how many nodes name this one their parent (parent_ino): a
  *    node's parent is the directory node of its key's parent when it was
  *    made, and an inode number is never used twice;
- *  - a node is listed (listed_locked) when it is not the root, not let go,
- *    and a file or a directory with no kids: the kernel pins a directory
- *    while it holds a name in it, so none is let go before its names;
+ *  - a node is listed when it is listable (listable_locked: not the root,
+ *    not made to stay, a file or a directory with no kids) and not let go:
+ *    the kernel pins a directory while it holds a name in it, so none is
+ *    let go before its names;
  *  - the recency list holds exactly the listed nodes, most recently used
  *    first;
  *  - a node let go is never a directory with kids (a new kid takes it back);
@@ -38,7 +39,8 @@ struct node {
 	uint64_t parent_ino;		/* its directory's node when made; 0: none */
 	unsigned is_dir : 1;
 	unsigned letting_go : 1;	/* the kernel was asked to forget it */
-	unsigned kids : 30;		/* nodes whose parent it is */
+	unsigned stays : 1;		/* a directory never to be let go */
+	unsigned kids : 29;		/* nodes whose parent it is */
 	unsigned cost;			/* bytes counted for it in t->bytes */
 	struct store_attr_packed attr;
 	long long attr_ms;
@@ -156,7 +158,7 @@ static void recent_push_oldest_locked(struct inode_table *t, struct node *n)
 /* Whether n is on the recency list, or would be but for being let go. */
 static int listable_locked(const struct inode_table *t, const struct node *n)
 {
-	return n != t->root && (!n->is_dir || n->kids == 0);
+	return n != t->root && !n->stays && (!n->is_dir || n->kids == 0);
 }
 
 /* n was used: it goes to the head of the recency list (back on it, if let go). */
@@ -351,11 +353,15 @@ static void add_kid_locked(struct inode_table *t, struct node *n)
 	struct node *p;
 	size_t nlen, plen = parent_len(n->key, n->is_dir, &nlen);
 
+	int was;
+
 	p = find_key_len_locked(t, n->key, plen, 1);
 	if (!p || p == n)
 		return;
 	n->parent_ino = p->ino;
-	if (p->kids++ != 0 || p == t->root)
+	was = listable_locked(t, p);
+	p->kids++;
+	if (!was)
 		return;
 	if (p->letting_go) {
 		/* the kernel kept it: a name in it came since */
@@ -371,9 +377,11 @@ static void drop_kid_locked(struct inode_table *t, struct node *n)
 {
 	struct node *p = n->parent_ino ? find_ino_locked(t, n->parent_ino) : NULL;
 
-	if (!p || p->kids == 0 || --p->kids != 0 || p == t->root || p->letting_go)
+	if (!p || p->kids == 0)
 		return;
-	recent_push_oldest_locked(t, p);
+	p->kids--;
+	if (listable_locked(t, p) && !p->letting_go)
+		recent_push_oldest_locked(t, p);
 }
 
 int inode_get(struct inode_table *t, uint64_t ino, struct inode_info *out)
@@ -604,7 +612,7 @@ size_t inode_bytes(struct inode_table *t, size_t *going)
 }
 
 size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
-			 size_t bytes)
+			 size_t bytes, int dirs)
 {
 	struct node *n, *parent;
 	size_t got = 0, plen, nlen, picked = 0;
@@ -612,6 +620,10 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 	pthread_mutex_lock(&t->lock);
 	while (got < max && picked < bytes && (n = t->oldest)) {
 		recent_unlink_locked(t, n);
+		if (n->is_dir && !dirs) {
+			n->stays = 1;
+			continue;
+		}
 		n->letting_go = 1;
 		t->going += n->cost;
 		picked += n->cost;
@@ -624,10 +636,29 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 			break;
 		out[got].ino = n->ino;
 		out[got].parent = parent->ino;
+		out[got].is_dir = n->is_dir;
 		got++;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return got;
+}
+
+void inode_keep_dir(struct inode_table *t, uint64_t ino)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&t->lock);
+	n = find_ino_locked(t, ino);
+	if (n && n->is_dir && !n->stays) {
+		if (n->letting_go) {
+			n->letting_go = 0;
+			t->going -= n->cost;
+		} else if (listable_locked(t, n)) {
+			recent_unlink_locked(t, n);
+		}
+		n->stays = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 int inode_wait_over(struct inode_table *t, size_t limit, long long timeout_ms)

@@ -109,6 +109,7 @@ size_t inode_bytes(struct inode_table *t, size_t *going);
 struct inode_name {
 	uint64_t ino;
 	uint64_t parent;
+	int is_dir;
 	char *name;		/* malloc'd: the caller frees it */
 };
 
@@ -119,9 +120,17 @@ struct inode_name {
  * they take bytes. Each is marked let go and not named again until a lookup
  * gives it back to the kernel (or, for a directory, a name in it comes); its
  * node stays until the kernel's FORGET. Returns how many.
+ * With dirs 0, a directory met is never named, now or later: a name let go
+ * by name is invalidated, which detaches a directory in use (a process's
+ * working directory then has no path).
  */
 size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
-			 size_t bytes);
+			 size_t bytes, int dirs);
+/*
+ * Directory ino is not to be let go after all, now or later (picked before
+ * the kernel turned out to lack the prune): it is the kernel's again.
+ */
+void inode_keep_dir(struct inode_table *t, uint64_t ino);
 
 /*
  * Wait until the table takes more than limit bytes (inode_bytes, less

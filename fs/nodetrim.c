@@ -104,8 +104,9 @@ static int prune(struct nodetrim *nt, const struct inode_name *batch, size_t n)
 	w = writev(fuse_session_fd(nt->fs->se), iov, 2);
 	if (w == (ssize_t)m.len || (w < 0 && errno != EINVAL))
 		return 0;
-	log_msg(LOG_NOTICE, "this kernel does not prune names by number: they are let go one by "
-		"one, by name, which is slower");
+	log_msg(LOG_NOTICE, "this kernel does not prune names by number (FUSE_NOTIFY_PRUNE, Linux "
+		"6.18): files are let go one by one, by name, which is slower, and directories "
+		"not at all");
 	return -1;
 }
 
@@ -113,10 +114,14 @@ static int prune(struct nodetrim *nt, const struct inode_name *batch, size_t n)
 static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 {
 	struct inode_name batch[TRIM_BATCH];
-	size_t n, i;
+	size_t n, i, kept = 0;
 	int rc;
 
-	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH, bytes);
+	/*
+	 * By name, directories stay: an invalidation detaches a directory in
+	 * use (a process working there would have no path).
+	 */
+	n = inode_pick_unused(nt->fs->inodes, batch, TRIM_BATCH, bytes, !nt->no_prune);
 	/*
 	 * The kernel evicts the nodes inside the prune's write or each
 	 * invalidation: their FORGETs pile up behind the gate meanwhile. An
@@ -128,6 +133,11 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 		nt->no_prune = 1;
 	if (n && nt->no_prune) {
 		for (i = 0; i < n; i++) {
+			if (batch[i].is_dir) {
+				inode_keep_dir(nt->fs->inodes, batch[i].ino);
+				kept++;
+				continue;
+			}
 			rc = fuse_lowlevel_notify_inval_entry(nt->fs->se, batch[i].parent,
 							      batch[i].name, strlen(batch[i].name));
 			/* -ENOENT: the kernel had let it go already. */
@@ -139,8 +149,8 @@ static size_t let_go_batch(struct nodetrim *nt, size_t share_now, size_t bytes)
 	readgate_open();
 	for (i = 0; i < n; i++)
 		free(batch[i].name);
-	if (n) {
-		__atomic_add_fetch(&nt->let_go, n, __ATOMIC_RELAXED);
+	if (n > kept) {
+		__atomic_add_fetch(&nt->let_go, n - kept, __ATOMIC_RELAXED);
 		log_once_key(LOG_NOTICE, "nodetrim", "the names the kernel holds take more than "
 			     "their share of --metadata-cache-size (%zu KiB now): the least recently "
 			     "used are let go; a later lookup of one reads its directory's listing "

@@ -93,7 +93,7 @@ TEST(last_denial)
 static void check_picked(struct inode_table *t, size_t max, const char *const *want, size_t nwant)
 {
 	struct inode_name got[8];
-	size_t n = inode_pick_unused(t, got, max, SIZE_MAX), i;
+	size_t n = inode_pick_unused(t, got, max, SIZE_MAX, 1), i;
 	char s[64];
 
 	CHECK_INT(n, nwant);
@@ -233,6 +233,57 @@ TEST(directories_go_after_their_names)
 	inode_table_free(t);
 }
 
+/*
+ * Where names are let go by name (no FUSE_NOTIFY_PRUNE), a directory is
+ * never named: one met stays, and so does one picked before the kernel
+ * turned out to lack the prune.
+ */
+TEST(directories_stay_where_names_go_by_name)
+{
+	struct inode_table *t = table(HOUR_MS);
+	struct inode_name got[8];
+	size_t going;
+	uint64_t a, b, f;
+
+	a = inode_lookup_ref(t, "pre/a/", 1, NULL);
+	b = inode_lookup_ref(t, "pre/b/", 1, NULL);
+	f = inode_lookup_ref(t, "pre/a/f", 0, NULL);
+	CHECK_INT(inode_pick_unused(t, got, 8, SIZE_MAX, 0), 1);
+	CHECK_INT(got[0].ino, f);
+	CHECK_INT(got[0].is_dir, 0);
+	free(got[0].name);
+	inode_forget(t, f, 1);
+	CHECK_INT(inode_pick_unused(t, got, 8, SIZE_MAX, 0), 0);
+	check_picked(t, 8, NULL, 0);	/* a stays, even where directories may go */
+	/* b was met above too; a new one is picked, then kept */
+	CHECK_INT(inode_lookup_ref(t, "pre/c/", 1, NULL), 5);
+	{
+		const char *const want[] = { "5:1:c" };
+
+		check_picked(t, 8, want, 1);
+	}
+	inode_bytes(t, &going);
+	CHECK(going > 0);
+	inode_keep_dir(t, 5);
+	inode_bytes(t, &going);
+	CHECK_INT(going, 0);
+	check_picked(t, 8, NULL, 0);
+	/* a kept directory's names still go */
+	CHECK_INT(inode_lookup_ref(t, "pre/c/g", 0, NULL), 6);
+	{
+		const char *const want[] = { "6:5:g" };
+
+		check_picked(t, 8, want, 1);
+	}
+	inode_forget(t, 6, 1);
+	check_picked(t, 8, NULL, 0);
+	inode_forget(t, a, 1);
+	inode_forget(t, b, 1);
+	inode_forget(t, 5, 1);
+	CHECK_INT(inode_count(t), 1);
+	inode_table_free(t);
+}
+
 TEST(bytes_are_counted_and_waited_for)
 {
 	struct inode_table *t = table(HOUR_MS);
@@ -254,7 +305,7 @@ TEST(bytes_are_counted_and_waited_for)
 	CHECK_INT(going, 0);
 	/* let go: its bytes are going, and no longer count against a limit */
 	CHECK_INT(inode_lookup_ref(t, "pre/b-name", 0, &a), f + 1);
-	CHECK_INT(inode_pick_unused(t, got, 2, 1), 1); /* a byte's worth: one name */
+	CHECK_INT(inode_pick_unused(t, got, 2, 1, 1), 1); /* a byte's worth: one name */
 	CHECK_STR(got[0].name, "a-name");
 	free(got[0].name);
 	all = inode_bytes(t, &going);
@@ -312,6 +363,7 @@ int main(void)
 	RUN(last_denial);
 	RUN(unused_files_go_oldest_first_and_come_back);
 	RUN(directories_go_after_their_names);
+	RUN(directories_stay_where_names_go_by_name);
 	RUN(bytes_are_counted_and_waited_for);
 	RUN(bytes_are_what_the_heap_gave);
 	return harness_done();
