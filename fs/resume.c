@@ -286,29 +286,6 @@ static int root_find_locked(uint64_t id, uint64_t *fh, int drop)
 	return 0;
 }
 
-/* Drop the predecessors' inodes from a BATCH_FORGET; returns the new length (0: none left). */
-static size_t filter_batch_forget(uint8_t *buf, size_t n)
-{
-	struct fuse_in_header *in = (void *)buf;
-	struct fuse_batch_forget_in *b = (void *)(in + 1);
-	struct fuse_forget_one *f = (void *)(b + 1);
-	uint32_t i, kept = 0, count;
-
-	if (n < sizeof(*in) + sizeof(*b))
-		return n;
-	count = b->count;
-	if (count > (n - sizeof(*in) - sizeof(*b)) / sizeof(*f))
-		return n;
-	for (i = 0; i < count; i++)
-		if (!is_old(f[i].nodeid))
-			f[kept++] = f[i];
-	if (!kept)
-		return 0;
-	b->count = kept;
-	in->len = (uint32_t)(sizeof(*in) + sizeof(*b) + kept * sizeof(*f));
-	return in->len;
-}
-
 /*
  * Closing, flushing and syncing have nothing to do on a read-only file
  * system: for a predecessor's file they succeed, so close(2) does not fail.
@@ -348,7 +325,7 @@ static int filter(uint8_t *buf, size_t *n)
 	case FUSE_FORGET:
 		return !is_old(in->nodeid);
 	case FUSE_BATCH_FORGET:
-		*n = filter_batch_forget(buf, *n);
+		*n = resume_forget_filter(buf, *n, rs.base);
 		return *n != 0;
 	default:
 		break;
@@ -541,21 +518,6 @@ static int kernel_resend(void)
 }
 
 /*
- * Whether a FULL slot a predecessor left holds one whole request: its lengths
- * fit the slot and agree with the request's own header. A request too long to
- * keep, or a damaged state file, is not replayed (libfuse would read past it).
- */
-static int slot_replayable(const struct slot *s)
-{
-	struct fuse_in_header in;
-
-	if (s->len < sizeof(in) || s->len > SLOT_DATA || s->len != s->total)
-		return 0;
-	memcpy(&in, s->data, sizeof(in));
-	return in.len == s->len && in.unique == s->unique;
-}
-
-/*
  * Read the predecessor's state: replay its INIT, and have the requests it
  * left unanswered sent again, by the kernel where it can, else from the
  * slots. A request handed to a server once already is answered EIO instead.
@@ -564,10 +526,9 @@ static int slot_replayable(const struct slot *s)
 static void take_over(unsigned generation)
 {
 	struct state *st = rs.st;
-	const struct fuse_in_header *in;
 	unsigned i, replayed = 0, failed = 0;
 	uint32_t init_len = st->init_len;
-	int asked = 0, resend = 0;
+	int asked = 0, resend = 0, init_ok = init_len && resume_init_usable(st->init, init_len);
 
 	/* Answered before the kernel requeues what is in flight, so it is not resent. */
 	for (i = 0; i < SLOTS; i++) {
@@ -575,7 +536,7 @@ static void take_over(unsigned generation)
 
 		if (s->state != SLOT_FULL)
 			s->state = SLOT_FREE;	/* FILLING, or not a state at all */
-		if (s->state == SLOT_FULL && (s->replays >= 1 || s->len < sizeof(*in))) {
+		if (s->state == SLOT_FULL && (s->replays >= 1 || s->len < sizeof(struct fuse_in_header))) {
 			failed++;
 			answer(s->unique, EIO);
 		}
@@ -593,9 +554,15 @@ static void take_over(unsigned generation)
 	}
 	if (resend)
 		rs.resent = calloc(SLOTS, sizeof(*rs.resent));
-	if (init_len >= sizeof(*in) && init_len <= INIT_MAX) {
-		in = (const void *)st->init;
-		rs.init_unique = in->unique;
+	if (init_len && !init_ok)
+		log_msg(LOG_ERR, "the takeover state's INIT is damaged (%u bytes): the kernel's "
+			"requests are refused with EIO; unmount the volume and publish it again",
+			init_len);
+	if (init_ok) {
+		struct fuse_in_header ih;
+
+		memcpy(&ih, st->init, sizeof(ih));
+		rs.init_unique = ih.unique;
 		rs.fake_init = st->init_replied != 0;
 		rs.init_gate = 1;
 		if (queue_add(st->init, init_len) != 0) {
@@ -618,7 +585,7 @@ static void take_over(unsigned generation)
 			replayed++;
 			continue;
 		}
-		if (!slot_replayable(s) || queue_add(s->data, s->len) != 0) {
+		if (!resume_slot_replayable(s) || queue_add(s->data, s->len) != 0) {
 			failed++;
 			answer(s->unique, EIO);
 			continue;

@@ -1,7 +1,9 @@
 /*
  * The volume's state file as fs/resume.c lays it out: shared by every server
  * generation of one volume (and read by tests/unit/test_resume.c, which
- * writes damaged ones). Nothing else includes it.
+ * writes damaged ones), and the checks a successor makes of what it reads
+ * (fs/resume_state.c, fuzzed by tests/fuzz/fuzz_resume.c). Nothing else
+ * includes it.
  *
  * The file is written by a predecessor that may have died at any
  * instruction, or been a different build: a successor trusts none of its
@@ -10,6 +12,7 @@
 #ifndef IRSAFS_FS_RESUME_I_H
 #define IRSAFS_FS_RESUME_I_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define STATE_MAGIC 0x31736661737269ULL	/* "irsafs1" */
@@ -37,5 +40,22 @@ struct state {
 	uint8_t init[INIT_MAX];
 	struct slot slots[SLOTS];
 };
+
+/*
+ * Whether a FULL slot a predecessor left holds one whole request: its lengths
+ * fit the slot and agree with the request's own header. A request too long to
+ * keep, or a damaged state file, is not replayed (libfuse would read past it).
+ */
+int resume_slot_replayable(const struct slot *s);
+
+/* Whether init[0..len) is one whole FUSE INIT request, as the kernel sent it. */
+int resume_init_usable(const uint8_t *init, uint32_t len);
+
+/*
+ * Drop from the BATCH_FORGET in buf[0..n) the inodes a server before this one
+ * gave out (below base, but for the root); its new length, 0 when none is
+ * left. A message too short for its count is returned as it is.
+ */
+size_t resume_forget_filter(uint8_t *buf, size_t n, uint64_t base);
 
 #endif

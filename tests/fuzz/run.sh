@@ -81,7 +81,7 @@ put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjA
 put fuzz_jwt bad 'a.b.c\n'
 # CSI requests (first byte: the method; 5 is NodePublishVolume, 6 Unpublish) and a
 # handoff message (first byte 0x80). The publish seed is a whole valid request.
-mkdir -p "$work/seed-fuzz_csi" "$work/seed-fuzz_initext"
+mkdir -p "$work/seed-fuzz_csi" "$work/seed-fuzz_initext" "$work/seed-fuzz_resume"
 python3 - "$work/seed-fuzz_csi/publish" <<'PY'
 import sys
 def f(n, b): return bytes([n << 3 | 2, len(b)]) + b
@@ -105,6 +105,20 @@ hdr = struct.pack("<IIQQIIIHH", 104, 26, 7, 0, 0, 0, 0, 0, 0)
 init_in = struct.pack("<IIIII44x", 7, 39, 131072, 1 << 30, 1 << 4)
 init_out = struct.pack("<IIIIHHIIHHII24x", 7, 38, 131072, 0x1000, 12, 9, 1 << 20, 1, 256, 0, 0, 0)
 open(sys.argv[1], "wb").write(bytes([104]) + hdr + init_in + init_out)
+PY
+# fs/resume_state.c: a whole OPENDIR in a slot (first byte 0), an INIT of 104
+# bytes (1), and a BATCH_FORGET of ids 1, 5 and 9 for a server whose base is 6 (2).
+python3 - "$work/seed-fuzz_resume" <<'PY'
+import struct, sys
+d = sys.argv[1]
+req = struct.pack("<IIQQIIIHH", 56, 27, 5, 1, 0, 0, 0, 0, 0) + struct.pack("<II", 0o200000, 0)
+slot = struct.pack("<IIIIQ", 2, len(req), len(req), 0, 5) + req + bytes(1000 - len(req))
+init = struct.pack("<IIQQIIIHH", 104, 26, 1, 0, 0, 0, 0, 0, 0) + struct.pack("<IIIII44x", 7, 39, 131072, 0, 0)
+forget = struct.pack("<IIQQIIIHH", 96, 42, 0, 0, 0, 0, 0, 0, 0) + struct.pack("<II", 3, 0) + \
+    b"".join(struct.pack("<QQ", i, 1) for i in (1, 5, 9))
+for name, b in (("slot", b"\0" + slot), ("init", b"\1" + struct.pack("<H", len(init)) + init),
+                ("forget", b"\2" + struct.pack("<Q", 6) + forget)):
+    open(f"{d}/{name}", "wb").write(b)
 PY
 put fuzz_headers range 'bytes 0-131071/1073741824'
 put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'

@@ -6,7 +6,8 @@
  * fh, as two runs of irsafs do when their heaps are laid out alike (ASan's
  * allocator, no ASLR): the kernel's handle from server 1 must neither read
  * nor release server 2's. A damaged state file (slots whose lengths do not
- * hold together) must not crash the successor or be replayed.
+ * hold together, an INIT cut short) must not crash the successor or be
+ * replayed.
  */
 #include "fs/resume.h"
 
@@ -300,9 +301,70 @@ TEST(damaged_slots_are_answered_eio_not_replayed)
 	close(state);
 }
 
+/*
+ * An INIT cut short in the state file (libfuse would take the fields it lacks
+ * from whatever its buffer held) is not replayed: one line says so and what
+ * to do, and every request is answered EIO, as libfuse answers before an INIT.
+ */
+TEST(a_damaged_init_is_refused_with_one_line)
+{
+	struct fuse_init_in init = { .major = 7, .minor = 31, .max_readahead = 65536 };
+	struct fuse_in_header in;
+	char path[] = "/tmp/test_resume.XXXXXX", text[4096] = "";
+	struct state *st;
+	pid_t pid;
+	int sv[2], state, log, saved;
+	ssize_t n;
+
+	state = memfd_create("irsafs-state", MFD_CLOEXEC);
+	CHECK(state >= 0 && ftruncate(state, HANDOFF_STATE_SIZE) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	fcntl(state, F_SETFD, 0);
+	pid = serve(sv[1], state, 1);
+	send_req(sv[0], FUSE_INIT, 1, 0, &init, sizeof(init));
+	CHECK_INT(answer_of(sv[0], 1, NULL, 0, NULL), 0);
+	stop(pid);
+
+	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, state, 0);
+	CHECK(st != MAP_FAILED);
+	st->init_replied = 1;	/* answered (server 1 may have died before it noted so) */
+	/* Its header and length agree, but only 8 bytes of fuse_init_in are left. */
+	st->init_len = (uint32_t)(sizeof(in) + 8);
+	memcpy(&in, st->init, sizeof(in));
+	in.len = st->init_len;
+	memcpy(st->init, &in, sizeof(in));
+
+	log = mkstemp(path);
+	CHECK(log >= 0);
+	unlink(path);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(log, 2);
+	pid = serve(sv[1], state, 2);
+	dup2(saved, 2);
+	close(saved);
+	{
+		struct fuse_open_in o = { .flags = O_RDONLY | O_DIRECTORY };
+
+		send_req(sv[0], FUSE_OPENDIR, 90, FUSE_ROOT_ID, &o, sizeof(o));
+		CHECK_INT(answer_of(sv[0], 90, NULL, 0, NULL), -EIO);
+	}
+	stop(pid);
+	n = pread(log, text, sizeof(text) - 1, 0);
+	CHECK(n > 0);
+	CHECK(strstr(text, "the takeover state's INIT is damaged (48 bytes)") != NULL);
+	CHECK(strstr(text, "publish it again") != NULL);
+	munmap(st, sizeof(*st));
+	close(log);
+	close(sv[0]);
+	close(sv[1]);
+	close(state);
+}
+
 int main(void)
 {
 	RUN(successor_root_handles_are_its_own);
 	RUN(damaged_slots_are_answered_eio_not_replayed);
+	RUN(a_damaged_init_is_refused_with_one_line);
 	return harness_done();
 }
