@@ -131,17 +131,19 @@ static int load32(const uint32_t *p)
 /* Keep a copy of a request just read; requests without an answer are not kept. */
 static void slot_track(const uint8_t *buf, size_t n)
 {
-	const struct fuse_in_header *in = (const void *)buf;
+	struct fuse_in_header in;
 	struct slot *s;
 	uint32_t want;
 	unsigned i, k;
 
-	if (n < sizeof(*in) || in->opcode == FUSE_FORGET || in->opcode == FUSE_BATCH_FORGET ||
-	    in->opcode == FUSE_INTERRUPT)
+	if (n < sizeof(in))
 		return;
-	if (in->opcode == FUSE_INIT) {
+	memcpy(&in, buf, sizeof(in));
+	if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT)
+		return;
+	if (in.opcode == FUSE_INIT) {
 		/* The kernel sends nothing else until INIT is answered: no race here. */
-		rs.init_unique = in->unique;
+		rs.init_unique = in.unique;
 		if (n <= INIT_MAX) {
 			memcpy(rs.st->init, buf, n);
 			rs.st->init_replied = 0;
@@ -156,10 +158,10 @@ static void slot_track(const uint8_t *buf, size_t n)
 		if (!__atomic_compare_exchange_n(&s->state, &want, SLOT_FILLING, 0, __ATOMIC_ACQUIRE,
 						 __ATOMIC_RELAXED))
 			continue;
-		s->unique = in->unique;
+		s->unique = in.unique;
 		s->total = (uint32_t)n;
 		s->len = (uint32_t)(n < SLOT_DATA ? n : SLOT_DATA);
-		s->replays = resent_replays(in->unique);
+		s->replays = resent_replays(in.unique);
 		memcpy(s->data, buf, s->len);
 		__atomic_store_n(&s->state, SLOT_FULL, __ATOMIC_RELEASE);
 		slot_hint = i;
@@ -310,57 +312,58 @@ static void note_stale(void)
  */
 static int filter(uint8_t *buf, size_t *n)
 {
-	struct fuse_in_header *in = (void *)buf;
+	struct fuse_in_header in;
 	uint64_t id, fh;
 	int pass;
 
-	if (!rs.base || *n < sizeof(*in))
+	if (!rs.base || *n < sizeof(in))
 		return 1;
-	switch (in->opcode) {
+	memcpy(&in, buf, sizeof(in));
+	switch (in.opcode) {
 	case FUSE_INIT:
 	case FUSE_INTERRUPT:
 	case FUSE_DESTROY:
 	case FUSE_NOTIFY_REPLY:
 		return 1;
 	case FUSE_FORGET:
-		return !is_old(in->nodeid);
+		return !is_old(in.nodeid);
 	case FUSE_BATCH_FORGET:
 		*n = resume_forget_filter(buf, *n, rs.base);
 		return *n != 0;
 	default:
 		break;
 	}
-	if (is_old(in->nodeid)) {
-		if (!is_letting_go(in->opcode))
+	if (is_old(in.nodeid)) {
+		if (!is_letting_go(in.opcode))
 			note_stale();
-		answer(in->unique, is_letting_go(in->opcode) ? 0 : ESTALE);
+		answer(in.unique, is_letting_go(in.opcode) ? 0 : ESTALE);
 		return 0;
 	}
-	if (in->nodeid != FUSE_ROOT_ID)
+	if (in.nodeid != FUSE_ROOT_ID)
 		return 1;
-	if (in->opcode == FUSE_OPENDIR) {
+	if (in.opcode == FUSE_OPENDIR) {
 		pthread_mutex_lock(&rs.lock);
-		push(&rs.opendirs, &rs.nopen, &rs.capopen, in->unique);
+		push(&rs.opendirs, &rs.nopen, &rs.capopen, in.unique);
 		pthread_mutex_unlock(&rs.lock);
 		return 1;
 	}
-	if (in->opcode != FUSE_READDIR && in->opcode != FUSE_READDIRPLUS &&
-	    in->opcode != FUSE_RELEASEDIR && in->opcode != FUSE_FSYNCDIR)
+	if (in.opcode != FUSE_READDIR && in.opcode != FUSE_READDIRPLUS &&
+	    in.opcode != FUSE_RELEASEDIR && in.opcode != FUSE_FSYNCDIR)
 		return 1;
-	if (*n < sizeof(*in) + sizeof(fh))
+	if (*n < sizeof(in) + sizeof(fh))
 		return 1;
 	/* fuse_read_in, fuse_release_in and fuse_fsync_in all start with fh. */
-	memcpy(&id, in + 1, sizeof(id));
+	memcpy(&id, buf + sizeof(in), sizeof(id));
 	pthread_mutex_lock(&rs.lock);
-	pass = root_find_locked(id, &fh, in->opcode == FUSE_RELEASEDIR);
+	pass = root_find_locked(id, &fh, in.opcode == FUSE_RELEASEDIR);
 	pthread_mutex_unlock(&rs.lock);
 	if (pass) {
-		memcpy(in + 1, &fh, sizeof(fh));
+		memcpy(buf + sizeof(in), &fh, sizeof(fh));
 		return 1;
 	}
-	if (!is_letting_go(in->opcode))
+	if (!is_letting_go(in.opcode))
 		note_stale();
-	answer(in->unique, is_letting_go(in->opcode) ? 0 : ESTALE);
+	answer(in.unique, is_letting_go(in.opcode) ? 0 : ESTALE);
 	return 0;
 }
 
