@@ -30,6 +30,23 @@ int creds_json_parse(const char *json, size_t len, const struct creds_json_keys 
 		     const char *source, struct creds **out, char *why, size_t whylen);
 
 /*
+ * The shared config and credentials files' grammar (creds_profile.c), for
+ * tests/fuzz/fuzz_profile.c: parse text (NUL-terminated, changed in place)
+ * as the file path into p, reading the section for name ("profile NAME" or
+ * "default" when is_config, else "NAME"); override: a key already in p
+ * takes the new value. Returns 1 when the section was there, 0 when not, or
+ * a negative errno with why filled (the path and a line number, never a
+ * line's text: it may hold a secret key).
+ */
+struct profile;
+struct profile *profile_new(const char *name);
+int profile_parse(char *text, const char *path, int is_config, const char *name,
+		  struct profile *p, int override, char *why, size_t whylen);
+size_t profile_count(const struct profile *p);
+/* The i-th setting's key, and its value in *value. */
+const char *profile_key_at(const struct profile *p, size_t i, const char **value);
+
+/*
  * GET (or PUT) url with the given header lines, retrying transport errors,
  * throttling and 5xx with jittered backoff. Returns 0 with the status in
  * *status and the body in body (the caller cleanses it), or a negative errno

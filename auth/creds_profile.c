@@ -21,6 +21,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/creds_i.h"
 #include "core/strutil.h"
 
 #define PROFILE_FILE_MAX (1024 * 1024)
@@ -118,31 +119,34 @@ static char *default_path(const char *var, const char *leaf)
 	return out;
 }
 
-/*
- * Read the section for name from one file into p. is_config: sections are
- * "profile NAME" (and "default"). Returns 1 when the section was found, 0
- * when not (or the file is absent), or a negative errno with why filled.
- */
-static int read_file(const char *path, int is_config, const char *name, struct profile *p,
-		     int override, char *why, size_t whylen)
+struct profile *profile_new(const char *name)
 {
-	char *text = NULL, *line, *save = NULL, *eq;
-	int in = 0, found = 0, lineno = 0, rc;
-	size_t len = 0;
+	struct profile *p = calloc(1, sizeof(*p));
 
-	rc = file_read_small(path, PROFILE_FILE_MAX, &text, &len);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc) {
-		const char *var = is_config ? "AWS_CONFIG_FILE" : "AWS_SHARED_CREDENTIALS_FILE";
-
-		snprintf(why, whylen, "cannot read the shared %s file %s (%s, default ~/.aws/%s): "
-			 "%s; point %s at a regular file of at most %d MiB, or unset it",
-			 is_config ? "config" : "credentials", path, var,
-			 is_config ? "config" : "credentials", file_read_strerror(rc), var,
-			 PROFILE_FILE_MAX >> 20);
-		return rc;
+	if (p && !(p->name = strdup(name))) {
+		free(p);
+		p = NULL;
 	}
+	return p;
+}
+
+size_t profile_count(const struct profile *p)
+{
+	return p->n;
+}
+
+const char *profile_key_at(const struct profile *p, size_t i, const char **value)
+{
+	*value = p->kv[i].value;
+	return p->kv[i].key;
+}
+
+int profile_parse(char *text, const char *path, int is_config, const char *name,
+		  struct profile *p, int override, char *why, size_t whylen)
+{
+	char *line, *save = NULL, *eq;
+	int in = 0, found = 0, lineno = 0, rc;
+
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		int indented = line[0] == ' ' || line[0] == '\t';
 
@@ -156,8 +160,7 @@ static int read_file(const char *path, int is_config, const char *name, struct p
 			if (!end) {
 				snprintf(why, whylen, "%s: a section header without ']' near line %d",
 					 path, lineno);
-				rc = -EINVAL;
-				goto out;
+				return -EINVAL;
 			}
 			*end = '\0';
 			sec = str_trim(line + 1);
@@ -178,8 +181,7 @@ static int read_file(const char *path, int is_config, const char *name, struct p
 		if (!eq) {
 			snprintf(why, whylen, "%s: expected 'key = value' near line %d of profile %s",
 				 path, lineno, name);
-			rc = -EINVAL;
-			goto out;
+			return -EINVAL;
 		}
 		*eq = '\0';
 		str_trim(line);
@@ -188,11 +190,38 @@ static int read_file(const char *path, int is_config, const char *name, struct p
 		if (rc) {
 			snprintf(why, whylen, "%s: %s", path,
 				 rc == -E2BIG ? "too many settings in one profile" : "out of memory");
-			goto out;
+			return rc;
 		}
 	}
-	rc = found;
-out:
+	return found;
+}
+
+/*
+ * Read the section for name from one file into p (profile_parse). Returns 1
+ * when the section was found, 0 when not (or the file is absent), or a
+ * negative errno with why filled.
+ */
+static int read_file(const char *path, int is_config, const char *name, struct profile *p,
+		     int override, char *why, size_t whylen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = file_read_small(path, PROFILE_FILE_MAX, &text, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc) {
+		const char *var = is_config ? "AWS_CONFIG_FILE" : "AWS_SHARED_CREDENTIALS_FILE";
+
+		snprintf(why, whylen, "cannot read the shared %s file %s (%s, default ~/.aws/%s): "
+			 "%s; point %s at a regular file of at most %d MiB, or unset it",
+			 is_config ? "config" : "credentials", path, var,
+			 is_config ? "config" : "credentials", file_read_strerror(rc), var,
+			 PROFILE_FILE_MAX >> 20);
+		return rc;
+	}
+	rc = profile_parse(text, path, is_config, name, p, override, why, whylen);
 	OPENSSL_cleanse(text, len);
 	free(text);
 	return rc;
@@ -202,14 +231,15 @@ int profile_load(const char *name, struct profile **out, char *why, size_t whyle
 {
 	char *config = default_path("AWS_CONFIG_FILE", "config");
 	char *creds = default_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-	struct profile *p = calloc(1, sizeof(*p));
+	struct profile *p;
 	int rc = -ENOMEM, a = 0, b = 0;
 
 	*out = NULL;
 	if (!name)
 		name = getenv("AWS_PROFILE") && *getenv("AWS_PROFILE") ? getenv("AWS_PROFILE")
 								       : "default";
-	if (!p || !(p->name = strdup(name))) {
+	p = profile_new(name);
+	if (!p) {
 		snprintf(why, whylen, "out of memory");
 		goto out;
 	}

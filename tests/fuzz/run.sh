@@ -77,6 +77,10 @@ put fuzz_creds_json ok '\000{"AccessKeyId":"AKID","SecretAccessKey":"s","Token":
 put fuzz_creds_json process '\002{"Version":1,"AccessKeyId":"AKID","SecretAccessKey":"s","SessionToken":"t"}'
 put fuzz_creds_json bad '\000{"AccessKeyId":1,"SecretAccessKey":null,"Expiration":"2030-13-45T99:99:99Z","Code":"Nope"}'
 put fuzz_creds_json deep '\001[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]'
+# The profile target: flags byte (1: config), the name, a newline, the file.
+put fuzz_profile creds '\000prod\n[default]\naws_access_key_id = AKIDEXAMPLE\n[prod]\naws_access_key_id=AKID2\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG\n# comment\n; too\n'
+put fuzz_profile config '\001dev\n[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/r\nweb_identity_token_file=/var/run/t\ns3 =\n  addressing_style = path\n[sso-session x]\nregion=eu-west-1\n[default]\nregion = us-east-1\n'
+put fuzz_profile bad '\003a\n[a\nk\n=\n[profile]\n'
 put fuzz_jwt ok 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODgiLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVtbzpyZWFkZXIiLCJhdWQiOlsic3RzLmFtYXpvbmF3cy5jb20iXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsIm5iZiI6MTcwMDAwMDAwMH0.c2ln'
 put fuzz_jwt bad 'a.b.c\n'
 # CSI requests (first byte: the method; 5 is NodePublishVolume, 6 Unpublish) and a
