@@ -256,26 +256,39 @@ static void slot_put(struct slot *s, uint32_t opcode, uint64_t unique, uint32_t 
 	s->state = SLOT_FULL;
 }
 
-TEST(damaged_slots_are_answered_eio_not_replayed)
+/*
+ * A volume whose server 1 answered the kernel's INIT and was killed: its
+ * connection in sv, its state file (returned mapped) in *state, for a test to
+ * damage before server 2 takes over.
+ */
+static struct state *after_first_server(int sv[2], int *state)
 {
 	struct fuse_init_in init = { .major = 7, .minor = 31, .max_readahead = 65536 };
+	struct state *st;
+	pid_t pid;
+
+	*state = memfd_create("irsafs-state", MFD_CLOEXEC);
+	CHECK(*state >= 0 && ftruncate(*state, HANDOFF_STATE_SIZE) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	fcntl(*state, F_SETFD, 0);
+	pid = serve(sv[1], *state, 1);
+	send_req(sv[0], FUSE_INIT, 1, 0, &init, sizeof(init));
+	CHECK_INT(answer_of(sv[0], 1, NULL, 0, NULL), 0);
+	stop(pid);
+	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, *state, 0);
+	CHECK(st != MAP_FAILED);
+	CHECK(st->magic == STATE_MAGIC && st->init_len > 0);
+	return st;
+}
+
+TEST(damaged_slots_are_answered_eio_not_replayed)
+{
 	const uint32_t whole = sizeof(struct fuse_in_header) + sizeof(struct fuse_open_in);
 	struct state *st;
 	pid_t pid;
 	int sv[2], state, status;
 
-	state = memfd_create("irsafs-state", MFD_CLOEXEC);
-	CHECK(state >= 0 && ftruncate(state, HANDOFF_STATE_SIZE) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
-	fcntl(state, F_SETFD, 0);
-	pid = serve(sv[1], state, 1);
-	send_req(sv[0], FUSE_INIT, 1, 0, &init, sizeof(init));
-	CHECK_INT(answer_of(sv[0], 1, NULL, 0, NULL), 0);
-	stop(pid);
-
-	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, state, 0);
-	CHECK(st != MAP_FAILED);
-	CHECK(st->magic == STATE_MAGIC && st->init_len > 0);
+	st = after_first_server(sv, &state);
 	/* Not known answered: the successor replays the slots itself, no kernel resend. */
 	st->init_replied = 0;
 	/* The header says 10 bytes fewer than the slot holds. */
@@ -308,7 +321,6 @@ TEST(damaged_slots_are_answered_eio_not_replayed)
  */
 TEST(a_damaged_init_is_refused_with_one_line)
 {
-	struct fuse_init_in init = { .major = 7, .minor = 31, .max_readahead = 65536 };
 	struct fuse_in_header in;
 	char path[] = "/tmp/test_resume.XXXXXX", text[4096] = "";
 	struct state *st;
@@ -316,17 +328,7 @@ TEST(a_damaged_init_is_refused_with_one_line)
 	int sv[2], state, log, saved;
 	ssize_t n;
 
-	state = memfd_create("irsafs-state", MFD_CLOEXEC);
-	CHECK(state >= 0 && ftruncate(state, HANDOFF_STATE_SIZE) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
-	fcntl(state, F_SETFD, 0);
-	pid = serve(sv[1], state, 1);
-	send_req(sv[0], FUSE_INIT, 1, 0, &init, sizeof(init));
-	CHECK_INT(answer_of(sv[0], 1, NULL, 0, NULL), 0);
-	stop(pid);
-
-	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, state, 0);
-	CHECK(st != MAP_FAILED);
+	st = after_first_server(sv, &state);
 	st->init_replied = 1;	/* answered (server 1 may have died before it noted so) */
 	/* Its header and length agree, but only 8 bytes of fuse_init_in are left. */
 	st->init_len = (uint32_t)(sizeof(in) + 8);
