@@ -143,7 +143,7 @@ static void recent_push_locked(struct inode_table *t, struct node *n)
 	t->newest = n;
 }
 
-/* Its directory was made last: at the old end, as old as the names it held. */
+/* n goes to the old end: a directory whose last name went is as old as that name. */
 static void recent_push_oldest_locked(struct inode_table *t, struct node *n)
 {
 	n->newer = t->oldest;
@@ -352,7 +352,6 @@ static void add_kid_locked(struct inode_table *t, struct node *n)
 {
 	struct node *p;
 	size_t nlen, plen = parent_len(n->key, n->is_dir, &nlen);
-
 	int was;
 
 	p = find_key_len_locked(t, n->key, plen, 1);

@@ -223,7 +223,7 @@ static void answer(uint64_t unique, int err)
 
 static int is_old(uint64_t nodeid)
 {
-	return nodeid != 0 && nodeid != FUSE_ROOT_ID && nodeid < rs.base;
+	return resume_is_old(nodeid, rs.base);
 }
 
 static int push(uint64_t **a, size_t *n, size_t *cap, uint64_t v)

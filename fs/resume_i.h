@@ -12,6 +12,7 @@
 #ifndef IRSAFS_FS_RESUME_I_H
 #define IRSAFS_FS_RESUME_I_H
 
+#include <linux/fuse.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,12 @@ int resume_slot_replayable(const struct slot *s);
 
 /* Whether init[0..len) is one whole FUSE INIT request, as the kernel sent it. */
 int resume_init_usable(const uint8_t *init, uint32_t len);
+
+/* Whether a server before the one whose first inode number is base gave nodeid out. */
+static inline int resume_is_old(uint64_t nodeid, uint64_t base)
+{
+	return nodeid != 0 && nodeid != FUSE_ROOT_ID && nodeid < base;
+}
 
 /*
  * Drop from the BATCH_FORGET in buf[0..n) the inodes a server before this one

@@ -50,8 +50,8 @@ size_t resume_forget_filter(uint8_t *buf, size_t n, uint64_t base)
 		return n;
 	for (i = 0; i < b.count; i++) {
 		memcpy(&f, buf + hlen + (size_t)i * one, one);
-		if (f.nodeid != 0 && f.nodeid != FUSE_ROOT_ID && f.nodeid < base)
-			continue;	/* a server gone gave it out */
+		if (resume_is_old(f.nodeid, base))
+			continue;
 		memcpy(buf + hlen + (size_t)kept++ * one, &f, one);
 	}
 	if (!kept)
