@@ -19,10 +19,10 @@
  * a name until it runs short of memory, so a daemon that only waited for
  * FORGETs would hold a node for every name ever listed; inode_pick_unused
  * names those least recently used, for fs/nodetrim.c to ask the kernel to
- * forget (a lookup of one of them later makes it anew): files, and
- * directories once the kernel holds no name in them (it pins a directory
- * while it does, so `ls -l` of 200,000 prefixes lets them go, and `find`
- * lets a directory go after its files).
+ * forget (a lookup of one of them later makes it anew): files, and, where
+ * the kernel prunes, directories once it holds no name in them (it pins a
+ * directory while it does, so `ls -l` of 200,000 prefixes lets them go, and
+ * `find` lets a directory go after its files).
  *
  * The table has one mutex. Callers never keep a struct node pointer after
  * unlocking: the functions below copy what callers need out of the node.
