@@ -130,7 +130,7 @@ TEST(unused_files_go_oldest_first_and_come_back)
 		check_picked(t, 2, want, 2);
 	}
 	{
-		/* never a directory or the root, never a name already let go */
+		/* never the root or a directory with a name in it (d has g), never a name let go */
 		const char *const want[] = { "2:1:f1" };
 
 		check_picked(t, 8, want, 1);
