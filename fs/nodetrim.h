@@ -3,17 +3,19 @@
  * --metadata-cache-size.
  *
  * The kernel keeps every name readdirplus or a lookup gave it until it runs
- * short of memory, and for each the daemon keeps a node (fs/inode.h): `ls -l`
- * of one directory of 1,000,000 keys left 1,000,002 nodes, some 220 MB. One
- * thread watches what the inode table takes. Past the names' share it asks
- * the kernel to forget the names least recently used (FUSE_NOTIFY_PRUNE, or
- * by name where the kernel lacks it), and the FORGETs that follow free
- * their nodes: files, and directories none of whose names it holds. The same thread hands freed pages back to the kernel
- * (malloc_trim, at most once a second) after a trim and once the listings
- * shrank by 8 MiB or more. A name let go that is used again costs a lookup: answered
- * from its directory's listing when that is kept, else by asking S3.
- * `ls -l`, `find` and `rsync` stat each name right after readdir hands it
- * out, so only names nobody has used for a while go.
+ * short of memory, and for each the daemon keeps a node (fs/inode.h):
+ * `ls -l` of one directory of 1,000,000 keys left 1,000,002 nodes, some
+ * 220 MB. One thread watches what the inode table takes. Past the names'
+ * share it asks the kernel to forget the names least recently used
+ * (FUSE_NOTIFY_PRUNE, or by name where the kernel lacks it), and the
+ * FORGETs that follow free their nodes: files, and, where the kernel
+ * prunes, directories none of whose names it holds. The same thread hands
+ * freed pages back to the kernel (malloc_trim, at most once a second) after
+ * a trim and once the listings shrank by 8 MiB or more. A name let go that
+ * is used again costs a lookup: answered from its directory's listing when
+ * that is kept, else by asking S3. `ls -l`, `find` and `rsync` stat each
+ * name right after readdir hands it out, so only names nobody has used for
+ * a while go.
  *
  * The share is the budget less what the listings hold now (kept and being
  * read), but never less than a floor of 8 MiB (some 38,000 names): listings

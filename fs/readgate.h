@@ -3,11 +3,12 @@
  * fs/nodetrim.c asks it to forget names.
  *
  * The kernel queues one FORGET for each name it lets go, and each one wakes
- * a thread asleep in read(2) on /dev/fuse, which then takes that one FORGET: a prune of 256 names cost some 256 wakeups (`ls -l`
- * of a million keys: about a third of the daemon's CPU). While the gate is
- * closed, a thread that comes back for its next request waits here instead,
- * so the FORGETs pile up in the kernel and go out as a few BATCH_FORGETs once
- * it opens; only the threads already asleep in read(2) take one each.
+ * a thread asleep in read(2) on /dev/fuse, which then takes that one FORGET:
+ * a prune of 256 names cost some 256 wakeups (`ls -l` of a million keys:
+ * about a third of the daemon's CPU). While the gate is closed, a thread
+ * that comes back for its next request waits here instead, so the FORGETs
+ * pile up in the kernel and go out as a few BATCH_FORGETs once it opens;
+ * only the threads already asleep in read(2) take one each.
  *
  * The gate is closed only while one batch of names is let go: the write of
  * one prune message, which the kernel carries out without waiting for this
