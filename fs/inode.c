@@ -610,6 +610,18 @@ size_t inode_bytes(struct inode_table *t, size_t *going)
 	return b;
 }
 
+/* Directory n is never let go: off the recency list, the kernel's again if let go. */
+static void stay_locked(struct inode_table *t, struct node *n)
+{
+	if (n->letting_go) {
+		n->letting_go = 0;
+		t->going -= n->cost;
+	} else if (listable_locked(t, n)) {
+		recent_unlink_locked(t, n);
+	}
+	n->stays = 1;
+}
+
 size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t max,
 			 size_t bytes, int dirs)
 {
@@ -618,11 +630,11 @@ size_t inode_pick_unused(struct inode_table *t, struct inode_name *out, size_t m
 
 	pthread_mutex_lock(&t->lock);
 	while (got < max && picked < bytes && (n = t->oldest)) {
-		recent_unlink_locked(t, n);
 		if (n->is_dir && !dirs) {
-			n->stays = 1;
+			stay_locked(t, n);
 			continue;
 		}
+		recent_unlink_locked(t, n);
 		n->letting_go = 1;
 		t->going += n->cost;
 		picked += n->cost;
@@ -648,15 +660,8 @@ void inode_keep_dir(struct inode_table *t, uint64_t ino)
 
 	pthread_mutex_lock(&t->lock);
 	n = find_ino_locked(t, ino);
-	if (n && n->is_dir && !n->stays) {
-		if (n->letting_go) {
-			n->letting_go = 0;
-			t->going -= n->cost;
-		} else if (listable_locked(t, n)) {
-			recent_unlink_locked(t, n);
-		}
-		n->stays = 1;
-	}
+	if (n && n->is_dir && !n->stays)
+		stay_locked(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 
