@@ -349,6 +349,21 @@ def test_a_request_that_is_not_protobuf_is_invalid(plugin):
     assert "cannot decode" in e.value.details()
 
 
+def test_compressed_and_oversized_requests_are_refused_with_the_reason(plugin):
+    """grpc.c's framing rules as a real client meets them: gzip, and a request past
+    1 MiB. Each is refused with its reason, and the plugin goes on answering."""
+    call = plugin.channel.unary_unary("/csi.v1.Identity/Probe")
+    with pytest.raises(grpc.RpcError) as e:
+        call(b"\x00" * 64, timeout=OUTER, compression=grpc.Compression.Gzip)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "compressed messages are not supported: send them uncompressed" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        call(os.urandom((1 << 20) + 1), timeout=OUTER)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert e.value.details() == "request larger than 1 MiB"
+    assert call(b"", timeout=OUTER) == b"\n\x02\x08\x01"     # Probe: ready = true
+
+
 def h2_frame(ftype, flags, stream, payload):
     return (len(payload).to_bytes(3, "big") + bytes([ftype, flags]) +
             stream.to_bytes(4, "big") + payload)

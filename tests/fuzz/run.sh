@@ -124,6 +124,47 @@ for name, b in (("slot", b"\0" + slot), ("init", b"\1" + struct.pack("<H", len(i
                 ("forget", b"\2" + struct.pack("<Q", 6) + forget)):
     open(f"{d}/{name}", "wb").write(b)
 PY
+# gRPC calls as a client sends them after the preface (fuzz_grpc adds it):
+# SETTINGS, a request's HEADERS (HPACK literals, no Huffman), DATA with the
+# 5-byte message prefix. A good call, two interleaved, one whose prefix lies,
+# a compressed one, a GET, paths at and past 256 bytes, a reset mid-call, a PING.
+mkdir -p "$work/seed-fuzz_grpc"
+python3 - "$work/seed-fuzz_grpc" <<'PY'
+import struct, sys
+d = sys.argv[1]
+def frame(t, fl, sid, p=b""): return struct.pack(">I", len(p))[1:] + bytes([t, fl]) + struct.pack(">I", sid) + p
+def hint(n):  # an HPACK integer with a 7-bit prefix, the H bit clear
+    if n < 127: return bytes([n])
+    out, n = [127], n - 127
+    while n >= 128: out.append(n % 128 + 128); n //= 128
+    return bytes(out + [n])
+def lit(k, v): return b"\0" + hint(len(k)) + k.encode() + hint(len(v)) + v.encode()
+def headers(sid, path="/csi.v1.Identity/Probe", method="POST", ct="application/grpc", end=False):
+    h = [(":path", path), (":method", method), (":scheme", "http"), (":authority", "localhost"),
+         ("content-type", ct), ("te", "trailers")]
+    return frame(1, 4 | (1 if end else 0), sid, b"".join(lit(k, v) for k, v in h))
+def msg(b, flag=0, n=None): return bytes([flag]) + struct.pack(">I", len(b) if n is None else n) + b
+def data(sid, b, end=True): return frame(0, 1 if end else 0, sid, b)
+S = frame(4, 0, 0)
+seeds = {
+    "call": S + headers(1) + data(1, msg(b"")),
+    "echo": S + headers(1, "/csi.v1.Node/NodeGetInfo") + data(1, msg(b"\x0a\x03abc")),
+    "two": S + headers(1) + headers(3, ct="application/grpc+proto") + data(3, msg(b"x"), False) +
+           data(1, msg(b"yy")) + data(3, b"", True),
+    "split": S + headers(5) + data(5, msg(b"abcdef")[:3], False) + data(5, msg(b"abcdef")[3:]),
+    "lies": S + headers(1) + data(1, msg(b"abc", n=9)),
+    "gzip": S + headers(1) + data(1, msg(b"abc", flag=1)),
+    "get": S + headers(1, method="GET", end=True),
+    "long": S + headers(1, "/" + "p" * 300) + data(1, msg(b"")),
+    "p255": S + headers(1, "/" + "p" * 254) + data(1, msg(b"")),  # the longest path kept
+    "p256": S + headers(1, "/" + "p" * 255) + data(1, msg(b"")),  # the shortest refused
+    "nogrpc": S + headers(1, ct="application/json") + data(1, b"{}"),
+    "reset": S + headers(1) + frame(3, 0, 1, struct.pack(">I", 8)) + data(1, msg(b"")),
+    "ping": S + frame(6, 0, 0, b"12345678") + frame(8, 0, 0, struct.pack(">I", 65536)) + headers(1) + data(1, msg(b"")),
+}
+for name, b in seeds.items():
+    open(f"{d}/{name}", "wb").write(b)
+PY
 put fuzz_headers range 'bytes 0-131071/1073741824'
 put fuzz_headers date 'Sat, 28 Nov 2026 15:17:00 GMT'
 put fuzz_headers iso '2026-11-28T15:17:00.123Z'
