@@ -95,8 +95,15 @@ static void streams(const uint8_t *d, size_t size)
 		if (type == 0) {
 			pad = 0;
 			if (flags & 0x8) {	/* PADDED: a length byte, then the padding */
-				if (!len || d[pos] >= len)
-					return;	/* a connection error from here on */
+				/*
+				 * Too much padding: a connection error, or, on a
+				 * stream nghttp2 has reset already, a frame it
+				 * skips unread. Either way no byte of it counts.
+				 */
+				if (!len || d[pos] >= len) {
+					pos += len;
+					continue;
+				}
 				pad = (size_t)d[pos] + 1;
 			}
 			memcpy(b->data + b->len, d + pos + (pad ? 1 : 0), len - pad);

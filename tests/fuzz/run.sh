@@ -127,7 +127,8 @@ PY
 # gRPC calls as a client sends them after the preface (fuzz_grpc adds it):
 # SETTINGS, a request's HEADERS (HPACK literals, no Huffman), DATA with the
 # 5-byte message prefix. A good call, two interleaved, one whose prefix lies,
-# a compressed one, a GET, paths at and past 256 bytes, a reset mid-call, a PING.
+# a compressed one, a GET, paths at and past 256 bytes, a reset mid-call, padding
+# on a reset stream, a PING.
 mkdir -p "$work/seed-fuzz_grpc"
 python3 - "$work/seed-fuzz_grpc" <<'PY'
 import struct, sys
@@ -160,6 +161,10 @@ seeds = {
     "p256": S + headers(1, "/" + "p" * 255) + data(1, msg(b"")),  # the shortest refused
     "nogrpc": S + headers(1, ct="application/json") + data(1, b"{}"),
     "reset": S + headers(1) + frame(3, 0, 1, struct.pack(">I", 8)) + data(1, msg(b"")),
+    # A stream nghttp2 resets (a NUL in a header name), then DATA on it with more padding
+    # than bytes, which nghttp2 skips unread, then a good call on another stream.
+    "reset-pad": S + frame(1, 4, 3, lit(":method", "POST") + lit(":path", "/x") + lit(":a\0b", "c")) +
+                 frame(0, 9, 3, bytes([16]) + b"abcd") + headers(5) + data(5, msg(b"abc")),
     "ping": S + frame(6, 0, 0, b"12345678") + frame(8, 0, 0, struct.pack(">I", 65536)) + headers(1) + data(1, msg(b"")),
 }
 for name, b in seeds.items():
