@@ -281,6 +281,11 @@ static int render_fs(struct buf *out, void *arg)
 			 "beside irsafs_read_requests_total, how many reads each GET served",
 			 (long long)load(&fs->counters.reads));
 	if (!rc)
+		rc = one(out, "irsafs_small_direct_reads_total", "counter",
+			 "Sequential reads under 32 KiB of objects read with direct I/O "
+			 "(--direct-io-size): each a round trip, with no kernel read-ahead",
+			 (long long)load(&fs->counters.small_direct_reads));
+	if (!rc)
 		rc = one(out, "irsafs_opens_total", "counter", "Files opened",
 			 (long long)load(&fs->counters.opens));
 	if (!rc)

@@ -27,6 +27,7 @@ struct irsafs_counters {
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
 	unsigned long long forgotten;	/* names the kernel's FORGETs let go ... */
 	unsigned long long forget_messages; /* ... in this many FORGETs and BATCH_FORGETs */
+	unsigned long long small_direct_reads; /* sequential reads under 32 KiB, direct I/O */
 };
 
 /* What the FUSE side is told of the command line (the application fills it). */
@@ -53,6 +54,7 @@ struct irsafs {
 	struct fuse_session *se;	/* for cache invalidations; NULL before mounting */
 	char *mount_path;		/* the mountpoint's real path, to find it in mountinfo */
 	int readahead_tuned;		/* atomic: fs_tune_readahead ran */
+	int small_reads_told;		/* atomic: the small direct reads notice was logged */
 	struct irsafs_counters counters;
 	pthread_mutex_t handles_lock;	/* fs_handles_init; guards handles */
 	struct fs_handle *handles;	/* open files and directories (fs/handles.c) */
