@@ -282,8 +282,8 @@ static int render_fs(struct buf *out, void *arg)
 			 (long long)load(&fs->counters.reads));
 	if (!rc)
 		rc = one(out, "irsafs_small_direct_reads_total", "counter",
-			 "Sequential reads under 32 KiB of objects read with direct I/O "
-			 "(--direct-io-size): each a round trip, with no kernel read-ahead",
+			 "Reads under 32 KiB of objects read with direct I/O (--direct-io-size), "
+			 "each where a small one ended: a round trip each, no kernel read-ahead",
 			 (long long)load(&fs->counters.small_direct_reads));
 	if (!rc)
 		rc = one(out, "irsafs_opens_total", "counter", "Files opened",

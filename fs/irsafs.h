@@ -27,7 +27,7 @@ struct irsafs_counters {
 	unsigned long long s3_requests;	/* HTTP requests sent to S3, retries included */
 	unsigned long long forgotten;	/* names the kernel's FORGETs let go ... */
 	unsigned long long forget_messages; /* ... in this many FORGETs and BATCH_FORGETs */
-	unsigned long long small_direct_reads; /* sequential reads under 32 KiB, direct I/O */
+	unsigned long long small_direct_reads; /* fs_file.c: small reads in a row, direct I/O */
 };
 
 /* What the FUSE side is told of the command line (the application fills it). */

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+import test_metrics
 from test_read import check_odd_reads
 
 
@@ -20,14 +21,17 @@ def resident(path):
     return int(out.split()[0])
 
 
-def read_all(path, bufsize=1 << 20):
-    h = hashlib.sha256()
+def read_all(path, bufsize=1 << 20, limit=None):
+    """sha256 of path read bufsize bytes at a time (up to limit bytes)."""
+    h, done = hashlib.sha256(), 0
     with open(path, "rb", buffering=0) as f:
-        while True:
+        while limit is None or done < limit:
             b = f.read(bufsize)
             if not b:
-                return h.hexdigest()
+                break
             h.update(b)
+            done += len(b)
+    return h.hexdigest()
 
 
 def kernel_maps_direct_io_shared():
@@ -95,46 +99,31 @@ SMALL_NOTICE = r"read 4096 bytes at a time with direct I/O .*--direct-io-size"
 
 
 def small_direct_reads(port):
-    from test_metrics import fetch, parse, value
-    status, _, body = fetch(port)
+    status, _, body = test_metrics.fetch(port)
     assert status == 200
-    return value(parse(body), "irsafs_small_direct_reads_total")
-
-
-def read_in(path, bufsize, limit=None):
-    """sha256 of path read bufsize bytes at a time (up to limit bytes)."""
-    h, done = hashlib.sha256(), 0
-    with open(path, "rb", buffering=0) as f:
-        while limit is None or done < limit:
-            b = f.read(bufsize)
-            if not b:
-                break
-            h.update(b)
-            done += len(b)
-    return h.hexdigest()
+    return test_metrics.value(test_metrics.parse(body), "irsafs_small_direct_reads_total")
 
 
 def test_small_sequential_direct_reads_are_counted_and_told_once(testbed, mount):
-    from test_metrics import free_port
-    port = free_port()
+    port = test_metrics.free_port()
     m = mount("demo-bucket", "--direct-io-size", "4M", "--metrics-addr", f"127.0.0.1:{port}")
     objs = testbed.objects()
     big = m.path("big.bin")  # 12 MiB: direct I/O
     # Large reads, and small reads that jump about: neither is worth a word.
-    assert read_in(big, 1 << 20) == objs["big.bin"]["sha256"]
+    assert read_all(big, 1 << 20) == objs["big.bin"]["sha256"]
     with open(big, "rb", buffering=0) as f:
         for i in range(400):
             assert len(os.pread(f.fileno(), 4096, (i * 7919 * 4096) % (12 << 20))) == 4096
     assert small_direct_reads(port) == 0
     assert not re.search(SMALL_NOTICE, m.log())
     # Under the size the page cache gathers small reads: not counted.
-    assert read_in(m.path("medium.bin"), 4096) == objs["medium.bin"]["sha256"]
+    assert read_all(m.path("medium.bin"), 4096) == objs["medium.bin"]["sha256"]
     assert small_direct_reads(port) == 0
     # A stream of 4 KiB reads: each one after the first is counted, and one notice
     # names the object and the fix.
-    assert read_in(big, 4096) == objs["big.bin"]["sha256"]
+    assert read_all(big, 4096) == objs["big.bin"]["sha256"]
     assert small_direct_reads(port) == 3 * 1024 - 1
-    assert read_in(big, 4096, limit=1 << 20) == hashlib.sha256(
+    assert read_all(big, 4096, limit=1 << 20) == hashlib.sha256(
         testbed.owner.get_object("demo-bucket", "big.bin", "bytes=0-1048575").body).hexdigest()
     assert small_direct_reads(port) == 3 * 1024 - 1 + 255
     notices = [l for l in m.log().splitlines() if re.search(SMALL_NOTICE, l)]
